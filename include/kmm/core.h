@@ -1,0 +1,112 @@
+/* kmm/core.h - one memory system: creation, configuration, flags, checks.
+ *
+ * A `struct kmm` owns a range of physical memory (frames), the direct map that
+ * makes it addressable, and every allocator built on it. Every kmm call takes
+ * the memory system it works on; kmm_default() gives a process-wide one.
+ *
+ * Glossary (the terms are easy to confuse):
+ *   page      - page_size bytes of memory, the unit of the page allocator.
+ *   frame     - the physical page behind a page; its address is a kmm_phys_t.
+ *   block     - 2^order contiguous pages, naturally aligned (a buddy block).
+ *   physical address  - offset into the memory system's physical memory.
+ *   direct-map address - the one virtual address at which every frame is
+ *               always mapped: direct_map + physical address.
+ *
+ * This header uses only <stddef.h>, <stdint.h> and <stdbool.h>, so that
+ * freestanding code can include it.
+ */
+#ifndef KMM_CORE_H
+#define KMM_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define KMM_API __attribute__((visibility("default")))
+#else
+#define KMM_API
+#endif
+
+typedef uint64_t kmm_phys_t;             /* physical address */
+#define KMM_PHYS_NONE ((kmm_phys_t)-1)   /* "no physical address": failure */
+
+#define KMM_MAX_AREAS 6                  /* memory areas a memory system can have */
+#define KMM_MAX_ORDER 20                 /* largest buddy block: 2^20 pages (4 GiB of 4 KiB pages) */
+
+/* Error numbers: the values Linux gives them, so `-KMM_EBUSY == -EBUSY` there. */
+#define KMM_ENOMEM 12
+#define KMM_EBUSY  16
+#define KMM_EINVAL 22
+
+struct kmm;
+struct kmm_platform;
+
+struct kmm_config {
+    size_t   page_size;                  /* 0 = 4096; a power of two from 4 KiB to 1 MiB, at least the host page size when hosted */
+    uint64_t mem_size;                   /* bytes of physical memory; 0 = default (64 GiB hosted: sparse, costs nothing until touched) */
+    const uint64_t *area_limits;         /* ascending upper bounds (exclusive, page aligned) of areas; NULL = default */
+    unsigned nr_areas;                   /* entries in area_limits, at most KMM_MAX_AREAS */
+    const struct kmm_platform *platform; /* NULL = hosted Linux (memfd + mmap) */
+};
+
+/* Default areas (area_limits == NULL): like Linux's DMA, DMA32 and NORMAL zones. */
+#define KMM_DEFAULT_AREA_LIMITS { 16ull << 20, 4ull << 30, UINT64_MAX }
+#define KMM_DEFAULT_NR_AREAS 3
+
+/* Allocation flags: an area mask (bits 0-5) and modifiers.
+ * An allocation names the areas it accepts. Among them it prefers the highest
+ * and falls back to the next lower accepted area when one cannot satisfy it,
+ * keeping the scarce low areas for the callers that need them (Linux's zone
+ * fallback). No area bit at all means any area. */
+#define KMM_AREA(n)       (1u << (n))
+#define KMM_AREA_MASK     0x3fu
+#define KMM_AREAS_BELOW(n) ((1u << ((n) + 1)) - 1)   /* areas 0..n */
+#define KMM_AREA_LOWEST   KMM_AREA(0)   /* default areas: below 16 MiB */
+#define KMM_AREA_LOW      KMM_AREA(1)   /* default areas: 16 MiB .. 4 GiB (use KMM_AREAS_BELOW(1) for "below 4 GiB") */
+#define KMM_AREA_NORMAL   KMM_AREA(2)   /* default areas: the rest */
+#define KMM_AREA_ANY      KMM_AREA_MASK
+#define KMM_ZERO          (1u << 8)     /* zero the memory */
+#define KMM_NOZERO        (1u << 9)     /* unmapped cache: skip the zeroing it otherwise does */
+
+/* Creates a memory system. cfg may be NULL (all defaults).
+ * Returns NULL on failure with errno set (hosted) to EINVAL for a bad
+ * configuration or ENOMEM when the platform cannot provide the memory.
+ * Costs: the platform's set-up (hosted: memfd_create, ftruncate, two mmaps)
+ * plus O(number of areas x KMM_MAX_ORDER); metadata is one byte per page,
+ * left untouched (and so not resident) until used. */
+KMM_API struct kmm *kmm_create(const struct kmm_config *cfg);
+
+/* Destroys a memory system and everything allocated from it; pointers into it
+ * become invalid. No other thread may be using it. NULL is a no-op. */
+KMM_API void kmm_destroy(struct kmm *mm);
+
+/* The process-wide memory system, created with the defaults on first use
+ * (thread-safe). Aborts with a message if it cannot be created. */
+KMM_API struct kmm *kmm_default(void);
+
+/* Full invariant check of every layer: 0 if all hold, else -1 after reporting
+ * the first violation (address and invariant) through the platform's report
+ * hook (stderr when hosted). Costs O(pages) reads of metadata; takes every
+ * lock of mm in turn. Other threads must not use mm meanwhile. */
+KMM_API int kmm_check(struct kmm *mm);
+
+/* Gives back every page and object held in per-thread caches to the layer
+ * below. The calling thread's caches are emptied before it returns; every
+ * other thread empties its own at its next call into mm (a thread's caches
+ * are owned lock-free by it) and at thread exit. */
+KMM_API void kmm_drain(struct kmm *mm);
+
+/* Platforms call this when a thread that used kmm exits (the hosted platform
+ * does it from a pthread key destructor): the thread's caches of every live
+ * memory system go back to it. */
+KMM_API void kmm_thread_exit(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,96 @@
+/* kmm/platform.h - what kmm needs from its host, as one table of hooks.
+ *
+ * The allocators never call the OS: they call these hooks. Two platforms come
+ * with kmm:
+ *  - kmm_platform_hosted: Linux user space. Physical memory is a memfd
+ *    (physical address = file offset), the direct map one shared mapping of
+ *    it; free blocks are hole-punched so resident memory follows live memory.
+ *  - kmm_platform_static(): freestanding. The caller hands over ranges of
+ *    memory that are identity mapped (virtual == physical), and locks do
+ *    nothing (one CPU, or the caller serialises). A hypervisor, kernel or test
+ *    framework fills in its own hooks instead where it has better ones.
+ *
+ * Every hook receives ctx, the value open() stored. Optional hooks may be
+ * NULL. Hooks that can fail return 0 or a negative KMM_E* number.
+ */
+#ifndef KMM_PLATFORM_H
+#define KMM_PLATFORM_H
+
+#include "core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KMM_MAX_RANGES 16
+
+struct kmm_range {
+    kmm_phys_t start, end;          /* [start, end), page aligned */
+};
+
+/* What open() reports: the physical memory and where it is mapped. */
+struct kmm_memory {
+    uintptr_t direct_map;           /* virtual address of physical address 0 */
+    unsigned nr_ranges;             /* ranges of memory, ascending and disjoint */
+    struct kmm_range ranges[KMM_MAX_RANGES];
+};
+
+/* Storage for one lock of the platform's kind (a pthread mutex when hosted). */
+struct kmm_lock {
+    _Alignas(16) unsigned char opaque[64];
+};
+
+struct kmm_platform {
+    const char *name;
+    void *arg;                      /* the platform's own, for open() */
+
+    /* Provides the physical memory: cfg->mem_size bytes (hosted) or whatever
+     * arg describes. Fills *mem, stores the context for the other hooks. */
+    int  (*open)(const struct kmm_platform *pf, const struct kmm_config *cfg,
+                 struct kmm_memory *mem, void **ctx);
+    void (*close)(void *ctx);
+
+    /* Zeroed, page-aligned memory for kmm's own metadata, outside physical
+     * memory. Optional: without it the metadata is carved from the top of
+     * the largest range and marked as not memory. */
+    void *(*meta_alloc)(void *ctx, size_t len);
+    void  (*meta_free)(void *ctx, void *p, size_t len);
+
+    /* Optional: the frames [addr, addr+len) are free; their contents may be
+     * discarded and read back as zeros. Failure is harmless. */
+    int (*release)(void *ctx, kmm_phys_t addr, uint64_t len);
+    /* Optional: bytes of physical memory backed by real memory now. */
+    uint64_t (*resident)(void *ctx);
+
+    void (*lock_init)(struct kmm_lock *l);
+    void (*lock_fini)(struct kmm_lock *l);
+    void (*lock)(struct kmm_lock *l);
+    void (*unlock)(struct kmm_lock *l);
+
+    /* A line of diagnostics (no newline in line). Optional. */
+    void (*report)(void *ctx, const char *line);
+    /* A refused call: err is a KMM_E* number (hosted: sets errno). Optional. */
+    void (*error)(int err);
+    /* Reports msg and stops the program; must not return. */
+    void (*fatal)(void *ctx, const char *msg);
+    /* Optional: arrange for kmm_thread_exit() to run when this thread exits.
+     * Called once per thread before its first per-thread cache is made. */
+    void (*thread_attach)(void);
+};
+
+/* The hosted Linux platform (not in freestanding builds). */
+KMM_API extern const struct kmm_platform kmm_platform_hosted;
+
+/* Fills *pf with the freestanding platform over the memory mem describes:
+ * its ranges, mapped at mem->direct_map (0 for identity mapping). mem must
+ * outlive every memory system made with pf. Locks do nothing; fatal errors
+ * go to fatal (or __builtin_trap() when NULL), reports to report (or
+ * nowhere); the metadata is carved from the top of the largest range. */
+KMM_API void kmm_platform_static(struct kmm_platform *pf, const struct kmm_memory *mem,
+                                 void (*fatal)(void *ctx, const char *msg),
+                                 void (*report)(void *ctx, const char *line));
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,318 @@
+/* kmm.c - creating and destroying a memory system; the registry of live ones.
+ *
+ * The registry (a list under a spin lock) exists for the per-thread caches:
+ * a thread that exits, or evicts a cache, must know whether the memory
+ * system behind it is still alive before touching it. Ids are never reused.
+ */
+#include "internal.h"
+
+static int registry_spin;
+static struct kmm *registry;
+static uint64_t next_id = 1;
+
+void kmm__registry_lock(void)
+{
+    while (__atomic_test_and_set(&registry_spin, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(&registry_spin, __ATOMIC_RELAXED))
+            ;
+}
+
+void kmm__registry_unlock(void)
+{
+    __atomic_clear(&registry_spin, __ATOMIC_RELEASE);
+}
+
+bool kmm__is_live(uint64_t id)
+{
+    for (struct kmm *mm = registry; mm; mm = mm->registry_next)
+        if (mm->id == id)
+            return true;
+    return false;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static bool config_ok(const struct kmm_config *cfg, size_t page_size, const uint64_t *limits, unsigned nr)
+{
+    if (page_size < 4096 || page_size > (1u << 20) || (page_size & (page_size - 1)))
+        return false;
+    if (nr == 0 || nr > KMM_MAX_AREAS)
+        return false;
+    for (unsigned i = 0; i < nr; i++) {
+        if (limits[i] != UINT64_MAX && (limits[i] & (page_size - 1)))
+            return false;
+        if (i > 0 && limits[i] <= limits[i - 1])
+            return false;
+    }
+    return cfg == NULL || (cfg->mem_size & (page_size - 1)) == 0;
+}
+
+static bool memory_ok(const struct kmm_memory *mem, size_t page_size)
+{
+    if (mem->nr_ranges == 0 || mem->nr_ranges > KMM_MAX_RANGES)
+        return false;
+    for (unsigned r = 0; r < mem->nr_ranges; r++) {
+        const struct kmm_range *rg = &mem->ranges[r];
+        if (rg->start >= rg->end || ((rg->start | rg->end) & (page_size - 1)))
+            return false;
+        if (r > 0 && rg->start < mem->ranges[r - 1].end)
+            return false;
+    }
+    return true;
+}
+
+/* Marks [start, end) (frames, inside area a) as free blocks or ABSENT blocks,
+ * the largest aligned blocks that fit. */
+static void add_blocks(struct kmm *mm, unsigned a, uint64_t start, uint64_t end, bool present, bool clean)
+{
+    struct kmm_area *ar = &mm->area[a];
+    for (uint64_t p = start; p < end;) {
+        unsigned o = p ? (unsigned)__builtin_ctzll(p) : KMM_MAX_ORDER;
+        if (o > KMM_MAX_ORDER)
+            o = KMM_MAX_ORDER;
+        while (p + ((uint64_t)1 << o) > end)
+            o--;
+        if (present) {
+            area_push_free(mm, ar, p, o, clean);
+            ar->total_pages += (size_t)1 << o;
+        } else {
+            meta_set(mm, p, meta_make(META_ABSENT, o));
+        }
+        p += (uint64_t)1 << o;
+    }
+}
+
+/* Tiles area a with blocks: free where memory is, ABSENT elsewhere. */
+static void fill_area(struct kmm *mm, unsigned a)
+{
+    struct kmm_area *ar = &mm->area[a];
+    bool clean = mm->pf->release != NULL;   /* a fresh hosted arena holds no data */
+    uint64_t p = ar->start_pfn;
+    for (unsigned r = 0; r < mm->mem.nr_ranges && p < ar->end_pfn; r++) {
+        uint64_t rs = mm->mem.ranges[r].start >> mm->page_shift, re = mm->mem.ranges[r].end >> mm->page_shift;
+        if (re <= p)
+            continue;
+        if (rs > ar->end_pfn)
+            rs = ar->end_pfn;
+        if (re > ar->end_pfn)
+            re = ar->end_pfn;
+        if (rs > p)
+            add_blocks(mm, a, p, rs, false, false);
+        if (re > rs && re > p)
+            add_blocks(mm, a, rs > p ? rs : p, re, true, clean);
+        p = re > p ? re : p;
+    }
+    if (p < ar->end_pfn)
+        add_blocks(mm, a, p, ar->end_pfn, false, false);
+}
+
+static void build_preferences(struct kmm *mm)
+{
+    for (unsigned mask = 0; mask <= KMM_AREA_MASK; mask++) {
+        unsigned accepted = mask ? mask : KMM_AREA_MASK, n = 0;
+        for (int a = (int)mm->nr_areas - 1; a >= 0; a--)
+            if ((accepted & (1u << a)) && mm->area[a].total_pages)
+                mm->area_pref[mask][n++] = (uint8_t)a;
+        for (; n <= KMM_MAX_AREAS; n++)
+            mm->area_pref[mask][n] = 0xff;
+    }
+}
+
+/* Takes the metadata (and struct kmm) from the top of the largest range,
+ * which stops being memory. Returns the virtual address, or NULL. */
+static void *carve_metadata(struct kmm_memory *mem, size_t len, size_t page_size)
+{
+    unsigned best = 0;
+    for (unsigned r = 1; r < mem->nr_ranges; r++)
+        if (mem->ranges[r].end - mem->ranges[r].start > mem->ranges[best].end - mem->ranges[best].start)
+            best = r;
+    struct kmm_range *rg = &mem->ranges[best];
+    uint64_t bytes = (len + page_size - 1) & ~(uint64_t)(page_size - 1);
+    if (rg->end - rg->start <= bytes)
+        return NULL;
+    rg->end -= bytes;
+    return (void *)(mem->direct_map + (uintptr_t)rg->end);
+}
+
+#if KMM_HOSTED
+#define DEFAULT_PLATFORM (&kmm_platform_hosted)
+#else
+#define DEFAULT_PLATFORM NULL
+#endif
+
+struct kmm *kmm_create(const struct kmm_config *cfg)
+{
+    static const uint64_t default_limits[] = KMM_DEFAULT_AREA_LIMITS;
+    const struct kmm_platform *pf = cfg && cfg->platform ? cfg->platform : DEFAULT_PLATFORM;
+    size_t page_size = cfg && cfg->page_size ? cfg->page_size : 4096;
+    const uint64_t *limits = cfg && cfg->area_limits ? cfg->area_limits : default_limits;
+    unsigned nr_areas = cfg && cfg->area_limits ? cfg->nr_areas : KMM_DEFAULT_NR_AREAS;
+
+    if (!pf)
+        return NULL;
+    if (!config_ok(cfg, page_size, limits, nr_areas)) {
+        if (pf->error)
+            pf->error(KMM_EINVAL);
+        return NULL;
+    }
+    struct kmm_config full = { .page_size = page_size, .mem_size = cfg ? cfg->mem_size : 0,
+                               .area_limits = limits, .nr_areas = nr_areas, .platform = pf };
+    struct kmm_memory mem;
+    __builtin_memset(&mem, 0, sizeof(mem));
+    void *ctx = NULL;
+    int err = pf->open(pf, &full, &mem, &ctx);
+    if (err) {
+        if (pf->error)
+            pf->error(-err);
+        return NULL;
+    }
+    if (!memory_ok(&mem, page_size)) {
+        pf->close(ctx);
+        if (pf->error)
+            pf->error(KMM_EINVAL);
+        return NULL;
+    }
+    unsigned shift = floor_log2(page_size);
+    uint64_t base_pfn = mem.ranges[0].start >> shift, end_pfn = mem.ranges[mem.nr_ranges - 1].end >> shift;
+    size_t meta_len = (size_t)(end_pfn - base_pfn);
+    struct kmm *mm;
+    kmm_meta_t *meta;
+    bool carved = pf->meta_alloc == NULL;
+    if (carved) {
+        /* zeroed by hand: caller-given memory holds anything */
+        void *p = carve_metadata(&mem, sizeof(*mm) + meta_len, page_size);
+        if (!p) {
+            pf->close(ctx);
+            return NULL;
+        }
+        __builtin_memset(p, 0, sizeof(*mm) + meta_len);
+        mm = p;
+        meta = (kmm_meta_t *)(mm + 1);
+    } else {
+        mm = pf->meta_alloc(ctx, sizeof(*mm));
+        meta = mm ? pf->meta_alloc(ctx, meta_len) : NULL;
+        if (!meta) {
+            if (mm)
+                pf->meta_free(ctx, mm, sizeof(*mm));
+            pf->close(ctx);
+            if (pf->error)
+                pf->error(KMM_ENOMEM);
+            return NULL;
+        }
+    }
+
+    mm->pf = pf;
+    mm->ctx = ctx;
+    mm->mem = mem;
+    mm->page_size = page_size;
+    mm->page_shift = shift;
+    mm->direct_map = mem.direct_map;
+    mm->base_pfn = base_pfn;
+    mm->end_pfn = end_pfn;
+    mm->meta = meta;
+    mm->meta_len = meta_len;
+    mm->meta_carved = carved;
+    mm->nr_areas = nr_areas;
+    /* blocks of 2 MiB or more are released; 16 MiB of them may stay resident */
+    mm->release_order = shift >= 21 ? 0 : 21 - shift;
+    mm->release_budget = ((size_t)16 << 20) >> shift;
+    pf->lock_init(&mm->tcache_lock);
+
+    uint64_t lo = base_pfn;
+    for (unsigned a = 0; a < nr_areas; a++) {
+        uint64_t hi = (a == nr_areas - 1 || limits[a] == UINT64_MAX) ? end_pfn : limits[a] >> shift;
+        if (hi > end_pfn)
+            hi = end_pfn;
+        if (hi < lo)
+            hi = lo;
+        area_init(mm, a);
+        mm->area[a].start_pfn = lo;
+        mm->area[a].end_pfn = hi;
+        fill_area(mm, a);
+        lo = hi;
+    }
+    build_preferences(mm);
+
+    kmm__registry_lock();
+    mm->id = next_id++;
+    mm->list_secret = (uintptr_t)mix64(mm->id ^ (uint64_t)(uintptr_t)mm ^ ((uint64_t)mm->direct_map << 7) ^
+                                       (uint64_t)(uintptr_t)&lo);
+    mm->registry_next = registry;
+    registry = mm;
+    kmm__registry_unlock();
+    return mm;
+}
+
+void kmm_destroy(struct kmm *mm)
+{
+    if (!mm)
+        return;
+    kmm__registry_lock();
+    for (struct kmm **pp = &registry; *pp; pp = &(*pp)->registry_next) {
+        if (*pp == mm) {
+            *pp = mm->registry_next;
+            break;
+        }
+    }
+    kmm__registry_unlock();
+
+    const struct kmm_platform *pf = mm->pf;
+    void *ctx = mm->ctx;
+    tcache_destroy_all(mm);
+    for (unsigned a = 0; a < mm->nr_areas; a++)
+        pf->lock_fini(&mm->area[a].lock);
+    pf->lock_fini(&mm->tcache_lock);
+    if (!mm->meta_carved) {
+        pf->meta_free(ctx, mm->meta, mm->meta_len);
+        pf->meta_free(ctx, mm, sizeof(*mm));
+    }
+    pf->close(ctx);
+}
+
+struct kmm *kmm_default(void)
+{
+    static struct kmm *the_default;
+    static int state;   /* 0 none, 1 being created, 2 ready */
+    struct kmm *mm = __atomic_load_n(&the_default, __ATOMIC_ACQUIRE);
+    if (KMM_LIKELY(mm != NULL))
+        return mm;
+    int expected = 0;
+    if (__atomic_compare_exchange_n(&state, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        mm = kmm_create(NULL);
+        if (!mm) {
+#if KMM_HOSTED
+            kmm_platform_hosted.fatal(NULL, "kmm: kmm_default: cannot create the default memory system");
+#endif
+            __builtin_trap();
+        }
+        __atomic_store_n(&the_default, mm, __ATOMIC_RELEASE);
+        __atomic_store_n(&state, 2, __ATOMIC_RELEASE);
+        return mm;
+    }
+    while (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != 2)
+        ;
+    return __atomic_load_n(&the_default, __ATOMIC_ACQUIRE);
+}
+
+int kmm_check(struct kmm *mm)
+{
+    return page_check(mm);
+}
+
+void kmm_drain(struct kmm *mm)
+{
+    add_relaxed(&mm->drain_epoch, 1u);
+    tcache_drain_current(mm);
+    for (unsigned a = 0; a < mm->nr_areas; a++) {
+        kmm_lock(mm, &mm->area[a].lock);
+        area_release(mm, &mm->area[a], true);
+        kmm_unlock(mm, &mm->area[a].lock);
+    }
+}

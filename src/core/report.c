@@ -1,0 +1,96 @@
+/* report.c - diagnostics: messages, refused calls, fatal errors.
+ *
+ * Every detected misuse or corruption goes through kmm__fatal(), one place,
+ * with a message that names the call, the address and what was wrong. The
+ * messages are built by hand because the core has no snprintf. */
+#include "internal.h"
+
+void msg_str(struct kmm_msg *m, const char *s)
+{
+    while (*s && m->len + 1 < sizeof(m->buf))
+        m->buf[m->len++] = *s++;
+    m->buf[m->len] = '\0';
+}
+
+void msg_hex(struct kmm_msg *m, uint64_t v)
+{
+    char tmp[19];
+    int i = 18;
+    tmp[i] = '\0';
+    do {
+        tmp[--i] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    tmp[--i] = 'x';
+    tmp[--i] = '0';
+    msg_str(m, tmp + i);
+}
+
+void msg_dec(struct kmm_msg *m, uint64_t v)
+{
+    char tmp[21];
+    int i = 20;
+    tmp[i] = '\0';
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    msg_str(m, tmp + i);
+}
+
+void kmm__report(struct kmm *mm, struct kmm_msg *m)
+{
+    if (mm->pf->report)
+        mm->pf->report(mm->ctx, m->buf);
+}
+
+void kmm__fatal(struct kmm *mm, struct kmm_msg *m)
+{
+    mm->pf->fatal(mm->ctx, m->buf);
+    __builtin_trap();   /* a platform's fatal hook must not return */
+}
+
+void kmm__fatal_page(struct kmm *mm, const char *fn, const char *why, const void *addr)
+{
+    struct kmm_msg m = { .len = 0 };
+    msg_str(&m, "kmm: ");
+    msg_str(&m, fn);
+    msg_str(&m, ": ");
+    msg_str(&m, why);
+    msg_str(&m, " ");
+    msg_hex(&m, (uint64_t)(uintptr_t)addr);
+    uint64_t pfn = virt_to_pfn(mm, addr);
+    if (pfn != UINT64_MAX) {
+        msg_str(&m, " (phys ");
+        msg_hex(&m, ((uint64_t)((uintptr_t)addr - mm->direct_map)));
+        msg_str(&m, ")");
+    }
+    kmm__fatal(mm, &m);
+}
+
+void kmm__refuse(struct kmm *mm, int err, const char *fn, const char *why)
+{
+    if (why) {
+        struct kmm_msg m = { .len = 0 };
+        msg_str(&m, "kmm: ");
+        msg_str(&m, fn);
+        msg_str(&m, ": ");
+        msg_str(&m, why);
+        kmm__report(mm, &m);
+    }
+    if (mm->pf->error)
+        mm->pf->error(err);
+}
+
+int kmm__check_fail(struct kmm *mm, const char *what, uint64_t pfn)
+{
+    struct kmm_msg m = { .len = 0 };
+    msg_str(&m, "kmm_check: ");
+    msg_str(&m, what);
+    if (pfn != UINT64_MAX) {
+        msg_str(&m, " at phys ");
+        msg_hex(&m, pfn << mm->page_shift);
+    }
+    kmm__report(mm, &m);
+    return -1;
+}

@@ -1,0 +1,281 @@
+/* internal.h - what kmm's source files share and nobody else sees.
+ *
+ * Grouped by the file that defines it. Everything here is freestanding: no
+ * libc header beyond <stddef.h> <stdint.h> <stdbool.h> <limits.h>.
+ *
+ * Lock order (outermost first):
+ *   registry_lock (core/kmm.c)  ->  mm->tcache_lock  ->  area locks, lowest area first
+ * No platform call that may sleep for long (release, meta_alloc) is made
+ * under a lock, except release() in the release pass, which runs under the
+ * area lock by design (see buddy.c).
+ */
+#ifndef KMM_INTERNAL_H
+#define KMM_INTERNAL_H
+
+#include <kmm/core.h>
+#include <kmm/page.h>
+#include <kmm/platform.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KMM_HIDDEN      __attribute__((visibility("hidden")))
+#define KMM_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define KMM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define KMM_NORETURN    __attribute__((noreturn))
+
+#ifndef KMM_THREAD_CACHE
+#define KMM_THREAD_CACHE 0
+#endif
+
+/* Relaxed atomics: for values read without the lock that protects their
+ * writers (metadata bytes, cache counts, counters). */
+#define load_relaxed(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+#define store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define add_relaxed(p, v)   __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+
+/* ---- The metadata byte -------------------------------------------------
+ *
+ *   7   5 4     0
+ *  +-----+-------+
+ *  | kind| order |      one byte per page, meta[pfn - base_pfn]
+ *  +-----+-------+
+ *
+ * Invariants (checked by kmm_check):
+ *  - Memory is tiled by blocks. A block of order o starts at a page whose
+ *    frame number is a multiple of 2^o; its first byte is its head (kind != 0)
+ *    and the other 2^o - 1 bytes are 0 (META_TAIL). So split and merge write
+ *    one or two bytes, never 2^o of them, and an address inside a block is
+ *    recognised at once.
+ *  - Blocks never cross an area boundary.
+ *  - A FREE or FREE_CLEAN head is on its area's free list of its order, and
+ *    its buddy is not a free block of the same order (it would have merged).
+ *  - An allocation is an ALLOC block followed by zero or more ALLOC_CONT
+ *    blocks of strictly decreasing order (exact and aligned sizes: 5 pages
+ *    are an order-2 ALLOC and an order-0 ALLOC_CONT).
+ *  - A CACHED block is in exactly one per-thread cache, of its area and order.
+ */
+typedef uint8_t kmm_meta_t;
+
+#define META_ORDER_MASK 0x1fu
+#define META_KIND_SHIFT 5
+enum meta_kind {
+    META_TAIL       = 0,   /* inside a block (the whole byte is 0) */
+    META_FREE       = 1,   /* free block whose pages may hold data (resident) */
+    META_FREE_CLEAN = 2,   /* free block released to the platform but for its head page */
+    META_ALLOC      = 3,   /* first block of an allocation */
+    META_ALLOC_CONT = 4,   /* further block of the allocation just before it */
+    META_CACHED     = 5,   /* free block held in a per-thread cache */
+    META_RESERVED   = 6,   /* kmm_reserve_pages */
+    META_ABSENT     = 7,   /* no memory here (hole between ranges, kmm's own metadata) */
+};
+_Static_assert(KMM_MAX_ORDER <= META_ORDER_MASK, "order must fit the metadata byte");
+
+static inline kmm_meta_t meta_make(enum meta_kind kind, unsigned order)
+{
+    return (kmm_meta_t)((unsigned)kind << META_KIND_SHIFT | order);
+}
+static inline enum meta_kind meta_kind(kmm_meta_t m) { return (enum meta_kind)(m >> META_KIND_SHIFT); }
+static inline unsigned meta_order(kmm_meta_t m) { return m & META_ORDER_MASK; }
+static inline bool meta_is_free(kmm_meta_t m)
+{
+    return meta_kind(m) == META_FREE || meta_kind(m) == META_FREE_CLEAN;
+}
+
+/* ---- Areas and free lists ----------------------------------------------- */
+
+/* A free list links the head pages of free blocks (the node lives in the
+ * free page itself, as in Linux and kvm-unit-tests). Resident ("dirty")
+ * blocks go to the front and released ("clean") blocks to the back, so
+ * allocations reuse memory that is already backed, and the release pass
+ * finds the dirty blocks at the front. */
+struct free_node {
+    struct free_node *next, *prev;
+};
+
+struct kmm_area {
+    struct kmm_lock lock;
+    uint64_t start_pfn, end_pfn;          /* the area's frames, clipped to memory */
+    size_t total_pages;                   /* present pages (not ABSENT) */
+    /* protected by lock: */
+    size_t free_pages;                    /* pages in the free lists */
+    size_t reserved_pages;
+    size_t dirty_large_pages;             /* pages in FREE blocks of order >= release_order */
+    uint32_t nonempty;                    /* bit o set iff free[o] is not empty */
+    size_t nr_free[KMM_MAX_ORDER + 1];
+    struct free_node free[KMM_MAX_ORDER + 1];   /* list heads (sentinels) */
+};
+
+/* ---- Per-thread caches (page/tcache.c) ---------------------------------- */
+
+struct tcache_list {
+    uintptr_t head;                       /* direct-map address of the first block, 0 if empty */
+    uint32_t count;                       /* blocks; written by the owner only, read relaxed by stats */
+};
+
+/* One thread's cache of small blocks for one memory system. Owned lock-free
+ * by its thread; others only read counts. Blocks are linked through their
+ * first word, encoded with mm->list_secret (see tcache.c). */
+struct kmm_tcache {
+    struct kmm *mm;
+    uint64_t mm_id;
+    struct kmm_tcache *next;              /* in mm->tcaches, protected by mm->tcache_lock */
+    unsigned epoch;                       /* mm->drain_epoch when last drained */
+    struct tcache_list list[KMM_MAX_AREAS][KMM_PCP_MAX_ORDER + 1];
+};
+
+#define TLS_SLOTS 4
+struct tls_slot {
+    uint64_t mm_id;                       /* 0 = unused */
+    struct kmm_tcache *tc;
+};
+
+/* ---- The memory system (core/kmm.c) -------------------------------------- */
+
+struct kmm {
+    uint64_t id;                          /* unique over the process's life, never 0 */
+    unsigned drain_epoch;                 /* bumped by kmm_drain (atomic) */
+    unsigned page_shift;
+    size_t page_size;
+    uintptr_t direct_map;                 /* virtual address of physical 0 */
+    uint64_t base_pfn, end_pfn;           /* frames covered by meta[] */
+    kmm_meta_t *meta;                     /* meta[pfn - base_pfn] */
+    uintptr_t list_secret;                /* encodes per-thread cache links */
+    unsigned nr_areas;
+    unsigned release_order;               /* free blocks this large are released */
+    size_t release_budget;                /* dirty large free pages tolerated per area */
+    /* for each area mask: the accepted non-empty areas, most preferred first, ended by 0xff */
+    uint8_t area_pref[KMM_AREA_MASK + 1][KMM_MAX_AREAS + 1];
+    struct kmm_area area[KMM_MAX_AREAS];
+
+    const struct kmm_platform *pf;
+    void *ctx;
+    struct kmm_memory mem;
+    size_t meta_len;                      /* bytes of meta[] */
+    bool meta_carved;                     /* meta[] and this struct live in memory, not meta_alloc */
+
+    size_t released_pages;                /* atomic */
+
+    struct kmm_lock tcache_lock;
+    struct kmm_tcache *tcaches;           /* protected by tcache_lock */
+
+    struct kmm *registry_next;            /* protected by registry_lock */
+};
+
+/* core/kmm.c */
+KMM_HIDDEN bool kmm__is_live(uint64_t id);     /* caller holds the registry lock */
+KMM_HIDDEN void kmm__registry_lock(void);
+KMM_HIDDEN void kmm__registry_unlock(void);
+
+/* core/report.c: messages built without libc (no snprintf in freestanding code). */
+struct kmm_msg {
+    char buf[320];
+    size_t len;
+};
+KMM_HIDDEN void msg_str(struct kmm_msg *m, const char *s);
+KMM_HIDDEN void msg_hex(struct kmm_msg *m, uint64_t v);
+KMM_HIDDEN void msg_dec(struct kmm_msg *m, uint64_t v);
+KMM_HIDDEN void kmm__report(struct kmm *mm, struct kmm_msg *m);
+KMM_HIDDEN KMM_NORETURN void kmm__fatal(struct kmm *mm, struct kmm_msg *m);
+/* "kmm: <fn>: <why> <addr> (phys <phys>)" then abort. */
+KMM_HIDDEN KMM_NORETURN void kmm__fatal_page(struct kmm *mm, const char *fn, const char *why, const void *addr);
+/* A refused call: tells the platform (errno) and, for bad arguments, reports why. */
+KMM_HIDDEN void kmm__refuse(struct kmm *mm, int err, const char *fn, const char *why);
+/* kmm_check's verdict on one broken invariant: reports it, returns -1. */
+KMM_HIDDEN int kmm__check_fail(struct kmm *mm, const char *what, uint64_t pfn);
+
+/* ---- Small helpers -------------------------------------------------------- */
+
+static inline void kmm_lock(struct kmm *mm, struct kmm_lock *l) { mm->pf->lock(l); }
+static inline void kmm_unlock(struct kmm *mm, struct kmm_lock *l) { mm->pf->unlock(l); }
+
+static inline kmm_meta_t meta_get(const struct kmm *mm, uint64_t pfn)
+{
+    return load_relaxed(&mm->meta[pfn - mm->base_pfn]);
+}
+static inline void meta_set(struct kmm *mm, uint64_t pfn, kmm_meta_t m)
+{
+    store_relaxed(&mm->meta[pfn - mm->base_pfn], m);
+}
+static inline void *pfn_to_virt(const struct kmm *mm, uint64_t pfn)
+{
+    return (void *)(mm->direct_map + (uintptr_t)(pfn << mm->page_shift));
+}
+/* Frame number of a direct-map address, or UINT64_MAX outside the span. */
+static inline uint64_t virt_to_pfn(const struct kmm *mm, const void *addr)
+{
+    uint64_t off = (uint64_t)((uintptr_t)addr - mm->direct_map);
+    uint64_t pfn = off >> mm->page_shift;
+    if ((uintptr_t)addr < mm->direct_map || pfn < mm->base_pfn || pfn >= mm->end_pfn)
+        return UINT64_MAX;
+    return pfn;
+}
+static inline unsigned area_of_pfn(const struct kmm *mm, uint64_t pfn)
+{
+    unsigned a = 0;
+    while (pfn >= mm->area[a].end_pfn && a + 1 < mm->nr_areas)
+        a++;
+    return a;
+}
+static inline unsigned floor_log2(uint64_t v) { return 63u - (unsigned)__builtin_clzll(v); }
+static inline unsigned ceil_log2(uint64_t v) { return v <= 1 ? 0 : floor_log2(v - 1) + 1; }
+
+/* ---- page/buddy.c: the buddy allocator of one area (area lock held) ------- */
+KMM_HIDDEN void area_init(struct kmm *mm, unsigned a);
+/* Adds the free block to its list; is the block clean (released)? */
+KMM_HIDDEN void area_push_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean);
+/* Takes a free block of exactly this order, splitting a larger one; UINT64_MAX if none.
+ * The head byte is left for the caller to set. */
+KMM_HIDDEN uint64_t area_take(struct kmm *mm, struct kmm_area *ar, unsigned order);
+/* Frees a block (its head byte may hold anything), merging with free buddies. */
+KMM_HIDDEN void area_free_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order);
+/* Removes a free block from its list. */
+KMM_HIDDEN void area_unlink_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order);
+/* Releases dirty large free blocks to the platform (all if force, else only over budget). */
+KMM_HIDDEN void area_release(struct kmm *mm, struct kmm_area *ar, bool force);
+
+/* ---- page/tcache.c ---------------------------------------------------------- */
+#if KMM_THREAD_CACHE
+extern _Thread_local struct tls_slot kmm__tls[TLS_SLOTS] KMM_HIDDEN __attribute__((tls_model("initial-exec")));
+#endif
+KMM_HIDDEN struct kmm_tcache *tcache_get_slow(struct kmm *mm);
+KMM_HIDDEN void *tcache_alloc_slow(struct kmm *mm, struct kmm_tcache *tc, unsigned order, unsigned flags);
+KMM_HIDDEN void tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned order, uint32_t keep);
+KMM_HIDDEN void tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc);
+KMM_HIDDEN void tcache_destroy_all(struct kmm *mm);
+KMM_HIDDEN size_t tcache_cached_pages(struct kmm *mm);
+KMM_HIDDEN int tcache_check(struct kmm *mm, size_t *cached_blocks_per_area_order);
+KMM_HIDDEN void tcache_drain_current(struct kmm *mm);
+/* Blocks a cache of this order holds before it gives back a batch. */
+static inline uint32_t tcache_high(unsigned order) { return 4 * (32u >> order); }
+static inline uint32_t tcache_batch(unsigned order) { return 32u >> order; }
+
+/* The calling thread's cache for mm, or NULL when it has none (no TLS, or
+ * the platform could not give memory for one). */
+static inline struct kmm_tcache *tcache_get(struct kmm *mm)
+{
+#if KMM_THREAD_CACHE
+    struct kmm_tcache *tc = kmm__tls[0].tc;
+    if (KMM_LIKELY(kmm__tls[0].mm_id == mm->id && tc->epoch == load_relaxed(&mm->drain_epoch)))
+        return tc;
+    return tcache_get_slow(mm);
+#else
+    (void)mm;
+    return NULL;
+#endif
+}
+
+static inline uintptr_t tcache_encode(const struct kmm *mm, uintptr_t next, uintptr_t where)
+{
+    return next ^ mm->list_secret ^ (where >> 12);
+}
+
+/* ---- page/reserve.c ---------------------------------------------------------- */
+/* Head frame of the block containing pfn (within its area); UINT64_MAX if the metadata is broken. */
+KMM_HIDDEN uint64_t block_head(struct kmm *mm, const struct kmm_area *ar, uint64_t pfn);
+
+/* ---- page/check.c, page/stats.c ------------------------------------------------ */
+KMM_HIDDEN int page_check(struct kmm *mm);
+
+#endif

@@ -1,0 +1,393 @@
+/* buddy.c - the buddy allocator: free lists per area and order, split and
+ * merge, and the page allocation API built on them.
+ *
+ * Split (area_take, order 3 block asked, order 5 found):
+ *
+ *   [               order 5                ]
+ *   [     order 4      ][ order 4 -> free  ]
+ *   [ o3 ][ o3 -> free ]
+ *   ^ returned
+ *
+ * Merge (area_free_block): while the buddy (pfn ^ 2^order) is a free block
+ * of the same order in the same area, unlink it and take the pair as one
+ * block of order + 1. Each step writes two metadata bytes.
+ *
+ * Releasing memory: a free block of release_order or more is "dirty" until
+ * its pages but the first are given back to the platform (hole punched when
+ * hosted) and it becomes "clean". Dirty large blocks are released once their
+ * total in an area passes release_budget, and all of them by kmm_drain, so
+ * resident memory follows live memory without a system call per free. The
+ * release pass runs under the area lock: the blocks must not be handed out
+ * while their frames are being dropped.
+ */
+#include "internal.h"
+
+static inline struct free_node *node_of(struct kmm *mm, uint64_t pfn)
+{
+    return (struct free_node *)pfn_to_virt(mm, pfn);
+}
+
+static inline uint64_t pfn_of_node(struct kmm *mm, const struct free_node *n)
+{
+    return (uint64_t)((uintptr_t)n - mm->direct_map) >> mm->page_shift;
+}
+
+void area_init(struct kmm *mm, unsigned a)
+{
+    struct kmm_area *ar = &mm->area[a];
+    mm->pf->lock_init(&ar->lock);
+    for (unsigned o = 0; o <= KMM_MAX_ORDER; o++) {
+        ar->free[o].next = ar->free[o].prev = &ar->free[o];
+        ar->nr_free[o] = 0;
+    }
+    ar->nonempty = 0;
+    ar->free_pages = ar->reserved_pages = ar->dirty_large_pages = 0;
+}
+
+void area_push_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean)
+{
+    struct free_node *n = node_of(mm, pfn), *head = &ar->free[order];
+    meta_set(mm, pfn, meta_make(clean ? META_FREE_CLEAN : META_FREE, order));
+    if (clean) {        /* to the back */
+        n->next = head;
+        n->prev = head->prev;
+    } else {            /* to the front */
+        n->next = head->next;
+        n->prev = head;
+        if (order >= mm->release_order)
+            ar->dirty_large_pages += (size_t)1 << order;
+    }
+    n->prev->next = n;
+    n->next->prev = n;
+    ar->nr_free[order]++;
+    ar->free_pages += (size_t)1 << order;
+    ar->nonempty |= 1u << order;
+}
+
+void area_unlink_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order)
+{
+    struct free_node *n = node_of(mm, pfn);
+    if (KMM_UNLIKELY(n->next->prev != n || n->prev->next != n))
+        kmm__fatal_page(mm, "free list", "corrupted links (write after free?) at", n);
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    if (meta_kind(meta_get(mm, pfn)) == META_FREE && order >= mm->release_order)
+        ar->dirty_large_pages -= (size_t)1 << order;
+    ar->nr_free[order]--;
+    ar->free_pages -= (size_t)1 << order;
+    if (ar->free[order].next == &ar->free[order])
+        ar->nonempty &= ~(1u << order);
+}
+
+uint64_t area_take(struct kmm *mm, struct kmm_area *ar, unsigned order)
+{
+    uint32_t avail = ar->nonempty & ~((1u << order) - 1);
+    if (!avail)
+        return UINT64_MAX;
+    unsigned o = (unsigned)__builtin_ctz(avail);
+    uint64_t pfn = pfn_of_node(mm, ar->free[o].next);
+    kmm_meta_t m = meta_get(mm, pfn);
+    if (KMM_UNLIKELY(!meta_is_free(m) || meta_order(m) != o))
+        kmm__fatal_page(mm, "free list", "block on a free list is not free (metadata corrupted) at", pfn_to_virt(mm, pfn));
+    bool clean = meta_kind(m) == META_FREE_CLEAN;
+    area_unlink_free(mm, ar, pfn, o);
+    while (o > order) {
+        o--;
+        area_push_free(mm, ar, pfn + ((uint64_t)1 << o), o, clean);
+    }
+    return pfn;
+}
+
+void area_free_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order)
+{
+    while (order < KMM_MAX_ORDER) {
+        uint64_t buddy = pfn ^ ((uint64_t)1 << order);
+        if (buddy < ar->start_pfn || buddy + ((uint64_t)1 << order) > ar->end_pfn)
+            break;
+        kmm_meta_t m = meta_get(mm, buddy);
+        if (!meta_is_free(m) || meta_order(m) != order)
+            break;
+        area_unlink_free(mm, ar, buddy, order);
+        uint64_t upper = buddy > pfn ? buddy : pfn;
+        meta_set(mm, upper, 0);
+        pfn &= ~((uint64_t)1 << order);
+        order++;
+    }
+    area_push_free(mm, ar, pfn, order, false);
+    if (ar->dirty_large_pages > mm->release_budget)
+        area_release(mm, ar, false);
+}
+
+void area_release(struct kmm *mm, struct kmm_area *ar, bool force)
+{
+    if (!mm->pf->release || (!force && ar->dirty_large_pages <= mm->release_budget))
+        return;
+    for (unsigned o = mm->release_order; o <= KMM_MAX_ORDER; o++) {
+        struct free_node *head = &ar->free[o];
+        /* dirty blocks are at the front; stop at the first clean one */
+        while (head->next != head && meta_kind(meta_get(mm, pfn_of_node(mm, head->next))) == META_FREE) {
+            uint64_t pfn = pfn_of_node(mm, head->next);
+            area_unlink_free(mm, ar, pfn, o);
+            uint64_t pages = ((uint64_t)1 << o) - 1;   /* keep the head page: it holds the list node */
+            if (mm->pf->release(mm->ctx, (pfn + 1) << mm->page_shift, pages << mm->page_shift) == 0)
+                add_relaxed(&mm->released_pages, (size_t)pages);
+            area_push_free(mm, ar, pfn, o, true);
+        }
+    }
+}
+
+/* ---- allocation --------------------------------------------------------- */
+
+static void zero_pages(struct kmm *mm, void *p, uint64_t npages)
+{
+    __builtin_memset(p, 0, (size_t)(npages << mm->page_shift));
+}
+
+/* Takes a block of 2^order pages from the first accepted area that has one;
+ * sets its head to ALLOC. Returns the area through *area_out. */
+static uint64_t take_block(struct kmm *mm, unsigned order, unsigned flags, unsigned *area_out)
+{
+    for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != 0xff; a++) {
+        struct kmm_area *ar = &mm->area[*a];
+        if (ar->total_pages < ((uint64_t)1 << order))
+            continue;
+        kmm_lock(mm, &ar->lock);
+        uint64_t pfn = area_take(mm, ar, order);
+        if (pfn != UINT64_MAX) {
+            meta_set(mm, pfn, meta_make(META_ALLOC, order));
+            kmm_unlock(mm, &ar->lock);
+            *area_out = *a;
+            return pfn;
+        }
+        kmm_unlock(mm, &ar->lock);
+    }
+    return UINT64_MAX;
+}
+
+void *kmm_alloc_pages(struct kmm *mm, unsigned order, unsigned flags)
+{
+    void *p;
+    if (KMM_LIKELY(order <= KMM_PCP_MAX_ORDER)) {
+        struct kmm_tcache *tc = tcache_get(mm);
+        if (KMM_LIKELY(tc != NULL)) {
+            unsigned a = mm->area_pref[flags & KMM_AREA_MASK][0];
+            struct tcache_list *l = a < KMM_MAX_AREAS ? &tc->list[a][order] : NULL;
+            if (KMM_LIKELY(l && l->head)) {
+                uintptr_t v = l->head;
+                uint64_t pfn = virt_to_pfn(mm, (void *)v);
+                if (KMM_UNLIKELY(pfn == UINT64_MAX || meta_get(mm, pfn) != meta_make(META_CACHED, order)))
+                    kmm__fatal_page(mm, "kmm_alloc_pages", "per-thread cache corrupted (write after free?) at", (void *)v);
+                l->head = tcache_encode(mm, *(uintptr_t *)v, v);
+                store_relaxed(&l->count, l->count - 1);
+                meta_set(mm, pfn, meta_make(META_ALLOC, order));
+                p = (void *)v;
+            } else {
+                p = tcache_alloc_slow(mm, tc, order, flags);
+            }
+            goto done;
+        }
+    } else if (order > KMM_MAX_ORDER) {
+        kmm__refuse(mm, KMM_EINVAL, "kmm_alloc_pages", "order above KMM_MAX_ORDER");
+        return NULL;
+    }
+    unsigned a;
+    uint64_t pfn = take_block(mm, order, flags, &a);
+    p = pfn == UINT64_MAX ? NULL : pfn_to_virt(mm, pfn);
+done:
+    if (KMM_UNLIKELY(!p)) {
+        kmm__refuse(mm, KMM_ENOMEM, "kmm_alloc_pages", NULL);
+        return NULL;
+    }
+    if (flags & KMM_ZERO)
+        zero_pages(mm, p, (uint64_t)1 << order);
+    return p;
+}
+
+/* Keeps the first npages of the free-list-detached block [pfn, pfn + 2^order)
+ * as one allocation (blocks of decreasing order: ALLOC then ALLOC_CONT) and
+ * frees the rest. Area lock held. */
+static void trim_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, uint64_t npages)
+{
+    uint64_t p = pfn, end = pfn + ((uint64_t)1 << order), left = npages;
+    enum meta_kind kind = META_ALLOC;
+    while (left) {
+        unsigned o = floor_log2(left);
+        meta_set(mm, p, meta_make(kind, o));
+        kind = META_ALLOC_CONT;
+        p += (uint64_t)1 << o;
+        left -= (uint64_t)1 << o;
+    }
+    while (p < end) {   /* the tail, as the largest aligned blocks that fit */
+        unsigned o = (unsigned)__builtin_ctzll(p);
+        while (p + ((uint64_t)1 << o) > end)
+            o--;
+        area_free_block(mm, ar, p, o);
+        p += (uint64_t)1 << o;
+    }
+}
+
+static void *alloc_run(struct kmm *mm, const char *fn, uint64_t npages, size_t align, unsigned flags)
+{
+    if (npages == 0) {
+        kmm__refuse(mm, KMM_EINVAL, fn, "size of 0 pages");
+        return NULL;
+    }
+    if (align & (align - 1)) {
+        kmm__refuse(mm, KMM_EINVAL, fn, "alignment is not a power of two");
+        return NULL;
+    }
+    unsigned align_order = align > mm->page_size ? floor_log2(align) - mm->page_shift : 0;
+    if (npages > ((uint64_t)1 << KMM_MAX_ORDER) || align_order > KMM_MAX_ORDER) {
+        kmm__refuse(mm, KMM_EINVAL, fn, "size or alignment above the largest block (KMM_MAX_ORDER)");
+        return NULL;
+    }
+    unsigned order = ceil_log2(npages);
+    if (order < align_order)
+        order = align_order;
+    if (npages == ((uint64_t)1 << order) && order <= KMM_PCP_MAX_ORDER)
+        return kmm_alloc_pages(mm, order, flags);   /* a whole small block: the cached path */
+    for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != 0xff; a++) {
+        struct kmm_area *ar = &mm->area[*a];
+        if (ar->total_pages < ((uint64_t)1 << order))
+            continue;
+        kmm_lock(mm, &ar->lock);
+        uint64_t pfn = area_take(mm, ar, order);
+        if (pfn != UINT64_MAX) {
+            trim_block(mm, ar, pfn, order, npages);
+            kmm_unlock(mm, &ar->lock);
+            void *p = pfn_to_virt(mm, pfn);
+            if (flags & KMM_ZERO)
+                zero_pages(mm, p, npages);
+            return p;
+        }
+        kmm_unlock(mm, &ar->lock);
+    }
+    kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
+    return NULL;
+}
+
+void *kmm_alloc_pages_aligned(struct kmm *mm, size_t npages, size_t align, unsigned flags)
+{
+    return alloc_run(mm, "kmm_alloc_pages_aligned", npages, align, flags);
+}
+
+void *kmm_alloc_pages_exact(struct kmm *mm, size_t size, unsigned flags)
+{
+    if (size > SIZE_MAX - mm->page_size) {
+        kmm__refuse(mm, KMM_EINVAL, "kmm_alloc_pages_exact", "size overflows");
+        return NULL;
+    }
+    return alloc_run(mm, "kmm_alloc_pages_exact", (size + mm->page_size - 1) >> mm->page_shift, 0, flags);
+}
+
+/* ---- free --------------------------------------------------------------- */
+
+/* Checks that addr starts a live allocation; returns its frame and head. */
+static uint64_t check_free(struct kmm *mm, const char *fn, const void *addr, kmm_meta_t *head)
+{
+    uint64_t pfn = virt_to_pfn(mm, addr);
+    if (pfn == UINT64_MAX)
+        kmm__fatal_page(mm, fn, "address outside memory", addr);
+    if (((uintptr_t)addr - mm->direct_map) & (mm->page_size - 1))
+        kmm__fatal_page(mm, fn, "not the start of a page allocation", addr);
+    kmm_meta_t m = meta_get(mm, pfn);
+    switch (meta_kind(m)) {
+    case META_ALLOC:
+        *head = m;
+        return pfn;
+    case META_FREE:
+    case META_FREE_CLEAN:
+    case META_CACHED:
+        kmm__fatal_page(mm, fn, "double free of", addr);
+    case META_RESERVED:
+        kmm__fatal_page(mm, fn, "free of a reserved page", addr);
+    case META_ABSENT:
+        kmm__fatal_page(mm, fn, "address outside memory", addr);
+    case META_TAIL:
+    case META_ALLOC_CONT:
+    default:
+        kmm__fatal_page(mm, fn, "not the start of a page allocation", addr);
+    }
+}
+
+/* Is the block after [pfn, pfn + 2^order) part of the same allocation? */
+static inline bool continues(struct kmm *mm, uint64_t pfn, unsigned order)
+{
+    uint64_t next = pfn + ((uint64_t)1 << order);
+    return next < mm->end_pfn && meta_kind(meta_get(mm, next)) == META_ALLOC_CONT;
+}
+
+void kmm_free_pages(struct kmm *mm, void *addr)
+{
+    if (!addr)
+        return;
+    kmm_meta_t m;
+    uint64_t pfn = check_free(mm, "kmm_free_pages", addr, &m);
+    unsigned order = meta_order(m);
+    if (KMM_LIKELY(order <= KMM_PCP_MAX_ORDER) && !continues(mm, pfn, order)) {
+        struct kmm_tcache *tc = tcache_get(mm);
+        if (KMM_LIKELY(tc != NULL)) {
+            unsigned a = area_of_pfn(mm, pfn);
+            struct tcache_list *l = &tc->list[a][order];
+            uintptr_t v = (uintptr_t)addr;
+            meta_set(mm, pfn, meta_make(META_CACHED, order));
+            *(uintptr_t *)v = tcache_encode(mm, l->head, v);
+            l->head = v;
+            store_relaxed(&l->count, l->count + 1);
+            if (KMM_UNLIKELY(l->count > tcache_high(order)))
+                tcache_flush(mm, tc, a, order, tcache_high(order) - tcache_batch(order));
+            return;
+        }
+    }
+    struct kmm_area *ar = &mm->area[area_of_pfn(mm, pfn)];
+    kmm_lock(mm, &ar->lock);
+    /* re-read under the lock: a racing free of the same block must see it free */
+    if (meta_get(mm, pfn) != m) {
+        kmm_unlock(mm, &ar->lock);
+        kmm__fatal_page(mm, "kmm_free_pages", "double free of", addr);
+    }
+    for (;;) {
+        bool more = continues(mm, pfn, order);
+        uint64_t next = pfn + ((uint64_t)1 << order);
+        area_free_block(mm, ar, pfn, order);
+        if (!more)
+            break;
+        pfn = next;
+        order = meta_order(meta_get(mm, pfn));
+    }
+    kmm_unlock(mm, &ar->lock);
+}
+
+size_t kmm_page_alloc_size(struct kmm *mm, const void *addr)
+{
+    uint64_t pfn = virt_to_pfn(mm, addr);
+    if (pfn == UINT64_MAX || (((uintptr_t)addr - mm->direct_map) & (mm->page_size - 1)))
+        return 0;
+    kmm_meta_t m = meta_get(mm, pfn);
+    if (meta_kind(m) != META_ALLOC)
+        return 0;
+    size_t pages = 0;
+    for (;;) {
+        unsigned order = meta_order(m);
+        pages += (size_t)1 << order;
+        if (!continues(mm, pfn, order))
+            return pages;
+        pfn += (uint64_t)1 << order;
+        m = meta_get(mm, pfn);
+    }
+}
+
+kmm_phys_t kmm_virt_to_phys(struct kmm *mm, const void *addr)
+{
+    if (virt_to_pfn(mm, addr) == UINT64_MAX)
+        return KMM_PHYS_NONE;
+    return (kmm_phys_t)((uintptr_t)addr - mm->direct_map);
+}
+
+void *kmm_phys_to_virt(struct kmm *mm, kmm_phys_t addr)
+{
+    uint64_t pfn = addr >> mm->page_shift;
+    if (addr == KMM_PHYS_NONE || pfn < mm->base_pfn || pfn >= mm->end_pfn)
+        return NULL;
+    return (void *)(mm->direct_map + (uintptr_t)addr);
+}

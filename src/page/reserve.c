@@ -1,0 +1,168 @@
+/* reserve.c - reserving arbitrary page ranges, and giving them back.
+ *
+ * A range rarely matches buddy blocks, so each free block it touches is cut
+ * along the range's edges:
+ *
+ *   free block    [                order 3                ]
+ *   range                  [=====================)
+ *   after         [ o1 free][o1 RES ][  o2 RESERVED  ]      (o3 split twice)
+ *
+ * carve() halves a block until every piece lies wholly inside or wholly
+ * outside the range: O(KMM_MAX_ORDER) pieces per block, and a range touches
+ * O(KMM_MAX_ORDER) blocks per largest block it spans. Unreserving cuts
+ * reserved blocks the same way and frees the inside pieces.
+ */
+#include "internal.h"
+
+uint64_t block_head(struct kmm *mm, const struct kmm_area *ar, uint64_t pfn)
+{
+    for (unsigned o = 0; o <= KMM_MAX_ORDER; o++) {
+        uint64_t head = pfn & ~(((uint64_t)1 << o) - 1);
+        if (head < ar->start_pfn)
+            break;
+        kmm_meta_t m = meta_get(mm, head);
+        if (m != 0)
+            return head + ((uint64_t)1 << meta_order(m)) > pfn ? head : UINT64_MAX;
+    }
+    return UINT64_MAX;
+}
+
+typedef void (*piece_fn)(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean);
+
+static void carve(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean,
+                  uint64_t start, uint64_t end, piece_fn inside, piece_fn outside)
+{
+    uint64_t block_end = pfn + ((uint64_t)1 << order);
+    if (pfn >= start && block_end <= end) {
+        inside(mm, ar, pfn, order, clean);
+    } else if (block_end <= start || pfn >= end) {
+        outside(mm, ar, pfn, order, clean);
+    } else {
+        order--;
+        carve(mm, ar, pfn, order, clean, start, end, inside, outside);
+        carve(mm, ar, pfn + ((uint64_t)1 << order), order, clean, start, end, inside, outside);
+    }
+}
+
+static void mark_reserved(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean)
+{
+    (void)clean;
+    meta_set(mm, pfn, meta_make(META_RESERVED, order));
+    ar->reserved_pages += (size_t)1 << order;
+}
+
+static void free_piece(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean)
+{
+    (void)clean;
+    ar->reserved_pages -= (size_t)1 << order;
+    area_free_block(mm, ar, pfn, order);
+}
+
+static void keep_reserved(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean)
+{
+    (void)ar, (void)clean;
+    meta_set(mm, pfn, meta_make(META_RESERVED, order));
+}
+
+/* Validates a range request; returns false (and the first/last+1 frame) if bad. */
+static bool range_ok(struct kmm *mm, kmm_phys_t addr, size_t npages, uint64_t *start, uint64_t *end)
+{
+    if (npages == 0 || (addr & (mm->page_size - 1)))
+        return false;
+    *start = addr >> mm->page_shift;
+    if (*start < mm->base_pfn || *start >= mm->end_pfn || npages > mm->end_pfn - *start)
+        return false;
+    *end = *start + npages;
+    return true;
+}
+
+static void lock_areas(struct kmm *mm, uint64_t start, uint64_t end)
+{
+    for (unsigned a = area_of_pfn(mm, start); a <= area_of_pfn(mm, end - 1); a++)
+        kmm_lock(mm, &mm->area[a].lock);
+}
+
+static void unlock_areas(struct kmm *mm, uint64_t start, uint64_t end)
+{
+    for (unsigned a = area_of_pfn(mm, start); a <= area_of_pfn(mm, end - 1); a++)
+        kmm_unlock(mm, &mm->area[a].lock);
+}
+
+/* Calls visit on every block that intersects [start, end), in order; stops
+ * and returns false when visit does. Blocks may change under visit: the walk
+ * resumes at the end of the block it was given. */
+typedef bool (*block_fn)(struct kmm *mm, struct kmm_area *ar, uint64_t head, kmm_meta_t m,
+                         uint64_t start, uint64_t end);
+
+static bool for_each_block(struct kmm *mm, uint64_t start, uint64_t end, block_fn visit)
+{
+    for (uint64_t p = start; p < end;) {
+        struct kmm_area *ar = &mm->area[area_of_pfn(mm, p)];
+        uint64_t head = block_head(mm, ar, p);
+        if (head == UINT64_MAX)
+            kmm__fatal_page(mm, "kmm_reserve_pages", "page metadata corrupted at", pfn_to_virt(mm, p));
+        kmm_meta_t m = meta_get(mm, head);
+        uint64_t next = head + ((uint64_t)1 << meta_order(m));
+        if (!visit(mm, ar, head, m, start, end))
+            return false;
+        p = next;
+    }
+    return true;
+}
+
+static bool is_free(struct kmm *mm, struct kmm_area *ar, uint64_t head, kmm_meta_t m, uint64_t s, uint64_t e)
+{
+    (void)mm, (void)ar, (void)head, (void)s, (void)e;
+    return meta_is_free(m);
+}
+
+static bool reserve_block(struct kmm *mm, struct kmm_area *ar, uint64_t head, kmm_meta_t m, uint64_t s, uint64_t e)
+{
+    area_unlink_free(mm, ar, head, meta_order(m));
+    carve(mm, ar, head, meta_order(m), meta_kind(m) == META_FREE_CLEAN, s, e, mark_reserved, area_push_free);
+    return true;
+}
+
+int kmm_reserve_pages(struct kmm *mm, kmm_phys_t addr, size_t npages)
+{
+    uint64_t start, end;
+    if (!range_ok(mm, addr, npages, &start, &end))
+        return -KMM_EINVAL;
+    tcache_drain_current(mm);   /* our own cached pages count as free */
+    lock_areas(mm, start, end);
+    bool all_free = for_each_block(mm, start, end, is_free);
+    if (all_free)
+        for_each_block(mm, start, end, reserve_block);
+    unlock_areas(mm, start, end);
+    return all_free ? 0 : -KMM_EBUSY;
+}
+
+static bool is_reserved(struct kmm *mm, struct kmm_area *ar, uint64_t head, kmm_meta_t m, uint64_t s, uint64_t e)
+{
+    (void)ar, (void)e;
+    if (meta_kind(m) != META_RESERVED) {
+        uint64_t pfn = head > s ? head : s;
+        unlock_areas(mm, s, e);
+        kmm__fatal_page(mm, "kmm_unreserve_pages", "page not reserved:", pfn_to_virt(mm, pfn));
+    }
+    return true;
+}
+
+static bool unreserve_block(struct kmm *mm, struct kmm_area *ar, uint64_t head, kmm_meta_t m, uint64_t s, uint64_t e)
+{
+    carve(mm, ar, head, meta_order(m), false, s, e, free_piece, keep_reserved);
+    return true;
+}
+
+void kmm_unreserve_pages(struct kmm *mm, kmm_phys_t addr, size_t npages)
+{
+    uint64_t start, end;
+    if (!range_ok(mm, addr, npages, &start, &end)) {
+        kmm__refuse(mm, KMM_EINVAL, "kmm_unreserve_pages", "range misaligned or outside memory");
+        return;
+    }
+    lock_areas(mm, start, end);
+    for_each_block(mm, start, end, is_reserved);
+    for_each_block(mm, start, end, unreserve_block);
+    unlock_areas(mm, start, end);
+}

@@ -1,0 +1,246 @@
+/* tcache.c - per-thread caches of small blocks (Linux's per-CPU page lists).
+ *
+ * Each thread keeps, per memory system, per area and per order up to
+ * KMM_PCP_MAX_ORDER, a list of free blocks. Allocation pops and free pushes
+ * without a lock; an empty list is refilled with tcache_batch() blocks under
+ * the area lock, and a list above tcache_high() gives a batch back. The
+ * blocks stay marked CACHED in the metadata, so a double free into a cache is
+ * caught like any other.
+ *
+ * Links are stored in the first word of each cached block, XORed with a
+ * per-memory-system secret and the block's address (Linux's hardened
+ * freelist), and every pop checks the block's metadata, so a stray write into
+ * a freed page is detected instead of handing out an arbitrary address.
+ *
+ * Which cache belongs to which thread: kmm__tls holds (memory system id,
+ * cache) pairs, most recently used first. A cache is registered in its
+ * memory system's list; at thread exit (kmm_thread_exit) every cache of a
+ * memory system still alive goes back to it. Ids are never reused, so a
+ * cache of a destroyed memory system is never taken for a new one's.
+ */
+#include "internal.h"
+
+#if KMM_THREAD_CACHE
+_Thread_local struct tls_slot kmm__tls[TLS_SLOTS] __attribute__((tls_model("initial-exec")));
+static _Thread_local bool tls_attached __attribute__((tls_model("initial-exec")));
+#endif
+
+/* Gives blocks from the front of list (a, order) back to the buddy lists
+ * until keep remain. Called by the owning thread. */
+void tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned order, uint32_t keep)
+{
+    struct tcache_list *l = &tc->list[a][order];
+    if (l->count <= keep)
+        return;
+    struct kmm_area *ar = &mm->area[a];
+    kmm_lock(mm, &ar->lock);
+    while (l->count > keep) {
+        uintptr_t v = l->head;
+        uint64_t pfn = virt_to_pfn(mm, (void *)v);
+        if (pfn == UINT64_MAX || meta_get(mm, pfn) != meta_make(META_CACHED, order))
+            kmm__fatal_page(mm, "kmm_free_pages", "per-thread cache corrupted (write after free?) at", (void *)v);
+        l->head = tcache_encode(mm, *(uintptr_t *)v, v);
+        store_relaxed(&l->count, l->count - 1);
+        area_free_block(mm, ar, pfn, order);
+    }
+    kmm_unlock(mm, &ar->lock);
+}
+
+void tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc)
+{
+    for (unsigned a = 0; a < mm->nr_areas; a++)
+        for (unsigned o = 0; o <= KMM_PCP_MAX_ORDER; o++)
+            tcache_flush(mm, tc, a, o, 0);
+    tc->epoch = load_relaxed(&mm->drain_epoch);
+}
+
+/* Moves up to tcache_batch(order) blocks of area a into the cache. */
+static uint32_t refill(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned order)
+{
+    struct kmm_area *ar = &mm->area[a];
+    struct tcache_list *l = &tc->list[a][order];
+    uint32_t n = 0;
+    if (ar->total_pages < ((uint64_t)1 << order))
+        return 0;
+    kmm_lock(mm, &ar->lock);
+    for (; n < tcache_batch(order); n++) {
+        uint64_t pfn = area_take(mm, ar, order);
+        if (pfn == UINT64_MAX)
+            break;
+        uintptr_t v = (uintptr_t)pfn_to_virt(mm, pfn);
+        meta_set(mm, pfn, meta_make(META_CACHED, order));
+        *(uintptr_t *)v = tcache_encode(mm, l->head, v);
+        l->head = v;
+    }
+    kmm_unlock(mm, &ar->lock);
+    store_relaxed(&l->count, l->count + n);
+    return n;
+}
+
+void *tcache_alloc_slow(struct kmm *mm, struct kmm_tcache *tc, unsigned order, unsigned flags)
+{
+    for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != 0xff; a++) {
+        struct tcache_list *l = &tc->list[*a][order];
+        if (!l->head && !refill(mm, tc, *a, order))
+            continue;
+        uintptr_t v = l->head;
+        uint64_t pfn = virt_to_pfn(mm, (void *)v);
+        if (pfn == UINT64_MAX || meta_get(mm, pfn) != meta_make(META_CACHED, order))
+            kmm__fatal_page(mm, "kmm_alloc_pages", "per-thread cache corrupted (write after free?) at", (void *)v);
+        l->head = tcache_encode(mm, *(uintptr_t *)v, v);
+        store_relaxed(&l->count, l->count - 1);
+        meta_set(mm, pfn, meta_make(META_ALLOC, order));
+        return (void *)v;
+    }
+    return NULL;
+}
+
+#if KMM_THREAD_CACHE
+static struct kmm_tcache *tcache_create(struct kmm *mm)
+{
+    if (!mm->pf->meta_alloc)
+        return NULL;
+    if (!tls_attached && mm->pf->thread_attach) {
+        mm->pf->thread_attach();
+        tls_attached = true;
+    }
+    struct kmm_tcache *tc = mm->pf->meta_alloc(mm->ctx, sizeof(*tc));
+    if (!tc)
+        return NULL;
+    tc->mm = mm;
+    tc->mm_id = mm->id;
+    tc->epoch = load_relaxed(&mm->drain_epoch);
+    kmm_lock(mm, &mm->tcache_lock);
+    tc->next = mm->tcaches;
+    mm->tcaches = tc;
+    kmm_unlock(mm, &mm->tcache_lock);
+    return tc;
+}
+
+/* Drains tc and takes it out of its memory system, if that is still alive. */
+static void tcache_retire(uint64_t id, struct kmm_tcache *tc)
+{
+    kmm__registry_lock();
+    if (kmm__is_live(id)) {
+        struct kmm *mm = tc->mm;
+        tcache_drain_all(mm, tc);
+        kmm_lock(mm, &mm->tcache_lock);
+        for (struct kmm_tcache **pp = &mm->tcaches; *pp; pp = &(*pp)->next) {
+            if (*pp == tc) {
+                *pp = tc->next;
+                break;
+            }
+        }
+        kmm_unlock(mm, &mm->tcache_lock);
+        mm->pf->meta_free(mm->ctx, tc, sizeof(*tc));
+    }
+    kmm__registry_unlock();
+}
+
+struct kmm_tcache *tcache_get_slow(struct kmm *mm)
+{
+    unsigned i;
+    for (i = 0; i < TLS_SLOTS; i++)
+        if (kmm__tls[i].mm_id == mm->id)
+            break;
+    struct tls_slot slot;
+    if (i < TLS_SLOTS) {
+        slot = kmm__tls[i];
+    } else {
+        slot.tc = tcache_create(mm);
+        if (!slot.tc)
+            return NULL;
+        slot.mm_id = mm->id;
+        i = TLS_SLOTS - 1;   /* evict the least recently used slot */
+        if (kmm__tls[i].mm_id)
+            tcache_retire(kmm__tls[i].mm_id, kmm__tls[i].tc);
+    }
+    for (; i > 0; i--)   /* move to the front */
+        kmm__tls[i] = kmm__tls[i - 1];
+    kmm__tls[0] = slot;
+    if (slot.tc->epoch != load_relaxed(&mm->drain_epoch))
+        tcache_drain_all(mm, slot.tc);
+    return slot.tc;
+}
+
+void kmm_thread_exit(void)
+{
+    for (unsigned i = 0; i < TLS_SLOTS; i++) {
+        if (kmm__tls[i].mm_id)
+            tcache_retire(kmm__tls[i].mm_id, kmm__tls[i].tc);
+        kmm__tls[i].mm_id = 0;
+        kmm__tls[i].tc = NULL;
+    }
+}
+
+void tcache_drain_current(struct kmm *mm)
+{
+    for (unsigned i = 0; i < TLS_SLOTS; i++)
+        if (kmm__tls[i].mm_id == mm->id)
+            tcache_drain_all(mm, kmm__tls[i].tc);
+}
+#else
+struct kmm_tcache *tcache_get_slow(struct kmm *mm)
+{
+    (void)mm;
+    return NULL;
+}
+void kmm_thread_exit(void) {}
+void tcache_drain_current(struct kmm *mm) { (void)mm; }
+#endif
+
+void tcache_destroy_all(struct kmm *mm)
+{
+    struct kmm_tcache *tc = mm->tcaches, *next;
+    for (; tc; tc = next) {
+        next = tc->next;
+        mm->pf->meta_free(mm->ctx, tc, sizeof(*tc));
+    }
+    mm->tcaches = NULL;
+}
+
+size_t tcache_cached_pages(struct kmm *mm)
+{
+    size_t pages = 0;
+    kmm_lock(mm, &mm->tcache_lock);
+    for (struct kmm_tcache *tc = mm->tcaches; tc; tc = tc->next)
+        for (unsigned a = 0; a < mm->nr_areas; a++)
+            for (unsigned o = 0; o <= KMM_PCP_MAX_ORDER; o++)
+                pages += (size_t)load_relaxed(&tc->list[a][o].count) << o;
+    kmm_unlock(mm, &mm->tcache_lock);
+    return pages;
+}
+
+/* Walks every cache (no other thread may be using mm): each block is CACHED
+ * with the list's order, in the list's area; counts agree. Adds the blocks
+ * to cached[a * (KMM_PCP_MAX_ORDER + 1) + o]. */
+int tcache_check(struct kmm *mm, size_t *cached)
+{
+    int rc = 0;
+    kmm_lock(mm, &mm->tcache_lock);
+    for (struct kmm_tcache *tc = mm->tcaches; tc && rc == 0; tc = tc->next) {
+        for (unsigned a = 0; a < mm->nr_areas && rc == 0; a++) {
+            for (unsigned o = 0; o <= KMM_PCP_MAX_ORDER && rc == 0; o++) {
+                struct tcache_list *l = &tc->list[a][o];
+                uint32_t n = 0;
+                for (uintptr_t v = l->head; v; v = tcache_encode(mm, *(uintptr_t *)v, v)) {
+                    uint64_t pfn = virt_to_pfn(mm, (void *)v);
+                    if (pfn == UINT64_MAX || n > l->count) {
+                        rc = kmm__check_fail(mm, "per-thread cache links outside memory or looping", UINT64_MAX);
+                        break;
+                    }
+                    if (meta_get(mm, pfn) != meta_make(META_CACHED, o) || area_of_pfn(mm, pfn) != a) {
+                        rc = kmm__check_fail(mm, "block in a per-thread cache is not CACHED of the list's order and area", pfn);
+                        break;
+                    }
+                    n++;
+                }
+                if (rc == 0 && n != l->count)
+                    rc = kmm__check_fail(mm, "per-thread cache count differs from its list", UINT64_MAX);
+                cached[a * (KMM_PCP_MAX_ORDER + 1) + o] += n;
+            }
+        }
+    }
+    kmm_unlock(mm, &mm->tcache_lock);
+    return rc;
+}

@@ -1,0 +1,176 @@
+/* hosted.c - the Linux user-space platform: the only file that talks to the OS.
+ *
+ * Physical memory is a memfd of mem_size bytes: sparse, so frames cost
+ * nothing until touched; a physical address is an offset in it. The direct
+ * map is one shared mapping of the whole file, so a frame can also be mapped
+ * a second time elsewhere, as in a kernel. Releasing frames punches a hole in
+ * the file, which frees the memory and makes the pages read back as zeros.
+ */
+#include <kmm/platform.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+_Static_assert(KMM_ENOMEM == ENOMEM && KMM_EBUSY == EBUSY && KMM_EINVAL == EINVAL,
+               "kmm's error numbers are Linux's");
+_Static_assert(sizeof(pthread_mutex_t) <= sizeof(struct kmm_lock), "a mutex fits in struct kmm_lock");
+
+#define DEFAULT_MEM_SIZE (64ull << 30)
+
+struct hosted {
+    int fd;
+    void *base;
+    uint64_t size;
+};
+
+static int hosted_open(const struct kmm_platform *pf, const struct kmm_config *cfg, struct kmm_memory *mem, void **ctx)
+{
+    (void)pf;
+    uint64_t size = cfg->mem_size ? cfg->mem_size : DEFAULT_MEM_SIZE;
+    long host_page = sysconf(_SC_PAGESIZE);
+    if (cfg->page_size < (size_t)host_page || size > (uint64_t)SIZE_MAX / 2)
+        return -EINVAL;
+    struct hosted *h = mmap(NULL, sizeof(*h), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (h == MAP_FAILED)
+        return -ENOMEM;
+    h->fd = memfd_create("kmm-physical-memory", MFD_CLOEXEC);
+    if (h->fd < 0)
+        goto fail;
+    if (ftruncate(h->fd, (off_t)size) != 0)
+        goto fail_fd;
+    h->base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, h->fd, 0);
+    if (h->base == MAP_FAILED)
+        goto fail_fd;
+    h->size = size;
+    mem->direct_map = (uintptr_t)h->base;
+    mem->nr_ranges = 1;
+    mem->ranges[0].start = 0;
+    mem->ranges[0].end = size;
+    *ctx = h;
+    return 0;
+fail_fd:
+    close(h->fd);
+fail:
+    munmap(h, sizeof(*h));
+    return -ENOMEM;
+}
+
+static void hosted_close(void *ctx)
+{
+    struct hosted *h = ctx;
+    munmap(h->base, (size_t)h->size);
+    close(h->fd);
+    munmap(h, sizeof(*h));
+}
+
+static void *hosted_meta_alloc(void *ctx, size_t len)
+{
+    (void)ctx;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void hosted_meta_free(void *ctx, void *p, size_t len)
+{
+    (void)ctx;
+    munmap(p, len);
+}
+
+static int hosted_release(void *ctx, kmm_phys_t addr, uint64_t len)
+{
+    struct hosted *h = ctx;
+    if (fallocate(h->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)addr, (off_t)len) != 0)
+        return -errno;
+    return 0;
+}
+
+/* Bytes of the memfd backed by memory: its data extents. */
+static uint64_t hosted_resident(void *ctx)
+{
+    struct hosted *h = ctx;
+    uint64_t total = 0;
+    off_t pos = 0;
+    while ((uint64_t)pos < h->size) {
+        off_t data = lseek(h->fd, pos, SEEK_DATA);
+        if (data < 0)
+            break;
+        off_t hole = lseek(h->fd, data, SEEK_HOLE);
+        if (hole < 0)
+            hole = (off_t)h->size;
+        total += (uint64_t)(hole - data);
+        pos = hole;
+    }
+    return total;
+}
+
+static void hosted_lock_init(struct kmm_lock *l) { pthread_mutex_init((pthread_mutex_t *)(void *)l, NULL); }
+static void hosted_lock_fini(struct kmm_lock *l) { pthread_mutex_destroy((pthread_mutex_t *)(void *)l); }
+static void hosted_lock(struct kmm_lock *l) { pthread_mutex_lock((pthread_mutex_t *)(void *)l); }
+static void hosted_unlock(struct kmm_lock *l) { pthread_mutex_unlock((pthread_mutex_t *)(void *)l); }
+
+static void write_line(const char *line)
+{
+    size_t len = strlen(line);
+    char buf[512];
+    if (len > sizeof(buf) - 1)
+        len = sizeof(buf) - 1;
+    memcpy(buf, line, len);
+    buf[len] = '\n';
+    ssize_t rc = write(STDERR_FILENO, buf, len + 1);
+    (void)rc;
+}
+
+static void hosted_report(void *ctx, const char *line)
+{
+    (void)ctx;
+    write_line(line);
+}
+
+static void hosted_error(int err) { errno = err; }
+
+static void hosted_fatal(void *ctx, const char *msg)
+{
+    (void)ctx;
+    write_line(msg);
+    abort();
+}
+
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+
+static void on_thread_exit(void *arg)
+{
+    (void)arg;
+    kmm_thread_exit();
+}
+
+static void make_exit_key(void) { pthread_key_create(&exit_key, on_thread_exit); }
+
+static void hosted_thread_attach(void)
+{
+    pthread_once(&exit_key_once, make_exit_key);
+    pthread_setspecific(exit_key, (void *)1);
+}
+
+const struct kmm_platform kmm_platform_hosted = {
+    .name = "hosted-linux",
+    .open = hosted_open,
+    .close = hosted_close,
+    .meta_alloc = hosted_meta_alloc,
+    .meta_free = hosted_meta_free,
+    .release = hosted_release,
+    .resident = hosted_resident,
+    .lock_init = hosted_lock_init,
+    .lock_fini = hosted_lock_fini,
+    .lock = hosted_lock,
+    .unlock = hosted_unlock,
+    .report = hosted_report,
+    .error = hosted_error,
+    .fatal = hosted_fatal,
+    .thread_attach = hosted_thread_attach,
+};

@@ -1,0 +1,37 @@
+/* static.c - the freestanding platform: caller-given, already mapped memory.
+ *
+ * For hypervisors, kernels, firmware and test frameworks: no OS, no threads
+ * (locks do nothing), memory handed over as ranges. Compiles with
+ * -ffreestanding and no libc. */
+#include "internal.h"
+
+static int static_open(const struct kmm_platform *pf, const struct kmm_config *cfg, struct kmm_memory *mem, void **ctx)
+{
+    (void)cfg;
+    *mem = *(const struct kmm_memory *)pf->arg;
+    *ctx = (void *)pf;
+    return 0;
+}
+
+static void static_close(void *ctx) { (void)ctx; }
+static void static_lock_nop(struct kmm_lock *l) { (void)l; }
+
+static void static_fatal_trap(void *ctx, const char *msg)
+{
+    (void)ctx, (void)msg;
+    __builtin_trap();
+}
+
+void kmm_platform_static(struct kmm_platform *pf, const struct kmm_memory *mem,
+                         void (*fatal)(void *ctx, const char *msg),
+                         void (*report)(void *ctx, const char *line))
+{
+    __builtin_memset(pf, 0, sizeof(*pf));
+    pf->name = "static";
+    pf->arg = (void *)(uintptr_t)mem;
+    pf->open = static_open;
+    pf->close = static_close;
+    pf->lock_init = pf->lock_fini = pf->lock = pf->unlock = static_lock_nop;
+    pf->fatal = fatal ? fatal : static_fatal_trap;
+    pf->report = report;
+}
