@@ -121,12 +121,15 @@ struct kmm_tcache {
     struct kmm *mm;
     uint64_t mm_id;
     struct kmm_tcache *next;              /* in mm->tcaches, protected by mm->tcache_lock */
-    unsigned epoch;                       /* mm->drain_epoch when last drained */
-    struct tcache_list list[KMM_MAX_AREAS][KMM_PCP_MAX_ORDER + 1];
+    /* one more row than areas: NO_AREA's, always empty, so that a mask
+     * accepting no non-empty area falls to the slow path without a test */
+    struct tcache_list list[KMM_MAX_AREAS + 1][KMM_PCP_MAX_ORDER + 1];
 };
+#define NO_AREA KMM_MAX_AREAS
 
 #define TLS_SLOTS 4
 struct tls_slot {
+    uint64_t key;                         /* mm->cache_key when last drained: the fast path's one test */
     uint64_t mm_id;                       /* 0 = unused */
     struct kmm_tcache *tc;
 };
@@ -134,28 +137,29 @@ struct tls_slot {
 /* ---- The memory system (core/kmm.c) -------------------------------------- */
 
 struct kmm {
-    uint64_t id;                          /* unique over the process's life, never 0 */
-    unsigned drain_epoch;                 /* bumped by kmm_drain (atomic) */
+    /* hot fields first */
+    uint64_t cache_key;                   /* id << KEY_EPOCH_BITS | drain epoch; atomic */
+    uintptr_t span_start;                 /* direct-map address of frame base_pfn */
+    uint64_t span_bytes;                  /* (end_pfn - base_pfn) pages, in bytes */
+    kmm_meta_t *meta;                     /* meta[pfn - base_pfn]; one spare 0 byte at the end */
     unsigned page_shift;
     size_t page_size;
-    uintptr_t direct_map;                 /* virtual address of physical 0 */
-    uint64_t base_pfn, end_pfn;           /* frames covered by meta[] */
-    kmm_meta_t *meta;                     /* meta[pfn - base_pfn] */
     uintptr_t list_secret;                /* encodes per-thread cache links */
+    uint64_t base_pfn, end_pfn;           /* frames covered by meta[] */
+    uintptr_t direct_map;                 /* virtual address of physical 0 */
+    uint64_t id;                          /* unique over the process's life, never 0 */
     unsigned nr_areas;
     unsigned release_order;               /* free blocks this large are released */
     size_t release_budget;                /* dirty large free pages tolerated per area */
-    /* for each area mask: the accepted non-empty areas, most preferred first, ended by 0xff */
+    /* for each area mask: the accepted non-empty areas, most preferred first, ended by NO_AREA */
     uint8_t area_pref[KMM_AREA_MASK + 1][KMM_MAX_AREAS + 1];
     struct kmm_area area[KMM_MAX_AREAS];
 
     const struct kmm_platform *pf;
     void *ctx;
     struct kmm_memory mem;
-    size_t meta_len;                      /* bytes of meta[] */
+    size_t meta_len;                      /* bytes of meta[], the spare one included */
     bool meta_carved;                     /* meta[] and this struct live in memory, not meta_alloc */
-
-    size_t released_pages;                /* atomic */
 
     struct kmm_lock tcache_lock;
     struct kmm_tcache *tcaches;           /* protected by tcache_lock */
@@ -173,9 +177,9 @@ struct kmm_msg {
     char buf[320];
     size_t len;
 };
-KMM_HIDDEN void msg_str(struct kmm_msg *m, const char *s);
-KMM_HIDDEN void msg_hex(struct kmm_msg *m, uint64_t v);
-KMM_HIDDEN void msg_dec(struct kmm_msg *m, uint64_t v);
+KMM_HIDDEN void kmm__msg_str(struct kmm_msg *m, const char *s);
+KMM_HIDDEN void kmm__msg_hex(struct kmm_msg *m, uint64_t v);
+KMM_HIDDEN void kmm__msg_dec(struct kmm_msg *m, uint64_t v);
 KMM_HIDDEN void kmm__report(struct kmm *mm, struct kmm_msg *m);
 KMM_HIDDEN KMM_NORETURN void kmm__fatal(struct kmm *mm, struct kmm_msg *m);
 /* "kmm: <fn>: <why> <addr> (phys <phys>)" then abort. */
@@ -205,65 +209,72 @@ static inline void *pfn_to_virt(const struct kmm *mm, uint64_t pfn)
 /* Frame number of a direct-map address, or UINT64_MAX outside the span. */
 static inline uint64_t virt_to_pfn(const struct kmm *mm, const void *addr)
 {
-    uint64_t off = (uint64_t)((uintptr_t)addr - mm->direct_map);
-    uint64_t pfn = off >> mm->page_shift;
-    if ((uintptr_t)addr < mm->direct_map || pfn < mm->base_pfn || pfn >= mm->end_pfn)
-        return UINT64_MAX;
-    return pfn;
+    uint64_t off = (uint64_t)((uintptr_t)addr - mm->span_start);
+    return off < mm->span_bytes ? mm->base_pfn + (off >> mm->page_shift) : UINT64_MAX;
 }
+/* Searched from the top: the highest area usually holds most memory. */
 static inline unsigned area_of_pfn(const struct kmm *mm, uint64_t pfn)
 {
-    unsigned a = 0;
-    while (pfn >= mm->area[a].end_pfn && a + 1 < mm->nr_areas)
-        a++;
+    unsigned a = mm->nr_areas - 1;
+    while (a > 0 && pfn < mm->area[a].start_pfn)
+        a--;
     return a;
 }
 static inline unsigned floor_log2(uint64_t v) { return 63u - (unsigned)__builtin_clzll(v); }
 static inline unsigned ceil_log2(uint64_t v) { return v <= 1 ? 0 : floor_log2(v - 1) + 1; }
 
 /* ---- page/buddy.c: the buddy allocator of one area (area lock held) ------- */
-KMM_HIDDEN void area_init(struct kmm *mm, unsigned a);
+KMM_HIDDEN void kmm__area_init(struct kmm *mm, unsigned a);
 /* Adds the free block to its list; is the block clean (released)? */
-KMM_HIDDEN void area_push_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean);
+KMM_HIDDEN void kmm__area_push_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean);
 /* Takes a free block of exactly this order, splitting a larger one; UINT64_MAX if none.
  * The head byte is left for the caller to set. */
-KMM_HIDDEN uint64_t area_take(struct kmm *mm, struct kmm_area *ar, unsigned order);
+KMM_HIDDEN uint64_t kmm__area_take(struct kmm *mm, struct kmm_area *ar, unsigned order);
 /* Frees a block (its head byte may hold anything), merging with free buddies. */
-KMM_HIDDEN void area_free_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order);
+KMM_HIDDEN void kmm__area_free_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order);
 /* Removes a free block from its list. */
-KMM_HIDDEN void area_unlink_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order);
+KMM_HIDDEN void kmm__area_unlink_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order);
 /* Releases dirty large free blocks to the platform (all if force, else only over budget). */
-KMM_HIDDEN void area_release(struct kmm *mm, struct kmm_area *ar, bool force);
+KMM_HIDDEN void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force);
 
 /* ---- page/tcache.c ---------------------------------------------------------- */
 #if KMM_THREAD_CACHE
 extern _Thread_local struct tls_slot kmm__tls[TLS_SLOTS] KMM_HIDDEN __attribute__((tls_model("initial-exec")));
 #endif
-KMM_HIDDEN struct kmm_tcache *tcache_get_slow(struct kmm *mm);
-KMM_HIDDEN void *tcache_alloc_slow(struct kmm *mm, struct kmm_tcache *tc, unsigned order, unsigned flags);
-KMM_HIDDEN void tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned order, uint32_t keep);
-KMM_HIDDEN void tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc);
-KMM_HIDDEN void tcache_destroy_all(struct kmm *mm);
-KMM_HIDDEN size_t tcache_cached_pages(struct kmm *mm);
-KMM_HIDDEN int tcache_check(struct kmm *mm, size_t *cached_blocks_per_area_order);
-KMM_HIDDEN void tcache_drain_current(struct kmm *mm);
+KMM_HIDDEN struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm);
+KMM_HIDDEN void *kmm__tcache_alloc_slow(struct kmm *mm, struct kmm_tcache *tc, unsigned order, unsigned flags);
+KMM_HIDDEN void kmm__tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned order, uint32_t keep);
+KMM_HIDDEN void kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc);
+KMM_HIDDEN void kmm__tcache_destroy_all(struct kmm *mm);
+KMM_HIDDEN size_t kmm__tcache_cached_pages(struct kmm *mm);
+KMM_HIDDEN int kmm__tcache_check(struct kmm *mm, size_t *cached_blocks_per_area_order);
+KMM_HIDDEN void kmm__tcache_drain_current(struct kmm *mm);
 /* Blocks a cache of this order holds before it gives back a batch. */
 static inline uint32_t tcache_high(unsigned order) { return 4 * (32u >> order); }
 static inline uint32_t tcache_batch(unsigned order) { return 32u >> order; }
 
+#define KEY_EPOCH_BITS 24
+#define KEY_EPOCH_MASK ((1u << KEY_EPOCH_BITS) - 1)
+
 /* The calling thread's cache for mm, or NULL when it has none (no TLS, or
- * the platform could not give memory for one). */
+ * the platform could not give memory for one). One comparison when the
+ * thread last used mm and no kmm_drain happened since. */
 static inline struct kmm_tcache *tcache_get(struct kmm *mm)
 {
 #if KMM_THREAD_CACHE
-    struct kmm_tcache *tc = kmm__tls[0].tc;
-    if (KMM_LIKELY(kmm__tls[0].mm_id == mm->id && tc->epoch == load_relaxed(&mm->drain_epoch)))
-        return tc;
-    return tcache_get_slow(mm);
+    if (KMM_LIKELY(kmm__tls[0].key == load_relaxed(&mm->cache_key)))
+        return kmm__tls[0].tc;
+    return kmm__tcache_get_slow(mm);
 #else
     (void)mm;
     return NULL;
 #endif
+}
+
+/* Index of a direct-map address in meta[], or >= span when outside. */
+static inline uint64_t virt_to_index(const struct kmm *mm, const void *addr)
+{
+    return (uint64_t)((uintptr_t)addr - mm->span_start) >> mm->page_shift;
 }
 
 static inline uintptr_t tcache_encode(const struct kmm *mm, uintptr_t next, uintptr_t where)
@@ -273,9 +284,9 @@ static inline uintptr_t tcache_encode(const struct kmm *mm, uintptr_t next, uint
 
 /* ---- page/reserve.c ---------------------------------------------------------- */
 /* Head frame of the block containing pfn (within its area); UINT64_MAX if the metadata is broken. */
-KMM_HIDDEN uint64_t block_head(struct kmm *mm, const struct kmm_area *ar, uint64_t pfn);
+KMM_HIDDEN uint64_t kmm__block_head(struct kmm *mm, const struct kmm_area *ar, uint64_t pfn);
 
 /* ---- page/check.c, page/stats.c ------------------------------------------------ */
-KMM_HIDDEN int page_check(struct kmm *mm);
+KMM_HIDDEN int kmm__page_check(struct kmm *mm);
 
 #endif

@@ -104,7 +104,6 @@ struct kmm_page_stats {
     /* beside the contract: */
     size_t cached_pages;          /* of free_pages, those in per-thread caches */
     size_t allocated_pages;       /* held by callers: total - free - reserved */
-    size_t released_pages;        /* given back to the platform (hole punched) since creation */
     unsigned nr_areas;
     struct kmm_area_stats area[KMM_MAX_AREAS];
 };

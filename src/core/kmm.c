@@ -80,7 +80,7 @@ static void add_blocks(struct kmm *mm, unsigned a, uint64_t start, uint64_t end,
         while (p + ((uint64_t)1 << o) > end)
             o--;
         if (present) {
-            area_push_free(mm, ar, p, o, clean);
+            kmm__area_push_free(mm, ar, p, o, clean);
             ar->total_pages += (size_t)1 << o;
         } else {
             meta_set(mm, p, meta_make(META_ABSENT, o));
@@ -121,7 +121,7 @@ static void build_preferences(struct kmm *mm)
             if ((accepted & (1u << a)) && mm->area[a].total_pages)
                 mm->area_pref[mask][n++] = (uint8_t)a;
         for (; n <= KMM_MAX_AREAS; n++)
-            mm->area_pref[mask][n] = 0xff;
+            mm->area_pref[mask][n] = NO_AREA;
     }
 }
 
@@ -181,7 +181,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     }
     unsigned shift = floor_log2(page_size);
     uint64_t base_pfn = mem.ranges[0].start >> shift, end_pfn = mem.ranges[mem.nr_ranges - 1].end >> shift;
-    size_t meta_len = (size_t)(end_pfn - base_pfn);
+    size_t meta_len = (size_t)(end_pfn - base_pfn) + 1;   /* + a 0 byte after the last page */
     struct kmm *mm;
     kmm_meta_t *meta;
     bool carved = pf->meta_alloc == NULL;
@@ -216,6 +216,8 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     mm->direct_map = mem.direct_map;
     mm->base_pfn = base_pfn;
     mm->end_pfn = end_pfn;
+    mm->span_start = mem.direct_map + (uintptr_t)(base_pfn << shift);
+    mm->span_bytes = (end_pfn - base_pfn) << shift;
     mm->meta = meta;
     mm->meta_len = meta_len;
     mm->meta_carved = carved;
@@ -232,7 +234,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
             hi = end_pfn;
         if (hi < lo)
             hi = lo;
-        area_init(mm, a);
+        kmm__area_init(mm, a);
         mm->area[a].start_pfn = lo;
         mm->area[a].end_pfn = hi;
         fill_area(mm, a);
@@ -242,6 +244,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
 
     kmm__registry_lock();
     mm->id = next_id++;
+    mm->cache_key = mm->id << KEY_EPOCH_BITS;
     mm->list_secret = (uintptr_t)mix64(mm->id ^ (uint64_t)(uintptr_t)mm ^ ((uint64_t)mm->direct_map << 7) ^
                                        (uint64_t)(uintptr_t)&lo);
     mm->registry_next = registry;
@@ -265,7 +268,7 @@ void kmm_destroy(struct kmm *mm)
 
     const struct kmm_platform *pf = mm->pf;
     void *ctx = mm->ctx;
-    tcache_destroy_all(mm);
+    kmm__tcache_destroy_all(mm);
     for (unsigned a = 0; a < mm->nr_areas; a++)
         pf->lock_fini(&mm->area[a].lock);
     pf->lock_fini(&mm->tcache_lock);
@@ -303,16 +306,21 @@ struct kmm *kmm_default(void)
 
 int kmm_check(struct kmm *mm)
 {
-    return page_check(mm);
+    return kmm__page_check(mm);
 }
 
 void kmm_drain(struct kmm *mm)
 {
-    add_relaxed(&mm->drain_epoch, 1u);
-    tcache_drain_current(mm);
+    uint64_t key = load_relaxed(&mm->cache_key);
+    /* a new epoch: every thread's next call misses its fast path and drains */
+    while (!__atomic_compare_exchange_n(&mm->cache_key, &key,
+                                        (key & ~(uint64_t)KEY_EPOCH_MASK) | ((key + 1) & KEY_EPOCH_MASK), false,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+    kmm__tcache_drain_current(mm);
     for (unsigned a = 0; a < mm->nr_areas; a++) {
         kmm_lock(mm, &mm->area[a].lock);
-        area_release(mm, &mm->area[a], true);
+        kmm__area_release(mm, &mm->area[a], true);
         kmm_unlock(mm, &mm->area[a].lock);
     }
 }

@@ -5,14 +5,14 @@
  * messages are built by hand because the core has no snprintf. */
 #include "internal.h"
 
-void msg_str(struct kmm_msg *m, const char *s)
+void kmm__msg_str(struct kmm_msg *m, const char *s)
 {
     while (*s && m->len + 1 < sizeof(m->buf))
         m->buf[m->len++] = *s++;
     m->buf[m->len] = '\0';
 }
 
-void msg_hex(struct kmm_msg *m, uint64_t v)
+void kmm__msg_hex(struct kmm_msg *m, uint64_t v)
 {
     char tmp[19];
     int i = 18;
@@ -23,10 +23,10 @@ void msg_hex(struct kmm_msg *m, uint64_t v)
     } while (v);
     tmp[--i] = 'x';
     tmp[--i] = '0';
-    msg_str(m, tmp + i);
+    kmm__msg_str(m, tmp + i);
 }
 
-void msg_dec(struct kmm_msg *m, uint64_t v)
+void kmm__msg_dec(struct kmm_msg *m, uint64_t v)
 {
     char tmp[21];
     int i = 20;
@@ -35,7 +35,7 @@ void msg_dec(struct kmm_msg *m, uint64_t v)
         tmp[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    msg_str(m, tmp + i);
+    kmm__msg_str(m, tmp + i);
 }
 
 void kmm__report(struct kmm *mm, struct kmm_msg *m)
@@ -53,17 +53,17 @@ void kmm__fatal(struct kmm *mm, struct kmm_msg *m)
 void kmm__fatal_page(struct kmm *mm, const char *fn, const char *why, const void *addr)
 {
     struct kmm_msg m = { .len = 0 };
-    msg_str(&m, "kmm: ");
-    msg_str(&m, fn);
-    msg_str(&m, ": ");
-    msg_str(&m, why);
-    msg_str(&m, " ");
-    msg_hex(&m, (uint64_t)(uintptr_t)addr);
+    kmm__msg_str(&m, "kmm: ");
+    kmm__msg_str(&m, fn);
+    kmm__msg_str(&m, ": ");
+    kmm__msg_str(&m, why);
+    kmm__msg_str(&m, " ");
+    kmm__msg_hex(&m, (uint64_t)(uintptr_t)addr);
     uint64_t pfn = virt_to_pfn(mm, addr);
     if (pfn != UINT64_MAX) {
-        msg_str(&m, " (phys ");
-        msg_hex(&m, ((uint64_t)((uintptr_t)addr - mm->direct_map)));
-        msg_str(&m, ")");
+        kmm__msg_str(&m, " (phys ");
+        kmm__msg_hex(&m, ((uint64_t)((uintptr_t)addr - mm->direct_map)));
+        kmm__msg_str(&m, ")");
     }
     kmm__fatal(mm, &m);
 }
@@ -72,10 +72,10 @@ void kmm__refuse(struct kmm *mm, int err, const char *fn, const char *why)
 {
     if (why) {
         struct kmm_msg m = { .len = 0 };
-        msg_str(&m, "kmm: ");
-        msg_str(&m, fn);
-        msg_str(&m, ": ");
-        msg_str(&m, why);
+        kmm__msg_str(&m, "kmm: ");
+        kmm__msg_str(&m, fn);
+        kmm__msg_str(&m, ": ");
+        kmm__msg_str(&m, why);
         kmm__report(mm, &m);
     }
     if (mm->pf->error)
@@ -85,11 +85,11 @@ void kmm__refuse(struct kmm *mm, int err, const char *fn, const char *why)
 int kmm__check_fail(struct kmm *mm, const char *what, uint64_t pfn)
 {
     struct kmm_msg m = { .len = 0 };
-    msg_str(&m, "kmm_check: ");
-    msg_str(&m, what);
+    kmm__msg_str(&m, "kmm_check: ");
+    kmm__msg_str(&m, what);
     if (pfn != UINT64_MAX) {
-        msg_str(&m, " at phys ");
-        msg_hex(&m, pfn << mm->page_shift);
+        kmm__msg_str(&m, " at phys ");
+        kmm__msg_hex(&m, pfn << mm->page_shift);
     }
     kmm__report(mm, &m);
     return -1;

@@ -1,14 +1,14 @@
 /* buddy.c - the buddy allocator: free lists per area and order, split and
  * merge, and the page allocation API built on them.
  *
- * Split (area_take, order 3 block asked, order 5 found):
+ * Split (kmm__area_take, order 3 block asked, order 5 found):
  *
  *   [               order 5                ]
  *   [     order 4      ][ order 4 -> free  ]
  *   [ o3 ][ o3 -> free ]
  *   ^ returned
  *
- * Merge (area_free_block): while the buddy (pfn ^ 2^order) is a free block
+ * Merge (kmm__area_free_block): while the buddy (pfn ^ 2^order) is a free block
  * of the same order in the same area, unlink it and take the pair as one
  * block of order + 1. Each step writes two metadata bytes.
  *
@@ -32,7 +32,7 @@ static inline uint64_t pfn_of_node(struct kmm *mm, const struct free_node *n)
     return (uint64_t)((uintptr_t)n - mm->direct_map) >> mm->page_shift;
 }
 
-void area_init(struct kmm *mm, unsigned a)
+void kmm__area_init(struct kmm *mm, unsigned a)
 {
     struct kmm_area *ar = &mm->area[a];
     mm->pf->lock_init(&ar->lock);
@@ -44,7 +44,7 @@ void area_init(struct kmm *mm, unsigned a)
     ar->free_pages = ar->reserved_pages = ar->dirty_large_pages = 0;
 }
 
-void area_push_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean)
+void kmm__area_push_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean)
 {
     struct free_node *n = node_of(mm, pfn), *head = &ar->free[order];
     meta_set(mm, pfn, meta_make(clean ? META_FREE_CLEAN : META_FREE, order));
@@ -64,7 +64,7 @@ void area_push_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned 
     ar->nonempty |= 1u << order;
 }
 
-void area_unlink_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order)
+void kmm__area_unlink_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order)
 {
     struct free_node *n = node_of(mm, pfn);
     if (KMM_UNLIKELY(n->next->prev != n || n->prev->next != n))
@@ -79,7 +79,7 @@ void area_unlink_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigne
         ar->nonempty &= ~(1u << order);
 }
 
-uint64_t area_take(struct kmm *mm, struct kmm_area *ar, unsigned order)
+uint64_t kmm__area_take(struct kmm *mm, struct kmm_area *ar, unsigned order)
 {
     uint32_t avail = ar->nonempty & ~((1u << order) - 1);
     if (!avail)
@@ -90,15 +90,15 @@ uint64_t area_take(struct kmm *mm, struct kmm_area *ar, unsigned order)
     if (KMM_UNLIKELY(!meta_is_free(m) || meta_order(m) != o))
         kmm__fatal_page(mm, "free list", "block on a free list is not free (metadata corrupted) at", pfn_to_virt(mm, pfn));
     bool clean = meta_kind(m) == META_FREE_CLEAN;
-    area_unlink_free(mm, ar, pfn, o);
+    kmm__area_unlink_free(mm, ar, pfn, o);
     while (o > order) {
         o--;
-        area_push_free(mm, ar, pfn + ((uint64_t)1 << o), o, clean);
+        kmm__area_push_free(mm, ar, pfn + ((uint64_t)1 << o), o, clean);
     }
     return pfn;
 }
 
-void area_free_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order)
+void kmm__area_free_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order)
 {
     while (order < KMM_MAX_ORDER) {
         uint64_t buddy = pfn ^ ((uint64_t)1 << order);
@@ -107,18 +107,18 @@ void area_free_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned
         kmm_meta_t m = meta_get(mm, buddy);
         if (!meta_is_free(m) || meta_order(m) != order)
             break;
-        area_unlink_free(mm, ar, buddy, order);
+        kmm__area_unlink_free(mm, ar, buddy, order);
         uint64_t upper = buddy > pfn ? buddy : pfn;
         meta_set(mm, upper, 0);
         pfn &= ~((uint64_t)1 << order);
         order++;
     }
-    area_push_free(mm, ar, pfn, order, false);
+    kmm__area_push_free(mm, ar, pfn, order, false);
     if (ar->dirty_large_pages > mm->release_budget)
-        area_release(mm, ar, false);
+        kmm__area_release(mm, ar, false);
 }
 
-void area_release(struct kmm *mm, struct kmm_area *ar, bool force)
+void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
 {
     if (!mm->pf->release || (!force && ar->dirty_large_pages <= mm->release_budget))
         return;
@@ -127,11 +127,10 @@ void area_release(struct kmm *mm, struct kmm_area *ar, bool force)
         /* dirty blocks are at the front; stop at the first clean one */
         while (head->next != head && meta_kind(meta_get(mm, pfn_of_node(mm, head->next))) == META_FREE) {
             uint64_t pfn = pfn_of_node(mm, head->next);
-            area_unlink_free(mm, ar, pfn, o);
+            kmm__area_unlink_free(mm, ar, pfn, o);
             uint64_t pages = ((uint64_t)1 << o) - 1;   /* keep the head page: it holds the list node */
-            if (mm->pf->release(mm->ctx, (pfn + 1) << mm->page_shift, pages << mm->page_shift) == 0)
-                add_relaxed(&mm->released_pages, (size_t)pages);
-            area_push_free(mm, ar, pfn, o, true);
+            mm->pf->release(mm->ctx, (pfn + 1) << mm->page_shift, pages << mm->page_shift);
+            kmm__area_push_free(mm, ar, pfn, o, true);
         }
     }
 }
@@ -147,12 +146,12 @@ static void zero_pages(struct kmm *mm, void *p, uint64_t npages)
  * sets its head to ALLOC. Returns the area through *area_out. */
 static uint64_t take_block(struct kmm *mm, unsigned order, unsigned flags, unsigned *area_out)
 {
-    for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != 0xff; a++) {
+    for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != NO_AREA; a++) {
         struct kmm_area *ar = &mm->area[*a];
         if (ar->total_pages < ((uint64_t)1 << order))
             continue;
         kmm_lock(mm, &ar->lock);
-        uint64_t pfn = area_take(mm, ar, order);
+        uint64_t pfn = kmm__area_take(mm, ar, order);
         if (pfn != UINT64_MAX) {
             meta_set(mm, pfn, meta_make(META_ALLOC, order));
             kmm_unlock(mm, &ar->lock);
@@ -164,43 +163,58 @@ static uint64_t take_block(struct kmm *mm, unsigned order, unsigned flags, unsig
     return UINT64_MAX;
 }
 
-void *kmm_alloc_pages(struct kmm *mm, unsigned order, unsigned flags)
+/* Pops a block from a per-thread cache list, checking that it is what the
+ * cache says it is; marks it allocated. */
+static inline void *tcache_pop(struct kmm *mm, struct tcache_list *l, unsigned order)
 {
-    void *p;
-    if (KMM_LIKELY(order <= KMM_PCP_MAX_ORDER)) {
-        struct kmm_tcache *tc = tcache_get(mm);
-        if (KMM_LIKELY(tc != NULL)) {
-            unsigned a = mm->area_pref[flags & KMM_AREA_MASK][0];
-            struct tcache_list *l = a < KMM_MAX_AREAS ? &tc->list[a][order] : NULL;
-            if (KMM_LIKELY(l && l->head)) {
-                uintptr_t v = l->head;
-                uint64_t pfn = virt_to_pfn(mm, (void *)v);
-                if (KMM_UNLIKELY(pfn == UINT64_MAX || meta_get(mm, pfn) != meta_make(META_CACHED, order)))
-                    kmm__fatal_page(mm, "kmm_alloc_pages", "per-thread cache corrupted (write after free?) at", (void *)v);
-                l->head = tcache_encode(mm, *(uintptr_t *)v, v);
-                store_relaxed(&l->count, l->count - 1);
-                meta_set(mm, pfn, meta_make(META_ALLOC, order));
-                p = (void *)v;
-            } else {
-                p = tcache_alloc_slow(mm, tc, order, flags);
-            }
-            goto done;
-        }
-    } else if (order > KMM_MAX_ORDER) {
+    uintptr_t v = l->head;
+    uint64_t idx = virt_to_index(mm, (void *)v);
+    if (KMM_UNLIKELY(idx >= mm->end_pfn - mm->base_pfn || mm->meta[idx] != meta_make(META_CACHED, order)))
+        kmm__fatal_page(mm, "kmm_alloc_pages", "per-thread cache corrupted (write after free?) at", (void *)v);
+    l->head = tcache_encode(mm, *(uintptr_t *)v, v);
+    store_relaxed(&l->count, l->count - 1);
+    store_relaxed(&mm->meta[idx], meta_make(META_ALLOC, order));
+    return (void *)v;
+}
+
+static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned order, unsigned flags)
+{
+    void *p = NULL;
+    if (order > KMM_MAX_ORDER) {
         kmm__refuse(mm, KMM_EINVAL, "kmm_alloc_pages", "order above KMM_MAX_ORDER");
         return NULL;
     }
-    unsigned a;
-    uint64_t pfn = take_block(mm, order, flags, &a);
-    p = pfn == UINT64_MAX ? NULL : pfn_to_virt(mm, pfn);
-done:
-    if (KMM_UNLIKELY(!p)) {
+    struct kmm_tcache *tc = order <= KMM_PCP_MAX_ORDER ? tcache_get(mm) : NULL;
+    if (tc) {
+        struct tcache_list *l = &tc->list[mm->area_pref[flags & KMM_AREA_MASK][0]][order];
+        p = l->head ? tcache_pop(mm, l, order) : kmm__tcache_alloc_slow(mm, tc, order, flags);
+    } else {
+        unsigned a;
+        uint64_t pfn = take_block(mm, order, flags, &a);
+        if (pfn != UINT64_MAX)
+            p = pfn_to_virt(mm, pfn);
+    }
+    if (!p) {
         kmm__refuse(mm, KMM_ENOMEM, "kmm_alloc_pages", NULL);
         return NULL;
     }
     if (flags & KMM_ZERO)
         zero_pages(mm, p, (uint64_t)1 << order);
     return p;
+}
+
+void *kmm_alloc_pages(struct kmm *mm, unsigned order, unsigned flags)
+{
+#if KMM_THREAD_CACHE
+    /* the fast path: a small block of the preferred area from this thread's cache */
+    if (KMM_LIKELY(order <= KMM_PCP_MAX_ORDER && !(flags & KMM_ZERO) &&
+                   kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
+        struct tcache_list *l = &kmm__tls[0].tc->list[mm->area_pref[flags & KMM_AREA_MASK][0]][order];
+        if (KMM_LIKELY(l->head))
+            return tcache_pop(mm, l, order);
+    }
+#endif
+    return alloc_pages_slow(mm, order, flags);
 }
 
 /* Keeps the first npages of the free-list-detached block [pfn, pfn + 2^order)
@@ -221,7 +235,7 @@ static void trim_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsign
         unsigned o = (unsigned)__builtin_ctzll(p);
         while (p + ((uint64_t)1 << o) > end)
             o--;
-        area_free_block(mm, ar, p, o);
+        kmm__area_free_block(mm, ar, p, o);
         p += (uint64_t)1 << o;
     }
 }
@@ -246,12 +260,12 @@ static void *alloc_run(struct kmm *mm, const char *fn, uint64_t npages, size_t a
         order = align_order;
     if (npages == ((uint64_t)1 << order) && order <= KMM_PCP_MAX_ORDER)
         return kmm_alloc_pages(mm, order, flags);   /* a whole small block: the cached path */
-    for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != 0xff; a++) {
+    for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != NO_AREA; a++) {
         struct kmm_area *ar = &mm->area[*a];
         if (ar->total_pages < ((uint64_t)1 << order))
             continue;
         kmm_lock(mm, &ar->lock);
-        uint64_t pfn = area_take(mm, ar, order);
+        uint64_t pfn = kmm__area_take(mm, ar, order);
         if (pfn != UINT64_MAX) {
             trim_block(mm, ar, pfn, order, npages);
             kmm_unlock(mm, &ar->lock);
@@ -282,7 +296,8 @@ void *kmm_alloc_pages_exact(struct kmm *mm, size_t size, unsigned flags)
 
 /* ---- free --------------------------------------------------------------- */
 
-/* Checks that addr starts a live allocation; returns its frame and head. */
+/* Checks that addr starts a live allocation; returns its frame and head.
+ * The one place that tells a bad free from a good one. */
 static uint64_t check_free(struct kmm *mm, const char *fn, const void *addr, kmm_meta_t *head)
 {
     uint64_t pfn = virt_to_pfn(mm, addr);
@@ -310,32 +325,38 @@ static uint64_t check_free(struct kmm *mm, const char *fn, const void *addr, kmm
     }
 }
 
-/* Is the block after [pfn, pfn + 2^order) part of the same allocation? */
+/* Is the block after [pfn, pfn + 2^order) part of the same allocation?
+ * (meta[] has a spare 0 byte after the last page, so no bounds test.) */
 static inline bool continues(struct kmm *mm, uint64_t pfn, unsigned order)
 {
-    uint64_t next = pfn + ((uint64_t)1 << order);
-    return next < mm->end_pfn && meta_kind(meta_get(mm, next)) == META_ALLOC_CONT;
+    return meta_kind(meta_get(mm, pfn + ((uint64_t)1 << order))) == META_ALLOC_CONT;
 }
 
-void kmm_free_pages(struct kmm *mm, void *addr)
+/* Pushes a small allocated block into the cache list of its area and order. */
+static inline void tcache_push(struct kmm *mm, struct kmm_tcache *tc, uint64_t pfn, unsigned order)
+{
+    unsigned a = area_of_pfn(mm, pfn);
+    struct tcache_list *l = &tc->list[a][order];
+    uintptr_t v = (uintptr_t)pfn_to_virt(mm, pfn);
+    meta_set(mm, pfn, meta_make(META_CACHED, order));
+    *(uintptr_t *)v = tcache_encode(mm, l->head, v);
+    l->head = v;
+    store_relaxed(&l->count, l->count + 1);
+    if (KMM_UNLIKELY(l->count > tcache_high(order)))
+        kmm__tcache_flush(mm, tc, a, order, tcache_high(order) - tcache_batch(order));
+}
+
+static __attribute__((noinline)) void free_pages_slow(struct kmm *mm, void *addr)
 {
     if (!addr)
         return;
     kmm_meta_t m;
     uint64_t pfn = check_free(mm, "kmm_free_pages", addr, &m);
     unsigned order = meta_order(m);
-    if (KMM_LIKELY(order <= KMM_PCP_MAX_ORDER) && !continues(mm, pfn, order)) {
+    if (order <= KMM_PCP_MAX_ORDER && !continues(mm, pfn, order)) {
         struct kmm_tcache *tc = tcache_get(mm);
-        if (KMM_LIKELY(tc != NULL)) {
-            unsigned a = area_of_pfn(mm, pfn);
-            struct tcache_list *l = &tc->list[a][order];
-            uintptr_t v = (uintptr_t)addr;
-            meta_set(mm, pfn, meta_make(META_CACHED, order));
-            *(uintptr_t *)v = tcache_encode(mm, l->head, v);
-            l->head = v;
-            store_relaxed(&l->count, l->count + 1);
-            if (KMM_UNLIKELY(l->count > tcache_high(order)))
-                tcache_flush(mm, tc, a, order, tcache_high(order) - tcache_batch(order));
+        if (tc) {
+            tcache_push(mm, tc, pfn, order);
             return;
         }
     }
@@ -349,13 +370,33 @@ void kmm_free_pages(struct kmm *mm, void *addr)
     for (;;) {
         bool more = continues(mm, pfn, order);
         uint64_t next = pfn + ((uint64_t)1 << order);
-        area_free_block(mm, ar, pfn, order);
+        kmm__area_free_block(mm, ar, pfn, order);
         if (!more)
             break;
         pfn = next;
         order = meta_order(meta_get(mm, pfn));
     }
     kmm_unlock(mm, &ar->lock);
+}
+
+void kmm_free_pages(struct kmm *mm, void *addr)
+{
+#if KMM_THREAD_CACHE
+    /* the fast path: a page-aligned address in memory whose head byte says
+     * "allocated, order <= KMM_PCP_MAX_ORDER, alone", into this thread's cache */
+    uint64_t off = (uint64_t)((uintptr_t)addr - mm->span_start);
+    if (KMM_LIKELY(off < mm->span_bytes && !(off & (mm->page_size - 1)))) {
+        uint64_t idx = off >> mm->page_shift;
+        unsigned order = (unsigned)load_relaxed(&mm->meta[idx]) - meta_make(META_ALLOC, 0);
+        if (KMM_LIKELY(order <= KMM_PCP_MAX_ORDER &&
+                       meta_kind(load_relaxed(&mm->meta[idx + ((uint64_t)1 << order)])) != META_ALLOC_CONT &&
+                       kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
+            tcache_push(mm, kmm__tls[0].tc, mm->base_pfn + idx, order);
+            return;
+        }
+    }
+#endif
+    free_pages_slow(mm, addr);
 }
 
 size_t kmm_page_alloc_size(struct kmm *mm, const void *addr)

@@ -112,10 +112,10 @@ static int check_area(struct kmm *mm, unsigned a, const size_t *cached)
     return 0;
 }
 
-int page_check(struct kmm *mm)
+int kmm__page_check(struct kmm *mm)
 {
     size_t cached[KMM_MAX_AREAS * (KMM_PCP_MAX_ORDER + 1)] = { 0 };
-    int rc = tcache_check(mm, cached);
+    int rc = kmm__tcache_check(mm, cached);
     for (unsigned a = 0; a < mm->nr_areas && rc == 0; a++) {
         kmm_lock(mm, &mm->area[a].lock);
         rc = check_area(mm, a, cached);

@@ -14,7 +14,7 @@
  */
 #include "internal.h"
 
-uint64_t block_head(struct kmm *mm, const struct kmm_area *ar, uint64_t pfn)
+uint64_t kmm__block_head(struct kmm *mm, const struct kmm_area *ar, uint64_t pfn)
 {
     for (unsigned o = 0; o <= KMM_MAX_ORDER; o++) {
         uint64_t head = pfn & ~(((uint64_t)1 << o) - 1);
@@ -55,7 +55,7 @@ static void free_piece(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsign
 {
     (void)clean;
     ar->reserved_pages -= (size_t)1 << order;
-    area_free_block(mm, ar, pfn, order);
+    kmm__area_free_block(mm, ar, pfn, order);
 }
 
 static void keep_reserved(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean)
@@ -98,7 +98,7 @@ static bool for_each_block(struct kmm *mm, uint64_t start, uint64_t end, block_f
 {
     for (uint64_t p = start; p < end;) {
         struct kmm_area *ar = &mm->area[area_of_pfn(mm, p)];
-        uint64_t head = block_head(mm, ar, p);
+        uint64_t head = kmm__block_head(mm, ar, p);
         if (head == UINT64_MAX)
             kmm__fatal_page(mm, "kmm_reserve_pages", "page metadata corrupted at", pfn_to_virt(mm, p));
         kmm_meta_t m = meta_get(mm, head);
@@ -118,8 +118,8 @@ static bool is_free(struct kmm *mm, struct kmm_area *ar, uint64_t head, kmm_meta
 
 static bool reserve_block(struct kmm *mm, struct kmm_area *ar, uint64_t head, kmm_meta_t m, uint64_t s, uint64_t e)
 {
-    area_unlink_free(mm, ar, head, meta_order(m));
-    carve(mm, ar, head, meta_order(m), meta_kind(m) == META_FREE_CLEAN, s, e, mark_reserved, area_push_free);
+    kmm__area_unlink_free(mm, ar, head, meta_order(m));
+    carve(mm, ar, head, meta_order(m), meta_kind(m) == META_FREE_CLEAN, s, e, mark_reserved, kmm__area_push_free);
     return true;
 }
 
@@ -128,7 +128,7 @@ int kmm_reserve_pages(struct kmm *mm, kmm_phys_t addr, size_t npages)
     uint64_t start, end;
     if (!range_ok(mm, addr, npages, &start, &end))
         return -KMM_EINVAL;
-    tcache_drain_current(mm);   /* our own cached pages count as free */
+    kmm__tcache_drain_current(mm);   /* our own cached pages count as free */
     lock_areas(mm, start, end);
     bool all_free = for_each_block(mm, start, end, is_free);
     if (all_free)

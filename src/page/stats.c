@@ -22,9 +22,8 @@ void kmm_page_stats(struct kmm *mm, struct kmm_page_stats *st)
         st->free_pages += as->free_pages;
         st->reserved_pages += as->reserved_pages;
     }
-    st->cached_pages = tcache_cached_pages(mm);
+    st->cached_pages = kmm__tcache_cached_pages(mm);
     st->free_pages += st->cached_pages;
     st->allocated_pages = st->total_pages - st->free_pages - st->reserved_pages;
-    st->released_pages = load_relaxed(&mm->released_pages);
     st->resident_pages = mm->pf->resident ? (size_t)(mm->pf->resident(mm->ctx) >> mm->page_shift) : st->total_pages;
 }

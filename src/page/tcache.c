@@ -27,7 +27,7 @@ static _Thread_local bool tls_attached __attribute__((tls_model("initial-exec"))
 
 /* Gives blocks from the front of list (a, order) back to the buddy lists
  * until keep remain. Called by the owning thread. */
-void tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned order, uint32_t keep)
+void kmm__tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned order, uint32_t keep)
 {
     struct tcache_list *l = &tc->list[a][order];
     if (l->count <= keep)
@@ -41,17 +41,16 @@ void tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned or
             kmm__fatal_page(mm, "kmm_free_pages", "per-thread cache corrupted (write after free?) at", (void *)v);
         l->head = tcache_encode(mm, *(uintptr_t *)v, v);
         store_relaxed(&l->count, l->count - 1);
-        area_free_block(mm, ar, pfn, order);
+        kmm__area_free_block(mm, ar, pfn, order);
     }
     kmm_unlock(mm, &ar->lock);
 }
 
-void tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc)
+void kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc)
 {
     for (unsigned a = 0; a < mm->nr_areas; a++)
         for (unsigned o = 0; o <= KMM_PCP_MAX_ORDER; o++)
-            tcache_flush(mm, tc, a, o, 0);
-    tc->epoch = load_relaxed(&mm->drain_epoch);
+            kmm__tcache_flush(mm, tc, a, o, 0);
 }
 
 /* Moves up to tcache_batch(order) blocks of area a into the cache. */
@@ -64,7 +63,7 @@ static uint32_t refill(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsign
         return 0;
     kmm_lock(mm, &ar->lock);
     for (; n < tcache_batch(order); n++) {
-        uint64_t pfn = area_take(mm, ar, order);
+        uint64_t pfn = kmm__area_take(mm, ar, order);
         if (pfn == UINT64_MAX)
             break;
         uintptr_t v = (uintptr_t)pfn_to_virt(mm, pfn);
@@ -77,9 +76,9 @@ static uint32_t refill(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsign
     return n;
 }
 
-void *tcache_alloc_slow(struct kmm *mm, struct kmm_tcache *tc, unsigned order, unsigned flags)
+void *kmm__tcache_alloc_slow(struct kmm *mm, struct kmm_tcache *tc, unsigned order, unsigned flags)
 {
-    for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != 0xff; a++) {
+    for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != NO_AREA; a++) {
         struct tcache_list *l = &tc->list[*a][order];
         if (!l->head && !refill(mm, tc, *a, order))
             continue;
@@ -109,7 +108,6 @@ static struct kmm_tcache *tcache_create(struct kmm *mm)
         return NULL;
     tc->mm = mm;
     tc->mm_id = mm->id;
-    tc->epoch = load_relaxed(&mm->drain_epoch);
     kmm_lock(mm, &mm->tcache_lock);
     tc->next = mm->tcaches;
     mm->tcaches = tc;
@@ -123,7 +121,7 @@ static void tcache_retire(uint64_t id, struct kmm_tcache *tc)
     kmm__registry_lock();
     if (kmm__is_live(id)) {
         struct kmm *mm = tc->mm;
-        tcache_drain_all(mm, tc);
+        kmm__tcache_drain_all(mm, tc);
         kmm_lock(mm, &mm->tcache_lock);
         for (struct kmm_tcache **pp = &mm->tcaches; *pp; pp = &(*pp)->next) {
             if (*pp == tc) {
@@ -137,13 +135,14 @@ static void tcache_retire(uint64_t id, struct kmm_tcache *tc)
     kmm__registry_unlock();
 }
 
-struct kmm_tcache *tcache_get_slow(struct kmm *mm)
+struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm)
 {
     unsigned i;
     for (i = 0; i < TLS_SLOTS; i++)
         if (kmm__tls[i].mm_id == mm->id)
             break;
     struct tls_slot slot;
+    uint64_t key = load_relaxed(&mm->cache_key);
     if (i < TLS_SLOTS) {
         slot = kmm__tls[i];
     } else {
@@ -151,15 +150,18 @@ struct kmm_tcache *tcache_get_slow(struct kmm *mm)
         if (!slot.tc)
             return NULL;
         slot.mm_id = mm->id;
+        slot.key = key;
         i = TLS_SLOTS - 1;   /* evict the least recently used slot */
         if (kmm__tls[i].mm_id)
             tcache_retire(kmm__tls[i].mm_id, kmm__tls[i].tc);
     }
     for (; i > 0; i--)   /* move to the front */
         kmm__tls[i] = kmm__tls[i - 1];
+    if (slot.key != key) {   /* kmm_drain ran since this thread last used mm */
+        kmm__tcache_drain_all(mm, slot.tc);
+        slot.key = key;
+    }
     kmm__tls[0] = slot;
-    if (slot.tc->epoch != load_relaxed(&mm->drain_epoch))
-        tcache_drain_all(mm, slot.tc);
     return slot.tc;
 }
 
@@ -169,27 +171,31 @@ void kmm_thread_exit(void)
         if (kmm__tls[i].mm_id)
             tcache_retire(kmm__tls[i].mm_id, kmm__tls[i].tc);
         kmm__tls[i].mm_id = 0;
+        kmm__tls[i].key = 0;
         kmm__tls[i].tc = NULL;
     }
 }
 
-void tcache_drain_current(struct kmm *mm)
+void kmm__tcache_drain_current(struct kmm *mm)
 {
-    for (unsigned i = 0; i < TLS_SLOTS; i++)
-        if (kmm__tls[i].mm_id == mm->id)
-            tcache_drain_all(mm, kmm__tls[i].tc);
+    for (unsigned i = 0; i < TLS_SLOTS; i++) {
+        if (kmm__tls[i].mm_id == mm->id) {
+            kmm__tcache_drain_all(mm, kmm__tls[i].tc);
+            kmm__tls[i].key = load_relaxed(&mm->cache_key);
+        }
+    }
 }
 #else
-struct kmm_tcache *tcache_get_slow(struct kmm *mm)
+struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm)
 {
     (void)mm;
     return NULL;
 }
 void kmm_thread_exit(void) {}
-void tcache_drain_current(struct kmm *mm) { (void)mm; }
+void kmm__tcache_drain_current(struct kmm *mm) { (void)mm; }
 #endif
 
-void tcache_destroy_all(struct kmm *mm)
+void kmm__tcache_destroy_all(struct kmm *mm)
 {
     struct kmm_tcache *tc = mm->tcaches, *next;
     for (; tc; tc = next) {
@@ -199,7 +205,7 @@ void tcache_destroy_all(struct kmm *mm)
     mm->tcaches = NULL;
 }
 
-size_t tcache_cached_pages(struct kmm *mm)
+size_t kmm__tcache_cached_pages(struct kmm *mm)
 {
     size_t pages = 0;
     kmm_lock(mm, &mm->tcache_lock);
@@ -214,7 +220,7 @@ size_t tcache_cached_pages(struct kmm *mm)
 /* Walks every cache (no other thread may be using mm): each block is CACHED
  * with the list's order, in the list's area; counts agree. Adds the blocks
  * to cached[a * (KMM_PCP_MAX_ORDER + 1) + o]. */
-int tcache_check(struct kmm *mm, size_t *cached)
+int kmm__tcache_check(struct kmm *mm, size_t *cached)
 {
     int rc = 0;
     kmm_lock(mm, &mm->tcache_lock);

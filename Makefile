@@ -1,0 +1,90 @@
+# The two commands of the README, and a few more. CMake builds underneath.
+#   make demo   build, then run `kmm demo` (every layer at work, with stats)
+#   make test   build and run every test under ctest
+#   make bench  build in Release and run the benchmarks in bench/
+#   make sanitize-address / sanitize-thread   the tests under ASan+UBSan / TSan
+#   make fuzz   the libFuzzer targets for FUZZ_SECONDS each (clang)
+# Missing Debian packages are installed when run as root; otherwise the exact
+# apt-get command is printed.
+
+BUILD ?= build
+BUILD_TYPE ?= RelWithDebInfo
+SANITIZE ?=
+FUZZ_SECONDS ?= 30
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+PKGS_BUILD := cmake make gcc pkg-config
+PKGS_TEST  := $(PKGS_BUILD) libcmocka-dev
+PKGS_FUZZ  := $(PKGS_BUILD) clang libclang-rt-14-dev libcmocka-dev
+PKGS_BENCH := $(PKGS_BUILD) libmimalloc-dev
+
+# $(call ensure,packages): install what dpkg does not have, or say how to.
+define ensure
+	@missing=""; \
+	if ! command -v dpkg-query >/dev/null 2>&1; then \
+	  echo "kmm: not a Debian system; make sure these are installed: $(1)"; exit 0; fi; \
+	for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "kmm: installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "kmm: missing Debian packages:$$missing"; \
+	    echo "kmm: run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+endef
+
+CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DKMM_SANITIZE=$(SANITIZE)
+
+.PHONY: all build demo test bench sanitize-address sanitize-thread fuzz install clean deps-test deps-bench deps-fuzz
+
+all: build
+
+build:
+	$(call ensure,$(PKGS_BUILD))
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DKMM_TESTS=OFF >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target kmm_tool kmm kmm_static
+
+demo: build
+	@$(BUILD)/kmm demo
+
+deps-test:
+	$(call ensure,$(PKGS_TEST))
+
+test: deps-test
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DKMM_TESTS=ON >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+sanitize-address:
+	@$(MAKE) --no-print-directory test BUILD=build-asan SANITIZE=address BUILD_TYPE=Debug
+
+sanitize-thread:
+	@$(MAKE) --no-print-directory test BUILD=build-tsan SANITIZE=thread BUILD_TYPE=RelWithDebInfo
+
+deps-bench:
+	$(call ensure,$(PKGS_BENCH))
+
+bench: deps-bench
+	@cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DKMM_TESTS=OFF -DKMM_BENCH=ON >/dev/null
+	@cmake --build build-release -j $(JOBS)
+	@build-release/bench/pages $(BENCH_ARGS)
+
+deps-fuzz:
+	$(call ensure,$(PKGS_FUZZ))
+
+fuzz: deps-fuzz
+	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DKMM_SANITIZE=address -DKMM_FUZZ=ON -DKMM_BENCH=OFF >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_page
+	@mkdir -p build-fuzz/corpus/page
+	@build-fuzz/tests/fuzz_page -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/page 2>&1 | tail -n 12
+
+install: build
+	@cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX),)
+
+clean:
+	rm -rf build build-asan build-tsan build-release build-fuzz

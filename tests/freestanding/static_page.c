@@ -1,0 +1,101 @@
+/* The page allocator as a hypervisor or test framework would use it: the
+ * core built with -ffreestanding and no libc (the kmm_freestanding library),
+ * over memory the caller hands over (a static buffer with a hole in it),
+ * identity mapped, through the static platform. This program itself is
+ * hosted only to print and to catch the fatal hook. */
+#include <kmm.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MEM_BYTES (8u << 20)
+static _Alignas(1 << 22) unsigned char memory[MEM_BYTES];
+
+static int failures;
+#define EXPECT(cond)                                                              \
+    do {                                                                          \
+        if (!(cond)) {                                                            \
+            fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond);   \
+            failures++;                                                           \
+        }                                                                         \
+    } while (0)
+
+static void fatal(void *ctx, const char *msg)
+{
+    (void)ctx;
+    fprintf(stderr, "fatal: %s\n", msg);
+    abort();
+}
+
+static void report(void *ctx, const char *line)
+{
+    (void)ctx;
+    fprintf(stderr, "report: %s\n", line);
+}
+
+static void run(size_t page_size)
+{
+    uintptr_t base = (uintptr_t)memory;
+    /* two ranges with a 1 MiB hole; three areas at +2 MiB and +5 MiB */
+    struct kmm_memory mem = { .direct_map = 0, .nr_ranges = 2,
+                              .ranges = { { base, base + (3u << 20) }, { base + (4u << 20), base + MEM_BYTES } } };
+    uint64_t limits[] = { base + (2u << 20), base + (5u << 20), UINT64_MAX };
+    struct kmm_platform pf;
+    kmm_platform_static(&pf, &mem, fatal, report);
+    struct kmm_config cfg = { .page_size = page_size, .area_limits = limits, .nr_areas = 3, .platform = &pf };
+    struct kmm *mm = kmm_create(&cfg);
+    EXPECT(mm != NULL);
+    if (!mm)
+        return;
+    struct kmm_page_stats before, after;
+    kmm_page_stats(mm, &before);
+    EXPECT(before.total_pages > 0 && before.free_pages == before.total_pages);
+    EXPECT(before.total_pages < (7u << 20) / page_size);   /* hole and metadata are not memory */
+    EXPECT(kmm_check(mm) == 0);
+
+    void *blocks[64];
+    unsigned n = 0;
+    for (unsigned order = 0; order < 6 && (page_size << order) <= (1u << 20); order++) {
+        void *p = kmm_alloc_pages(mm, order, 0);
+        EXPECT(p != NULL);
+        if (!p)
+            continue;
+        EXPECT(kmm_virt_to_phys(mm, p) == (kmm_phys_t)(uintptr_t)p);   /* identity mapped */
+        EXPECT(((uintptr_t)p & ((page_size << order) - 1)) == 0);
+        memset(p, 0xa5, page_size << order);
+        blocks[n++] = p;
+    }
+    void *low = kmm_alloc_pages(mm, 0, KMM_AREA(0));
+    EXPECT(low != NULL && (uintptr_t)low < limits[0]);
+    blocks[n++] = low;
+    void *exact = kmm_alloc_pages_exact(mm, 5 * page_size, KMM_ZERO);
+    EXPECT(exact != NULL && kmm_page_alloc_size(mm, exact) == 5);
+    blocks[n++] = exact;
+    void *aligned = kmm_alloc_pages_aligned(mm, 1, 1u << 20, 0);
+    EXPECT(aligned != NULL && ((uintptr_t)aligned & ((1u << 20) - 1)) == 0);
+    blocks[n++] = aligned;
+    /* the hole is not memory: reserving it is refused */
+    EXPECT(kmm_reserve_pages(mm, base + (3u << 20), 1) == -KMM_EBUSY);
+    EXPECT(kmm_reserve_pages(mm, base + (4u << 20) + page_size, 3) == 0);
+    EXPECT(kmm_check(mm) == 0);
+    for (unsigned i = n; i-- > 0;)
+        kmm_free_pages(mm, blocks[i]);
+    kmm_unreserve_pages(mm, base + (4u << 20) + page_size, 3);
+    EXPECT(kmm_check(mm) == 0);
+    kmm_page_stats(mm, &after);
+    EXPECT(memcmp(before.nr_free, after.nr_free, sizeof(before.nr_free)) == 0);
+    EXPECT(after.free_pages == before.free_pages);
+    kmm_destroy(mm);
+    printf("freestanding, page size %zu: %zu pages in 3 areas, %u allocations freed and coalesced back\n",
+           page_size, before.total_pages, n);
+}
+
+int main(void)
+{
+    run(4096);
+    run(16384);
+    run(65536);
+    printf("%d passed, %d failed\n", failures ? 0 : 3, failures ? 1 : 0);
+    return failures ? 1 : 0;
+}
