@@ -174,6 +174,7 @@ static inline void *tcache_pop(struct kmm *mm, struct tcache_list *l, unsigned o
     l->head = tcache_encode(mm, *(uintptr_t *)v, v);
     store_relaxed(&l->count, l->count - 1);
     store_relaxed(&mm->meta[idx], meta_make(META_ALLOC, order));
+    pages_unpoison(mm, (void *)v, (uint64_t)1 << order);
     return (void *)v;
 }
 
@@ -191,8 +192,10 @@ static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned
     } else {
         unsigned a;
         uint64_t pfn = take_block(mm, order, flags, &a);
-        if (pfn != UINT64_MAX)
+        if (pfn != UINT64_MAX) {
             p = pfn_to_virt(mm, pfn);
+            pages_unpoison(mm, p, (uint64_t)1 << order);
+        }
     }
     if (!p) {
         kmm__refuse(mm, KMM_ENOMEM, "kmm_alloc_pages", NULL);
@@ -270,6 +273,7 @@ static void *alloc_run(struct kmm *mm, const char *fn, uint64_t npages, size_t a
             trim_block(mm, ar, pfn, order, npages);
             kmm_unlock(mm, &ar->lock);
             void *p = pfn_to_virt(mm, pfn);
+            pages_unpoison(mm, p, npages);
             if (flags & KMM_ZERO)
                 zero_pages(mm, p, npages);
             return p;
@@ -339,6 +343,7 @@ static inline void tcache_push(struct kmm *mm, struct kmm_tcache *tc, uint64_t p
     struct tcache_list *l = &tc->list[a][order];
     uintptr_t v = (uintptr_t)pfn_to_virt(mm, pfn);
     meta_set(mm, pfn, meta_make(META_CACHED, order));
+    pages_poison(mm, (void *)v, (uint64_t)1 << order);
     *(uintptr_t *)v = tcache_encode(mm, l->head, v);
     l->head = v;
     store_relaxed(&l->count, l->count + 1);
@@ -370,6 +375,7 @@ static __attribute__((noinline)) void free_pages_slow(struct kmm *mm, void *addr
     for (;;) {
         bool more = continues(mm, pfn, order);
         uint64_t next = pfn + ((uint64_t)1 << order);
+        pages_poison(mm, pfn_to_virt(mm, pfn), (uint64_t)1 << order);
         kmm__area_free_block(mm, ar, pfn, order);
         if (!more)
             break;

@@ -49,12 +49,14 @@ static void mark_reserved(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, uns
     (void)clean;
     meta_set(mm, pfn, meta_make(META_RESERVED, order));
     ar->reserved_pages += (size_t)1 << order;
+    pages_unpoison(mm, pfn_to_virt(mm, pfn), (uint64_t)1 << order);   /* the reserver may use them */
 }
 
 static void free_piece(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean)
 {
     (void)clean;
     ar->reserved_pages -= (size_t)1 << order;
+    pages_poison(mm, pfn_to_virt(mm, pfn), (uint64_t)1 << order);
     kmm__area_free_block(mm, ar, pfn, order);
 }
 
