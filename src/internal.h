@@ -301,9 +301,13 @@ KMM_HIDDEN void kmm__tcache_destroy_all(struct kmm *mm);
 KMM_HIDDEN size_t kmm__tcache_cached_pages(struct kmm *mm);
 KMM_HIDDEN int kmm__tcache_check(struct kmm *mm, size_t *cached_blocks_per_area_order);
 KMM_HIDDEN void kmm__tcache_drain_current(struct kmm *mm);
-/* Blocks a cache of this order holds before it gives back a batch. */
-static inline uint32_t tcache_high(unsigned order) { return 4 * (32u >> order); }
-static inline uint32_t tcache_batch(unsigned order) { return 32u >> order; }
+/* A refill brings one block of this order's worth: 64 pages, whose 64
+ * metadata bytes are one cache line. */
+#define TCACHE_REFILL_ORDER 6
+_Static_assert(TCACHE_REFILL_ORDER > KMM_PCP_MAX_ORDER, "a refill holds several blocks of every cached order");
+static inline uint32_t tcache_batch(unsigned order) { return 1u << (TCACHE_REFILL_ORDER - order); }
+/* Blocks a cache list holds before it gives a batch back. */
+static inline uint32_t tcache_high(unsigned order) { return 3 * tcache_batch(order); }
 
 #define KEY_EPOCH_BITS 24
 #define KEY_EPOCH_MASK ((1u << KEY_EPOCH_BITS) - 1)

@@ -53,23 +53,41 @@ void kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc)
             kmm__tcache_flush(mm, tc, a, o, 0);
 }
 
-/* Moves up to tcache_batch(order) blocks of area a into the cache. */
+static inline void cache_block(struct kmm *mm, struct tcache_list *l, uint64_t pfn, unsigned order)
+{
+    uintptr_t v = (uintptr_t)pfn_to_virt(mm, pfn);
+    meta_set(mm, pfn, meta_make(META_CACHED, order));
+    *(uintptr_t *)v = tcache_encode(mm, l->head, v);
+    l->head = v;
+}
+
+/* Moves tcache_batch(order) blocks of area a into the cache (fewer if the
+ * area runs out). When the area has no small free fragments to use up, the
+ * batch is one block of TCACHE_REFILL_ORDER split here: its metadata is one
+ * cache line that no other thread's cached pages share, so two threads
+ * allocating and freeing do not bounce metadata lines between them. */
 static uint32_t refill(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned order)
 {
     struct kmm_area *ar = &mm->area[a];
     struct tcache_list *l = &tc->list[a][order];
-    uint32_t n = 0;
+    uint32_t n = 0, want = tcache_batch(order);
     if (ar->total_pages < ((uint64_t)1 << order))
         return 0;
     kmm_lock(mm, &ar->lock);
-    for (; n < tcache_batch(order); n++) {
-        uint64_t pfn = kmm__area_take(mm, ar, order);
+    uint32_t fragments = ar->nonempty & ((1u << TCACHE_REFILL_ORDER) - 1) & ~((1u << order) - 1);
+    uint64_t pfn = fragments ? UINT64_MAX : kmm__area_take(mm, ar, TCACHE_REFILL_ORDER);
+    if (pfn != UINT64_MAX) {
+        for (uint64_t p = pfn + ((uint64_t)1 << TCACHE_REFILL_ORDER); p > pfn;) {   /* lowest ends on top */
+            p -= (uint64_t)1 << order;
+            cache_block(mm, l, p, order);
+        }
+        n = want;
+    }
+    for (; n < want; n++) {
+        pfn = kmm__area_take(mm, ar, order);
         if (pfn == UINT64_MAX)
             break;
-        uintptr_t v = (uintptr_t)pfn_to_virt(mm, pfn);
-        meta_set(mm, pfn, meta_make(META_CACHED, order));
-        *(uintptr_t *)v = tcache_encode(mm, l->head, v);
-        l->head = v;
+        cache_block(mm, l, pfn, order);
     }
     kmm_unlock(mm, &ar->lock);
     store_relaxed(&l->count, l->count + n);
