@@ -263,6 +263,18 @@ static inline void pages_poison(const struct kmm *mm, void *p, uint64_t npages)
 #endif
 }
 
+/* A block head inside a larger freed block gets its link words back. */
+static inline void link_unpoison(void *p)
+{
+    (void)p;
+#if KMM_ASAN
+    __asan_unpoison_memory_region(p, KMM_LINK_BYTES);
+#endif
+#if KMM_VALGRIND
+    VALGRIND_MAKE_MEM_UNDEFINED(p, KMM_LINK_BYTES);
+#endif
+}
+
 static inline void pages_unpoison(const struct kmm *mm, void *p, uint64_t npages)
 {
     size_t len = (size_t)(npages << mm->page_shift);
@@ -294,7 +306,9 @@ KMM_HIDDEN void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool forc
 extern _Thread_local struct tls_slot kmm__tls[TLS_SLOTS] KMM_HIDDEN __attribute__((tls_model("initial-exec")));
 #endif
 KMM_HIDDEN struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm);
-KMM_HIDDEN void *kmm__tcache_alloc_slow(struct kmm *mm, struct kmm_tcache *tc, unsigned order, unsigned flags);
+/* The first list, in the preference order of flags, that holds a block of
+ * this order, refilling empty ones from their area; NULL if all areas are out. */
+KMM_HIDDEN struct tcache_list *kmm__tcache_refill(struct kmm *mm, struct kmm_tcache *tc, unsigned order, unsigned flags);
 KMM_HIDDEN void kmm__tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned order, uint32_t keep);
 KMM_HIDDEN void kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc);
 KMM_HIDDEN void kmm__tcache_destroy_all(struct kmm *mm);

@@ -48,6 +48,7 @@ void kmm__area_push_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsi
 {
     struct free_node *n = node_of(mm, pfn), *head = &ar->free[order];
     meta_set(mm, pfn, meta_make(clean ? META_FREE_CLEAN : META_FREE, order));
+    link_unpoison(n);
     if (clean) {        /* to the back */
         n->next = head;
         n->prev = head->prev;
@@ -188,7 +189,10 @@ static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned
     struct kmm_tcache *tc = order <= KMM_PCP_MAX_ORDER ? tcache_get(mm) : NULL;
     if (tc) {
         struct tcache_list *l = &tc->list[mm->area_pref[flags & KMM_AREA_MASK][0]][order];
-        p = l->head ? tcache_pop(mm, l, order) : kmm__tcache_alloc_slow(mm, tc, order, flags);
+        if (!l->head)
+            l = kmm__tcache_refill(mm, tc, order, flags);
+        if (l)
+            p = tcache_pop(mm, l, order);
     } else {
         unsigned a;
         uint64_t pfn = take_block(mm, order, flags, &a);

@@ -57,6 +57,7 @@ static inline void cache_block(struct kmm *mm, struct tcache_list *l, uint64_t p
 {
     uintptr_t v = (uintptr_t)pfn_to_virt(mm, pfn);
     meta_set(mm, pfn, meta_make(META_CACHED, order));
+    link_unpoison((void *)v);
     *(uintptr_t *)v = tcache_encode(mm, l->head, v);
     l->head = v;
 }
@@ -94,20 +95,12 @@ static uint32_t refill(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsign
     return n;
 }
 
-void *kmm__tcache_alloc_slow(struct kmm *mm, struct kmm_tcache *tc, unsigned order, unsigned flags)
+struct tcache_list *kmm__tcache_refill(struct kmm *mm, struct kmm_tcache *tc, unsigned order, unsigned flags)
 {
     for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != NO_AREA; a++) {
         struct tcache_list *l = &tc->list[*a][order];
-        if (!l->head && !refill(mm, tc, *a, order))
-            continue;
-        uintptr_t v = l->head;
-        uint64_t pfn = virt_to_pfn(mm, (void *)v);
-        if (pfn == UINT64_MAX || meta_get(mm, pfn) != meta_make(META_CACHED, order))
-            kmm__fatal_page(mm, "kmm_alloc_pages", "per-thread cache corrupted (write after free?) at", (void *)v);
-        l->head = tcache_encode(mm, *(uintptr_t *)v, v);
-        store_relaxed(&l->count, l->count - 1);
-        meta_set(mm, pfn, meta_make(META_ALLOC, order));
-        return (void *)v;
+        if (l->head || refill(mm, tc, *a, order))
+            return l;
     }
     return NULL;
 }
