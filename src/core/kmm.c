@@ -6,7 +6,7 @@
  */
 #include "internal.h"
 
-static int registry_spin;
+static bool registry_spin;
 static struct kmm *registry;
 static uint64_t next_id = 1;
 
