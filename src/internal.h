@@ -49,7 +49,7 @@
  *    one or two bytes, never 2^o of them, and an address inside a block is
  *    recognised at once.
  *  - Blocks never cross an area boundary.
- *  - A FREE or FREE_CLEAN head is on its area's free list of its order, and
+ *  - A FREE head is on its area's free list of its order, and
  *    its buddy is not a free block of the same order (it would have merged).
  *  - An allocation is an ALLOC block followed by zero or more ALLOC_CONT
  *    blocks of strictly decreasing order (exact and aligned sizes: 5 pages
@@ -62,13 +62,12 @@ typedef uint8_t kmm_meta_t;
 #define META_KIND_SHIFT 5
 enum meta_kind {
     META_TAIL       = 0,   /* inside a block (the whole byte is 0) */
-    META_FREE       = 1,   /* free block whose pages may hold data (resident) */
-    META_FREE_CLEAN = 2,   /* free block released to the platform but for its head page */
-    META_ALLOC      = 3,   /* first block of an allocation */
-    META_ALLOC_CONT = 4,   /* further block of the allocation just before it */
-    META_CACHED     = 5,   /* free block held in a per-thread cache */
-    META_RESERVED   = 6,   /* kmm_reserve_pages */
-    META_ABSENT     = 7,   /* no memory here (hole between ranges, kmm's own metadata) */
+    META_FREE       = 1,   /* free block, on its area's free list */
+    META_ALLOC      = 2,   /* first block of an allocation */
+    META_ALLOC_CONT = 3,   /* further block of the allocation just before it */
+    META_CACHED     = 4,   /* free block held in a per-thread cache */
+    META_RESERVED   = 5,   /* kmm_reserve_pages */
+    META_ABSENT     = 6,   /* no memory here (hole between ranges, kmm's own metadata) */
 };
 _Static_assert(KMM_MAX_ORDER <= META_ORDER_MASK, "order must fit the metadata byte");
 
@@ -80,16 +79,14 @@ static inline enum meta_kind meta_kind(kmm_meta_t m) { return (enum meta_kind)(m
 static inline unsigned meta_order(kmm_meta_t m) { return m & META_ORDER_MASK; }
 static inline bool meta_is_free(kmm_meta_t m)
 {
-    return meta_kind(m) == META_FREE || meta_kind(m) == META_FREE_CLEAN;
+    return meta_kind(m) == META_FREE;
 }
 
 /* ---- Areas and free lists ----------------------------------------------- */
 
 /* A free list links the head pages of free blocks (the node lives in the
- * free page itself, as in Linux and kvm-unit-tests). Resident ("dirty")
- * blocks go to the front and released ("clean") blocks to the back, so
- * allocations reuse memory that is already backed, and the release pass
- * finds the dirty blocks at the front. */
+ * free page itself, as in Linux and kvm-unit-tests). Freed blocks go to the
+ * front, so allocations reuse the memory most likely to be resident. */
 struct free_node {
     struct free_node *next, *prev;
 };
@@ -101,7 +98,7 @@ struct kmm_area {
     /* protected by lock: */
     size_t free_pages;                    /* pages in the free lists */
     size_t reserved_pages;
-    size_t dirty_large_pages;             /* pages in FREE blocks of order >= release_order */
+    size_t freed_since_release;           /* pages freed into the lists since the last release pass */
     uint32_t nonempty;                    /* bit o set iff free[o] is not empty */
     size_t nr_free[KMM_MAX_ORDER + 1];
     struct free_node free[KMM_MAX_ORDER + 1];   /* list heads (sentinels) */
@@ -150,7 +147,14 @@ struct kmm {
     uint64_t id;                          /* unique over the process's life, never 0 */
     unsigned nr_areas;
     unsigned release_order;               /* free blocks this large are released */
-    size_t release_budget;                /* dirty large free pages tolerated per area */
+    size_t release_budget;                /* pages an area may free between release passes */
+    /* Release map: one bit per chunk of 2^release_order pages (aligned),
+     * set when pages in the chunk are freed, cleared by the release pass,
+     * which gives back every marked chunk that is wholly free. Words are
+     * shared by neighbouring areas, so bits change with atomic or/and. */
+    uint64_t *release_map;                /* NULL without a platform release hook */
+    uint64_t release_chunk0;              /* chunk number of bit 0 */
+    size_t release_map_len;               /* bytes */
     /* for each area mask: the accepted non-empty areas, most preferred first, ended by NO_AREA */
     uint8_t area_pref[KMM_AREA_MASK + 1][KMM_MAX_AREAS + 1];
     struct kmm_area area[KMM_MAX_AREAS];
@@ -289,8 +293,8 @@ static inline void pages_unpoison(const struct kmm *mm, void *p, uint64_t npages
 
 /* ---- page/buddy.c: the buddy allocator of one area (area lock held) ------- */
 KMM_HIDDEN void kmm__area_init(struct kmm *mm, unsigned a);
-/* Adds the free block to its list; is the block clean (released)? */
-KMM_HIDDEN void kmm__area_push_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean);
+/* Adds the free block to the front of its list. */
+KMM_HIDDEN void kmm__area_push_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order);
 /* Takes a free block of exactly this order, splitting a larger one; UINT64_MAX if none.
  * The head byte is left for the caller to set. */
 KMM_HIDDEN uint64_t kmm__area_take(struct kmm *mm, struct kmm_area *ar, unsigned order);
@@ -298,7 +302,8 @@ KMM_HIDDEN uint64_t kmm__area_take(struct kmm *mm, struct kmm_area *ar, unsigned
 KMM_HIDDEN void kmm__area_free_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order);
 /* Removes a free block from its list. */
 KMM_HIDDEN void kmm__area_unlink_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order);
-/* Releases dirty large free blocks to the platform (all if force, else only over budget). */
+/* Gives wholly free chunks marked in the release map back to the platform:
+ * now if force, else only once release_budget pages were freed since the last pass. */
 KMM_HIDDEN void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force);
 
 /* ---- page/tcache.c ---------------------------------------------------------- */

@@ -70,7 +70,7 @@ static bool memory_ok(const struct kmm_memory *mem, size_t page_size)
 
 /* Marks [start, end) (frames, inside area a) as free blocks or ABSENT blocks,
  * the largest aligned blocks that fit. */
-static void add_blocks(struct kmm *mm, unsigned a, uint64_t start, uint64_t end, bool present, bool clean)
+static void add_blocks(struct kmm *mm, unsigned a, uint64_t start, uint64_t end, bool present)
 {
     struct kmm_area *ar = &mm->area[a];
     for (uint64_t p = start; p < end;) {
@@ -80,7 +80,7 @@ static void add_blocks(struct kmm *mm, unsigned a, uint64_t start, uint64_t end,
         while (p + ((uint64_t)1 << o) > end)
             o--;
         if (present) {
-            kmm__area_push_free(mm, ar, p, o, clean);
+            kmm__area_push_free(mm, ar, p, o);
             ar->total_pages += (size_t)1 << o;
         } else {
             meta_set(mm, p, meta_make(META_ABSENT, o));
@@ -93,7 +93,6 @@ static void add_blocks(struct kmm *mm, unsigned a, uint64_t start, uint64_t end,
 static void fill_area(struct kmm *mm, unsigned a)
 {
     struct kmm_area *ar = &mm->area[a];
-    bool clean = mm->pf->release != NULL;   /* a fresh hosted arena holds no data */
     uint64_t p = ar->start_pfn;
     for (unsigned r = 0; r < mm->mem.nr_ranges && p < ar->end_pfn; r++) {
         uint64_t rs = mm->mem.ranges[r].start >> mm->page_shift, re = mm->mem.ranges[r].end >> mm->page_shift;
@@ -104,13 +103,13 @@ static void fill_area(struct kmm *mm, unsigned a)
         if (re > ar->end_pfn)
             re = ar->end_pfn;
         if (rs > p)
-            add_blocks(mm, a, p, rs, false, false);
+            add_blocks(mm, a, p, rs, false);
         if (re > rs && re > p)
-            add_blocks(mm, a, rs > p ? rs : p, re, true, clean);
+            add_blocks(mm, a, rs > p ? rs : p, re, true);
         p = re > p ? re : p;
     }
     if (p < ar->end_pfn)
-        add_blocks(mm, a, p, ar->end_pfn, false, false);
+        add_blocks(mm, a, p, ar->end_pfn, false);
 }
 
 static void build_preferences(struct kmm *mm)
@@ -139,6 +138,18 @@ static void *carve_metadata(struct kmm_memory *mem, size_t len, size_t page_size
         return NULL;
     rg->end -= bytes;
     return (void *)(mem->direct_map + (uintptr_t)rg->end);
+}
+
+/* Frees what meta_alloc gave (nothing when the metadata was carved). */
+static void destroy_metadata(struct kmm *mm)
+{
+    const struct kmm_platform *pf = mm->pf;
+    if (mm->meta_carved)
+        return;
+    if (mm->release_map)
+        pf->meta_free(mm->ctx, mm->release_map, mm->release_map_len);
+    pf->meta_free(mm->ctx, mm->meta, mm->meta_len);
+    pf->meta_free(mm->ctx, mm, sizeof(*mm));
 }
 
 #if KMM_HOSTED
@@ -222,9 +233,22 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     mm->meta_len = meta_len;
     mm->meta_carved = carved;
     mm->nr_areas = nr_areas;
-    /* blocks of 2 MiB or more are released; 16 MiB of them may stay resident */
-    mm->release_order = shift >= 21 ? 0 : 21 - shift;
+    /* memory is released in chunks of 2 MiB, once 16 MiB were freed since the last pass */
+    mm->release_order = shift >= 21 ? 1 : 21 - shift;
     mm->release_budget = ((size_t)16 << 20) >> shift;
+    if (pf->release && !carved) {   /* the release map needs meta_alloc memory */
+        mm->release_chunk0 = base_pfn >> mm->release_order;
+        uint64_t chunks = ((end_pfn - 1) >> mm->release_order) - mm->release_chunk0 + 1;
+        mm->release_map_len = (size_t)((chunks + 63) / 64 * 8);
+        mm->release_map = pf->meta_alloc(ctx, mm->release_map_len);
+        if (!mm->release_map) {
+            destroy_metadata(mm);
+            pf->close(ctx);
+            if (pf->error)
+                pf->error(KMM_ENOMEM);
+            return NULL;
+        }
+    }
     pf->lock_init(&mm->tcache_lock);
 
     uint64_t lo = base_pfn;
@@ -272,10 +296,7 @@ void kmm_destroy(struct kmm *mm)
     for (unsigned a = 0; a < mm->nr_areas; a++)
         pf->lock_fini(&mm->area[a].lock);
     pf->lock_fini(&mm->tcache_lock);
-    if (!mm->meta_carved) {
-        pf->meta_free(ctx, mm->meta, mm->meta_len);
-        pf->meta_free(ctx, mm, sizeof(*mm));
-    }
+    destroy_metadata(mm);
     pf->close(ctx);
 }
 

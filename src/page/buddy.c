@@ -12,13 +12,16 @@
  * of the same order in the same area, unlink it and take the pair as one
  * block of order + 1. Each step writes two metadata bytes.
  *
- * Releasing memory: a free block of release_order or more is "dirty" until
- * its pages but the first are given back to the platform (hole punched when
- * hosted) and it becomes "clean". Dirty large blocks are released once their
- * total in an area passes release_budget, and all of them by kmm_drain, so
- * resident memory follows live memory without a system call per free. The
- * release pass runs under the area lock: the blocks must not be handed out
- * while their frames are being dropped.
+ * Releasing memory: physical memory is divided into chunks of
+ * 2^release_order pages (2 MiB). A free marks its chunks in the release map;
+ * once an area has freed release_budget pages (16 MiB) since its last pass,
+ * the pass gives back to the platform (hole punch when hosted) every marked
+ * chunk that now lies wholly inside a free block, and clears the marks. So
+ * resident memory follows live memory at chunk granularity, with one system
+ * call per run of released chunks rather than one per free. kmm_drain runs
+ * the pass at once. The pass runs under the area lock: the blocks must not be
+ * handed out while their frames are being dropped. The head page of a free
+ * block is never released: it holds the list links.
  */
 #include "internal.h"
 
@@ -41,23 +44,34 @@ void kmm__area_init(struct kmm *mm, unsigned a)
         ar->nr_free[o] = 0;
     }
     ar->nonempty = 0;
-    ar->free_pages = ar->reserved_pages = ar->dirty_large_pages = 0;
+    ar->free_pages = ar->reserved_pages = ar->freed_since_release = 0;
 }
 
-void kmm__area_push_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean)
+/* Marks the chunks of [pfn, pfn + 2^order) in the release map: pages there
+ * were written (by their user, or by the allocator's links). */
+static void mark_freed(struct kmm *mm, uint64_t pfn, unsigned order)
+{
+    uint64_t first = (pfn >> mm->release_order) - mm->release_chunk0;
+    uint64_t last = ((pfn + ((uint64_t)1 << order) - 1) >> mm->release_order) - mm->release_chunk0;
+    for (uint64_t c = first; c <= last;) {
+        uint64_t bits = ~(uint64_t)0 << (c & 63);
+        if (last - (c & ~(uint64_t)63) < 63)
+            bits &= ~(uint64_t)0 >> (63 - (last & 63));
+        if ((load_relaxed(&mm->release_map[c >> 6]) & bits) != bits)
+            __atomic_fetch_or(&mm->release_map[c >> 6], bits, __ATOMIC_RELAXED);
+        c = (c | 63) + 1;
+    }
+}
+
+void kmm__area_push_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order)
 {
     struct free_node *n = node_of(mm, pfn), *head = &ar->free[order];
-    meta_set(mm, pfn, meta_make(clean ? META_FREE_CLEAN : META_FREE, order));
+    meta_set(mm, pfn, meta_make(META_FREE, order));
     link_unpoison(n);
-    if (clean) {        /* to the back */
-        n->next = head;
-        n->prev = head->prev;
-    } else {            /* to the front */
-        n->next = head->next;
-        n->prev = head;
-        if (order >= mm->release_order)
-            ar->dirty_large_pages += (size_t)1 << order;
-    }
+    if (mm->release_map)   /* the links below make the head page resident */
+        mark_freed(mm, pfn, 0);
+    n->next = head->next;
+    n->prev = head;
     n->prev->next = n;
     n->next->prev = n;
     ar->nr_free[order]++;
@@ -72,8 +86,6 @@ void kmm__area_unlink_free(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, un
         kmm__fatal_page(mm, "free list", "corrupted links (write after free?) at", n);
     n->prev->next = n->next;
     n->next->prev = n->prev;
-    if (meta_kind(meta_get(mm, pfn)) == META_FREE && order >= mm->release_order)
-        ar->dirty_large_pages -= (size_t)1 << order;
     ar->nr_free[order]--;
     ar->free_pages -= (size_t)1 << order;
     if (ar->free[order].next == &ar->free[order])
@@ -90,17 +102,20 @@ uint64_t kmm__area_take(struct kmm *mm, struct kmm_area *ar, unsigned order)
     kmm_meta_t m = meta_get(mm, pfn);
     if (KMM_UNLIKELY(!meta_is_free(m) || meta_order(m) != o))
         kmm__fatal_page(mm, "free list", "block on a free list is not free (metadata corrupted) at", pfn_to_virt(mm, pfn));
-    bool clean = meta_kind(m) == META_FREE_CLEAN;
     kmm__area_unlink_free(mm, ar, pfn, o);
     while (o > order) {
         o--;
-        kmm__area_push_free(mm, ar, pfn + ((uint64_t)1 << o), o, clean);
+        kmm__area_push_free(mm, ar, pfn + ((uint64_t)1 << o), o);
     }
     return pfn;
 }
 
 void kmm__area_free_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order)
 {
+    if (mm->release_map) {
+        mark_freed(mm, pfn, order);
+        ar->freed_since_release += (size_t)1 << order;
+    }
     while (order < KMM_MAX_ORDER) {
         uint64_t buddy = pfn ^ ((uint64_t)1 << order);
         if (buddy < ar->start_pfn || buddy + ((uint64_t)1 << order) > ar->end_pfn)
@@ -111,29 +126,64 @@ void kmm__area_free_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, uns
         kmm__area_unlink_free(mm, ar, buddy, order);
         uint64_t upper = buddy > pfn ? buddy : pfn;
         meta_set(mm, upper, 0);
+        if (mm->release_map)   /* its head page, kept for the links, may go now */
+            mark_freed(mm, upper, 0);
         pfn &= ~((uint64_t)1 << order);
         order++;
     }
-    kmm__area_push_free(mm, ar, pfn, order, false);
-    if (ar->dirty_large_pages > mm->release_budget)
+    kmm__area_push_free(mm, ar, pfn, order);
+    if (ar->freed_since_release > mm->release_budget)
         kmm__area_release(mm, ar, false);
+}
+
+/* Is chunk c wholly inside a free block of area ar? Returns the first page
+ * that may be released (the block's head page keeps its links), or
+ * UINT64_MAX. */
+static uint64_t chunk_releasable(struct kmm *mm, struct kmm_area *ar, uint64_t c)
+{
+    uint64_t start = (c + mm->release_chunk0) << mm->release_order, end = start + ((uint64_t)1 << mm->release_order);
+    if (start < ar->start_pfn || end > ar->end_pfn)
+        return UINT64_MAX;
+    uint64_t head = kmm__block_head(mm, ar, start);
+    if (head == UINT64_MAX)
+        return UINT64_MAX;
+    kmm_meta_t m = meta_get(mm, head);
+    if (!meta_is_free(m) || head + ((uint64_t)1 << meta_order(m)) < end)
+        return UINT64_MAX;
+    return head == start ? start + 1 : start;
 }
 
 void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
 {
-    if (!mm->pf->release || (!force && ar->dirty_large_pages <= mm->release_budget))
+    if (!mm->release_map || ar->end_pfn == ar->start_pfn || (!force && ar->freed_since_release <= mm->release_budget))
         return;
-    for (unsigned o = mm->release_order; o <= KMM_MAX_ORDER; o++) {
-        struct free_node *head = &ar->free[o];
-        /* dirty blocks are at the front; stop at the first clean one */
-        while (head->next != head && meta_kind(meta_get(mm, pfn_of_node(mm, head->next))) == META_FREE) {
-            uint64_t pfn = pfn_of_node(mm, head->next);
-            kmm__area_unlink_free(mm, ar, pfn, o);
-            uint64_t pages = ((uint64_t)1 << o) - 1;   /* keep the head page: it holds the list node */
-            mm->pf->release(mm->ctx, (pfn + 1) << mm->page_shift, pages << mm->page_shift);
-            kmm__area_push_free(mm, ar, pfn, o, true);
+    ar->freed_since_release = 0;
+    uint64_t first = (ar->start_pfn >> mm->release_order) - mm->release_chunk0;
+    uint64_t last = ((ar->end_pfn - 1) >> mm->release_order) - mm->release_chunk0;
+    uint64_t run_start = 0, run_end = 0;   /* pages to release in one call */
+    for (uint64_t w = first >> 6; w <= last >> 6; w++) {
+        uint64_t bits = load_relaxed(&mm->release_map[w]);
+        if (!bits)
+            continue;
+        for (; bits; bits &= bits - 1) {
+            uint64_t c = (w << 6) + (uint64_t)__builtin_ctzll(bits);
+            if (c < first || c > last)
+                continue;
+            __atomic_fetch_and(&mm->release_map[w], ~((uint64_t)1 << (c & 63)), __ATOMIC_RELAXED);
+            uint64_t from = chunk_releasable(mm, ar, c);
+            if (from == UINT64_MAX)
+                continue;   /* partly in use: the free that completes it marks it again */
+            uint64_t to = (c + mm->release_chunk0 + 1) << mm->release_order;
+            if (from != run_end) {
+                if (run_end > run_start)
+                    mm->pf->release(mm->ctx, run_start << mm->page_shift, (run_end - run_start) << mm->page_shift);
+                run_start = from;
+            }
+            run_end = to;
         }
     }
+    if (run_end > run_start)
+        mm->pf->release(mm->ctx, run_start << mm->page_shift, (run_end - run_start) << mm->page_shift);
 }
 
 /* ---- allocation --------------------------------------------------------- */
@@ -319,7 +369,6 @@ static uint64_t check_free(struct kmm *mm, const char *fn, const void *addr, kmm
         *head = m;
         return pfn;
     case META_FREE:
-    case META_FREE_CLEAN:
     case META_CACHED:
         kmm__fatal_page(mm, fn, "double free of", addr);
     case META_RESERVED:

@@ -34,7 +34,7 @@ static int check_area(struct kmm *mm, unsigned a, const size_t *cached)
 {
     struct kmm_area *ar = &mm->area[a];
     size_t nr_free[KMM_MAX_ORDER + 1] = { 0 }, nr_cached[KMM_PCP_MAX_ORDER + 1] = { 0 };
-    size_t free_pages = 0, reserved = 0, present = 0, dirty_large = 0;
+    size_t free_pages = 0, reserved = 0, present = 0;
     enum meta_kind prev = META_TAIL;
     unsigned prev_order = 0;
 
@@ -62,8 +62,6 @@ static int check_area(struct kmm *mm, unsigned a, const size_t *cached)
                 return kmm__check_fail(mm, "two free buddies were not merged", pfn);
             nr_free[o]++;
             free_pages += (size_t)1 << o;
-            if (k == META_FREE && o >= mm->release_order)
-                dirty_large += (size_t)1 << o;
         }
         if (k == META_CACHED) {
             if (o > KMM_PCP_MAX_ORDER)
@@ -80,8 +78,8 @@ static int check_area(struct kmm *mm, unsigned a, const size_t *cached)
     }
     if (present != ar->total_pages)
         return kmm__check_fail(mm, "area's page count differs from its blocks", UINT64_MAX);
-    if (free_pages != ar->free_pages || reserved != ar->reserved_pages || dirty_large != ar->dirty_large_pages)
-        return kmm__check_fail(mm, "area's free, reserved or dirty page counter differs from the metadata", UINT64_MAX);
+    if (free_pages != ar->free_pages || reserved != ar->reserved_pages)
+        return kmm__check_fail(mm, "area's free or reserved page counter differs from the metadata", UINT64_MAX);
     for (unsigned o = 0; o <= KMM_PCP_MAX_ORDER; o++)
         if (nr_cached[o] != cached[a * (KMM_PCP_MAX_ORDER + 1) + o])
             return kmm__check_fail(mm, "CACHED blocks in the metadata differ from the per-thread caches", UINT64_MAX);
@@ -89,7 +87,6 @@ static int check_area(struct kmm *mm, unsigned a, const size_t *cached)
     for (unsigned o = 0; o <= KMM_MAX_ORDER; o++) {
         struct free_node *head = &ar->free[o];
         size_t n = 0;
-        bool seen_clean = false;
         for (struct free_node *p = head->next; p != head; p = p->next) {
             uint64_t pfn = virt_to_pfn(mm, p);
             if (pfn == UINT64_MAX || pfn < ar->start_pfn || pfn >= ar->end_pfn || ++n > nr_free[o])
@@ -99,10 +96,6 @@ static int check_area(struct kmm *mm, unsigned a, const size_t *cached)
                 return kmm__check_fail(mm, "block on a free list is not free of the list's order", pfn);
             if (p->next->prev != p || p->prev->next != p)
                 return kmm__check_fail(mm, "free list links are not symmetric", pfn);
-            if (meta_kind(m) == META_FREE_CLEAN)
-                seen_clean = true;
-            else if (seen_clean)
-                return kmm__check_fail(mm, "dirty free block behind a clean one", pfn);
         }
         if (n != nr_free[o] || n != ar->nr_free[o])
             return kmm__check_fail(mm, "free list length differs from the free blocks of its order", UINT64_MAX);

@@ -27,42 +27,40 @@ uint64_t kmm__block_head(struct kmm *mm, const struct kmm_area *ar, uint64_t pfn
     return UINT64_MAX;
 }
 
-typedef void (*piece_fn)(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean);
+typedef void (*piece_fn)(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order);
 
-static void carve(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean,
+static void carve(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order,
                   uint64_t start, uint64_t end, piece_fn inside, piece_fn outside)
 {
     uint64_t block_end = pfn + ((uint64_t)1 << order);
     if (pfn >= start && block_end <= end) {
-        inside(mm, ar, pfn, order, clean);
+        inside(mm, ar, pfn, order);
     } else if (block_end <= start || pfn >= end) {
-        outside(mm, ar, pfn, order, clean);
+        outside(mm, ar, pfn, order);
     } else {
         order--;
-        carve(mm, ar, pfn, order, clean, start, end, inside, outside);
-        carve(mm, ar, pfn + ((uint64_t)1 << order), order, clean, start, end, inside, outside);
+        carve(mm, ar, pfn, order, start, end, inside, outside);
+        carve(mm, ar, pfn + ((uint64_t)1 << order), order, start, end, inside, outside);
     }
 }
 
-static void mark_reserved(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean)
+static void mark_reserved(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order)
 {
-    (void)clean;
     meta_set(mm, pfn, meta_make(META_RESERVED, order));
     ar->reserved_pages += (size_t)1 << order;
     pages_unpoison(mm, pfn_to_virt(mm, pfn), (uint64_t)1 << order);   /* the reserver may use them */
 }
 
-static void free_piece(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean)
+static void free_piece(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order)
 {
-    (void)clean;
     ar->reserved_pages -= (size_t)1 << order;
     pages_poison(mm, pfn_to_virt(mm, pfn), (uint64_t)1 << order);
     kmm__area_free_block(mm, ar, pfn, order);
 }
 
-static void keep_reserved(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, bool clean)
+static void keep_reserved(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order)
 {
-    (void)ar, (void)clean;
+    (void)ar;
     meta_set(mm, pfn, meta_make(META_RESERVED, order));
 }
 
@@ -121,7 +119,7 @@ static bool is_free(struct kmm *mm, struct kmm_area *ar, uint64_t head, kmm_meta
 static bool reserve_block(struct kmm *mm, struct kmm_area *ar, uint64_t head, kmm_meta_t m, uint64_t s, uint64_t e)
 {
     kmm__area_unlink_free(mm, ar, head, meta_order(m));
-    carve(mm, ar, head, meta_order(m), meta_kind(m) == META_FREE_CLEAN, s, e, mark_reserved, kmm__area_push_free);
+    carve(mm, ar, head, meta_order(m), s, e, mark_reserved, kmm__area_push_free);
     return true;
 }
 
@@ -152,7 +150,7 @@ static bool is_reserved(struct kmm *mm, struct kmm_area *ar, uint64_t head, kmm_
 
 static bool unreserve_block(struct kmm *mm, struct kmm_area *ar, uint64_t head, kmm_meta_t m, uint64_t s, uint64_t e)
 {
-    carve(mm, ar, head, meta_order(m), false, s, e, free_piece, keep_reserved);
+    carve(mm, ar, head, meta_order(m), s, e, free_piece, keep_reserved);
     return true;
 }
 

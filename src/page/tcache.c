@@ -63,10 +63,12 @@ static inline void cache_block(struct kmm *mm, struct tcache_list *l, uint64_t p
 }
 
 /* Moves tcache_batch(order) blocks of area a into the cache (fewer if the
- * area runs out). When the area has no small free fragments to use up, the
- * batch is one block of TCACHE_REFILL_ORDER split here: its metadata is one
- * cache line that no other thread's cached pages share, so two threads
- * allocating and freeing do not bounce metadata lines between them. */
+ * area runs out). The batch is one block of TCACHE_REFILL_ORDER split here
+ * whenever the area has one: its metadata is one cache line that no other
+ * thread's cached pages share, so threads allocating and freeing do not
+ * bounce metadata lines between them (on an aged heap, blocks picked one by
+ * one are scattered over many lines shared with other threads). Smaller
+ * fragments are used when no such block is left. */
 static uint32_t refill(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned order)
 {
     struct kmm_area *ar = &mm->area[a];
@@ -75,8 +77,7 @@ static uint32_t refill(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsign
     if (ar->total_pages < ((uint64_t)1 << order))
         return 0;
     kmm_lock(mm, &ar->lock);
-    uint32_t fragments = ar->nonempty & ((1u << TCACHE_REFILL_ORDER) - 1) & ~((1u << order) - 1);
-    uint64_t pfn = fragments ? UINT64_MAX : kmm__area_take(mm, ar, TCACHE_REFILL_ORDER);
+    uint64_t pfn = kmm__area_take(mm, ar, TCACHE_REFILL_ORDER);
     if (pfn != UINT64_MAX) {
         for (uint64_t p = pfn + ((uint64_t)1 << TCACHE_REFILL_ORDER); p > pfn;) {   /* lowest ends on top */
             p -= (uint64_t)1 << order;
