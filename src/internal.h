@@ -148,13 +148,16 @@ struct kmm {
     unsigned nr_areas;
     unsigned release_order;               /* free blocks this large are released */
     size_t release_budget;                /* pages an area may free between release passes */
-    /* Release map: one bit per chunk of 2^release_order pages (aligned),
-     * set when pages in the chunk are freed, cleared by the release pass,
-     * which gives back every marked chunk that is wholly free. Words are
-     * shared by neighbouring areas, so bits change with atomic or/and. */
+    /* Release maps: one bit per chunk of 2^release_order pages (aligned).
+     * release_map: pages in the chunk were written since the last pass (a
+     * free, or list links). aged_map: the chunk was wholly free at the last
+     * pass. A pass gives back a chunk wholly free at two passes in a row with
+     * no write between (a second chance for memory about to be reused).
+     * Words are shared by neighbouring areas: bits change with atomic or/and. */
     uint64_t *release_map;                /* NULL without a platform release hook */
+    uint64_t *aged_map;                   /* release_map + release_map_words */
     uint64_t release_chunk0;              /* chunk number of bit 0 */
-    size_t release_map_len;               /* bytes */
+    size_t release_map_words;             /* words of each map */
     /* for each area mask: the accepted non-empty areas, most preferred first, ended by NO_AREA */
     uint8_t area_pref[KMM_AREA_MASK + 1][KMM_MAX_AREAS + 1];
     struct kmm_area area[KMM_MAX_AREAS];
@@ -315,11 +318,13 @@ KMM_HIDDEN struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm);
  * this order, refilling empty ones from their area; NULL if all areas are out. */
 KMM_HIDDEN struct tcache_list *kmm__tcache_refill(struct kmm *mm, struct kmm_tcache *tc, unsigned order, unsigned flags);
 KMM_HIDDEN void kmm__tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned order, uint32_t keep);
-KMM_HIDDEN void kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc);
+/* Empties every list of tc; returns the blocks it held. */
+KMM_HIDDEN size_t kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc);
 KMM_HIDDEN void kmm__tcache_destroy_all(struct kmm *mm);
 KMM_HIDDEN size_t kmm__tcache_cached_pages(struct kmm *mm);
 KMM_HIDDEN int kmm__tcache_check(struct kmm *mm, size_t *cached_blocks_per_area_order);
-KMM_HIDDEN void kmm__tcache_drain_current(struct kmm *mm);
+/* Empties the calling thread's cache for mm; returns the blocks it held. */
+KMM_HIDDEN size_t kmm__tcache_drain_current(struct kmm *mm);
 /* A refill brings one block of this order's worth: 64 pages, whose 64
  * metadata bytes are one cache line. */
 #define TCACHE_REFILL_ORDER 6

@@ -147,7 +147,7 @@ static void destroy_metadata(struct kmm *mm)
     if (mm->meta_carved)
         return;
     if (mm->release_map)
-        pf->meta_free(mm->ctx, mm->release_map, mm->release_map_len);
+        pf->meta_free(mm->ctx, mm->release_map, 2 * mm->release_map_words * sizeof(uint64_t));
     pf->meta_free(mm->ctx, mm->meta, mm->meta_len);
     pf->meta_free(mm->ctx, mm, sizeof(*mm));
 }
@@ -239,8 +239,9 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     if (pf->release && !carved) {   /* the release map needs meta_alloc memory */
         mm->release_chunk0 = base_pfn >> mm->release_order;
         uint64_t chunks = ((end_pfn - 1) >> mm->release_order) - mm->release_chunk0 + 1;
-        mm->release_map_len = (size_t)((chunks + 63) / 64 * 8);
-        mm->release_map = pf->meta_alloc(ctx, mm->release_map_len);
+        mm->release_map_words = (size_t)((chunks + 63) / 64);
+        mm->release_map = pf->meta_alloc(ctx, 2 * mm->release_map_words * sizeof(uint64_t));
+        mm->aged_map = mm->release_map ? mm->release_map + mm->release_map_words : NULL;
         if (!mm->release_map) {
             destroy_metadata(mm);
             pf->close(ctx);

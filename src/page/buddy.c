@@ -15,8 +15,9 @@
  * Releasing memory: physical memory is divided into chunks of
  * 2^release_order pages (2 MiB). A free marks its chunks in the release map;
  * once an area has freed release_budget pages (16 MiB) since its last pass,
- * the pass gives back to the platform (hole punch when hosted) every marked
- * chunk that now lies wholly inside a free block, and clears the marks. So
+ * the pass gives back to the platform (hole punch when hosted) every chunk
+ * that lay wholly inside a free block at this pass and the one before, with
+ * no free into it between (so memory freed and soon reused stays). So
  * resident memory follows live memory at chunk granularity, with one system
  * call per run of released chunks rather than one per free. kmm_drain runs
  * the pass at once. The pass runs under the area lock: the blocks must not be
@@ -153,6 +154,15 @@ static uint64_t chunk_releasable(struct kmm *mm, struct kmm_area *ar, uint64_t c
     return head == start ? start + 1 : start;
 }
 
+static inline bool test_and_clear(uint64_t *map, uint64_t c)
+{
+    uint64_t bit = (uint64_t)1 << (c & 63);
+    if (!(load_relaxed(&map[c >> 6]) & bit))
+        return false;
+    __atomic_fetch_and(&map[c >> 6], ~bit, __ATOMIC_RELAXED);
+    return true;
+}
+
 void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
 {
     if (!mm->release_map || ar->end_pfn == ar->start_pfn || (!force && ar->freed_since_release <= mm->release_budget))
@@ -162,17 +172,19 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
     uint64_t last = ((ar->end_pfn - 1) >> mm->release_order) - mm->release_chunk0;
     uint64_t run_start = 0, run_end = 0;   /* pages to release in one call */
     for (uint64_t w = first >> 6; w <= last >> 6; w++) {
-        uint64_t bits = load_relaxed(&mm->release_map[w]);
-        if (!bits)
-            continue;
-        for (; bits; bits &= bits - 1) {
+        for (uint64_t bits = load_relaxed(&mm->release_map[w]) | load_relaxed(&mm->aged_map[w]); bits; bits &= bits - 1) {
             uint64_t c = (w << 6) + (uint64_t)__builtin_ctzll(bits);
             if (c < first || c > last)
                 continue;
-            __atomic_fetch_and(&mm->release_map[w], ~((uint64_t)1 << (c & 63)), __ATOMIC_RELAXED);
+            bool written = test_and_clear(mm->release_map, c);
+            bool aged = test_and_clear(mm->aged_map, c);
             uint64_t from = chunk_releasable(mm, ar, c);
             if (from == UINT64_MAX)
                 continue;   /* partly in use: the free that completes it marks it again */
+            if (!force && (written || !aged)) {
+                __atomic_fetch_or(&mm->aged_map[w], (uint64_t)1 << (c & 63), __ATOMIC_RELAXED);
+                continue;   /* freed recently: give it one more interval */
+            }
             uint64_t to = (c + mm->release_chunk0 + 1) << mm->release_order;
             if (from != run_end) {
                 if (run_end > run_start)
@@ -193,27 +205,6 @@ static void zero_pages(struct kmm *mm, void *p, uint64_t npages)
     __builtin_memset(p, 0, (size_t)(npages << mm->page_shift));
 }
 
-/* Takes a block of 2^order pages from the first accepted area that has one;
- * sets its head to ALLOC. Returns the area through *area_out. */
-static uint64_t take_block(struct kmm *mm, unsigned order, unsigned flags, unsigned *area_out)
-{
-    for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != NO_AREA; a++) {
-        struct kmm_area *ar = &mm->area[*a];
-        if (ar->total_pages < ((uint64_t)1 << order))
-            continue;
-        kmm_lock(mm, &ar->lock);
-        uint64_t pfn = kmm__area_take(mm, ar, order);
-        if (pfn != UINT64_MAX) {
-            meta_set(mm, pfn, meta_make(META_ALLOC, order));
-            kmm_unlock(mm, &ar->lock);
-            *area_out = *a;
-            return pfn;
-        }
-        kmm_unlock(mm, &ar->lock);
-    }
-    return UINT64_MAX;
-}
-
 /* Pops a block from a per-thread cache list, checking that it is what the
  * cache says it is; marks it allocated. */
 static inline void *tcache_pop(struct kmm *mm, struct tcache_list *l, unsigned order)
@@ -229,6 +220,8 @@ static inline void *tcache_pop(struct kmm *mm, struct tcache_list *l, unsigned o
     return (void *)v;
 }
 
+static uint64_t take_run_or_drain(struct kmm *mm, unsigned order, uint64_t npages, unsigned flags);
+
 static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned order, unsigned flags)
 {
     void *p = NULL;
@@ -241,11 +234,12 @@ static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned
         struct tcache_list *l = &tc->list[mm->area_pref[flags & KMM_AREA_MASK][0]][order];
         if (!l->head)
             l = kmm__tcache_refill(mm, tc, order, flags);
+        if (!l && kmm__tcache_drain_current(mm))   /* blocks of other orders may merge into one */
+            l = kmm__tcache_refill(mm, tc, order, flags);
         if (l)
             p = tcache_pop(mm, l, order);
     } else {
-        unsigned a;
-        uint64_t pfn = take_block(mm, order, flags, &a);
+        uint64_t pfn = take_run_or_drain(mm, order, (uint64_t)1 << order, flags);
         if (pfn != UINT64_MAX) {
             p = pfn_to_virt(mm, pfn);
             pages_unpoison(mm, p, (uint64_t)1 << order);
@@ -297,6 +291,36 @@ static void trim_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsign
     }
 }
 
+/* Takes a block of 2^order pages from the first accepted area that has one
+ * and keeps its first npages as one allocation. */
+static uint64_t take_run(struct kmm *mm, unsigned order, uint64_t npages, unsigned flags)
+{
+    for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != NO_AREA; a++) {
+        struct kmm_area *ar = &mm->area[*a];
+        if (ar->total_pages < ((uint64_t)1 << order))
+            continue;
+        kmm_lock(mm, &ar->lock);
+        uint64_t pfn = kmm__area_take(mm, ar, order);
+        if (pfn != UINT64_MAX)
+            trim_block(mm, ar, pfn, order, npages);
+        kmm_unlock(mm, &ar->lock);
+        if (pfn != UINT64_MAX)
+            return pfn;
+    }
+    return UINT64_MAX;
+}
+
+/* take_run, and if it fails, once more after the calling thread's cached
+ * blocks went back to the free lists, where they may merge into what is
+ * needed (Linux drains its per-CPU lists before it fails an allocation). */
+static uint64_t take_run_or_drain(struct kmm *mm, unsigned order, uint64_t npages, unsigned flags)
+{
+    uint64_t pfn = take_run(mm, order, npages, flags);
+    if (pfn == UINT64_MAX && kmm__tcache_drain_current(mm))
+        pfn = take_run(mm, order, npages, flags);
+    return pfn;
+}
+
 static void *alloc_run(struct kmm *mm, const char *fn, uint64_t npages, size_t align, unsigned flags)
 {
     if (npages == 0) {
@@ -317,25 +341,16 @@ static void *alloc_run(struct kmm *mm, const char *fn, uint64_t npages, size_t a
         order = align_order;
     if (npages == ((uint64_t)1 << order) && order <= KMM_PCP_MAX_ORDER)
         return kmm_alloc_pages(mm, order, flags);   /* a whole small block: the cached path */
-    for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != NO_AREA; a++) {
-        struct kmm_area *ar = &mm->area[*a];
-        if (ar->total_pages < ((uint64_t)1 << order))
-            continue;
-        kmm_lock(mm, &ar->lock);
-        uint64_t pfn = kmm__area_take(mm, ar, order);
-        if (pfn != UINT64_MAX) {
-            trim_block(mm, ar, pfn, order, npages);
-            kmm_unlock(mm, &ar->lock);
-            void *p = pfn_to_virt(mm, pfn);
-            pages_unpoison(mm, p, npages);
-            if (flags & KMM_ZERO)
-                zero_pages(mm, p, npages);
-            return p;
-        }
-        kmm_unlock(mm, &ar->lock);
+    uint64_t pfn = take_run_or_drain(mm, order, npages, flags);
+    if (pfn == UINT64_MAX) {
+        kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
+        return NULL;
     }
-    kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
-    return NULL;
+    void *p = pfn_to_virt(mm, pfn);
+    pages_unpoison(mm, p, npages);
+    if (flags & KMM_ZERO)
+        zero_pages(mm, p, npages);
+    return p;
 }
 
 void *kmm_alloc_pages_aligned(struct kmm *mm, size_t npages, size_t align, unsigned flags)

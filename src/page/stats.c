@@ -25,5 +25,6 @@ void kmm_page_stats(struct kmm *mm, struct kmm_page_stats *st)
     st->cached_pages = kmm__tcache_cached_pages(mm);
     st->free_pages += st->cached_pages;
     st->allocated_pages = st->total_pages - st->free_pages - st->reserved_pages;
-    st->resident_pages = mm->pf->resident ? (size_t)(mm->pf->resident(mm->ctx) >> mm->page_shift) : st->total_pages;
+    st->resident_pages = mm->pf->resident ? (size_t)((mm->pf->resident(mm->ctx) + mm->page_size - 1) >> mm->page_shift)
+                                         : st->total_pages;
 }

@@ -46,11 +46,16 @@ void kmm__tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsign
     kmm_unlock(mm, &ar->lock);
 }
 
-void kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc)
+size_t kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc)
 {
-    for (unsigned a = 0; a < mm->nr_areas; a++)
-        for (unsigned o = 0; o <= KMM_PCP_MAX_ORDER; o++)
+    size_t blocks = 0;
+    for (unsigned a = 0; a < mm->nr_areas; a++) {
+        for (unsigned o = 0; o <= KMM_PCP_MAX_ORDER; o++) {
+            blocks += tc->list[a][o].count;
             kmm__tcache_flush(mm, tc, a, o, 0);
+        }
+    }
+    return blocks;
 }
 
 static inline void cache_block(struct kmm *mm, struct tcache_list *l, uint64_t pfn, unsigned order)
@@ -188,14 +193,16 @@ void kmm_thread_exit(void)
     }
 }
 
-void kmm__tcache_drain_current(struct kmm *mm)
+size_t kmm__tcache_drain_current(struct kmm *mm)
 {
     for (unsigned i = 0; i < TLS_SLOTS; i++) {
         if (kmm__tls[i].mm_id == mm->id) {
-            kmm__tcache_drain_all(mm, kmm__tls[i].tc);
+            size_t n = kmm__tcache_drain_all(mm, kmm__tls[i].tc);
             kmm__tls[i].key = load_relaxed(&mm->cache_key);
+            return n;
         }
     }
+    return 0;
 }
 #else
 struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm)
@@ -204,7 +211,11 @@ struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm)
     return NULL;
 }
 void kmm_thread_exit(void) {}
-void kmm__tcache_drain_current(struct kmm *mm) { (void)mm; }
+size_t kmm__tcache_drain_current(struct kmm *mm)
+{
+    (void)mm;
+    return 0;
+}
 #endif
 
 void kmm__tcache_destroy_all(struct kmm *mm)

@@ -28,6 +28,38 @@ struct hosted {
     uint64_t size;
 };
 
+/* The direct map is aligned like the largest block it can hold, so that a
+ * block's virtual address is as aligned as its physical one (a 2 MiB block
+ * at a 2 MiB virtual boundary, a 16 KiB page at a 16 KiB one). */
+static size_t direct_map_alignment(uint64_t size, size_t page_size)
+{
+    uint64_t largest = (uint64_t)page_size << KMM_MAX_ORDER;
+    uint64_t align = page_size;
+    while (align < size && align < largest)
+        align <<= 1;
+    return (size_t)align;
+}
+
+/* Maps the memfd at an address aligned to align: reserve size + align of
+ * address space, put the file at the aligned spot inside, trim the rest. */
+static void *map_aligned(int fd, size_t size, size_t align)
+{
+    char *reserve = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserve == MAP_FAILED)
+        return NULL;
+    char *base = (char *)(((uintptr_t)reserve + align - 1) & ~(uintptr_t)(align - 1));
+    if (mmap(base, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        munmap(reserve, size + align);
+        return NULL;
+    }
+    if (base > reserve)
+        munmap(reserve, (size_t)(base - reserve));
+    size_t tail = (size_t)(reserve + size + align - (base + size));
+    if (tail)
+        munmap(base + size, tail);
+    return base;
+}
+
 static int hosted_open(const struct kmm_platform *pf, const struct kmm_config *cfg, struct kmm_memory *mem, void **ctx)
 {
     (void)pf;
@@ -43,8 +75,8 @@ static int hosted_open(const struct kmm_platform *pf, const struct kmm_config *c
         goto fail;
     if (ftruncate(h->fd, (off_t)size) != 0)
         goto fail_fd;
-    h->base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, h->fd, 0);
-    if (h->base == MAP_FAILED)
+    h->base = map_aligned(h->fd, (size_t)size, direct_map_alignment(size, cfg->page_size));
+    if (!h->base)
         goto fail_fd;
     h->size = size;
     mem->direct_map = (uintptr_t)h->base;
@@ -60,9 +92,32 @@ fail:
     return -ENOMEM;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+/* ASan keeps its shadow of unmapped memory: the pages kmm poisoned would
+ * stay poisoned for the next mapping at the same address. Dropping the
+ * shadow pages makes them read back as zero, "addressable". x86-64 Linux
+ * layout: shadow = (address >> 3) + 0x7fff8000. */
+static void forget_asan_shadow(void *base, size_t size)
+{
+#if defined(__x86_64__)
+    uintptr_t from = ((uintptr_t)base >> 3) + 0x7fff8000, to = (((uintptr_t)base + size) >> 3) + 0x7fff8000;
+    long page = sysconf(_SC_PAGESIZE);
+    from = (from + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+    to &= ~(uintptr_t)(page - 1);
+    if (to > from)
+        madvise((void *)from, to - from, MADV_DONTNEED);
+#else
+    (void)base, (void)size;
+#endif
+}
+#endif
+
 static void hosted_close(void *ctx)
 {
     struct hosted *h = ctx;
+#if defined(__SANITIZE_ADDRESS__)
+    forget_asan_shadow(h->base, (size_t)h->size);
+#endif
     munmap(h->base, (size_t)h->size);
     close(h->fd);
     munmap(h, sizeof(*h));
