@@ -1274,6 +1274,11 @@ static void touch(void *p, size_t len)
 #define RSS_SLACK(touched) (64 * MiB + (touched) / 8)
 #endif
 #endif
+/* TSan keeps shadow cells for memory the program touched, about as much
+ * again as the memory itself. */
+#if defined(__SANITIZE_THREAD__) && !defined(RSS_SLACK)
+#define RSS_SLACK(touched) (64 * MiB + (touched) * 2)
+#endif
 #ifndef RSS_SLACK
 #define RSS_SLACK(touched) (64 * MiB)
 #endif
