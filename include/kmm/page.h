@@ -109,8 +109,9 @@ struct kmm_page_stats {
 };
 
 /* Fills *st. resident_pages comes from the platform (hosted: the memfd's
- * allocated extents, counted with SEEK_DATA/SEEK_HOLE); the rest from
- * counters. Takes each area lock briefly. O(areas x orders + threads). */
+ * allocated extents, counted with SEEK_DATA/SEEK_HOLE: two system calls per
+ * extent, so a fragmented memory system costs hundreds); the rest from
+ * counters. Takes each area lock briefly: O(areas x orders + threads). */
 KMM_API void kmm_page_stats(struct kmm *mm, struct kmm_page_stats *st);
 
 #ifdef __cplusplus
