@@ -68,6 +68,34 @@ static bool memory_ok(const struct kmm_memory *mem, size_t page_size)
     return true;
 }
 
+/* Joins ranges that touch, so a block may straddle where one range ended
+ * and the next began: creation then builds the largest blocks there are. */
+static void join_touching_ranges(struct kmm_memory *mem)
+{
+    unsigned n = 1;
+    for (unsigned r = 1; r < mem->nr_ranges; r++) {
+        if (mem->ranges[r].start == mem->ranges[n - 1].end)
+            mem->ranges[n - 1].end = mem->ranges[r].end;
+        else
+            mem->ranges[n++] = mem->ranges[r];
+    }
+    mem->nr_ranges = n;
+}
+
+/* With an identity map, physical page 0 would be handed out as NULL, which
+ * reads as failure: it stops being memory. Returns false if nothing is left. */
+static bool skip_null_page(struct kmm_memory *mem, size_t page_size)
+{
+    if (mem->direct_map + (uintptr_t)mem->ranges[0].start != 0)
+        return true;
+    mem->ranges[0].start += page_size;
+    if (mem->ranges[0].start < mem->ranges[0].end)
+        return true;
+    for (unsigned r = 1; r < mem->nr_ranges; r++)
+        mem->ranges[r - 1] = mem->ranges[r];
+    return --mem->nr_ranges > 0;
+}
+
 /* Marks [start, end) (frames, inside area a) as free blocks or ABSENT blocks,
  * the largest aligned blocks that fit. */
 static void add_blocks(struct kmm *mm, unsigned a, uint64_t start, uint64_t end, bool present)
@@ -190,6 +218,13 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
             pf->error(KMM_EINVAL);
         return NULL;
     }
+    join_touching_ranges(&mem);
+    if (!skip_null_page(&mem, page_size)) {
+        pf->close(ctx);
+        if (pf->error)
+            pf->error(KMM_ENOMEM);
+        return NULL;
+    }
     unsigned shift = floor_log2(page_size);
     uint64_t base_pfn = mem.ranges[0].start >> shift, end_pfn = mem.ranges[mem.nr_ranges - 1].end >> shift;
     size_t meta_len = (size_t)(end_pfn - base_pfn) + 1;   /* + a 0 byte after the last page */
@@ -201,6 +236,8 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
         void *p = carve_metadata(&mem, sizeof(*mm) + meta_len, page_size);
         if (!p) {
             pf->close(ctx);
+            if (pf->error)
+                pf->error(KMM_ENOMEM);
             return NULL;
         }
         __builtin_memset(p, 0, sizeof(*mm) + meta_len);

@@ -22,8 +22,13 @@ void kmm_page_stats(struct kmm *mm, struct kmm_page_stats *st)
         st->free_pages += as->free_pages;
         st->reserved_pages += as->reserved_pages;
     }
+    /* Areas and caches are read one after the other while other threads move
+     * pages between them, so a page may be counted twice: clamp, so the
+     * totals stay consistent (free + reserved + allocated == total). */
     st->cached_pages = kmm__tcache_cached_pages(mm);
     st->free_pages += st->cached_pages;
+    if (st->free_pages + st->reserved_pages > st->total_pages)
+        st->free_pages = st->total_pages - st->reserved_pages;
     st->allocated_pages = st->total_pages - st->free_pages - st->reserved_pages;
     st->resident_pages = mm->pf->resident ? (size_t)((mm->pf->resident(mm->ctx) + mm->page_size - 1) >> mm->page_shift)
                                          : st->total_pages;

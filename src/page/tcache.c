@@ -191,6 +191,10 @@ void kmm_thread_exit(void)
         kmm__tls[i].key = 0;
         kmm__tls[i].tc = NULL;
     }
+    /* A thread that goes on using kmm (a later destructor, or a caller that
+     * only wanted its caches back) attaches again, so its new caches are
+     * retired too. */
+    tls_attached = false;
 }
 
 size_t kmm__tcache_drain_current(struct kmm *mm)

@@ -276,8 +276,10 @@ static void disturb(struct shared *sh, atomic_uint *until, uint64_t *rng, struct
         } else if (r == 1) {
             struct kmm_page_stats st;
             kmm_page_stats(sh->mm, &st);
-            if (st.free_pages > st.total_pages || st.cached_pages > st.free_pages)
-                die("concurrent stats: total %zu free %zu cached %zu", st.total_pages, st.free_pages, st.cached_pages);
+            if (st.free_pages > st.total_pages || st.cached_pages > st.free_pages ||
+                st.free_pages + st.reserved_pages + st.allocated_pages != st.total_pages)
+                die("concurrent stats: total %zu free %zu cached %zu reserved %zu allocated %zu", st.total_pages,
+                    st.free_pages, st.cached_pages, st.reserved_pages, st.allocated_pages);
             ds->stats++;
         } else {
             uint64_t n = 1 + kmm_test_rand(rng) % 64;

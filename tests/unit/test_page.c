@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1376,6 +1377,78 @@ static void test_drain(void **state)
     finish(mm);
 }
 
+/* A thread that uses kmm after its caches were retired (a destructor that
+ * runs after kmm's, or a caller of kmm_thread_exit that goes on) gets new
+ * caches, and those are retired when it exits too. */
+static pthread_key_t late_key;
+
+static void late_destructor(void *arg)
+{
+    struct kmm *mm = arg;
+    void *p = kmm_alloc_pages(mm, 0, 0);
+    if (p)
+        kmm_free_pages(mm, p);
+}
+
+static void *late_user(void *arg)
+{
+    struct kmm *mm = arg;
+    void *p = kmm_alloc_pages(mm, 1, 0);
+    assert_non_null(p);
+    kmm_free_pages(mm, p);
+    kmm_thread_exit();   /* caches back, and the thread goes on */
+    p = kmm_alloc_pages(mm, 0, 0);
+    assert_non_null(p);
+    kmm_free_pages(mm, p);
+    pthread_setspecific(late_key, mm);   /* its destructor runs after kmm's */
+    return NULL;
+}
+
+static void test_thread_exit_then_use(void **state)
+{
+    (void)state;
+    struct kmm *mm = kmm_test_create(4096, 64 * MiB);
+    struct kmm_page_stats st;
+    kmm_free_pages(mm, kmm_alloc_pages(mm, 0, 0));   /* kmm's exit key exists first */
+    kmm_drain(mm);
+    assert_int_equal(pthread_key_create(&late_key, late_destructor), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, late_user, mm), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    kmm_page_stats(mm, &st);
+    assert_int_equal(st.cached_pages, 0);
+    assert_int_equal(st.allocated_pages, 0);
+    pthread_key_delete(late_key);
+    finish(mm);
+}
+
+/* Ranges that touch are one: a block may straddle where one ended and the
+ * next began. */
+static void test_touching_ranges(void **state)
+{
+    (void)state;
+    const size_t len = 8 * MiB;
+    unsigned char *buf = aligned_alloc(len, len);
+    assert_non_null(buf);
+    struct kmm_memory mem = {
+        .direct_map = (uintptr_t)buf,
+        .nr_ranges = 3,
+        .ranges = { { 0, 2 * MiB }, { 2 * MiB, 4 * MiB }, { 4 * MiB, 8 * MiB } },
+    };
+    struct kmm_platform pf;
+    kmm_platform_static(&pf, &mem, NULL, NULL);
+    struct kmm_config cfg = { .page_size = 4096, .platform = &pf };
+    struct kmm *mm = kmm_create(&cfg);
+    assert_non_null(mm);
+    /* Metadata comes off the top, so [0, 4M) is the largest block left. */
+    void *p = kmm_alloc_pages(mm, 10, 0);
+    assert_non_null(p);
+    assert_ptr_equal(p, buf);
+    kmm_free_pages(mm, p);
+    finish(mm);
+    free(buf);
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 static size_t ps_4k = 4096, ps_16k = 16384, ps_64k = 65536;
@@ -1416,6 +1489,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_order),
         cmocka_unit_test(test_virt_phys),
         cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_thread_exit_then_use),
+        cmocka_unit_test(test_touching_ranges),
         cmocka_unit_test(test_rss),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
