@@ -106,14 +106,26 @@ struct kmm_area {
 
 /* ---- Per-thread caches (page/tcache.c) ---------------------------------- */
 
+/* A refill brings one block of this order's worth: 64 pages, whose 64
+ * metadata bytes are one cache line. */
+#define TCACHE_REFILL_ORDER 6
+
+/* A stack of cached blocks of one area and order, by direct-map address.
+ * The addresses live here, not in the blocks: filling a cache touches no
+ * page, popping reads no cold line, and a stray write into a freed page
+ * cannot redirect the cache. */
 struct tcache_list {
-    uintptr_t head;                       /* direct-map address of the first block, 0 if empty */
     uint32_t count;                       /* blocks; written by the owner only, read relaxed by stats */
+    uintptr_t *slot;                      /* slot[0] is the coldest, slot[count - 1] the next to go */
 };
 
+/* Blocks a list of this order holds at most (see tcache_high). */
+#define TCACHE_CAP(order) (3u * (1u << (TCACHE_REFILL_ORDER - (order))) + 1)
+#define TCACHE_SLOTS_PER_AREA (TCACHE_CAP(0) + TCACHE_CAP(1) + TCACHE_CAP(2) + TCACHE_CAP(3))
+_Static_assert(KMM_PCP_MAX_ORDER == 3, "TCACHE_SLOTS_PER_AREA sums orders 0..3");
+
 /* One thread's cache of small blocks for one memory system. Owned lock-free
- * by its thread; others only read counts. Blocks are linked through their
- * first word, encoded with mm->list_secret (see tcache.c). */
+ * by its thread; others only read counts. */
 struct kmm_tcache {
     struct kmm *mm;
     uint64_t mm_id;
@@ -121,6 +133,7 @@ struct kmm_tcache {
     /* one more row than areas: NO_AREA's, always empty, so that a mask
      * accepting no non-empty area falls to the slow path without a test */
     struct tcache_list list[KMM_MAX_AREAS + 1][KMM_PCP_MAX_ORDER + 1];
+    uintptr_t storage[KMM_MAX_AREAS][TCACHE_SLOTS_PER_AREA];   /* the lists' slots */
 };
 #define NO_AREA KMM_MAX_AREAS
 
@@ -141,7 +154,6 @@ struct kmm {
     kmm_meta_t *meta;                     /* meta[pfn - base_pfn]; one spare 0 byte at the end */
     unsigned page_shift;
     size_t page_size;
-    uintptr_t list_secret;                /* encodes per-thread cache links */
     uint64_t base_pfn, end_pfn;           /* frames covered by meta[] */
     uintptr_t direct_map;                 /* virtual address of physical 0 */
     uint64_t id;                          /* unique over the process's life, never 0 */
@@ -325,9 +337,6 @@ KMM_HIDDEN size_t kmm__tcache_cached_pages(struct kmm *mm);
 KMM_HIDDEN int kmm__tcache_check(struct kmm *mm, size_t *cached_blocks_per_area_order);
 /* Empties the calling thread's cache for mm; returns the blocks it held. */
 KMM_HIDDEN size_t kmm__tcache_drain_current(struct kmm *mm);
-/* A refill brings one block of this order's worth: 64 pages, whose 64
- * metadata bytes are one cache line. */
-#define TCACHE_REFILL_ORDER 6
 _Static_assert(TCACHE_REFILL_ORDER > KMM_PCP_MAX_ORDER, "a refill holds several blocks of every cached order");
 static inline uint32_t tcache_batch(unsigned order) { return 1u << (TCACHE_REFILL_ORDER - order); }
 /* Blocks a cache list holds before it gives a batch back. */
@@ -355,11 +364,6 @@ static inline struct kmm_tcache *tcache_get(struct kmm *mm)
 static inline uint64_t virt_to_index(const struct kmm *mm, const void *addr)
 {
     return (uint64_t)((uintptr_t)addr - mm->span_start) >> mm->page_shift;
-}
-
-static inline uintptr_t tcache_encode(const struct kmm *mm, uintptr_t next, uintptr_t where)
-{
-    return next ^ mm->list_secret ^ (where >> 12);
 }
 
 /* ---- page/reserve.c ---------------------------------------------------------- */

@@ -30,15 +30,6 @@ bool kmm__is_live(uint64_t id)
     return false;
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 static bool config_ok(const struct kmm_config *cfg, size_t page_size, const uint64_t *limits, unsigned nr)
 {
     if (page_size < 4096 || page_size > (1u << 20) || (page_size & (page_size - 1)))
@@ -307,8 +298,6 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     kmm__registry_lock();
     mm->id = next_id++;
     mm->cache_key = mm->id << KEY_EPOCH_BITS;
-    mm->list_secret = (uintptr_t)mix64(mm->id ^ (uint64_t)(uintptr_t)mm ^ ((uint64_t)mm->direct_map << 7) ^
-                                       (uint64_t)(uintptr_t)&lo);
     mm->registry_next = registry;
     registry = mm;
     kmm__registry_unlock();

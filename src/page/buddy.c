@@ -209,11 +209,10 @@ static void zero_pages(struct kmm *mm, void *p, uint64_t npages)
  * cache says it is; marks it allocated. */
 static inline void *tcache_pop(struct kmm *mm, struct tcache_list *l, unsigned order)
 {
-    uintptr_t v = l->head;
+    uintptr_t v = l->slot[l->count - 1];
     uint64_t idx = virt_to_index(mm, (void *)v);
     if (KMM_UNLIKELY(idx >= mm->end_pfn - mm->base_pfn || mm->meta[idx] != meta_make(META_CACHED, order)))
-        kmm__fatal_page(mm, "kmm_alloc_pages", "per-thread cache corrupted (write after free?) at", (void *)v);
-    l->head = tcache_encode(mm, *(uintptr_t *)v, v);
+        kmm__fatal_page(mm, "kmm_alloc_pages", "per-thread cache corrupted at", (void *)v);
     store_relaxed(&l->count, l->count - 1);
     store_relaxed(&mm->meta[idx], meta_make(META_ALLOC, order));
     pages_unpoison(mm, (void *)v, (uint64_t)1 << order);
@@ -232,7 +231,7 @@ static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned
     struct kmm_tcache *tc = order <= KMM_PCP_MAX_ORDER ? tcache_get(mm) : NULL;
     if (tc) {
         struct tcache_list *l = &tc->list[mm->area_pref[flags & KMM_AREA_MASK][0]][order];
-        if (!l->head)
+        if (!l->count)
             l = kmm__tcache_refill(mm, tc, order, flags);
         if (!l && kmm__tcache_drain_current(mm))   /* blocks of other orders may merge into one */
             l = kmm__tcache_refill(mm, tc, order, flags);
@@ -261,7 +260,7 @@ void *kmm_alloc_pages(struct kmm *mm, unsigned order, unsigned flags)
     if (KMM_LIKELY(order <= KMM_PCP_MAX_ORDER && !(flags & KMM_ZERO) &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct tcache_list *l = &kmm__tls[0].tc->list[mm->area_pref[flags & KMM_AREA_MASK][0]][order];
-        if (KMM_LIKELY(l->head))
+        if (KMM_LIKELY(l->count))
             return tcache_pop(mm, l, order);
     }
 #endif
@@ -412,8 +411,7 @@ static inline void tcache_push(struct kmm *mm, struct kmm_tcache *tc, uint64_t p
     uintptr_t v = (uintptr_t)pfn_to_virt(mm, pfn);
     meta_set(mm, pfn, meta_make(META_CACHED, order));
     pages_poison(mm, (void *)v, (uint64_t)1 << order);
-    *(uintptr_t *)v = tcache_encode(mm, l->head, v);
-    l->head = v;
+    l->slot[l->count] = v;
     store_relaxed(&l->count, l->count + 1);
     if (KMM_UNLIKELY(l->count > tcache_high(order)))
         kmm__tcache_flush(mm, tc, a, order, tcache_high(order) - tcache_batch(order));

@@ -1,16 +1,17 @@
 /* tcache.c - per-thread caches of small blocks (Linux's per-CPU page lists).
  *
  * Each thread keeps, per memory system, per area and per order up to
- * KMM_PCP_MAX_ORDER, a list of free blocks. Allocation pops and free pushes
- * without a lock; an empty list is refilled with tcache_batch() blocks under
- * the area lock, and a list above tcache_high() gives a batch back. The
- * blocks stay marked CACHED in the metadata, so a double free into a cache is
- * caught like any other.
+ * KMM_PCP_MAX_ORDER, a stack of free blocks. Allocation pops and free pushes
+ * without a lock; an empty stack is refilled with tcache_batch() blocks under
+ * the area lock, and a stack above tcache_high() gives its coldest
+ * tcache_batch() blocks back. The blocks stay marked CACHED in the metadata,
+ * so a double free into a cache is caught like any other.
  *
- * Links are stored in the first word of each cached block, XORed with a
- * per-memory-system secret and the block's address (Linux's hardened
- * freelist), and every pop checks the block's metadata, so a stray write into
- * a freed page is detected instead of handing out an arbitrary address.
+ * The stacks hold addresses in the cache's own memory (like Linux's per-CPU
+ * lists, which link struct pages, not the pages): a refill of 64 pages
+ * touches none of them, so a fresh memory system hands out its first page
+ * without faulting in the other 63, and nothing a program writes into a page
+ * it freed can steer a later allocation.
  *
  * Which cache belongs to which thread: kmm__tls holds (memory system id,
  * cache) pairs, most recently used first. A cache is registered in its
@@ -25,25 +26,25 @@ _Thread_local struct tls_slot kmm__tls[TLS_SLOTS] __attribute__((tls_model("init
 static _Thread_local bool tls_attached __attribute__((tls_model("initial-exec")));
 #endif
 
-/* Gives blocks from the front of list (a, order) back to the buddy lists
- * until keep remain. Called by the owning thread. */
+/* Gives the coldest blocks of list (a, order) back to the buddy lists until
+ * keep remain. Called by the owning thread. */
 void kmm__tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned order, uint32_t keep)
 {
     struct tcache_list *l = &tc->list[a][order];
     if (l->count <= keep)
         return;
+    uint32_t give = l->count - keep;
     struct kmm_area *ar = &mm->area[a];
     kmm_lock(mm, &ar->lock);
-    while (l->count > keep) {
-        uintptr_t v = l->head;
-        uint64_t pfn = virt_to_pfn(mm, (void *)v);
+    for (uint32_t i = 0; i < give; i++) {
+        uint64_t pfn = virt_to_pfn(mm, (void *)l->slot[i]);
         if (pfn == UINT64_MAX || meta_get(mm, pfn) != meta_make(META_CACHED, order))
-            kmm__fatal_page(mm, "kmm_free_pages", "per-thread cache corrupted (write after free?) at", (void *)v);
-        l->head = tcache_encode(mm, *(uintptr_t *)v, v);
-        store_relaxed(&l->count, l->count - 1);
+            kmm__fatal_page(mm, "kmm_free_pages", "per-thread cache corrupted at", (void *)l->slot[i]);
         kmm__area_free_block(mm, ar, pfn, order);
     }
     kmm_unlock(mm, &ar->lock);
+    __builtin_memmove(l->slot, l->slot + give, keep * sizeof(l->slot[0]));
+    store_relaxed(&l->count, keep);
 }
 
 size_t kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc)
@@ -58,13 +59,10 @@ size_t kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc)
     return blocks;
 }
 
-static inline void cache_block(struct kmm *mm, struct tcache_list *l, uint64_t pfn, unsigned order)
+static inline void cache_block(struct kmm *mm, struct tcache_list *l, uint32_t at, uint64_t pfn, unsigned order)
 {
-    uintptr_t v = (uintptr_t)pfn_to_virt(mm, pfn);
     meta_set(mm, pfn, meta_make(META_CACHED, order));
-    link_unpoison((void *)v);
-    *(uintptr_t *)v = tcache_encode(mm, l->head, v);
-    l->head = v;
+    l->slot[at] = (uintptr_t)pfn_to_virt(mm, pfn);
 }
 
 /* Moves tcache_batch(order) blocks of area a into the cache (fewer if the
@@ -78,7 +76,7 @@ static uint32_t refill(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsign
 {
     struct kmm_area *ar = &mm->area[a];
     struct tcache_list *l = &tc->list[a][order];
-    uint32_t n = 0, want = tcache_batch(order);
+    uint32_t n = 0, want = tcache_batch(order), base = l->count;
     if (ar->total_pages < ((uint64_t)1 << order))
         return 0;
     kmm_lock(mm, &ar->lock);
@@ -86,18 +84,17 @@ static uint32_t refill(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsign
     if (pfn != UINT64_MAX) {
         for (uint64_t p = pfn + ((uint64_t)1 << TCACHE_REFILL_ORDER); p > pfn;) {   /* lowest ends on top */
             p -= (uint64_t)1 << order;
-            cache_block(mm, l, p, order);
+            cache_block(mm, l, base + n++, p, order);
         }
-        n = want;
     }
     for (; n < want; n++) {
         pfn = kmm__area_take(mm, ar, order);
         if (pfn == UINT64_MAX)
             break;
-        cache_block(mm, l, pfn, order);
+        cache_block(mm, l, base + n, pfn, order);
     }
     kmm_unlock(mm, &ar->lock);
-    store_relaxed(&l->count, l->count + n);
+    store_relaxed(&l->count, base + n);
     return n;
 }
 
@@ -105,7 +102,7 @@ struct tcache_list *kmm__tcache_refill(struct kmm *mm, struct kmm_tcache *tc, un
 {
     for (const uint8_t *a = mm->area_pref[flags & KMM_AREA_MASK]; *a != NO_AREA; a++) {
         struct tcache_list *l = &tc->list[*a][order];
-        if (l->head || refill(mm, tc, *a, order))
+        if (l->count || refill(mm, tc, *a, order))
             return l;
     }
     return NULL;
@@ -123,6 +120,9 @@ static struct kmm_tcache *tcache_create(struct kmm *mm)
     struct kmm_tcache *tc = mm->pf->meta_alloc(mm->ctx, sizeof(*tc));
     if (!tc)
         return NULL;
+    for (unsigned a = 0; a < KMM_MAX_AREAS; a++)
+        for (unsigned o = 0, at = 0; o <= KMM_PCP_MAX_ORDER; at += TCACHE_CAP(o), o++)
+            tc->list[a][o].slot = &tc->storage[a][at];
     tc->mm = mm;
     tc->mm_id = mm->id;
     kmm_lock(mm, &mm->tcache_lock);
@@ -255,22 +255,24 @@ int kmm__tcache_check(struct kmm *mm, size_t *cached)
         for (unsigned a = 0; a < mm->nr_areas && rc == 0; a++) {
             for (unsigned o = 0; o <= KMM_PCP_MAX_ORDER && rc == 0; o++) {
                 struct tcache_list *l = &tc->list[a][o];
-                uint32_t n = 0;
-                for (uintptr_t v = l->head; v; v = tcache_encode(mm, *(uintptr_t *)v, v)) {
-                    uint64_t pfn = virt_to_pfn(mm, (void *)v);
-                    if (pfn == UINT64_MAX || n > l->count) {
-                        rc = kmm__check_fail(mm, "per-thread cache links outside memory or looping", UINT64_MAX);
+                if (l->count > tcache_high(o)) {
+                    rc = kmm__check_fail(mm, "per-thread cache holds more than its capacity", UINT64_MAX);
+                    break;
+                }
+                for (uint32_t i = 0; i < l->count; i++) {
+                    uint64_t pfn = virt_to_pfn(mm, (void *)l->slot[i]);
+                    if (pfn == UINT64_MAX || (l->slot[i] & (mm->page_size - 1))) {
+                        rc = kmm__check_fail(mm, "per-thread cache holds an address outside memory", UINT64_MAX);
                         break;
                     }
                     if (meta_get(mm, pfn) != meta_make(META_CACHED, o) || area_of_pfn(mm, pfn) != a) {
                         rc = kmm__check_fail(mm, "block in a per-thread cache is not CACHED of the list's order and area", pfn);
                         break;
                     }
-                    n++;
                 }
-                if (rc == 0 && n != l->count)
-                    rc = kmm__check_fail(mm, "per-thread cache count differs from its list", UINT64_MAX);
-                cached[a * (KMM_PCP_MAX_ORDER + 1) + o] += n;
+                /* a block held twice is caught by check.c: the CACHED blocks
+                 * of the metadata must number exactly the cached entries */
+                cached[a * (KMM_PCP_MAX_ORDER + 1) + o] += l->count;
             }
         }
     }
