@@ -7,6 +7,8 @@
 # Missing Debian packages are installed when run as root; otherwise the exact
 # apt-get command is printed.
 
+SHELL := /bin/bash
+
 BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 SANITIZE ?=
@@ -16,7 +18,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PKGS_BUILD := cmake make gcc pkg-config
 PKGS_TEST  := $(PKGS_BUILD) libcmocka-dev
 PKGS_FUZZ  := $(PKGS_BUILD) clang libclang-rt-14-dev libcmocka-dev
-PKGS_BENCH := $(PKGS_BUILD) libmimalloc-dev
+PKGS_BENCH := $(PKGS_BUILD) libmimalloc-dev libjemalloc-dev libgoogle-perftools-dev
 
 # $(call ensure,packages): install what dpkg does not have, or say how to.
 define ensure
@@ -72,6 +74,7 @@ bench: deps-bench
 	@cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DKMM_TESTS=OFF -DKMM_BENCH=ON >/dev/null
 	@cmake --build build-release -j $(JOBS)
 	@build-release/bench/pages $(BENCH_ARGS)
+	@build-release/bench/malloc $(BENCH_ARGS)
 
 deps-fuzz:
 	$(call ensure,$(PKGS_FUZZ))
@@ -79,9 +82,13 @@ deps-fuzz:
 fuzz: deps-fuzz
 	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DKMM_SANITIZE=address -DKMM_FUZZ=ON -DKMM_BENCH=OFF >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzz_page
-	@mkdir -p build-fuzz/corpus/page
-	@build-fuzz/tests/fuzz_page -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/page 2>&1 | tail -n 12
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_page fuzz_slab
+	@for t in page slab; do \
+	  mkdir -p build-fuzz/corpus/$$t; \
+	  echo "== fuzz_$$t ($(FUZZ_SECONDS) s)"; \
+	  build-fuzz/tests/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$t 2>&1 | tail -n 12; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 install: build
 	@cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX),)

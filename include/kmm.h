@@ -6,5 +6,6 @@
 #include "kmm/core.h"
 #include "kmm/page.h"
 #include "kmm/platform.h"
+#include "kmm/slab.h"
 
 #endif

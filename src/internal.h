@@ -4,7 +4,8 @@
  * libc header beyond <stddef.h> <stdint.h> <stdbool.h> <limits.h>.
  *
  * Lock order (outermost first):
- *   registry_lock (core/kmm.c)  ->  mm->tcache_lock  ->  area locks, lowest area first
+ *   registry_lock (core/kmm.c)  ->  mm->slab_lock  ->  mm->tcache_lock  ->
+ *   a cache's lock (one at a time)  ->  area locks, lowest area first
  * No platform call that may sleep for long (release, meta_alloc) is made
  * under a lock, except release() in the release pass, which runs under the
  * area lock by design (see buddy.c).
@@ -15,6 +16,7 @@
 #include <kmm/core.h>
 #include <kmm/page.h>
 #include <kmm/platform.h>
+#include <kmm/slab.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -106,6 +108,10 @@ struct kmm_area {
 
 /* ---- Per-thread caches (page/tcache.c) ---------------------------------- */
 
+#define KMM_MAX_CACHES 1024               /* caches of one memory system, kmalloc ones included */
+struct kmm_magazine;
+struct mag_chunk;
+
 /* A refill brings one block of this order's worth: 64 pages, whose 64
  * metadata bytes are one cache line. */
 #define TCACHE_REFILL_ORDER 6
@@ -134,6 +140,12 @@ struct kmm_tcache {
      * accepting no non-empty area falls to the slow path without a test */
     struct tcache_list list[KMM_MAX_AREAS + 1][KMM_PCP_MAX_ORDER + 1];
     uintptr_t storage[KMM_MAX_AREAS][TCACHE_SLOTS_PER_AREA];   /* the lists' slots */
+    /* the slab layer's magazines, by cache id (slab/magazine.c); written by
+     * the owner (published with release) and by kmm_cache_destroy under
+     * mm->tcache_lock */
+    struct kmm_magazine *mag[KMM_MAX_CACHES];
+    struct kmm_magazine *mag_free;        /* unused magazines of this thread */
+    struct mag_chunk *mag_chunks;         /* memory of this thread's magazines */
 };
 #define NO_AREA KMM_MAX_AREAS
 
@@ -149,6 +161,8 @@ struct tls_slot {
 struct kmm {
     /* hot fields first */
     uint64_t cache_key;                   /* id << KEY_EPOCH_BITS | drain epoch; atomic */
+    size_t kmalloc_max;                   /* largest slab size of kmm_malloc; 0 until the slab layer is up (acquire) */
+    const uint8_t *class_of;              /* the root's class_of[], set before kmalloc_max */
     uintptr_t span_start;                 /* direct-map address of frame base_pfn */
     uint64_t span_bytes;                  /* (end_pfn - base_pfn) pages, in bytes */
     kmm_meta_t *meta;                     /* meta[pfn - base_pfn]; one spare 0 byte at the end */
@@ -184,6 +198,16 @@ struct kmm {
     struct kmm_tcache *tcaches;           /* protected by tcache_lock */
 
     struct kmm *registry_next;            /* protected by registry_lock */
+
+    /* slab layer (slab/) */
+    struct kmm_slab_root *slabs;          /* made on first use; published with release */
+    struct kmm_slab **slab_map;           /* slab_map[pfn - base_pfn]: the slab a page belongs to, or NULL */
+    struct kmm_lock slab_lock;            /* making the root, the list of caches, cache ids */
+
+    /* fault injection (core/meta.c) */
+    unsigned fault_sites;
+    unsigned long fault_nth, fault_times;
+    unsigned long fault_calls, fault_injected;   /* atomic */
 };
 
 /* core/kmm.c */
@@ -372,5 +396,246 @@ KMM_HIDDEN uint64_t kmm__block_head(struct kmm *mm, const struct kmm_area *ar, u
 
 /* ---- page/check.c, page/stats.c ------------------------------------------------ */
 KMM_HIDDEN int kmm__page_check(struct kmm *mm);
+
+/* ---- core/meta.c: metadata memory for the layers above pages; faults ---- */
+/* Zeroed memory apart from what callers get: the platform's meta_alloc, or
+ * pages from the page allocator when it has none. NULL when out of memory or
+ * when a KMM_FAULT_META failure is injected. */
+KMM_HIDDEN void *kmm__meta_alloc(struct kmm *mm, size_t len);
+KMM_HIDDEN void kmm__meta_free(struct kmm *mm, void *p, size_t len);
+/* Should this call at site fail? (KMM_FAULT_*) */
+KMM_HIDDEN bool kmm__fault(struct kmm *mm, unsigned site);
+
+/* ---- page/buddy.c, for the layers above ---------------------------------- */
+/* kmm_free_pages, reporting misuse as coming from fn; with cache false the
+ * pages go straight to the buddy lists, never into a per-thread cache
+ * (for frees made while a cache is being drained or retired). */
+KMM_HIDDEN void kmm__free_pages_as(struct kmm *mm, const char *fn, void *addr, bool cache);
+/* Keeps the first npages (>= 1, at most what it holds) of the page
+ * allocation at addr and frees the rest. */
+KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages);
+
+/* ---- The slab layer (slab/) ------------------------------------------------
+ *
+ * A slab is one buddy block of 2^slab_order pages holding `objects` slots of
+ * slot_size bytes from its start. Its descriptor lives apart from it.
+ *
+ * Invariants (checked by kmm_check):
+ *  - slab_map[p] == s for every page p of a live slab s, NULL for any page
+ *    not in a slab; a slab's pages are one ALLOC block of the page allocator.
+ *  - Bit i of s->out is set iff slot i is out of the slab: held by a caller
+ *    or in some thread's magazine; s->inuse is the number of bits set.
+ *  - s is on exactly one list of its cache: empty (inuse 0), full (inuse ==
+ *    objects) or partial (otherwise); nr_slabs, nr_empty and objects_out
+ *    agree with the lists.
+ *  - Every slot not held by a caller holds the canary secret ^ address at
+ *    canary_offset: the free ones in the slab and those in magazines.
+ *  - A magazine holds distinct slots of its cache, each with its bit set.
+ */
+struct kmm_slab {
+    struct kmm_cache *cache;
+    uintptr_t base;                       /* direct-map address of slot 0 */
+    struct kmm_slab *next, *prev;         /* in one list of the cache */
+    uint32_t inuse;                       /* slots out */
+    uint32_t scan;                        /* first word of out[] that may have a clear bit */
+    uint64_t out[];                       /* bit i: slot i is out */
+};
+
+struct slab_list {
+    struct kmm_slab *head;
+    size_t count;
+};
+
+/* A pool of descriptors of one size (each cache has its own). */
+struct desc_chunk {
+    struct desc_chunk *next;
+    size_t len;
+};
+
+struct kmm_cache {
+    /* read on every allocation and free: */
+    size_t slot_size;
+    size_t canary_offset;                 /* where the canary of a free slot is: 0, or after the object */
+    uintptr_t secret;
+    uint64_t recip;                       /* slot index = (offset * recip) >> RECIP_SHIFT */
+    uint32_t objects;                     /* slots per slab */
+    uint32_t mag_cap;                     /* magazine capacity for this cache */
+    uint32_t id;                          /* index in each thread's mag[] */
+    unsigned page_flags;                  /* area mask the slabs were asked with */
+    void (*ctor)(void *);
+    struct kmm *mm;
+
+    struct kmm_lock lock;
+    /* protected by lock: */
+    struct slab_list partial, full, empty;
+    size_t objects_out;                   /* sum of inuse over the slabs */
+    size_t max_empty;                     /* empty slabs kept before they go back */
+    struct desc_chunk *desc_chunks;
+    void *desc_free;                      /* free descriptors, linked through their first word */
+    size_t desc_size, desc_left;
+    char *desc_next;                      /* the unused rest of the newest chunk */
+
+    /* set at creation: */
+    size_t object_size, align;
+    unsigned slab_order;
+    uint32_t words;                       /* of out[] */
+    bool kmalloc;                         /* a kmm_malloc size class: never destroyed */
+    char name[32];
+    struct kmm_cache *next;               /* in the root's list, protected by mm->slab_lock */
+};
+#define RECIP_SHIFT 44
+
+/* Size classes and kmm_malloc's caches, made on first use of the layer. */
+#define KMM_MAX_CLASSES 160
+struct kmm_slab_root {
+    size_t max_small;                     /* largest size served from a slab */
+    unsigned nr_classes;
+    size_t class_size[KMM_MAX_CLASSES];
+    unsigned class_order[KMM_MAX_CLASSES];
+    /* kmm_malloc caches by area mask (index 0: any area), each an array of
+     * nr_classes caches made on first use of that mask; [0] is made at once */
+    struct kmm_cache *kmalloc[KMM_AREA_MASK + 1];
+    struct kmm_cache *caches;             /* every cache, newest first (mm->slab_lock) */
+    uint64_t used_ids[KMM_MAX_CACHES / 64];   /* mm->slab_lock */
+    uint8_t class_of[];                   /* class of a size, by (size + 15) / 16 */
+};
+
+/* slab/slab.c */
+KMM_HIDDEN struct kmm_slab_root *kmm__slab_root_slow(struct kmm *mm);
+static inline struct kmm_slab_root *slab_root(struct kmm *mm)
+{
+    struct kmm_slab_root *r = __atomic_load_n(&mm->slabs, __ATOMIC_ACQUIRE);
+    return KMM_LIKELY(r != NULL) ? r : kmm__slab_root_slow(mm);
+}
+/* Fills the fields of c for objects of size and align (canary, slots, slab
+ * order, recip); 0, or -KMM_EINVAL if they cannot be served. */
+KMM_HIDDEN int kmm__cache_init(struct kmm *mm, struct kmm_cache *c, const char *name, size_t size, size_t align,
+                               void (*ctor)(void *), unsigned page_flags, unsigned slab_order);
+KMM_HIDDEN void kmm__cache_fini(struct kmm_cache *c);
+/* Moves up to n slots out of c's slabs (making a slab when needed) into
+ * dst[]; returns how many. */
+KMM_HIDDEN uint32_t kmm__cache_take(struct kmm_cache *c, uintptr_t *dst, uint32_t n, unsigned flags);
+/* Puts n slots back into their slabs; checks each is out (else a double free
+ * from fn). Empty slabs beyond max_empty go back to the page allocator. */
+KMM_HIDDEN void kmm__cache_put(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const char *fn);
+/* Gives every empty slab of c back to the page allocator. */
+KMM_HIDDEN void kmm__cache_shrink(struct kmm_cache *c);
+/* Reports misuse of slot p of c ("kmm: fn: why p (cache ...)") and aborts. */
+KMM_HIDDEN KMM_NORETURN void kmm__slot_fatal(struct kmm_cache *c, const char *fn, const char *why, const void *p);
+/* A free found p's canary intact: aborts (fn: why p) if p is free, in its
+ * slab or a magazine; returns if the canary was only the caller's data. */
+KMM_HIDDEN void kmm__check_double_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const char *fn,
+                                       const char *why);
+KMM_HIDDEN int kmm__slab_check(struct kmm *mm);
+KMM_HIDDEN void kmm__slab_destroy_all(struct kmm *mm);
+KMM_HIDDEN void kmm__slab_drain(struct kmm *mm);   /* shrink every cache */
+
+/* slab/magazine.c */
+struct kmm_magazine {
+    struct kmm_cache *cache;
+    uint32_t count;                       /* written by the owner only, read relaxed by stats */
+    uint32_t cap;
+    struct kmm_magazine *next_free;
+    uintptr_t slot[];                     /* slot[count - 1] goes first */
+};
+#define MAG_MAX 64
+KMM_HIDDEN struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *tc, struct kmm_cache *c);
+/* Empties every magazine of tc into its cache (mm->tcache_lock held). */
+KMM_HIDDEN void kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc);
+KMM_HIDDEN void kmm__mag_release_all(struct kmm *mm, struct kmm_tcache *tc);
+/* Is p in any thread's magazine of c? (takes mm->tcache_lock) */
+KMM_HIDDEN bool kmm__mag_holds(struct kmm *mm, struct kmm_cache *c, uintptr_t p);
+/* Objects of c in magazines, all threads (takes mm->tcache_lock). */
+KMM_HIDDEN size_t kmm__mag_count(struct kmm *mm, struct kmm_cache *c);
+/* Empties and detaches c's magazine from every thread (kmm_cache_destroy). */
+KMM_HIDDEN void kmm__mag_detach(struct kmm *mm, struct kmm_cache *c);
+KMM_HIDDEN int kmm__mag_check(struct kmm *mm, struct kmm_tcache *tc);
+
+static inline uintptr_t slot_canary(const struct kmm_cache *c, uintptr_t p) { return c->secret ^ p; }
+
+/* Objects are poisoned for ASan and Valgrind while free, but for the canary. */
+static inline void obj_poison(const struct kmm_cache *c, uintptr_t p)
+{
+    (void)c, (void)p;
+#if KMM_ASAN || KMM_VALGRIND
+    if (c->canary_offset == 0) {
+#if KMM_ASAN
+        __asan_poison_memory_region((char *)p + 8, c->slot_size - 8);
+#endif
+#if KMM_VALGRIND
+        VALGRIND_MAKE_MEM_NOACCESS((char *)p + 8, c->slot_size - 8);
+#endif
+    } else {
+#if KMM_ASAN
+        __asan_poison_memory_region((char *)p, c->canary_offset);
+#endif
+#if KMM_VALGRIND
+        VALGRIND_MAKE_MEM_NOACCESS((char *)p, c->canary_offset);
+#endif
+    }
+#endif
+}
+static inline void obj_unpoison(const struct kmm_cache *c, uintptr_t p)
+{
+    (void)c, (void)p;
+#if KMM_ASAN
+    __asan_unpoison_memory_region((void *)p, c->slot_size);
+#endif
+#if KMM_VALGRIND
+    VALGRIND_MAKE_MEM_UNDEFINED((void *)p, c->slot_size);
+#endif
+}
+
+/* slab/object.c: one object in or out of a cache */
+/* Pops the newest slot of a non-empty magazine, checking its canary. */
+static inline void *mag_pop(struct kmm_cache *c, struct kmm_magazine *m, const char *fn)
+{
+    uint32_t n = m->count - 1;
+    uintptr_t p = m->slot[n];
+    store_relaxed(&m->count, n);
+    uintptr_t *canary = (uintptr_t *)(p + c->canary_offset);
+    if (KMM_UNLIKELY(*canary != slot_canary(c, p)))
+        kmm__slot_fatal(c, fn, "free object overwritten (write after free?) at", (void *)p);
+    obj_unpoison(c, p);
+    *canary = 0;
+    return (void *)p;
+}
+/* An object of c (the magazine, else the slabs), zeroed if flags say so;
+ * NULL with errno ENOMEM. */
+KMM_HIDDEN void *kmm__obj_alloc(struct kmm_cache *c, unsigned flags, const char *fn);
+/* Frees p, an address inside slab s of cache c: checks it starts a slot and
+ * is not free already. */
+KMM_HIDDEN void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const char *fn);
+/* The common free: p starts a slot, its canary is not there, and the
+ * thread's magazine for c has room. Returns false for kmm__obj_free to do
+ * the rest (and all the reporting). */
+static inline bool obj_free_fast(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, uintptr_t p)
+{
+#if KMM_THREAD_CACHE
+    uint64_t off = p - s->base, idx = (off * c->recip) >> RECIP_SHIFT;
+    uintptr_t *canary = (uintptr_t *)(p + c->canary_offset);
+    if (KMM_LIKELY(idx * c->slot_size == off && idx < c->objects && *canary != slot_canary(c, p) &&
+                   kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
+        struct kmm_magazine *m = kmm__tls[0].tc->mag[c->id];
+        if (KMM_LIKELY(m && m->count < m->cap)) {
+            *canary = slot_canary(c, p);
+            obj_poison(c, p);
+            store_relaxed(&m->slot[m->count], p);
+            store_relaxed(&m->count, m->count + 1);
+            return true;
+        }
+    }
+#else
+    (void)mm, (void)c, (void)s, (void)p;
+#endif
+    return false;
+}
+/* The slab holding the direct-map address p, or NULL. */
+static inline struct kmm_slab *slab_of(struct kmm *mm, const void *p)
+{
+    struct kmm_slab **map = load_relaxed(&mm->slab_map);
+    uint64_t off = (uint64_t)((uintptr_t)p - mm->span_start);
+    return map && off < mm->span_bytes ? load_relaxed(&map[off >> mm->page_shift]) : NULL;
+}
 
 #endif

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,7 +152,154 @@ static void release_workload(struct kmm *mm, void **live, size_t n, unsigned res
     free(live);
 }
 
+/* ---- the slab layer's workload ------------------------------------------------- */
+
+struct slab_work {
+    struct kmm *mm;
+    struct kmm_cache *cache;              /* a kmem_cache-like cache with a constructor */
+    void **live;                          /* kmm_malloc objects kept for the stats */
+    size_t nlive;
+    void **objs;                          /* cache objects kept */
+    size_t nobjs;
+    unsigned mallocs, frees, cross_frees;
+    double seconds;
+};
+
+static void demo_ctor(void *p) { memset(p, 0x11, 48); }
+
+/* Objects made by one thread and freed by another, through a ring. */
+struct handoff {
+    struct kmm *mm;
+    void *ring[1024];
+    _Atomic unsigned head, tail;
+    unsigned count;
+};
+
+static void *consumer(void *arg)
+{
+    struct handoff *h = arg;
+    for (unsigned done = 0; done < h->count;) {
+        unsigned t = atomic_load(&h->tail);
+        if (t == atomic_load(&h->head))
+            continue;
+        kmm_free(h->mm, h->ring[t % 1024]);
+        atomic_store(&h->tail, t + 1);
+        done++;
+    }
+    return NULL;
+}
+
+/* kmm_malloc of random sizes (most below a page, some above) with random
+ * frees, a cache of 200-byte objects, and 100k objects freed by another
+ * thread than the one that made them. Leaves a live set behind. */
+static struct slab_work run_slab_workload(struct kmm *mm)
+{
+    struct slab_work w = { .mm = mm };
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    unsigned seed = 7;
+    size_t cap = 20000;
+    w.live = calloc(cap, sizeof(*w.live));
+    w.objs = calloc(cap, sizeof(*w.objs));
+    for (unsigned i = 0; i < 60000; i++) {
+        size_t size = (unsigned)rand_r(&seed) % 16 ? 1 + (unsigned)rand_r(&seed) % 1024 : 1 + (unsigned)rand_r(&seed) % 12000;
+        void *p = kmm_malloc(mm, size, 0);
+        if (!p)
+            continue;
+        memset(p, 0xa5, size);
+        w.mallocs++;
+        if (w.nlive < cap)
+            w.live[w.nlive++] = p;
+        else
+            kmm_free(mm, p), w.frees++;
+        if (rand_r(&seed) % 2 && w.nlive) {
+            size_t victim = (size_t)rand_r(&seed) % w.nlive;
+            kmm_free(mm, w.live[victim]);
+            w.live[victim] = w.live[--w.nlive];
+            w.frees++;
+        }
+    }
+    w.cache = kmm_cache_create(mm, "demo-inode", 200, 64, demo_ctor);
+    for (unsigned i = 0; w.cache && i < 3000; i++) {
+        void *p = kmm_cache_alloc(w.cache, 0);
+        if (p && w.nobjs < cap)
+            w.objs[w.nobjs++] = p;
+    }
+    struct handoff *h = calloc(1, sizeof(*h));
+    h->mm = mm;
+    h->count = 100000;
+    pthread_t t;
+    pthread_create(&t, NULL, consumer, h);
+    for (unsigned i = 0; i < h->count; i++) {
+        void *p = kmm_malloc(mm, 64 + (i % 8) * 32, 0);
+        while (atomic_load(&h->head) - atomic_load(&h->tail) >= 1024)
+            ;
+        h->ring[atomic_load(&h->head) % 1024] = p;
+        atomic_store(&h->head, atomic_load(&h->head) + 1);
+    }
+    pthread_join(t, NULL);
+    w.mallocs += h->count;
+    w.cross_frees = h->count;
+    free(h);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    w.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    return w;
+}
+
+static void release_slab_workload(struct slab_work *w)
+{
+    for (size_t i = 0; i < w->nlive; i++)
+        kmm_free(w->mm, w->live[i]);
+    for (size_t i = 0; i < w->nobjs; i++) {
+        demo_ctor(w->objs[i]);   /* objects go back constructed */
+        kmm_cache_free(w->cache, w->objs[i]);
+    }
+    kmm_cache_destroy(w->cache);
+    free(w->live);
+    free(w->objs);
+}
+
 /* ---- printing -------------------------------------------------------------- */
+
+static void print_slab_stats(FILE *f, struct kmm *mm)
+{
+    struct kmm_cache_stats st[256];
+    size_t n = kmm_slab_stats(mm, st, 256);
+    size_t pages = 0, used = 0;
+    fprintf(f, "slabinfo: %-18s %8s %8s %8s %7s %6s %6s %6s %10s\n", "cache", "objsize", "active", "total", "cached",
+            "slabs", "pg/slb", "pages", "waste");
+    for (size_t i = 0; i < n && i < 256; i++) {
+        fprintf(f, "          %-18s %8zu %8zu %8zu %7zu %6zu %6zu %6zu %10zu\n", st[i].name, st[i].object_size,
+                st[i].active_objects, st[i].total_objects, st[i].cached_objects, st[i].slabs, st[i].pages_per_slab,
+                st[i].pages, st[i].waste_bytes);
+        pages += st[i].pages;
+        used += st[i].active_objects * st[i].object_size;
+    }
+    struct kmm_page_stats ps;
+    kmm_page_stats(mm, &ps);
+    if (pages)
+        fprintf(f, "          %zu caches hold %zu pages (", n, pages);
+    else
+        fprintf(f, "          no slab in use (");
+    print_size(f, (uint64_t)pages * ps.page_size);
+    fprintf(f, "); objects in use fill %.1f%% of them (class rounding, free slots, magazines)\n",
+            pages ? 100.0 * (double)used / (double)(pages * ps.page_size) : 0.0);
+}
+
+static void print_slab_stats_json(FILE *f, struct kmm *mm)
+{
+    struct kmm_cache_stats st[256];
+    size_t n = kmm_slab_stats(mm, st, 256);
+    fprintf(f, "[");
+    for (size_t i = 0; i < n && i < 256; i++)
+        fprintf(f, "%s{\"name\":\"%s\",\"object_size\":%zu,\"slot_size\":%zu,\"objects_per_slab\":%zu,"
+                   "\"pages_per_slab\":%zu,\"active_objects\":%zu,\"cached_objects\":%zu,\"total_objects\":%zu,"
+                   "\"slabs\":%zu,\"empty_slabs\":%zu,\"pages\":%zu,\"waste_bytes\":%zu}",
+                i ? "," : "", st[i].name, st[i].object_size, st[i].slot_size, st[i].objects_per_slab,
+                st[i].pages_per_slab, st[i].active_objects, st[i].cached_objects, st[i].total_objects, st[i].slabs,
+                st[i].empty_slabs, st[i].pages, st[i].waste_bytes);
+    fprintf(f, "]");
+}
 
 static unsigned top_order(const struct kmm_page_stats *st)
 {
@@ -308,6 +456,18 @@ static int cmd_demo(int argc, char **argv)
            kmm_page_alloc_size(mm, p), st.page_size, 1u << (unsigned)(64 - __builtin_clzll(((20u << 10) - 1) / st.page_size)));
     kmm_free_pages(mm, p);
 
+    printf("\n== 2. Small objects (kmm_malloc: slabs below a page, exact pages above; kmm_cache)\n");
+    struct slab_work sw = run_slab_workload(mm);
+    printf("workload: %u kmm_malloc (1 B .. 12 KB), %u kmm_free, %u of them by another thread than the allocating one,\n"
+           "          %zu objects of a cache with a constructor; %.1f ms\n\n",
+           sw.mallocs, sw.frees + sw.cross_frees, sw.cross_frees, sw.nobjs, sw.seconds * 1e3);
+    print_slab_stats(stdout, mm);
+    p = kmm_malloc(mm, 20 << 10, 0);
+    printf("\n  kmm_malloc(20 KiB) is physically contiguous and holds %zu bytes (%zu pages); kmm_malloc serves up to %zu bytes from slabs\n",
+           kmm_usable_size(mm, p), kmm_usable_size(mm, p) / st.page_size, kmm_malloc_max_slab_size(mm));
+    kmm_free(mm, p);
+    release_slab_workload(&sw);
+
     release_workload(mm, live, n, w.reserved);
     kmm_drain(mm);
     kmm_page_stats(mm, &st);
@@ -316,7 +476,7 @@ static int cmd_demo(int argc, char **argv)
     print_size(stdout, (uint64_t)st.resident_pages * st.page_size);
     printf(")\n");
 
-    printf("\n== Layers not built yet: small objects (kmm_malloc), vmalloc, zsmalloc, unmapped cache\n");
+    printf("\n== Layers not built yet: vmalloc, zsmalloc, unmapped cache\n");
     int rc = kmm_check(mm);
     printf("\nkmm_check: %s\n", rc == 0 ? "all invariants hold" : "VIOLATION (see above)");
     kmm_destroy(mm);
@@ -331,6 +491,7 @@ static int cmd_stats(int argc, char **argv)
     void **live;
     size_t n;
     struct workload w = run_workload(mm, &live, &n);
+    struct slab_work sw = run_slab_workload(mm);
     struct kmm_page_stats st;
     kmm_page_stats(mm, &st);
     int rc = kmm_check(mm);
@@ -339,12 +500,17 @@ static int cmd_stats(int argc, char **argv)
                "\"pages\":",
                w.allocs, w.frees, w.exact, w.aligned, w.reserved, w.failed);
         print_page_stats_json(stdout, &st);
+        printf(",\"slab\":");
+        print_slab_stats_json(stdout, mm);
         printf(",\"check\":%s}\n", rc == 0 ? "true" : "false");
     } else {
-        printf("after the workload (%u allocations, %u frees, %u live blocks):\n", w.allocs, w.frees, (unsigned)n);
+        printf("after the workload (%u allocations, %u frees, %u live blocks; %u kmm_malloc, %zu objects live):\n",
+               w.allocs, w.frees, (unsigned)n, sw.mallocs, sw.nlive + sw.nobjs);
         print_page_stats(stdout, &st, o.cfg.area_limits == NULL);
+        print_slab_stats(stdout, mm);
         printf("kmm_check: %s\n", rc == 0 ? "all invariants hold" : "VIOLATION");
     }
+    release_slab_workload(&sw);
     release_workload(mm, live, n, w.reserved);
     kmm_destroy(mm);
     return rc == 0 ? 0 : 1;

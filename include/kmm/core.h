@@ -101,6 +101,21 @@ KMM_API int kmm_check(struct kmm *mm);
  * are owned lock-free by it) and at thread exit. */
 KMM_API void kmm_drain(struct kmm *mm);
 
+/* ---- Fault injection, for tests (Linux's fail_page_alloc and fail-nth) ----
+ * Makes calls at the chosen sites fail: counting from this call, the nth
+ * call at any of the sites fails, and so do the times - 1 calls after it
+ * (times 0 = every call from the nth on). nth 0 turns injection off.
+ * The sites are the page and metadata allocations the layers above the page
+ * allocator make (slabs, large kmm_malloc, caches, magazines), so every such
+ * layer can be driven through each of its failure paths. The page allocator's
+ * own calls are tested through the platform hooks instead. Costs nothing
+ * while off beyond one test per allocation of a slab or of metadata. */
+#define KMM_FAULT_PAGES 1u   /* pages taken from the page allocator by the layers above it */
+#define KMM_FAULT_META  2u   /* metadata those layers allocate (slab descriptors, magazines) */
+KMM_API void kmm_fault_inject(struct kmm *mm, unsigned sites, unsigned long nth, unsigned long times);
+/* How many failures were injected since kmm_fault_inject was last called. */
+KMM_API unsigned long kmm_fault_injected(struct kmm *mm);
+
 /* Platforms call this when a thread that used kmm exits (the hosted platform
  * does it from a pthread key destructor): the thread's caches of every live
  * memory system go back to it. */

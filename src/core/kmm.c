@@ -279,6 +279,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
         }
     }
     pf->lock_init(&mm->tcache_lock);
+    pf->lock_init(&mm->slab_lock);
 
     uint64_t lo = base_pfn;
     for (unsigned a = 0; a < nr_areas; a++) {
@@ -320,9 +321,11 @@ void kmm_destroy(struct kmm *mm)
     const struct kmm_platform *pf = mm->pf;
     void *ctx = mm->ctx;
     kmm__tcache_destroy_all(mm);
+    kmm__slab_destroy_all(mm);
     for (unsigned a = 0; a < mm->nr_areas; a++)
         pf->lock_fini(&mm->area[a].lock);
     pf->lock_fini(&mm->tcache_lock);
+    pf->lock_fini(&mm->slab_lock);
     destroy_metadata(mm);
     pf->close(ctx);
 }
@@ -354,7 +357,8 @@ struct kmm *kmm_default(void)
 
 int kmm_check(struct kmm *mm)
 {
-    return kmm__page_check(mm);
+    int rc = kmm__slab_check(mm);
+    return rc ? rc : kmm__page_check(mm);
 }
 
 void kmm_drain(struct kmm *mm)
@@ -366,6 +370,7 @@ void kmm_drain(struct kmm *mm)
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         ;
     kmm__tcache_drain_current(mm);
+    kmm__slab_drain(mm);
     for (unsigned a = 0; a < mm->nr_areas; a++) {
         kmm_lock(mm, &mm->area[a].lock);
         kmm__area_release(mm, &mm->area[a], true);

@@ -270,10 +270,10 @@ void *kmm_alloc_pages(struct kmm *mm, unsigned order, unsigned flags)
 /* Keeps the first npages of the free-list-detached block [pfn, pfn + 2^order)
  * as one allocation (blocks of decreasing order: ALLOC then ALLOC_CONT) and
  * frees the rest. Area lock held. */
-static void trim_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, uint64_t npages)
+static void trim_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order, uint64_t npages,
+                       enum meta_kind kind)
 {
     uint64_t p = pfn, end = pfn + ((uint64_t)1 << order), left = npages;
-    enum meta_kind kind = META_ALLOC;
     while (left) {
         unsigned o = floor_log2(left);
         meta_set(mm, p, meta_make(kind, o));
@@ -301,7 +301,7 @@ static uint64_t take_run(struct kmm *mm, unsigned order, uint64_t npages, unsign
         kmm_lock(mm, &ar->lock);
         uint64_t pfn = kmm__area_take(mm, ar, order);
         if (pfn != UINT64_MAX)
-            trim_block(mm, ar, pfn, order, npages);
+            trim_block(mm, ar, pfn, order, npages, META_ALLOC);
         kmm_unlock(mm, &ar->lock);
         if (pfn != UINT64_MAX)
             return pfn;
@@ -417,14 +417,14 @@ static inline void tcache_push(struct kmm *mm, struct kmm_tcache *tc, uint64_t p
         kmm__tcache_flush(mm, tc, a, order, tcache_high(order) - tcache_batch(order));
 }
 
-static __attribute__((noinline)) void free_pages_slow(struct kmm *mm, void *addr)
+void kmm__free_pages_as(struct kmm *mm, const char *fn, void *addr, bool cache)
 {
     if (!addr)
         return;
     kmm_meta_t m;
-    uint64_t pfn = check_free(mm, "kmm_free_pages", addr, &m);
+    uint64_t pfn = check_free(mm, fn, addr, &m);
     unsigned order = meta_order(m);
-    if (order <= KMM_PCP_MAX_ORDER && !continues(mm, pfn, order)) {
+    if (cache && order <= KMM_PCP_MAX_ORDER && !continues(mm, pfn, order)) {
         struct kmm_tcache *tc = tcache_get(mm);
         if (tc) {
             tcache_push(mm, tc, pfn, order);
@@ -436,7 +436,7 @@ static __attribute__((noinline)) void free_pages_slow(struct kmm *mm, void *addr
     /* re-read under the lock: a racing free of the same block must see it free */
     if (meta_get(mm, pfn) != m) {
         kmm_unlock(mm, &ar->lock);
-        kmm__fatal_page(mm, "kmm_free_pages", "double free of", addr);
+        kmm__fatal_page(mm, fn, "double free of", addr);
     }
     for (;;) {
         bool more = continues(mm, pfn, order);
@@ -468,7 +468,36 @@ void kmm_free_pages(struct kmm *mm, void *addr)
         }
     }
 #endif
-    free_pages_slow(mm, addr);
+    kmm__free_pages_as(mm, "kmm_free_pages", addr, true);
+}
+
+void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages)
+{
+    kmm_meta_t m;
+    uint64_t pfn = check_free(mm, "kmm_realloc", addr, &m);
+    struct kmm_area *ar = &mm->area[area_of_pfn(mm, pfn)];
+    uint64_t before = 0;   /* pages of the allocation before the block at pfn */
+    enum meta_kind kind = META_ALLOC;
+    kmm_lock(mm, &ar->lock);
+    for (;;) {
+        unsigned order = meta_order(meta_get(mm, pfn));
+        bool more = continues(mm, pfn, order);
+        uint64_t size = (uint64_t)1 << order;
+        if (before + size > npages) {
+            pages_poison(mm, pfn_to_virt(mm, pfn + (npages > before ? npages - before : 0)),
+                         before + size - (npages > before ? npages : before));
+            if (npages > before)
+                trim_block(mm, ar, pfn, order, npages - before, kind);
+            else
+                kmm__area_free_block(mm, ar, pfn, order);
+        }
+        if (!more)
+            break;
+        before += size;
+        pfn += size;
+        kind = META_ALLOC_CONT;
+    }
+    kmm_unlock(mm, &ar->lock);
 }
 
 size_t kmm_page_alloc_size(struct kmm *mm, const void *addr)

@@ -49,6 +49,8 @@ void kmm__tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsign
 
 size_t kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc)
 {
+    /* objects first: slabs they empty free their pages past this cache */
+    kmm__mag_drain_all(mm, tc);
     size_t blocks = 0;
     for (unsigned a = 0; a < mm->nr_areas; a++) {
         for (unsigned o = 0; o <= KMM_PCP_MAX_ORDER; o++) {
@@ -147,6 +149,7 @@ static void tcache_retire(uint64_t id, struct kmm_tcache *tc)
             }
         }
         kmm_unlock(mm, &mm->tcache_lock);
+        kmm__mag_release_all(mm, tc);
         mm->pf->meta_free(mm->ctx, tc, sizeof(*tc));
     }
     kmm__registry_unlock();
@@ -227,6 +230,7 @@ void kmm__tcache_destroy_all(struct kmm *mm)
     struct kmm_tcache *tc = mm->tcaches, *next;
     for (; tc; tc = next) {
         next = tc->next;
+        kmm__mag_release_all(mm, tc);
         mm->pf->meta_free(mm->ctx, tc, sizeof(*tc));
     }
     mm->tcaches = NULL;

@@ -1,4 +1,4 @@
-/* The page allocator as a hypervisor or test framework would use it: the
+/* The page allocator and kmm_malloc as a hypervisor or test framework would use it: the
  * core built with -ffreestanding and no libc (the kmm_freestanding library),
  * over memory the caller hands over (a static buffer with a hole in it),
  * identity mapped, through the static platform. This program itself is
@@ -86,9 +86,42 @@ static void run(size_t page_size)
     kmm_page_stats(mm, &after);
     EXPECT(memcmp(before.nr_free, after.nr_free, sizeof(before.nr_free)) == 0);
     EXPECT(after.free_pages == before.free_pages);
+
+    /* kmm_malloc with no meta_alloc hook and no thread caches: its metadata
+     * comes from the page allocator; two rounds of the same work must not
+     * hold more pages than one */
+    size_t rounds_pages[2] = { 0, 0 };
+    unsigned objects = 0;
+    for (unsigned round = 0; round < 2; round++) {
+        void *obj[200];
+        static const size_t sizes[] = { 24, 100, 200, 1000, 2000 };   /* few classes: 64 KiB pages are few */
+        for (unsigned i = 0; i < 200; i++) {
+            size_t size = sizes[i % 5];
+            obj[i] = kmm_malloc(mm, size, i % 3 ? 0 : KMM_AREA(0));
+            EXPECT(obj[i] != NULL);
+            if (!obj[i])
+                continue;
+            EXPECT(kmm_usable_size(mm, obj[i]) >= size);
+            EXPECT(i % 3 || (uintptr_t)obj[i] < limits[0]);
+            memset(obj[i], (int)i, size);
+            objects++;
+        }
+        void *big = kmm_malloc(mm, 3 * page_size + 1, 0);
+        EXPECT(big != NULL && kmm_usable_size(mm, big) == 4 * page_size);
+        EXPECT(kmm_check(mm) == 0);
+        for (unsigned i = 0; i < 200; i++)
+            kmm_free(mm, obj[i]);
+        kmm_free(mm, big);
+        kmm_drain(mm);
+        EXPECT(kmm_check(mm) == 0);
+        kmm_page_stats(mm, &after);
+        rounds_pages[round] = after.allocated_pages;
+    }
+    EXPECT(rounds_pages[1] == rounds_pages[0]);
     kmm_destroy(mm);
-    printf("freestanding, page size %zu: %zu pages in 3 areas, %u allocations freed and coalesced back\n",
-           page_size, before.total_pages, n);
+    printf("freestanding, page size %zu: %zu pages in 3 areas, %u allocations freed and coalesced back, "
+           "%u kmm_malloc objects (metadata: %zu pages)\n",
+           page_size, before.total_pages, n, objects, rounds_pages[1]);
 }
 
 int main(void)

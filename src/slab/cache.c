@@ -1,0 +1,272 @@
+/* cache.c - caches of fixed-size objects: creation, destruction, stats, check.
+ *
+ * Every cache of a memory system (kmm_malloc's size classes included) is on
+ * the root's list, in creation order, and has an id: its index in each
+ * thread's table of magazines. Ids of destroyed caches are reused; by then
+ * no thread has a magazine under that id (kmm__mag_detach).
+ */
+#include "internal.h"
+
+struct kmm_cache *kmm_cache_create(struct kmm *mm, const char *name, size_t size, size_t align,
+                                   void (*ctor)(void *))
+{
+    struct kmm_slab_root *r = slab_root(mm);
+    if (!r) {
+        kmm__refuse(mm, KMM_ENOMEM, "kmm_cache_create", NULL);
+        return NULL;
+    }
+    struct kmm_cache *c = kmm__meta_alloc(mm, sizeof(*c));
+    if (!c) {
+        kmm__refuse(mm, KMM_ENOMEM, "kmm_cache_create", NULL);
+        return NULL;
+    }
+    if (kmm__cache_init(mm, c, name, size, align, ctor, 0, UINT32_MAX)) {
+        kmm__meta_free(mm, c, sizeof(*c));
+        kmm__refuse(mm, KMM_EINVAL, "kmm_cache_create",
+                    "size 0, a slot (with the canary) above 8 pages, or an alignment not a power of two up to a page");
+        return NULL;
+    }
+    kmm_lock(mm, &mm->slab_lock);
+    uint32_t id = UINT32_MAX;
+    for (uint32_t w = 0; w < KMM_MAX_CACHES / 64 && id == UINT32_MAX; w++) {
+        if (~r->used_ids[w]) {
+            unsigned b = (unsigned)__builtin_ctzll(~r->used_ids[w]);
+            r->used_ids[w] |= (uint64_t)1 << b;
+            id = w * 64 + b;
+        }
+    }
+    if (id != UINT32_MAX) {
+        c->id = id;
+        struct kmm_cache **pp = &r->caches;
+        while (*pp)
+            pp = &(*pp)->next;
+        *pp = c;
+    }
+    kmm_unlock(mm, &mm->slab_lock);
+    if (id == UINT32_MAX) {
+        kmm__cache_fini(c);
+        kmm__meta_free(mm, c, sizeof(*c));
+        kmm__refuse(mm, KMM_ENOMEM, "kmm_cache_create", "too many caches (KMM_MAX_CACHES)");
+        return NULL;
+    }
+    return c;
+}
+
+void kmm_cache_destroy(struct kmm_cache *c)
+{
+    if (!c)
+        return;
+    struct kmm *mm = c->mm;
+    if (c->kmalloc)
+        kmm__fatal_page(mm, "kmm_cache_destroy", "a kmm_malloc cache cannot be destroyed:", c);
+    kmm__mag_detach(mm, c);
+    kmm__cache_shrink(c);
+
+    kmm_lock(mm, &c->lock);
+    size_t live = c->objects_out, slabs = c->partial.count + c->full.count;
+    kmm_unlock(mm, &c->lock);
+    if (live) {
+        /* The slabs with live objects stay allocated and leave the slab map,
+         * so a stale pointer can neither reach a reused page nor the gone
+         * cache: kmm_free of one is reported as not from kmm_malloc. */
+        struct kmm_msg m = { .len = 0 };
+        kmm__msg_str(&m, "kmm: kmm_cache_destroy: cache ");
+        kmm__msg_str(&m, c->name);
+        kmm__msg_str(&m, " still has ");
+        kmm__msg_dec(&m, live);
+        kmm__msg_str(&m, " objects allocated; their ");
+        kmm__msg_dec(&m, slabs);
+        kmm__msg_str(&m, " slabs are kept (leaked), never reused");
+        kmm__report(mm, &m);
+        struct slab_list *lists[2] = { &c->partial, &c->full };
+        for (unsigned l = 0; l < 2; l++)
+            for (struct kmm_slab *s = lists[l]->head; s; s = s->next) {
+                uint64_t idx = virt_to_index(mm, (void *)s->base);
+                for (uint64_t i = 0; i < ((uint64_t)1 << c->slab_order); i++)
+                    store_relaxed(&mm->slab_map[idx + i], NULL);
+                pages_unpoison(mm, (void *)s->base, (uint64_t)1 << c->slab_order);
+            }
+    }
+    struct kmm_slab_root *r = mm->slabs;
+    kmm_lock(mm, &mm->slab_lock);
+    for (struct kmm_cache **pp = &r->caches; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    r->used_ids[c->id / 64] &= ~((uint64_t)1 << (c->id % 64));
+    kmm_unlock(mm, &mm->slab_lock);
+    kmm__cache_fini(c);
+    kmm__meta_free(mm, c, sizeof(*c));
+}
+
+/* ---- stats ------------------------------------------------------------------------ */
+
+void kmm_cache_stats(struct kmm_cache *c, struct kmm_cache_stats *st)
+{
+    struct kmm *mm = c->mm;
+    __builtin_memset(st, 0, sizeof(*st));
+    __builtin_memcpy(st->name, c->name, sizeof(st->name));
+    st->object_size = c->object_size;
+    st->slot_size = c->slot_size;
+    st->align = c->align;
+    st->objects_per_slab = c->objects;
+    st->pages_per_slab = (size_t)1 << c->slab_order;
+    size_t cached = kmm__mag_count(mm, c);
+    kmm_lock(mm, &c->lock);
+    size_t out = c->objects_out;
+    st->slabs = c->partial.count + c->full.count + c->empty.count;
+    st->empty_slabs = c->empty.count;
+    kmm_unlock(mm, &c->lock);
+    /* magazines and slabs are read one after the other while objects move */
+    st->cached_objects = cached < out ? cached : out;
+    st->active_objects = out - st->cached_objects;
+    st->total_objects = st->slabs * c->objects;
+    st->pages = st->slabs << c->slab_order;
+    size_t held = st->pages << mm->page_shift, used = st->active_objects * c->object_size;
+    st->waste_bytes = held > used ? held - used : 0;
+}
+
+/* Adds c to the listing if it holds a slab or an object. */
+static void list_cache(struct kmm_cache *c, struct kmm_cache_stats *st, size_t max, size_t *n)
+{
+    struct kmm_cache_stats one;
+    kmm_cache_stats(c, &one);
+    if (one.slabs == 0 && one.active_objects == 0 && one.cached_objects == 0)
+        return;
+    if (*n < max)
+        st[*n] = one;
+    (*n)++;
+}
+
+size_t kmm_slab_stats(struct kmm *mm, struct kmm_cache_stats *st, size_t max)
+{
+    struct kmm_slab_root *r = slab_root(mm);
+    if (!r)
+        return 0;
+    size_t n = 0;
+    kmm_lock(mm, &mm->slab_lock);
+    /* kmm_malloc's caches by size (any area first at each size), then the others */
+    for (unsigned cls = 0; cls < r->nr_classes; cls++)
+        for (unsigned mask = 0; mask <= KMM_AREA_MASK; mask++)
+            if (r->kmalloc[mask])
+                list_cache(&r->kmalloc[mask][cls], st, max, &n);
+    for (struct kmm_cache *c = r->caches; c; c = c->next)
+        if (!c->kmalloc)
+            list_cache(c, st, max, &n);
+    kmm_unlock(mm, &mm->slab_lock);
+    return n;
+}
+
+/* ---- drain, destroy ------------------------------------------------------------------ */
+
+void kmm__slab_drain(struct kmm *mm)
+{
+    struct kmm_slab_root *r = __atomic_load_n(&mm->slabs, __ATOMIC_ACQUIRE);
+    if (!r)
+        return;
+    kmm_lock(mm, &mm->slab_lock);
+    for (struct kmm_cache *c = r->caches; c; c = c->next)
+        kmm__cache_shrink(c);
+    kmm_unlock(mm, &mm->slab_lock);
+}
+
+/* Frees the layer's own memory; the pages go with the memory system. */
+void kmm__slab_destroy_all(struct kmm *mm)
+{
+    struct kmm_slab_root *r = mm->slabs;
+    if (r) {
+        for (struct kmm_cache *c = r->caches, *next; c; c = next) {
+            next = c->next;
+            kmm__cache_fini(c);
+            if (!c->kmalloc)
+                kmm__meta_free(mm, c, sizeof(*c));
+        }
+        for (unsigned mask = 0; mask <= KMM_AREA_MASK; mask++)
+            kmm__meta_free(mm, r->kmalloc[mask], r->nr_classes * sizeof(struct kmm_cache));
+        kmm__meta_free(mm, r, sizeof(*r) + r->max_small / 16 + 1);
+    }
+    kmm__meta_free(mm, mm->slab_map, (size_t)(mm->end_pfn - mm->base_pfn) * sizeof(struct kmm_slab *));
+    mm->slabs = NULL;
+    mm->slab_map = NULL;
+}
+
+/* ---- check ------------------------------------------------------------------------------ */
+
+static const struct slab_list *list_of_check(const struct kmm_cache *c, uint32_t inuse)
+{
+    return inuse == 0 ? &c->empty : inuse == c->objects ? &c->full : &c->partial;
+}
+
+static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, const struct slab_list *l)
+{
+    uint64_t pfn = virt_to_pfn(mm, (void *)s->base);
+    if (s->cache != c || pfn == UINT64_MAX)
+        return kmm__check_fail(mm, "slab descriptor names another cache or lies outside memory", pfn);
+    if (meta_get(mm, pfn) != meta_make(META_ALLOC, c->slab_order))
+        return kmm__check_fail(mm, "slab pages are not one allocated block of the slab's order", pfn);
+    for (uint64_t i = 0; i < ((uint64_t)1 << c->slab_order); i++)
+        if (mm->slab_map[pfn - mm->base_pfn + i] != s)
+            return kmm__check_fail(mm, "slab map does not name the slab for one of its pages", pfn + i);
+    uint32_t out = 0;
+    for (uint32_t w = 0; w < c->words; w++)
+        out += (uint32_t)__builtin_popcountll(s->out[w]);
+    out -= c->words * 64 - c->objects;   /* the bits past the last slot */
+    if (out != s->inuse || list_of_check(c, s->inuse) != l)
+        return kmm__check_fail(mm, "slab's in-use count differs from its bitmap or its list", pfn);
+    for (uint32_t w = 0; w < s->scan && w < c->words; w++)
+        if (~s->out[w])
+            return kmm__check_fail(mm, "slab's search hint skips a free slot", pfn);
+    for (uint32_t i = 0; i < c->objects; i++) {
+        uintptr_t p = s->base + i * c->slot_size;
+        if (!((s->out[i / 64] >> (i % 64)) & 1) && *(uintptr_t *)(p + c->canary_offset) != slot_canary(c, p))
+            return kmm__check_fail(mm, "free object in a slab was overwritten (write after free?)", virt_to_pfn(mm, (void *)p));
+    }
+    return 0;
+}
+
+static int check_cache(struct kmm *mm, struct kmm_cache *c)
+{
+    const struct slab_list *lists[3] = { &c->partial, &c->full, &c->empty };
+    size_t out = 0;
+    for (unsigned l = 0; l < 3; l++) {
+        size_t n = 0;
+        for (struct kmm_slab *s = lists[l]->head; s; s = s->next) {
+            if (++n > lists[l]->count || (s->next && s->next->prev != s))
+                return kmm__check_fail(mm, "slab list loops, is longer than its count or is not doubly linked", UINT64_MAX);
+            int rc = check_slab(mm, c, s, lists[l]);
+            if (rc)
+                return rc;
+            out += s->inuse;
+        }
+        if (n != lists[l]->count)
+            return kmm__check_fail(mm, "slab list is shorter than its count", UINT64_MAX);
+    }
+    if (out != c->objects_out)
+        return kmm__check_fail(mm, "cache's objects-out counter differs from its slabs", UINT64_MAX);
+    return 0;
+}
+
+int kmm__slab_check(struct kmm *mm)
+{
+    struct kmm_slab_root *r = __atomic_load_n(&mm->slabs, __ATOMIC_ACQUIRE);
+    if (!r)
+        return 0;
+    int rc = 0;
+    kmm_lock(mm, &mm->slab_lock);
+    for (struct kmm_cache *c = r->caches; c && rc == 0; c = c->next) {
+        if (!(r->used_ids[c->id / 64] >> (c->id % 64) & 1))
+            rc = kmm__check_fail(mm, "a cache's id is not marked used", UINT64_MAX);
+        kmm_lock(mm, &c->lock);
+        if (rc == 0)
+            rc = check_cache(mm, c);
+        kmm_unlock(mm, &c->lock);
+    }
+    kmm_lock(mm, &mm->tcache_lock);
+    for (struct kmm_tcache *tc = mm->tcaches; tc && rc == 0; tc = tc->next)
+        rc = kmm__mag_check(mm, tc);
+    kmm_unlock(mm, &mm->tcache_lock);
+    kmm_unlock(mm, &mm->slab_lock);
+    return rc;
+}

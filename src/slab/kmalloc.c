@@ -1,0 +1,351 @@
+/* kmalloc.c - kmm_malloc and friends: size classes over caches, whole pages above.
+ *
+ * Size classes: 16 to 256 bytes in steps of 16, then sixteen per doubling
+ * (steps of 6.25%), each stretched to the largest multiple of 16 that keeps
+ * the same number of objects in its slab (Bonwick's trick: the bytes a slab
+ * would waste at its end go to its objects instead), up to below the page
+ * size. A slab is the smallest block of 1, 2, 4 or 8 pages holding 8
+ * objects. Sizes above the largest class are whole pages from
+ * kmm_alloc_pages_exact, so every kmm_malloc block is physically contiguous.
+ *
+ * kmm_malloc's caches for "any area" are ids 0..nr_classes-1, so the fast
+ * path finds a thread's magazine from the size with two table lookups.
+ * Allocations with an area mask use caches of their own per mask, made on
+ * first use.
+ */
+#include "internal.h"
+
+#define SMALL_LIMIT 65536   /* classes stop below min(page size, this) */
+
+static inline size_t round_up(size_t v, size_t align) { return (v + align - 1) & ~(align - 1); }
+
+/* The classes for this page size; returns how many. */
+static unsigned make_classes(size_t ps, size_t *size, unsigned *order)
+{
+    size_t limit = ps < SMALL_LIMIT ? ps : SMALL_LIMIT;
+    unsigned n = 0;
+    for (size_t g = 16; g < limit;) {
+        unsigned o = 0;
+        while (o < 3 && (ps << o) / g < 8)
+            o++;
+        size_t per_slab = (ps << o) / g;
+        size_t stretched = ((ps << o) / per_slab) & ~(size_t)15;
+        if (stretched >= limit)
+            break;
+        if (n == 0 || stretched > size[n - 1]) {
+            size[n] = stretched;
+            order[n] = o;
+            n++;
+        }
+        g += g < 256 ? 16 : (size_t)1 << (floor_log2(g) - 4);
+    }
+    return n;
+}
+
+static uint32_t take_id(struct kmm_slab_root *r)
+{
+    for (uint32_t w = 0; w < KMM_MAX_CACHES / 64; w++) {
+        if (~r->used_ids[w]) {
+            unsigned b = (unsigned)__builtin_ctzll(~r->used_ids[w]);
+            r->used_ids[w] |= (uint64_t)1 << b;
+            return w * 64 + b;
+        }
+    }
+    return UINT32_MAX;
+}
+
+static void append_cache(struct kmm_slab_root *r, struct kmm_cache *c)
+{
+    struct kmm_cache **pp = &r->caches;
+    while (*pp)
+        pp = &(*pp)->next;
+    c->next = NULL;
+    *pp = c;
+}
+
+/* kmm_malloc's caches for one area mask (slab_lock held). */
+static struct kmm_cache *make_kmalloc_caches(struct kmm *mm, struct kmm_slab_root *r, unsigned mask)
+{
+    struct kmm_cache *cs = kmm__meta_alloc(mm, r->nr_classes * sizeof(*cs));
+    if (!cs)
+        return NULL;
+    for (unsigned i = 0; i < r->nr_classes; i++) {
+        char name[32] = "kmalloc-", *q = name + 8;
+        char digits[24];
+        int nd = 0;
+        for (size_t v = r->class_size[i]; v; v /= 10)
+            digits[nd++] = (char)('0' + v % 10);
+        while (nd)
+            *q++ = digits[--nd];
+        if (mask) {
+            const char *suffix = "-areas-0x";
+            while (*suffix)
+                *q++ = *suffix++;
+            *q++ = "0123456789abcdef"[(mask >> 4) & 15];
+            *q++ = "0123456789abcdef"[mask & 15];
+        }
+        *q = 0;
+        struct kmm_cache *c = &cs[i];
+        kmm__cache_init(mm, c, name, r->class_size[i], 16, NULL, mask, r->class_order[i]);
+        c->id = take_id(r);
+        c->kmalloc = true;
+        append_cache(r, c);
+    }
+    return cs;
+}
+
+struct kmm_slab_root *kmm__slab_root_slow(struct kmm *mm)
+{
+    size_t sizes[KMM_MAX_CLASSES];
+    unsigned orders[KMM_MAX_CLASSES];
+    unsigned n = make_classes(mm->page_size, sizes, orders);
+    size_t table = sizes[n - 1] / 16 + 1;
+    size_t map_len = (size_t)(mm->end_pfn - mm->base_pfn) * sizeof(struct kmm_slab *);
+
+    kmm_lock(mm, &mm->slab_lock);
+    struct kmm_slab_root *r = mm->slabs;
+    if (r) {
+        kmm_unlock(mm, &mm->slab_lock);
+        return r;
+    }
+    struct kmm_slab **map = mm->slab_map ? mm->slab_map : kmm__meta_alloc(mm, map_len);
+    if (map)
+        __atomic_store_n(&mm->slab_map, map, __ATOMIC_RELEASE);
+    r = map ? kmm__meta_alloc(mm, sizeof(*r) + table) : NULL;
+    if (r) {
+        r->nr_classes = n;
+        r->max_small = sizes[n - 1];
+        for (unsigned i = 0; i < n; i++) {
+            r->class_size[i] = sizes[i];
+            r->class_order[i] = orders[i];
+        }
+        for (size_t t = 0, cls = 0; t < table; t++) {
+            while (sizes[cls] < t * 16)
+                cls++;
+            r->class_of[t] = (uint8_t)cls;
+        }
+        r->kmalloc[0] = make_kmalloc_caches(mm, r, 0);
+        if (r->kmalloc[0]) {
+            __atomic_store_n(&mm->slabs, r, __ATOMIC_RELEASE);
+            mm->class_of = r->class_of;
+            __atomic_store_n(&mm->kmalloc_max, r->max_small, __ATOMIC_RELEASE);
+        } else {
+            kmm__meta_free(mm, r, sizeof(*r) + table);
+            r = NULL;
+        }
+    }
+    kmm_unlock(mm, &mm->slab_lock);
+    return r;
+}
+
+/* The caches of kmm_malloc for the areas in flags; NULL if they cannot be made. */
+static struct kmm_cache *kmalloc_caches(struct kmm *mm, struct kmm_slab_root *r, unsigned flags)
+{
+    unsigned mask = flags & KMM_AREA_MASK;
+    if (mask == KMM_AREA_MASK)
+        mask = 0;
+    struct kmm_cache *cs = __atomic_load_n(&r->kmalloc[mask], __ATOMIC_ACQUIRE);
+    if (KMM_LIKELY(cs != NULL))
+        return cs;
+    kmm_lock(mm, &mm->slab_lock);
+    cs = r->kmalloc[mask];
+    if (!cs) {
+        cs = make_kmalloc_caches(mm, r, mask);
+        if (cs)
+            __atomic_store_n(&r->kmalloc[mask], cs, __ATOMIC_RELEASE);
+    }
+    kmm_unlock(mm, &mm->slab_lock);
+    return cs;
+}
+
+size_t kmm_malloc_max_slab_size(struct kmm *mm)
+{
+    struct kmm_slab_root *r = slab_root(mm);
+    return r ? r->max_small : 0;
+}
+
+/* Whole pages for sizes above the classes (or aligned beyond a page). */
+static void *large_alloc(struct kmm *mm, size_t size, size_t align, unsigned flags, const char *fn)
+{
+    if (kmm__fault(mm, KMM_FAULT_PAGES)) {
+        kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
+        return NULL;
+    }
+    if (align <= mm->page_size)
+        return kmm_alloc_pages_exact(mm, size, flags);
+    return kmm_alloc_pages_aligned(mm, (size + mm->page_size - 1) >> mm->page_shift, align, flags);
+}
+
+static __attribute__((noinline)) void *malloc_slow(struct kmm *mm, size_t size, unsigned flags, const char *fn)
+{
+    struct kmm_slab_root *r = slab_root(mm);
+    if (!r) {
+        kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
+        return NULL;
+    }
+    if (size > r->max_small) {
+        if (size > SIZE_MAX - mm->page_size) {
+            kmm__refuse(mm, KMM_ENOMEM, fn, "size too large");
+            return NULL;
+        }
+        return large_alloc(mm, size, 0, flags, fn);
+    }
+    struct kmm_cache *cs = kmalloc_caches(mm, r, flags);
+    if (!cs) {
+        kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
+        return NULL;
+    }
+    return kmm__obj_alloc(&cs[r->class_of[(size + 15) >> 4]], flags, fn);
+}
+
+void *kmm_malloc(struct kmm *mm, size_t size, unsigned flags)
+{
+#if KMM_THREAD_CACHE
+    /* the fast path: any area, no zeroing, a magazine of the size's class
+     * with an object in it */
+    if (KMM_LIKELY(flags == 0 && size <= __atomic_load_n(&mm->kmalloc_max, __ATOMIC_ACQUIRE) &&
+                   kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
+        unsigned cls = mm->class_of[(size + 15) >> 4];
+        struct kmm_magazine *m = kmm__tls[0].tc->mag[cls];
+        if (KMM_LIKELY(m && m->count))
+            return mag_pop(m->cache, m, "kmm_malloc");
+    }
+#endif
+    return malloc_slow(mm, size, flags, "kmm_malloc");
+}
+
+void *kmm_calloc(struct kmm *mm, size_t n, size_t size, unsigned flags)
+{
+    size_t bytes;
+    if (__builtin_mul_overflow(n, size, &bytes)) {
+        kmm__refuse(mm, KMM_ENOMEM, "kmm_calloc", "n * size overflows");
+        return NULL;
+    }
+    return malloc_slow(mm, bytes, flags | KMM_ZERO, "kmm_calloc");
+}
+
+void *kmm_malloc_aligned(struct kmm *mm, size_t size, size_t align, unsigned flags)
+{
+    if (align == 0 || (align & (align - 1))) {
+        kmm__refuse(mm, KMM_EINVAL, "kmm_malloc_aligned", "alignment not a power of two");
+        return NULL;
+    }
+    if (align <= KMM_MALLOC_ALIGN)
+        return malloc_slow(mm, size, flags, "kmm_malloc_aligned");
+    struct kmm_slab_root *r = slab_root(mm);
+    if (!r) {
+        kmm__refuse(mm, KMM_ENOMEM, "kmm_malloc_aligned", NULL);
+        return NULL;
+    }
+    if (size > SIZE_MAX - align) {
+        kmm__refuse(mm, KMM_ENOMEM, "kmm_malloc_aligned", "size too large");
+        return NULL;
+    }
+    if (size <= r->max_small && align < mm->page_size) {
+        /* slabs start on a page, so every object of a class whose size is a
+         * multiple of align is aligned; powers of two are classes */
+        for (unsigned cls = r->class_of[(size + 15) >> 4]; cls < r->nr_classes; cls++) {
+            if (r->class_size[cls] % align == 0) {
+                struct kmm_cache *cs = kmalloc_caches(mm, r, flags);
+                if (!cs) {
+                    kmm__refuse(mm, KMM_ENOMEM, "kmm_malloc_aligned", NULL);
+                    return NULL;
+                }
+                return kmm__obj_alloc(&cs[cls], flags, "kmm_malloc_aligned");
+            }
+        }
+    }
+    return large_alloc(mm, size ? size : 1, align, flags, "kmm_malloc_aligned");
+}
+
+/* ---- free, size, realloc ---------------------------------------------------------- */
+
+static KMM_NORETURN void not_from_kmm(struct kmm *mm, const char *fn, const void *p)
+{
+    kmm__fatal_page(mm, fn, "pointer not from kmm (not in this memory system):", p);
+}
+
+void kmm_free(struct kmm *mm, void *p)
+{
+    uint64_t off = (uint64_t)((uintptr_t)p - mm->span_start);
+    if (KMM_LIKELY(off < mm->span_bytes)) {
+        struct kmm_slab **map = load_relaxed(&mm->slab_map);
+        struct kmm_slab *s = map ? load_relaxed(&map[off >> mm->page_shift]) : NULL;
+        if (KMM_LIKELY(s != NULL)) {
+            if (!obj_free_fast(mm, s->cache, s, (uintptr_t)p))
+                kmm__obj_free(s->cache, s, (uintptr_t)p, "kmm_free");
+            return;
+        }
+        if (off & (mm->page_size - 1))
+            kmm__fatal_page(mm, "kmm_free", "pointer into the middle of an object, or not from kmm_malloc:", p);
+        kmm__free_pages_as(mm, "kmm_free", p, true);
+        return;
+    }
+    if (p)
+        not_from_kmm(mm, "kmm_free", p);
+}
+
+/* Bytes usable at live kmm_malloc memory p; aborts (fn) on anything else. */
+static size_t usable(struct kmm *mm, const void *p, struct kmm_slab **slab, const char *fn)
+{
+    uint64_t off = (uint64_t)((uintptr_t)p - mm->span_start);
+    if (off >= mm->span_bytes)
+        not_from_kmm(mm, fn, p);
+    struct kmm_slab *s = slab_of(mm, p);
+    *slab = s;
+    if (s) {
+        struct kmm_cache *c = s->cache;
+        uint64_t o = (uintptr_t)p - s->base, idx = (o * c->recip) >> RECIP_SHIFT;
+        if (idx * c->slot_size != o || idx >= c->objects)
+            kmm__slot_fatal(c, fn, "pointer into the middle of an object:", p);
+        if (*(const uintptr_t *)((uintptr_t)p + c->canary_offset) == slot_canary(c, (uintptr_t)p))
+            kmm__check_double_free(c, s, (uintptr_t)p, fn, "pointer to a free object (use after free, or double free) at");
+        return c->kmalloc ? c->slot_size : c->object_size;
+    }
+    size_t pages = kmm_page_alloc_size(mm, p);
+    if (!pages)
+        kmm__fatal_page(mm, fn, "not allocated (no live kmm_malloc memory here):", p);
+    return pages << mm->page_shift;
+}
+
+size_t kmm_usable_size(struct kmm *mm, const void *p)
+{
+    struct kmm_slab *s;
+    return usable(mm, p, &s, "kmm_usable_size");
+}
+
+void *kmm_realloc(struct kmm *mm, void *p, size_t size, unsigned flags)
+{
+    if (!p)
+        return malloc_slow(mm, size, flags, "kmm_realloc");
+    if (size == 0) {
+        kmm_free(mm, p);
+        return NULL;
+    }
+    struct kmm_slab *s;
+    size_t old = usable(mm, p, &s, "kmm_realloc");
+    if (s && !s->cache->kmalloc)
+        kmm__slot_fatal(s->cache, "kmm_realloc", "object of a kmm_cache, not from kmm_malloc:", p);
+    if (size <= old) {
+        /* stays if the smaller size would not save at least half the class */
+        if (s && size > old / 2)
+            return p;
+        if (!s) {
+            struct kmm_slab_root *r = slab_root(mm);
+            size_t keep = (size + mm->page_size - 1) >> mm->page_shift;
+            if (!r || size > r->max_small) {
+                if (keep < (old >> mm->page_shift))
+                    kmm__pages_shrink(mm, p, keep);
+                return p;
+            }
+        }
+    }
+    void *q = malloc_slow(mm, size, flags & ~KMM_ZERO, "kmm_realloc");
+    if (!q)
+        return NULL;
+    __builtin_memcpy(q, p, size < old ? size : old);
+    if ((flags & KMM_ZERO) && size > old)
+        __builtin_memset((char *)q + old, 0, size - old);
+    kmm_free(mm, p);
+    return q;
+}

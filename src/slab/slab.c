@@ -1,0 +1,350 @@
+/* slab.c - slabs of one cache: made, emptied, handed out and given back.
+ *
+ * A cache's slabs are on three lists by how many slots are out of them:
+ * partial, full and empty. Slots are taken from partial slabs first (LIFO),
+ * then from empty ones, then from a new slab, so memory concentrates in few
+ * slabs and the rest can empty and go back to the page allocator. A cache
+ * keeps max_empty empty slabs for reuse; kmm_drain gives them back too.
+ *
+ * All of it runs under the cache's lock, in batches of half a magazine: the
+ * per-object work outside the lock is in magazine.c and the callers'
+ * fast paths (kmalloc.c, cache.c).
+ */
+#include "internal.h"
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static inline size_t round_up(size_t v, size_t align) { return (v + align - 1) & ~(align - 1); }
+
+/* ---- lists ---------------------------------------------------------------- */
+
+static void list_add(struct slab_list *l, struct kmm_slab *s)
+{
+    s->prev = NULL;
+    s->next = l->head;
+    if (l->head)
+        l->head->prev = s;
+    l->head = s;
+    l->count++;
+}
+
+static void list_del(struct slab_list *l, struct kmm_slab *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        l->head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    l->count--;
+}
+
+static struct slab_list *list_of(struct kmm_cache *c, uint32_t inuse)
+{
+    return inuse == 0 ? &c->empty : inuse == c->objects ? &c->full : &c->partial;
+}
+
+/* ---- the cache's fields ---------------------------------------------------- */
+
+int kmm__cache_init(struct kmm *mm, struct kmm_cache *c, const char *name, size_t size, size_t align,
+                    void (*ctor)(void *), unsigned page_flags, unsigned slab_order)
+{
+    static unsigned long counter;
+    size_t ps = mm->page_size;
+    if (align < 8)
+        align = 8;
+    if (size == 0 || (align & (align - 1)) || align > ps || size > (ps << 3))
+        return -KMM_EINVAL;
+    size_t canary_offset = ctor ? round_up(size, 8) : 0;
+    size_t slot = round_up(ctor ? canary_offset + 8 : (size < 8 ? 8 : size), align);
+    if (slot > (ps << 3))
+        return -KMM_EINVAL;   /* a slab is at most 8 pages */
+    c->mm = mm;
+    c->object_size = size;
+    c->align = align;
+    c->ctor = ctor;
+    c->page_flags = page_flags;
+    /* the canary is the first word of a free slot, unless the constructed
+     * state must survive: then it has a word of its own after the object */
+    c->canary_offset = canary_offset;
+    c->slot_size = slot;
+    if (slab_order == UINT32_MAX) {   /* the smallest slab of 8 slots, or of one when a slot needs 8 pages */
+        slab_order = 0;
+        while (slab_order < 3 && ((ps << slab_order) / c->slot_size) < 8)
+            slab_order++;
+        while ((ps << slab_order) < c->slot_size)
+            slab_order++;   /* at most 3: slot <= 8 pages */
+    }
+    c->slab_order = slab_order;
+    c->objects = (uint32_t)((ps << slab_order) / c->slot_size);
+    c->words = (c->objects + 63) / 64;
+    c->recip = ((uint64_t)1 << RECIP_SHIFT) / c->slot_size + 1;
+    c->desc_size = round_up(sizeof(struct kmm_slab) + c->words * sizeof(uint64_t), 16);
+    c->mag_cap = (uint32_t)(32768 / c->slot_size);
+    if (c->mag_cap < 8)
+        c->mag_cap = 8;
+    if (c->mag_cap > MAG_MAX)
+        c->mag_cap = MAG_MAX;
+    c->max_empty = slab_order >= 2 ? 1 : 2;
+    c->secret = (uintptr_t)mix64(mm->id ^ ((uint64_t)(uintptr_t)c << 16) ^ (uint64_t)(uintptr_t)&counter ^
+                                 add_relaxed(&counter, 1) * 0x9e3779b97f4a7c15ULL);
+    size_t n = 0;
+    for (; name && name[n] && n < sizeof(c->name) - 1; n++)
+        c->name[n] = name[n];
+    c->name[n] = 0;
+    mm->pf->lock_init(&c->lock);
+    return 0;
+}
+
+void kmm__cache_fini(struct kmm_cache *c)
+{
+    struct kmm *mm = c->mm;
+    for (struct desc_chunk *ch = c->desc_chunks, *next; ch; ch = next) {
+        next = ch->next;
+        kmm__meta_free(mm, ch, ch->len);
+    }
+    c->desc_chunks = NULL;
+    mm->pf->lock_fini(&c->lock);
+}
+
+/* ---- descriptors (cache lock held) ----------------------------------------- */
+
+static struct kmm_slab *desc_alloc(struct kmm_cache *c)
+{
+    void *d = c->desc_free;
+    if (d) {
+        c->desc_free = *(void **)d;
+    } else if (c->desc_left >= c->desc_size) {
+        d = c->desc_next;
+        c->desc_next += c->desc_size;
+        c->desc_left -= c->desc_size;
+    } else {
+        return NULL;
+    }
+    __builtin_memset(d, 0, c->desc_size);
+    return d;
+}
+
+static void desc_free(struct kmm_cache *c, struct kmm_slab *s)
+{
+    *(void **)s = c->desc_free;
+    c->desc_free = s;
+}
+
+/* Takes a new chunk of descriptors; called without the lock (meta_alloc may
+ * be a system call), added under it. */
+static bool desc_grow(struct kmm_cache *c)
+{
+    size_t len = round_up(sizeof(struct desc_chunk) + 16 * c->desc_size, 4096);
+    struct desc_chunk *ch = kmm__meta_alloc(c->mm, len);
+    if (!ch)
+        return false;
+    ch->len = len;
+    kmm_lock(c->mm, &c->lock);
+    ch->next = c->desc_chunks;
+    c->desc_chunks = ch;
+    /* the rest of the previous chunk is dropped: less than one descriptor */
+    c->desc_next = (char *)ch + round_up(sizeof(*ch), 16);
+    c->desc_left = len - round_up(sizeof(*ch), 16);
+    kmm_unlock(c->mm, &c->lock);
+    return true;
+}
+
+/* ---- making and freeing slabs ----------------------------------------------- */
+
+static void slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct kmm_slab *s)
+{
+    uint64_t idx = virt_to_index(mm, (void *)base);
+    for (uint64_t i = 0; i < ((uint64_t)1 << order); i++)
+        store_relaxed(&mm->slab_map[idx + i], s);
+}
+
+/* A new slab, every slot free (constructed, canary written, poisoned); not on
+ * any list. Called without the lock. */
+static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
+{
+    struct kmm *mm = c->mm;
+    if (kmm__fault(mm, KMM_FAULT_PAGES))
+        return NULL;
+    unsigned areas = c->page_flags ? c->page_flags : flags & KMM_AREA_MASK;
+    void *pages = kmm_alloc_pages(mm, c->slab_order, areas);
+    if (!pages)
+        return NULL;
+    kmm_lock(mm, &c->lock);
+    struct kmm_slab *s = desc_alloc(c);
+    kmm_unlock(mm, &c->lock);
+    if (!s) {
+        if (!desc_grow(c)) {
+            kmm__free_pages_as(mm, "kmm_malloc", pages, false);
+            return NULL;
+        }
+        kmm_lock(mm, &c->lock);
+        s = desc_alloc(c);
+        kmm_unlock(mm, &c->lock);
+    }
+    s->cache = c;
+    s->base = (uintptr_t)pages;
+    /* bits past the last slot are out for good, so searches need no bound */
+    if (c->objects % 64)
+        s->out[c->words - 1] = ~(uint64_t)0 << (c->objects % 64);
+    for (uint32_t i = 0; i < c->objects; i++) {
+        uintptr_t p = s->base + i * c->slot_size;
+        if (c->ctor)
+            c->ctor((void *)p);
+        *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
+        obj_poison(c, p);
+    }
+    slab_map_set(mm, s->base, c->slab_order, s);
+    return s;
+}
+
+/* ---- taking slots out ----------------------------------------------------------- */
+
+static uint32_t take_from(struct kmm_cache *c, struct kmm_slab *s, uintptr_t *dst, uint32_t want)
+{
+    uint32_t got = 0;
+    for (uint32_t w = s->scan; w < c->words && got < want; w++) {
+        uint64_t avail = ~s->out[w];
+        while (avail && got < want) {
+            unsigned b = (unsigned)__builtin_ctzll(avail);
+            avail &= avail - 1;
+            s->out[w] |= (uint64_t)1 << b;
+            store_relaxed(&dst[got], s->base + ((size_t)w * 64 + b) * c->slot_size);
+            got++;
+        }
+        if (avail == 0)
+            s->scan = w + 1;
+    }
+    s->inuse += got;
+    return got;
+}
+
+uint32_t kmm__cache_take(struct kmm_cache *c, uintptr_t *dst, uint32_t n, unsigned flags)
+{
+    struct kmm *mm = c->mm;
+    uint32_t got = 0;
+    kmm_lock(mm, &c->lock);
+    while (got < n) {
+        struct kmm_slab *s = c->partial.head ? c->partial.head : c->empty.head;
+        if (!s) {
+            kmm_unlock(mm, &c->lock);
+            s = new_slab(c, flags);
+            kmm_lock(mm, &c->lock);
+            if (!s)
+                break;
+            list_add(&c->empty, s);
+            continue;
+        }
+        list_del(list_of(c, s->inuse), s);
+        uint32_t k = take_from(c, s, dst + got, n - got);
+        got += k;
+        c->objects_out += k;
+        list_add(list_of(c, s->inuse), s);
+    }
+    kmm_unlock(mm, &c->lock);
+    return got;
+}
+
+/* ---- putting slots back --------------------------------------------------------- */
+
+/* Unlinks an empty slab and forgets its pages (cache lock held); the caller
+ * frees them once the lock is dropped. */
+static uintptr_t retire_slab(struct kmm_cache *c, struct kmm_slab *s)
+{
+    uintptr_t base = s->base;
+    list_del(&c->empty, s);
+    slab_map_set(c->mm, base, c->slab_order, NULL);
+    desc_free(c, s);
+    return base;
+}
+
+static void free_slab_pages(struct kmm_cache *c, const uintptr_t *bases, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        kmm__free_pages_as(c->mm, "kmm_free", (void *)bases[i], false);
+}
+
+void kmm__cache_put(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const char *fn)
+{
+    struct kmm *mm = c->mm;
+    uintptr_t freed[MAG_MAX];
+    while (n) {
+        uint32_t batch = n < MAG_MAX ? n : MAG_MAX, nfreed = 0;
+        kmm_lock(mm, &c->lock);
+        for (uint32_t i = 0; i < batch; i++) {
+            uintptr_t p = src[i];
+            struct kmm_slab *s = load_relaxed(&mm->slab_map[virt_to_index(mm, (void *)p)]);
+            uint64_t idx = ((p - s->base) * c->recip) >> RECIP_SHIFT;
+            uint64_t bit = (uint64_t)1 << (idx % 64);
+            if (!(s->out[idx / 64] & bit)) {
+                kmm_unlock(mm, &c->lock);
+                kmm__slot_fatal(c, fn, "double free of", (void *)p);
+            }
+            list_del(list_of(c, s->inuse), s);
+            s->out[idx / 64] &= ~bit;
+            if (idx / 64 < s->scan)
+                s->scan = (uint32_t)(idx / 64);
+            s->inuse--;
+            c->objects_out--;
+            list_add(list_of(c, s->inuse), s);
+            if (s->inuse == 0 && c->empty.count > c->max_empty)
+                freed[nfreed++] = retire_slab(c, s);
+        }
+        kmm_unlock(mm, &c->lock);
+        free_slab_pages(c, freed, nfreed);
+        src += batch;
+        n -= batch;
+    }
+}
+
+void kmm__cache_shrink(struct kmm_cache *c)
+{
+    uintptr_t freed[MAG_MAX];
+    for (;;) {
+        uint32_t n = 0;
+        kmm_lock(c->mm, &c->lock);
+        while (c->empty.head && n < MAG_MAX)
+            freed[n++] = retire_slab(c, c->empty.head);
+        kmm_unlock(c->mm, &c->lock);
+        if (n == 0)
+            return;
+        free_slab_pages(c, freed, n);
+    }
+}
+
+/* ---- misuse ----------------------------------------------------------------------- */
+
+void kmm__slot_fatal(struct kmm_cache *c, const char *fn, const char *why, const void *p)
+{
+    struct kmm_msg m = { .len = 0 };
+    kmm__msg_str(&m, "kmm: ");
+    kmm__msg_str(&m, fn);
+    kmm__msg_str(&m, ": ");
+    kmm__msg_str(&m, why);
+    kmm__msg_str(&m, " ");
+    kmm__msg_hex(&m, (uintptr_t)p);
+    kmm__msg_str(&m, " (cache ");
+    kmm__msg_str(&m, c->name);
+    kmm__msg_str(&m, ", object size ");
+    kmm__msg_dec(&m, c->object_size);
+    kmm__msg_str(&m, ")");
+    kmm__fatal(c->mm, &m);
+}
+
+void kmm__check_double_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const char *fn, const char *why)
+{
+    uint64_t idx = ((p - s->base) * c->recip) >> RECIP_SHIFT;
+    kmm_lock(c->mm, &c->lock);
+    bool out = (s->out[idx / 64] >> (idx % 64)) & 1;
+    kmm_unlock(c->mm, &c->lock);
+    if (!out || kmm__mag_holds(c->mm, c, p))
+        kmm__slot_fatal(c, fn, why, (void *)p);
+    /* out and in no magazine: a caller holds it, and the canary was its data */
+}
