@@ -108,7 +108,8 @@ struct kmm_area {
 
 /* ---- Per-thread caches (page/tcache.c) ---------------------------------- */
 
-#define KMM_MAX_CACHES 1024               /* caches of one memory system, kmalloc ones included */
+#define KMM_MAX_CACHES 1024               /* caches with per-thread magazines, kmalloc ones included */
+#define NO_MAG_ID KMM_MAX_CACHES          /* the id of caches beyond those: no magazines, always empty */
 struct kmm_magazine;
 struct mag_chunk;
 
@@ -143,7 +144,7 @@ struct kmm_tcache {
     /* the slab layer's magazines, by cache id (slab/magazine.c); written by
      * the owner (published with release) and by kmm_cache_destroy under
      * mm->tcache_lock */
-    struct kmm_magazine *mag[KMM_MAX_CACHES];
+    struct kmm_magazine *mag[KMM_MAX_CACHES + 1];   /* [NO_MAG_ID] stays NULL */
     struct kmm_magazine *mag_free;        /* unused magazines of this thread */
     struct mag_chunk *mag_chunks;         /* memory of this thread's magazines */
 };
@@ -421,20 +422,27 @@ KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages);
  * slot_size bytes from its start. Its descriptor lives apart from it.
  *
  * Invariants (checked by kmm_check):
- *  - slab_map[p] == s for every page p of a live slab s, NULL for any page
- *    not in a slab; a slab's pages are one ALLOC block of the page allocator.
+ *  - slab_map[p] == s for every page p of a live slab s; LARGE_BLOCK for the
+ *    first page of a kmm_malloc block of whole pages (an ALLOC head); NULL
+ *    for every other page. A slab's pages are one ALLOC block.
  *  - Bit i of s->out is set iff slot i is out of the slab: held by a caller
  *    or in some thread's magazine; s->inuse is the number of bits set.
  *  - s is on exactly one list of its cache: empty (inuse 0), full (inuse ==
  *    objects) or partial (otherwise); nr_slabs, nr_empty and objects_out
  *    agree with the lists.
  *  - Every slot not held by a caller holds the canary secret ^ address at
- *    canary_offset: the free ones in the slab and those in magazines.
+ *    canary_offset (8, or 0 in 8-byte slots, or after the object when the
+ *    cache has a constructor): the free ones in the slab and those in magazines.
  *  - A magazine holds distinct slots of its cache, each with its bit set.
  */
 struct kmm_slab {
-    struct kmm_cache *cache;
+    /* what a free needs, copied from the cache so it is one load away */
     uintptr_t base;                       /* direct-map address of slot 0 */
+    uint64_t recip;
+    uint32_t slot_size, objects;
+    uintptr_t secret;
+    uint32_t canary_offset, id;
+    struct kmm_cache *cache;
     struct kmm_slab *next, *prev;         /* in one list of the cache */
     uint32_t inuse;                       /* slots out */
     uint32_t scan;                        /* first word of out[] that may have a clear bit */
@@ -455,7 +463,7 @@ struct desc_chunk {
 struct kmm_cache {
     /* read on every allocation and free: */
     size_t slot_size;
-    size_t canary_offset;                 /* where the canary of a free slot is: 0, or after the object */
+    size_t canary_offset;                 /* where the canary of a free slot is (see kmm__cache_init) */
     uintptr_t secret;
     uint64_t recip;                       /* slot index = (offset * recip) >> RECIP_SHIFT */
     uint32_t objects;                     /* slots per slab */
@@ -512,6 +520,9 @@ static inline struct kmm_slab_root *slab_root(struct kmm *mm)
 KMM_HIDDEN int kmm__cache_init(struct kmm *mm, struct kmm_cache *c, const char *name, size_t size, size_t align,
                                void (*ctor)(void *), unsigned page_flags, unsigned slab_order);
 KMM_HIDDEN void kmm__cache_fini(struct kmm_cache *c);
+/* Gives c an id (NO_MAG_ID when all are taken) and appends it to the list
+ * of caches (mm->slab_lock held). */
+KMM_HIDDEN void kmm__cache_register(struct kmm_slab_root *r, struct kmm_cache *c);
 /* Moves up to n slots out of c's slabs (making a slab when needed) into
  * dst[]; returns how many. */
 KMM_HIDDEN uint32_t kmm__cache_take(struct kmm_cache *c, uintptr_t *dst, uint32_t n, unsigned flags);
@@ -532,9 +543,11 @@ KMM_HIDDEN void kmm__slab_drain(struct kmm *mm);   /* shrink every cache */
 
 /* slab/magazine.c */
 struct kmm_magazine {
-    struct kmm_cache *cache;
     uint32_t count;                       /* written by the owner only, read relaxed by stats */
     uint32_t cap;
+    uintptr_t secret;                     /* the cache's, for the allocation fast path */
+    size_t canary_offset;
+    struct kmm_cache *cache;
     struct kmm_magazine *next_free;
     uintptr_t slot[];                     /* slot[count - 1] goes first */
 };
@@ -558,21 +571,15 @@ static inline void obj_poison(const struct kmm_cache *c, uintptr_t p)
 {
     (void)c, (void)p;
 #if KMM_ASAN || KMM_VALGRIND
-    if (c->canary_offset == 0) {
+    uintptr_t after = p + c->canary_offset + 8, end = p + c->slot_size;
 #if KMM_ASAN
-        __asan_poison_memory_region((char *)p + 8, c->slot_size - 8);
+    __asan_poison_memory_region((void *)p, c->canary_offset);
+    __asan_poison_memory_region((void *)after, end - after);
 #endif
 #if KMM_VALGRIND
-        VALGRIND_MAKE_MEM_NOACCESS((char *)p + 8, c->slot_size - 8);
+    VALGRIND_MAKE_MEM_NOACCESS((void *)p, c->canary_offset);
+    VALGRIND_MAKE_MEM_NOACCESS((void *)after, end - after);
 #endif
-    } else {
-#if KMM_ASAN
-        __asan_poison_memory_region((char *)p, c->canary_offset);
-#endif
-#if KMM_VALGRIND
-        VALGRIND_MAKE_MEM_NOACCESS((char *)p, c->canary_offset);
-#endif
-    }
 #endif
 }
 static inline void obj_unpoison(const struct kmm_cache *c, uintptr_t p)
@@ -588,15 +595,15 @@ static inline void obj_unpoison(const struct kmm_cache *c, uintptr_t p)
 
 /* slab/object.c: one object in or out of a cache */
 /* Pops the newest slot of a non-empty magazine, checking its canary. */
-static inline void *mag_pop(struct kmm_cache *c, struct kmm_magazine *m, const char *fn)
+static inline void *mag_pop(struct kmm_magazine *m, const char *fn)
 {
     uint32_t n = m->count - 1;
     uintptr_t p = m->slot[n];
     store_relaxed(&m->count, n);
-    uintptr_t *canary = (uintptr_t *)(p + c->canary_offset);
-    if (KMM_UNLIKELY(*canary != slot_canary(c, p)))
-        kmm__slot_fatal(c, fn, "free object overwritten (write after free?) at", (void *)p);
-    obj_unpoison(c, p);
+    uintptr_t *canary = (uintptr_t *)(p + m->canary_offset);
+    if (KMM_UNLIKELY(*canary != (m->secret ^ p)))
+        kmm__slot_fatal(m->cache, fn, "free object overwritten (write after free?) at", (void *)p);
+    obj_unpoison(m->cache, p);
     *canary = 0;
     return (void *)p;
 }
@@ -609,28 +616,33 @@ KMM_HIDDEN void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t
 /* The common free: p starts a slot, its canary is not there, and the
  * thread's magazine for c has room. Returns false for kmm__obj_free to do
  * the rest (and all the reporting). */
-static inline bool obj_free_fast(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, uintptr_t p)
+static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uintptr_t p)
 {
 #if KMM_THREAD_CACHE
-    uint64_t off = p - s->base, idx = (off * c->recip) >> RECIP_SHIFT;
-    uintptr_t *canary = (uintptr_t *)(p + c->canary_offset);
-    if (KMM_LIKELY(idx * c->slot_size == off && idx < c->objects && *canary != slot_canary(c, p) &&
+    uint64_t off = p - s->base, idx = (off * s->recip) >> RECIP_SHIFT;
+    uintptr_t *canary = (uintptr_t *)(p + s->canary_offset);
+    if (KMM_LIKELY(idx * s->slot_size == off && idx < s->objects && *canary != (s->secret ^ p) &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
-        struct kmm_magazine *m = kmm__tls[0].tc->mag[c->id];
+        struct kmm_magazine *m = kmm__tls[0].tc->mag[s->id];
         if (KMM_LIKELY(m && m->count < m->cap)) {
-            *canary = slot_canary(c, p);
-            obj_poison(c, p);
+            *canary = s->secret ^ p;
+            obj_poison(s->cache, p);
             store_relaxed(&m->slot[m->count], p);
             store_relaxed(&m->count, m->count + 1);
             return true;
         }
     }
 #else
-    (void)mm, (void)c, (void)s, (void)p;
+    (void)mm, (void)s, (void)p;
 #endif
     return false;
 }
-/* The slab holding the direct-map address p, or NULL. */
+/* What the slab map holds for the first page of a kmm_malloc block of whole
+ * pages (its other pages hold NULL): kmm_free frees only such blocks, not
+ * any page allocation. */
+extern struct kmm_slab kmm__large_block KMM_HIDDEN;
+#define LARGE_BLOCK (&kmm__large_block)
+/* The slab holding the direct-map address p, LARGE_BLOCK, or NULL. */
 static inline struct kmm_slab *slab_of(struct kmm *mm, const void *p)
 {
     struct kmm_slab **map = load_relaxed(&mm->slab_map);

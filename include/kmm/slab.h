@@ -25,7 +25,8 @@
  * than the allocating one costs the same as a local one.
  *
  * A free object holds a canary (a per-cache secret mixed with its address) in
- * its first word (after the object when the cache has a constructor): a free
+ * its second word (the first in 8-byte objects; after the object when the
+ * cache has a constructor): a free
  * finding it intact is checked as a possible double free, and an allocation
  * finding it overwritten reports a write after free.
  *

@@ -7,6 +7,24 @@
  */
 #include "internal.h"
 
+void kmm__cache_register(struct kmm_slab_root *r, struct kmm_cache *c)
+{
+    c->id = NO_MAG_ID;   /* past the first KMM_MAX_CACHES caches alive, no magazines */
+    for (uint32_t w = 0; w < KMM_MAX_CACHES / 64; w++) {
+        if (~r->used_ids[w]) {
+            unsigned b = (unsigned)__builtin_ctzll(~r->used_ids[w]);
+            r->used_ids[w] |= (uint64_t)1 << b;
+            c->id = w * 64 + b;
+            break;
+        }
+    }
+    struct kmm_cache **pp = &r->caches;
+    while (*pp)
+        pp = &(*pp)->next;
+    c->next = NULL;
+    *pp = c;
+}
+
 struct kmm_cache *kmm_cache_create(struct kmm *mm, const char *name, size_t size, size_t align,
                                    void (*ctor)(void *))
 {
@@ -27,28 +45,8 @@ struct kmm_cache *kmm_cache_create(struct kmm *mm, const char *name, size_t size
         return NULL;
     }
     kmm_lock(mm, &mm->slab_lock);
-    uint32_t id = UINT32_MAX;
-    for (uint32_t w = 0; w < KMM_MAX_CACHES / 64 && id == UINT32_MAX; w++) {
-        if (~r->used_ids[w]) {
-            unsigned b = (unsigned)__builtin_ctzll(~r->used_ids[w]);
-            r->used_ids[w] |= (uint64_t)1 << b;
-            id = w * 64 + b;
-        }
-    }
-    if (id != UINT32_MAX) {
-        c->id = id;
-        struct kmm_cache **pp = &r->caches;
-        while (*pp)
-            pp = &(*pp)->next;
-        *pp = c;
-    }
+    kmm__cache_register(r, c);
     kmm_unlock(mm, &mm->slab_lock);
-    if (id == UINT32_MAX) {
-        kmm__cache_fini(c);
-        kmm__meta_free(mm, c, sizeof(*c));
-        kmm__refuse(mm, KMM_ENOMEM, "kmm_cache_create", "too many caches (KMM_MAX_CACHES)");
-        return NULL;
-    }
     return c;
 }
 
@@ -95,7 +93,8 @@ void kmm_cache_destroy(struct kmm_cache *c)
             break;
         }
     }
-    r->used_ids[c->id / 64] &= ~((uint64_t)1 << (c->id % 64));
+    if (c->id != NO_MAG_ID)
+        r->used_ids[c->id / 64] &= ~((uint64_t)1 << (c->id % 64));
     kmm_unlock(mm, &mm->slab_lock);
     kmm__cache_fini(c);
     kmm__meta_free(mm, c, sizeof(*c));
@@ -256,7 +255,7 @@ int kmm__slab_check(struct kmm *mm)
     int rc = 0;
     kmm_lock(mm, &mm->slab_lock);
     for (struct kmm_cache *c = r->caches; c && rc == 0; c = c->next) {
-        if (!(r->used_ids[c->id / 64] >> (c->id % 64) & 1))
+        if (c->id != NO_MAG_ID && !(r->used_ids[c->id / 64] >> (c->id % 64) & 1))
             rc = kmm__check_fail(mm, "a cache's id is not marked used", UINT64_MAX);
         kmm_lock(mm, &c->lock);
         if (rc == 0)

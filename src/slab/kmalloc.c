@@ -17,8 +17,6 @@
 
 #define SMALL_LIMIT 65536   /* classes stop below min(page size, this) */
 
-static inline size_t round_up(size_t v, size_t align) { return (v + align - 1) & ~(align - 1); }
-
 /* The classes for this page size; returns how many. */
 static unsigned make_classes(size_t ps, size_t *size, unsigned *order)
 {
@@ -42,26 +40,6 @@ static unsigned make_classes(size_t ps, size_t *size, unsigned *order)
     return n;
 }
 
-static uint32_t take_id(struct kmm_slab_root *r)
-{
-    for (uint32_t w = 0; w < KMM_MAX_CACHES / 64; w++) {
-        if (~r->used_ids[w]) {
-            unsigned b = (unsigned)__builtin_ctzll(~r->used_ids[w]);
-            r->used_ids[w] |= (uint64_t)1 << b;
-            return w * 64 + b;
-        }
-    }
-    return UINT32_MAX;
-}
-
-static void append_cache(struct kmm_slab_root *r, struct kmm_cache *c)
-{
-    struct kmm_cache **pp = &r->caches;
-    while (*pp)
-        pp = &(*pp)->next;
-    c->next = NULL;
-    *pp = c;
-}
 
 /* kmm_malloc's caches for one area mask (slab_lock held). */
 static struct kmm_cache *make_kmalloc_caches(struct kmm *mm, struct kmm_slab_root *r, unsigned mask)
@@ -87,9 +65,8 @@ static struct kmm_cache *make_kmalloc_caches(struct kmm *mm, struct kmm_slab_roo
         *q = 0;
         struct kmm_cache *c = &cs[i];
         kmm__cache_init(mm, c, name, r->class_size[i], 16, NULL, mask, r->class_order[i]);
-        c->id = take_id(r);
         c->kmalloc = true;
-        append_cache(r, c);
+        kmm__cache_register(r, c);
     }
     return cs;
 }
@@ -141,8 +118,12 @@ struct kmm_slab_root *kmm__slab_root_slow(struct kmm *mm)
 /* The caches of kmm_malloc for the areas in flags; NULL if they cannot be made. */
 static struct kmm_cache *kmalloc_caches(struct kmm *mm, struct kmm_slab_root *r, unsigned flags)
 {
-    unsigned mask = flags & KMM_AREA_MASK;
-    if (mask == KMM_AREA_MASK)
+    /* areas the memory system lacks change nothing: one set of caches per
+     * set of existing areas, "all of them" being the default set */
+    unsigned all = (1u << mm->nr_areas) - 1, mask = flags & all;
+    if (mask == 0 && (flags & KMM_AREA_MASK))
+        return NULL;   /* names only areas that do not exist: nothing can serve it */
+    if (mask == all)
         mask = 0;
     struct kmm_cache *cs = __atomic_load_n(&r->kmalloc[mask], __ATOMIC_ACQUIRE);
     if (KMM_LIKELY(cs != NULL))
@@ -164,16 +145,33 @@ size_t kmm_malloc_max_slab_size(struct kmm *mm)
     return r ? r->max_small : 0;
 }
 
-/* Whole pages for sizes above the classes (or aligned beyond a page). */
+struct kmm_slab kmm__large_block;
+
+static inline struct kmm_slab **map_entry(struct kmm *mm, const void *p)
+{
+    return &mm->slab_map[virt_to_index(mm, p)];
+}
+
+/* Whole pages for sizes above the classes (or aligned beyond a page),
+ * marked in the slab map as kmm_malloc's. */
 static void *large_alloc(struct kmm *mm, size_t size, size_t align, unsigned flags, const char *fn)
 {
     if (kmm__fault(mm, KMM_FAULT_PAGES)) {
         kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
         return NULL;
     }
-    if (align <= mm->page_size)
-        return kmm_alloc_pages_exact(mm, size, flags);
-    return kmm_alloc_pages_aligned(mm, (size + mm->page_size - 1) >> mm->page_shift, align, flags);
+    void *p = align <= mm->page_size
+                  ? kmm_alloc_pages_exact(mm, size, flags)
+                  : kmm_alloc_pages_aligned(mm, (size + mm->page_size - 1) >> mm->page_shift, align, flags);
+    if (p)
+        store_relaxed(map_entry(mm, p), LARGE_BLOCK);
+    return p;
+}
+
+static void large_free(struct kmm *mm, void *p, const char *fn)
+{
+    store_relaxed(map_entry(mm, p), NULL);
+    kmm__free_pages_as(mm, fn, p, true);
 }
 
 static __attribute__((noinline)) void *malloc_slow(struct kmm *mm, size_t size, unsigned flags, const char *fn)
@@ -208,7 +206,7 @@ void *kmm_malloc(struct kmm *mm, size_t size, unsigned flags)
         unsigned cls = mm->class_of[(size + 15) >> 4];
         struct kmm_magazine *m = kmm__tls[0].tc->mag[cls];
         if (KMM_LIKELY(m && m->count))
-            return mag_pop(m->cache, m, "kmm_malloc");
+            return mag_pop(m, "kmm_malloc");
     }
 #endif
     return malloc_slow(mm, size, flags, "kmm_malloc");
@@ -271,15 +269,20 @@ void kmm_free(struct kmm *mm, void *p)
     if (KMM_LIKELY(off < mm->span_bytes)) {
         struct kmm_slab **map = load_relaxed(&mm->slab_map);
         struct kmm_slab *s = map ? load_relaxed(&map[off >> mm->page_shift]) : NULL;
-        if (KMM_LIKELY(s != NULL)) {
-            if (!obj_free_fast(mm, s->cache, s, (uintptr_t)p))
+        if (KMM_LIKELY(s != NULL && s != LARGE_BLOCK)) {
+            if (!obj_free_fast(mm, s, (uintptr_t)p))
                 kmm__obj_free(s->cache, s, (uintptr_t)p, "kmm_free");
+            return;
+        }
+        if (s == LARGE_BLOCK && !(off & (mm->page_size - 1))) {
+            large_free(mm, p, "kmm_free");
             return;
         }
         if (off & (mm->page_size - 1))
             kmm__fatal_page(mm, "kmm_free", "pointer into the middle of an object, or not from kmm_malloc:", p);
-        kmm__free_pages_as(mm, "kmm_free", p, true);
-        return;
+        kmm__fatal_page(mm, "kmm_free", meta_kind(meta_get(mm, mm->base_pfn + (off >> mm->page_shift))) == META_ALLOC
+                                            ? "not from kmm_malloc (a page allocation, or a destroyed cache's slab):"
+                                            : "double free (or a pointer never from kmm_malloc) of", p);
     }
     if (p)
         not_from_kmm(mm, "kmm_free", p);
@@ -292,8 +295,8 @@ static size_t usable(struct kmm *mm, const void *p, struct kmm_slab **slab, cons
     if (off >= mm->span_bytes)
         not_from_kmm(mm, fn, p);
     struct kmm_slab *s = slab_of(mm, p);
-    *slab = s;
-    if (s) {
+    *slab = s == LARGE_BLOCK ? NULL : s;
+    if (s && s != LARGE_BLOCK) {
         struct kmm_cache *c = s->cache;
         uint64_t o = (uintptr_t)p - s->base, idx = (o * c->recip) >> RECIP_SHIFT;
         if (idx * c->slot_size != o || idx >= c->objects)
@@ -302,7 +305,7 @@ static size_t usable(struct kmm *mm, const void *p, struct kmm_slab **slab, cons
             kmm__check_double_free(c, s, (uintptr_t)p, fn, "pointer to a free object (use after free, or double free) at");
         return c->kmalloc ? c->slot_size : c->object_size;
     }
-    size_t pages = kmm_page_alloc_size(mm, p);
+    size_t pages = s == LARGE_BLOCK && !(off & (mm->page_size - 1)) ? kmm_page_alloc_size(mm, p) : 0;
     if (!pages)
         kmm__fatal_page(mm, fn, "not allocated (no live kmm_malloc memory here):", p);
     return pages << mm->page_shift;

@@ -27,6 +27,8 @@ struct mag_chunk {
 
 struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *tc, struct kmm_cache *c)
 {
+    if (c->id == NO_MAG_ID)
+        return NULL;
     struct kmm_magazine *m = tc->mag_free;
     if (!m) {
         struct mag_chunk *ch = kmm__meta_alloc(mm, MAG_CHUNK_BYTES);
@@ -36,13 +38,15 @@ struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *tc, struct 
         ch->next = tc->mag_chunks;
         tc->mag_chunks = ch;
         for (size_t off = 64; off + MAG_BYTES <= MAG_CHUNK_BYTES; off += MAG_BYTES) {
-            struct kmm_magazine *fresh = (struct kmm_magazine *)((char *)ch + off);
+            struct kmm_magazine *fresh = (struct kmm_magazine *)(void *)((char *)ch + off);
             fresh->next_free = m;
             m = fresh;
         }
     }
     tc->mag_free = m->next_free;
     m->cache = c;
+    m->secret = c->secret;
+    m->canary_offset = c->canary_offset;
     m->count = 0;
     m->cap = c->mag_cap;
     m->next_free = NULL;
@@ -78,7 +82,7 @@ bool kmm__mag_holds(struct kmm *mm, struct kmm_cache *c, uintptr_t p)
 {
     bool found = false;
     kmm_lock(mm, &mm->tcache_lock);
-    for (struct kmm_tcache *tc = mm->tcaches; tc && !found; tc = tc->next) {
+    for (struct kmm_tcache *tc = c->id == NO_MAG_ID ? NULL : mm->tcaches; tc && !found; tc = tc->next) {
         struct kmm_magazine *m = __atomic_load_n(&tc->mag[c->id], __ATOMIC_ACQUIRE);
         if (!m)
             continue;
@@ -94,7 +98,7 @@ size_t kmm__mag_count(struct kmm *mm, struct kmm_cache *c)
 {
     size_t n = 0;
     kmm_lock(mm, &mm->tcache_lock);
-    for (struct kmm_tcache *tc = mm->tcaches; tc; tc = tc->next) {
+    for (struct kmm_tcache *tc = c->id == NO_MAG_ID ? NULL : mm->tcaches; tc; tc = tc->next) {
         struct kmm_magazine *m = __atomic_load_n(&tc->mag[c->id], __ATOMIC_ACQUIRE);
         if (m)
             n += load_relaxed(&m->count);
@@ -106,7 +110,7 @@ size_t kmm__mag_count(struct kmm *mm, struct kmm_cache *c)
 void kmm__mag_detach(struct kmm *mm, struct kmm_cache *c)
 {
     kmm_lock(mm, &mm->tcache_lock);
-    for (struct kmm_tcache *tc = mm->tcaches; tc; tc = tc->next) {
+    for (struct kmm_tcache *tc = c->id == NO_MAG_ID ? NULL : mm->tcaches; tc; tc = tc->next) {
         struct kmm_magazine *m = tc->mag[c->id];
         if (!m)
             continue;
@@ -132,7 +136,7 @@ int kmm__mag_check(struct kmm *mm, struct kmm_tcache *tc)
             uintptr_t p = m->slot[i];
             uint64_t pfn = virt_to_pfn(mm, (void *)p);
             struct kmm_slab *s = pfn == UINT64_MAX ? NULL : mm->slab_map[pfn - mm->base_pfn];
-            if (!s || s->cache != c)
+            if (!s || s == LARGE_BLOCK || s->cache != c)
                 return kmm__check_fail(mm, "magazine holds an address outside its cache's slabs", pfn);
             uint64_t off = p - s->base, idx = (off * c->recip) >> RECIP_SHIFT;
             if (idx * c->slot_size != off || idx >= c->objects || !((s->out[idx / 64] >> (idx % 64)) & 1))

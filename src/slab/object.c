@@ -23,7 +23,7 @@ void *kmm__obj_alloc(struct kmm_cache *c, unsigned flags, const char *fn)
             store_relaxed(&m->count, kmm__cache_take(c, m->slot, want ? want : 1, flags));
         }
         if (m->count)
-            return finish(c, mag_pop(c, m, fn), flags);
+            return finish(c, mag_pop(m, fn), flags);
     } else {
         /* no magazine (no thread cache, or no memory for one): straight from a slab */
         uintptr_t p;
@@ -81,7 +81,7 @@ void *kmm_cache_alloc(struct kmm_cache *c, unsigned flags)
     if (KMM_LIKELY(!(flags & KMM_ZERO) && kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct kmm_magazine *m = kmm__tls[0].tc->mag[c->id];
         if (KMM_LIKELY(m && m->count))
-            return mag_pop(c, m, "kmm_cache_alloc");
+            return mag_pop(m, "kmm_cache_alloc");
     }
 #endif
     return kmm__obj_alloc(c, flags, "kmm_cache_alloc");
@@ -92,10 +92,10 @@ void kmm_cache_free(struct kmm_cache *c, void *p)
     if (!p)
         return;
     struct kmm_slab *s = slab_of(c->mm, p);
-    if (!s)
+    if (!s || s == LARGE_BLOCK)
         kmm__fatal_page(c->mm, "kmm_cache_free", "pointer not from kmm (no slab there):", p);
     if (s->cache != c)
         kmm__slot_fatal(c, "kmm_cache_free", "object of another cache:", p);
-    if (!obj_free_fast(c->mm, c, s, (uintptr_t)p))
+    if (!obj_free_fast(c->mm, s, (uintptr_t)p))
         kmm__obj_free(c, s, (uintptr_t)p, "kmm_cache_free");
 }

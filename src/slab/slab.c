@@ -58,12 +58,19 @@ int kmm__cache_init(struct kmm *mm, struct kmm_cache *c, const char *name, size_
 {
     static unsigned long counter;
     size_t ps = mm->page_size;
-    if (align < 8)
-        align = 8;
     if (size == 0 || (align & (align - 1)) || align > ps || size > (ps << 3))
         return -KMM_EINVAL;
+    if (align < 8)
+        align = 8;
+    /* The canary is the second word of a free slot (the first when a slot has
+     * only one): a caller's last store before a free is usually to the
+     * start of the object, and an 8-byte load overlapping a smaller pending
+     * store stalls. With a constructor it has a word of its own after the
+     * object, so the constructed state survives. */
     size_t canary_offset = ctor ? round_up(size, 8) : 0;
     size_t slot = round_up(ctor ? canary_offset + 8 : (size < 8 ? 8 : size), align);
+    if (!ctor && slot >= 16)
+        canary_offset = 8;
     if (slot > (ps << 3))
         return -KMM_EINVAL;   /* a slab is at most 8 pages */
     c->mm = mm;
@@ -71,8 +78,6 @@ int kmm__cache_init(struct kmm *mm, struct kmm_cache *c, const char *name, size_
     c->align = align;
     c->ctor = ctor;
     c->page_flags = page_flags;
-    /* the canary is the first word of a free slot, unless the constructed
-     * state must survive: then it has a word of its own after the object */
     c->canary_offset = canary_offset;
     c->slot_size = slot;
     if (slab_order == UINT32_MAX) {   /* the smallest slab of 8 slots, or of one when a slot needs 8 pages */
@@ -191,6 +196,12 @@ static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
     }
     s->cache = c;
     s->base = (uintptr_t)pages;
+    s->recip = c->recip;
+    s->slot_size = (uint32_t)c->slot_size;
+    s->objects = c->objects;
+    s->secret = c->secret;
+    s->canary_offset = (uint32_t)c->canary_offset;
+    s->id = c->id;
     /* bits past the last slot are out for good, so searches need no bound */
     if (c->objects % 64)
         s->out[c->words - 1] = ~(uint64_t)0 << (c->objects % 64);

@@ -1,4 +1,4 @@
-/* replay_main.c - runs the libFuzzer target fuzz_page.c as an ordinary program.
+/* replay_main.c - runs a libFuzzer target (fuzz_page.c, fuzz_slab.c) as an ordinary program.
  *
  *   test_page_fuzz_replay FILE|DIR...   runs each file (each file of a
  *                                       directory) through the target once:
@@ -103,7 +103,7 @@ int main(int argc, char **argv)
     } else {
         const char *env = getenv("KMM_FUZZ_RUNS");
         long runs = env ? strtol(env, NULL, 0) : 2000;
-        uint64_t rng = kmm_test_seed("fuzz_page_replay");
+        uint64_t rng = kmm_test_seed("fuzz replay");
         static uint8_t buf[4096];
         for (long i = 0; i < runs; i++) {
             size_t len = 1 + (size_t)(kmm_test_rand(&rng) % sizeof(buf));
@@ -117,7 +117,7 @@ int main(int argc, char **argv)
         }
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    printf("fuzz_page replay: OK, %ld inputs (%llu bytes), %.1f s\n", inputs, (unsigned long long)total_bytes,
+    printf("fuzz replay: OK, %ld inputs (%llu bytes), %.1f s\n", inputs, (unsigned long long)total_bytes,
            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     return 0;
 }
