@@ -474,7 +474,7 @@ static void write_after_free(void *arg)
     (void)keep;
     void *p = malloc_or_exit(mm, 64);
     kmm_free(mm, p);
-    stray_write(p, 8);
+    stray_write(p, 16);   /* the first two words: the canary is in one of them */
     for (int i = 0; i < 10000; i++)
         if (malloc_or_exit(mm, 64) == p)
             exit(4);
@@ -491,7 +491,7 @@ static void write_after_free_in_slab(void *arg)
     void *p = malloc_or_exit(mm, 64);
     kmm_free(mm, p);
     kmm_drain(mm);
-    stray_write(p, 8);
+    stray_write(p, 16);   /* the first two words: the canary is in one of them */
     for (int i = 0; i < 10000; i++)
         if (malloc_or_exit(mm, 64) == p)
             exit(4);
@@ -507,7 +507,7 @@ static void write_after_free_cache(void *arg)
     (void)keep;
     void *p = cache_alloc_or_exit(c);
     kmm_cache_free(c, p);
-    stray_write(p, 8);
+    stray_write(p, 16);   /* the first two words: the canary is in one of them */
     for (int i = 0; i < 10000; i++)
         if (cache_alloc_or_exit(c) == p)
             exit(4);
