@@ -26,9 +26,9 @@
  *
  * A free object holds a canary (a per-cache secret mixed with its address) in
  * its second word (the first in 8-byte objects; after the object when the
- * cache has a constructor): a free
- * finding it intact is checked as a possible double free, and an allocation
- * finding it overwritten reports a write after free.
+ * cache has a constructor): a free finding it intact is checked as a
+ * possible double free, and an allocation finding it overwritten reports a
+ * write after free.
  *
  * All functions are thread-safe, and none costs more than O(objects in one
  * magazine) except kmm_cache_destroy, kmm_check and the stats.
@@ -62,8 +62,9 @@ KMM_API void *kmm_malloc(struct kmm *mm, size_t size, unsigned flags);
 KMM_API void *kmm_calloc(struct kmm *mm, size_t n, size_t size, unsigned flags);
 
 /* Resizes p (NULL: kmm_malloc). In place when the new size fits the object's
- * size class (and is not much smaller) or its pages; a block of pages that
- * shrinks gives its tail pages back. Otherwise allocates, copies
+ * size class and is more than half of it; a block of pages shrinking to a
+ * size above the largest class stays in place and gives its tail pages back
+ * (to a class size, it moves into a slab). Otherwise allocates, copies
  * min(old, new) bytes and frees p. Size 0 frees p and returns NULL. On
  * failure returns NULL and leaves p intact. KMM_ZERO zeroes the bytes past
  * the old usable size. Only memory from kmm_malloc* / kmm_calloc / kmm_realloc. */
@@ -91,10 +92,11 @@ KMM_API size_t kmm_usable_size(struct kmm *mm, const void *p);
 
 /* Creates a cache of objects of size bytes, aligned to align (0 or a power
  * of two up to the page size; objects are aligned to at least 8 bytes). An
- * object's slot (the size rounded up to the alignment, plus the canary's
- * word when there is a constructor) must fit in 8 pages. ctor, if given, runs once on each object when its slab is
- * created; objects are expected back in their constructed state (the
- * canary then sits after the object, not in it). name is copied (at most 31
+ * object's slot (the size, plus the canary's word when there is a
+ * constructor, rounded up to the alignment) must fit in 8 pages. ctor, if
+ * given, runs once on each object when its slab is created; objects are
+ * expected back in their constructed state (the canary then sits after the
+ * object, not in it). name is copied (at most 31
  * characters are kept) and shows in the stats. Returns NULL on bad arguments
  * (EINVAL, reported) or when memory is out (ENOMEM).
  * Cost: one metadata allocation; no slab is made until the first object. */
