@@ -26,12 +26,13 @@
  */
 #include <kmm.h>
 
+#include "harness.h"
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <gnu/libc-version.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,7 +43,6 @@
 #include <linux/futex.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +63,8 @@
 #ifndef KMM_BENCH_TCMALLOC_PATH
 #define KMM_BENCH_TCMALLOC_PATH "libtcmalloc_minimal.so.4"
 #endif
+
+const char harness_prog[] = "bench/malloc";
 
 #define NOINLINE __attribute__((noinline))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -102,50 +104,7 @@ static struct {
 #define EFF_MAX_SIZE 4096
 #define EFF_CAP      (1u << 20) /* live-object capacity of the efficiency child */
 
-static void die(const char *what)
-{
-    fprintf(stderr, "bench/malloc: %s\n", what);
-    exit(1);
-}
-
-static void die_errno(const char *what)
-{
-    fprintf(stderr, "bench/malloc: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
-
 /* ---- time, statistics, randomness ------------------------------------------ */
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median, minimum and maximum of the repetitions of one figure. */
-struct fig {
-    double med, min, max;
-};
-
-static struct fig summarize(const double *v, int n)
-{
-    double s[64];
-    if (n > 64)
-        n = 64;
-    if (n <= 0)
-        return (struct fig){ 0, 0, 0 };
-    memcpy(s, v, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    struct fig f = { n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, s[0], s[n - 1] };
-    return f;
-}
 
 static inline uint64_t rnd(uint64_t *s)      /* xorshift64* */
 {
@@ -396,15 +355,6 @@ static void any_free(enum alloc_id a, void *p)
 
 /* ---- loading and checking the allocators -------------------------------------- */
 
-static void lib_of(void *fn, char *out, size_t len)
-{
-    Dl_info di;
-    if (fn && dladdr(fn, &di) && di.dli_fname)
-        snprintf(out, len, "%s", di.dli_fname);
-    else
-        snprintf(out, len, "?");
-}
-
 static void *sym(void *h, const char *name, const char *lib)
 {
     void *s = dlsym(h, name);
@@ -555,86 +505,6 @@ static void verify_allocators(void)
             fprintf(stderr, "bench/malloc: WARNING: %s\n", buf);
         }
     }
-}
-
-/* ---- the machine and the noise (as in bench/pages) ------------------------------ */
-
-static struct {
-    long nproc, nproc_affinity;
-    char cpu[128], kernel[200];
-    double loadavg;
-} sys;
-
-static void probe_system(void)
-{
-    sys.nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    cpu_set_t set;
-    sys.nproc_affinity = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sys.nproc;
-    snprintf(sys.cpu, sizeof sys.cpu, "?");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[512];
-        while (fgets(line, sizeof line, f)) {
-            char *c = strchr(line, ':');
-            if (strncmp(line, "model name", 10) == 0 && c) {
-                c += 2;
-                c[strcspn(c, "\n")] = 0;
-                snprintf(sys.cpu, sizeof sys.cpu, "%s", c);
-                break;
-            }
-        }
-        fclose(f);
-    }
-    struct utsname u;
-    if (uname(&u) == 0)
-        snprintf(sys.kernel, sizeof sys.kernel, "%s %s %s", u.sysname, u.release, u.machine);
-    f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &sys.loadavg) != 1)
-            sys.loadavg = -1;
-        fclose(f);
-    }
-}
-
-struct cpu_snap {
-    double busy_s, steal_s, self_s, wall_s;
-};
-
-/* CPU time of the machine (/proc/stat) and of this process and its waited-for
- * children (getrusage), to tell how busy other processes kept the CPUs. */
-static struct cpu_snap cpu_snap(void)
-{
-    struct cpu_snap c = { 0, 0, 0, now_ns() / 1e9 };
-    unsigned long long v[8] = { 0 };
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-                   &v[6], &v[7]) == 8) {
-            double hz = (double)sysconf(_SC_CLK_TCK);
-            c.busy_s = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / hz;
-            c.steal_s = (double)v[7] / hz;
-        }
-        fclose(f);
-    }
-    struct rusage ru;
-    for (int who = 0; who < 2; who++) {
-        if (getrusage(who ? RUSAGE_CHILDREN : RUSAGE_SELF, &ru) == 0)
-            c.self_s += (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-                        (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-    }
-    return c;
-}
-
-static struct {
-    double wall_s, others_cpus, steal_pct;
-} noise;
-
-static void noise_measure(struct cpu_snap a, struct cpu_snap b)
-{
-    noise.wall_s = b.wall_s - a.wall_s;
-    double others = (b.busy_s - a.busy_s) - (b.self_s - a.self_s);
-    noise.others_cpus = noise.wall_s > 0 && others > 0 ? others / noise.wall_s : 0;
-    noise.steal_pct = noise.wall_s > 0 ? 100 * (b.steal_s - a.steal_s) / (noise.wall_s * (double)sys.nproc) : 0;
 }
 
 /* ---- test 1: one thread ---------------------------------------------------------- */
@@ -1091,11 +961,6 @@ static void measure_efficiency(struct eff_result *r)
 
 static const char *met(bool ok) { return ok ? "met" : "NOT met"; }
 
-static void json_fig(const char *key, struct fig f, const char *sep)
-{
-    printf("\"%s\": {\"median\": %.4g, \"min\": %.4g, \"max\": %.4g}%s", key, f.med, f.min, f.max, sep);
-}
-
 /* "12.3 [11.9..13.0]" in a field of width w */
 static void print_fig(struct fig f, int prec, int w)
 {
@@ -1285,18 +1150,6 @@ static void usage(FILE *f)
             "                  --toggle-collect=bench_kmm_pairs) and exit\n");
 }
 
-static long parse_long(const char *s, const char *what)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 0);
-    if (errno || *end || v <= 0) {
-        fprintf(stderr, "bench/malloc: bad %s: %s\n", what, s);
-        exit(2);
-    }
-    return v;
-}
-
 int main(int argc, char **argv)
 {
     /* The efficiency child: malloc --efficiency-child NAME SEED LIVE_MIB AGE */
@@ -1381,7 +1234,7 @@ int main(int argc, char **argv)
     uint64_t s = seed_init(opt.seed);
     for (int i = 0; i < MIX_N; i++)
         mix_sizes[i] = (uint16_t)(MIX_MIN + rnd(&s) % (MIX_MAX - MIX_MIN + 1));
-    struct cpu_snap snap0 = cpu_snap();
+    struct cpu_snap snap0 = cpu_snap(true);
 
     /* 1. one thread. */
     static struct speed pairs[NR_PAIR_WORK], life;
@@ -1392,9 +1245,9 @@ int main(int argc, char **argv)
 
     /* 2. two threads, cross-thread frees. */
     static struct xt_result xt;
-    struct cpu_snap xt0 = cpu_snap();
+    struct cpu_snap xt0 = cpu_snap(true);
     measure_xt(&xt);
-    noise_measure(xt0, cpu_snap());
+    noise_measure(xt0, cpu_snap(true));
     double xt_others = noise.others_cpus;
 
     int check = kmm_check(g_mm);
@@ -1402,7 +1255,7 @@ int main(int argc, char **argv)
     /* 3. memory efficiency, in fresh processes. */
     static struct eff_result eff;
     measure_efficiency(&eff);
-    noise_measure(snap0, cpu_snap());
+    noise_measure(snap0, cpu_snap(true));
 
     const struct speed *sp[NR_WORK];
     for (int w = 0; w < NR_PAIR_WORK; w++)

@@ -17,11 +17,12 @@
  */
 #include <kmm.h>
 
+#include "harness.h"
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <gnu/libc-version.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,7 +30,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +43,8 @@
 #ifndef KMM_BENCH_MIMALLOC_PATH
 #define KMM_BENCH_MIMALLOC_PATH "libmimalloc.so.2"
 #endif
+
+const char harness_prog[] = "bench/pages";
 
 #define NOINLINE __attribute__((noinline))
 #define BARRIER() __asm__ __volatile__("" ::: "memory")
@@ -69,26 +71,7 @@ static struct {
 #define RAND_LIVE_MAX  4096
 #define MT_BATCH       64
 
-static void die(const char *what)
-{
-    fprintf(stderr, "bench/pages: %s\n", what);
-    exit(1);
-}
-
-static void die_errno(const char *what)
-{
-    fprintf(stderr, "bench/pages: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
-
 /* ---- time ------------------------------------------------------------------ */
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 /* Per-operation timestamps: the TSC (constant rate on any CPU of the last
  * decade; lfence keeps the operation between the two reads), calibrated
@@ -110,32 +93,10 @@ static inline uint64_t ticks(void)
 static double ns_per_tick = 1.0;
 static double tick_overhead;          /* ticks of a back-to-back pair of reads */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return (x > y) - (x < y);
-}
-
-/* Median, minimum and maximum of the repetitions of one figure. */
-struct fig {
-    double med, min, max;
-};
-
-static struct fig summarize(const double *v, int n)
-{
-    double s[64];
-    if (n > 64)
-        n = 64;
-    memcpy(s, v, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    struct fig f = { n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, s[0], s[n - 1] };
-    return f;
 }
 
 static void calibrate_timer(void)
@@ -707,56 +668,16 @@ static struct create_result measure_create(void)
 
 /* ---- the machine and the libraries ------------------------------------------ */
 
+/* The machine is in sys (harness.h); these are the libraries of the columns. */
 static struct {
-    long nproc, nproc_affinity;
-    char cpu[128], kernel[200];
-    double loadavg;
     char glibc_lib[256], mi_lib[256];
     int mi_version;
     bool glibc_is_libc;        /* posix_memalign resolves into libc.so */
     bool mi_override_active;   /* mimalloc's malloc is the process's malloc */
-} sys;
+} libs;
 
-static void lib_of(void *fn, char *out, size_t len)
+static void probe_libraries(void)
 {
-    Dl_info di;
-    if (fn && dladdr(fn, &di) && di.dli_fname)
-        snprintf(out, len, "%s", di.dli_fname);
-    else
-        snprintf(out, len, "?");
-}
-
-static void probe_system(void)
-{
-    sys.nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    cpu_set_t set;
-    sys.nproc_affinity = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sys.nproc;
-
-    snprintf(sys.cpu, sizeof sys.cpu, "?");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[512];
-        while (fgets(line, sizeof line, f)) {
-            char *c = strchr(line, ':');
-            if (strncmp(line, "model name", 10) == 0 && c) {
-                c += 2;
-                c[strcspn(c, "\n")] = 0;
-                snprintf(sys.cpu, sizeof sys.cpu, "%s", c);
-                break;
-            }
-        }
-        fclose(f);
-    }
-    struct utsname u;
-    if (uname(&u) == 0)
-        snprintf(sys.kernel, sizeof sys.kernel, "%s %s %s", u.sysname, u.release, u.machine);
-    f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &sys.loadavg) != 1)
-            sys.loadavg = -1;
-        fclose(f);
-    }
-
     /* mimalloc: loaded locally, so its malloc/free/posix_memalign exports do
      * not interpose on the process's. */
     void *h = dlopen(KMM_BENCH_MIMALLOC_PATH, RTLD_NOW | RTLD_LOCAL);
@@ -774,69 +695,25 @@ static void probe_system(void)
     *(void **)&mi_version = dlsym(h, "mi_version");
     if (!p_mi_malloc_aligned || !p_mi_free)
         die("mimalloc has no mi_malloc_aligned/mi_free");
-    sys.mi_version = mi_version ? mi_version() : 0;
-    lib_of((void *)p_mi_malloc_aligned, sys.mi_lib, sizeof sys.mi_lib);
+    libs.mi_version = mi_version ? mi_version() : 0;
+    lib_of((void *)p_mi_malloc_aligned, libs.mi_lib, sizeof libs.mi_lib);
 
     /* Which library the process's posix_memalign (the "glibc" column) and
      * malloc really come from. */
     void *pm = dlsym(RTLD_DEFAULT, "posix_memalign");
-    lib_of(pm, sys.glibc_lib, sizeof sys.glibc_lib);
-    sys.glibc_is_libc = strstr(sys.glibc_lib, "libc.so") != NULL;
+    lib_of(pm, libs.glibc_lib, sizeof libs.glibc_lib);
+    libs.glibc_is_libc = strstr(libs.glibc_lib, "libc.so") != NULL;
     void *mi_malloc_export = dlsym(h, "malloc");
-    sys.mi_override_active = mi_malloc_export && mi_malloc_export == dlsym(RTLD_DEFAULT, "malloc");
-    if (!sys.glibc_is_libc || sys.mi_override_active)
+    libs.mi_override_active = mi_malloc_export && mi_malloc_export == dlsym(RTLD_DEFAULT, "malloc");
+    if (!libs.glibc_is_libc || libs.mi_override_active)
         fprintf(stderr, "bench/pages: WARNING: the process allocator is not glibc's "
                 "(posix_memalign from %s); the \"glibc\" column does not measure glibc\n",
-                sys.glibc_lib);
-}
-
-/* What else the machine did while we ran: CPU time of other processes and
- * time stolen by the hypervisor, from /proc/stat and getrusage. */
-struct cpu_snap {
-    double busy_s, steal_s, self_s, wall_s;
-};
-
-static struct cpu_snap cpu_snap(void)
-{
-    struct cpu_snap c = { 0, 0, 0, now_ns() / 1e9 };
-    unsigned long long v[8] = { 0 };
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                   &v[4], &v[5], &v[6], &v[7]) == 8) {
-            double hz = (double)sysconf(_SC_CLK_TCK);
-            c.busy_s = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / hz;   /* user nice system irq softirq */
-            c.steal_s = (double)v[7] / hz;
-        }
-        fclose(f);
-    }
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        c.self_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-    return c;
-}
-
-static struct {
-    double wall_s, others_cpus, steal_pct;
-} noise;
-
-static void noise_measure(struct cpu_snap a, struct cpu_snap b)
-{
-    noise.wall_s = b.wall_s - a.wall_s;
-    double others = (b.busy_s - a.busy_s) - (b.self_s - a.self_s);
-    noise.others_cpus = noise.wall_s > 0 && others > 0 ? others / noise.wall_s : 0;
-    noise.steal_pct = noise.wall_s > 0 ? 100 * (b.steal_s - a.steal_s) / (noise.wall_s * (double)sys.nproc) : 0;
+                libs.glibc_lib);
 }
 
 /* ---- output ----------------------------------------------------------------- */
 
 static const char *met(bool ok) { return ok ? "met" : "NOT met"; }
-
-static void json_fig(const char *key, struct fig f, const char *sep)
-{
-    printf("\"%s\": {\"median\": %.4g, \"min\": %.4g, \"max\": %.4g}%s", key, f.med, f.min, f.max, sep);
-}
 
 static void print_header_table(void)
 {
@@ -852,12 +729,12 @@ static void print_header_table(void)
            "                     (hosted, 64 GiB memfd, %zu-byte pages), statically linked\n", g_page);
     printf("          mmap     = mmap/munmap of one anonymous %zu-byte page (the kernel)\n", g_page);
     printf("          glibc    = posix_memalign(%zu, %zu)/free of glibc %s from %s%s\n", g_page, g_page,
-           gnu_get_libc_version(), sys.glibc_lib,
-           sys.glibc_is_libc && !sys.mi_override_active ? " (the process allocator)" : "  ** NOT glibc **");
+           gnu_get_libc_version(), libs.glibc_lib,
+           libs.glibc_is_libc && !libs.mi_override_active ? " (the process allocator)" : "  ** NOT glibc **");
     printf("          mimalloc = mi_malloc_aligned(%zu, %zu)/mi_free of mimalloc %d.%d.%d from %s,\n"
            "                     dlopen(RTLD_LOCAL): its malloc override is %s\n", g_page, g_page,
-           sys.mi_version / 100, sys.mi_version / 10 % 10, sys.mi_version % 10, sys.mi_lib,
-           sys.mi_override_active ? "ACTIVE" : "not active");
+           libs.mi_version / 100, libs.mi_version / 10 % 10, libs.mi_version % 10, libs.mi_lib,
+           libs.mi_override_active ? "ACTIVE" : "not active");
     printf("timer   : batches with CLOCK_MONOTONIC; single operations with %s, %.3f ns/tick,\n"
            "          read-pair overhead %.1f ns subtracted\n",
            HAVE_TSC ? "lfence;rdtsc calibrated against CLOCK_MONOTONIC" : "CLOCK_MONOTONIC",
@@ -880,9 +757,9 @@ static void print_json_header(void)
            "\"glibc\": {\"functions\": \"posix_memalign/free\", \"version\": \"%s\", \"library\": \"%s\", \"is_glibc\": %s}, "
            "\"mimalloc\": {\"functions\": \"mi_malloc_aligned/mi_free\", \"version\": %d, \"library\": \"%s\", "
            "\"loaded\": \"dlopen RTLD_LOCAL\", \"override_active\": %s}},\n",
-           g_page, gnu_get_libc_version(), sys.glibc_lib,
-           sys.glibc_is_libc && !sys.mi_override_active ? "true" : "false",
-           sys.mi_version, sys.mi_lib, sys.mi_override_active ? "true" : "false");
+           g_page, gnu_get_libc_version(), libs.glibc_lib,
+           libs.glibc_is_libc && !libs.mi_override_active ? "true" : "false",
+           libs.mi_version, libs.mi_lib, libs.mi_override_active ? "true" : "false");
     printf("  \"timer\": {\"per_op\": \"%s\", \"ns_per_tick\": %.5f, \"overhead_ns\": %.2f},\n",
            HAVE_TSC ? "rdtsc" : "clock_gettime", ns_per_tick, ticks_to_ns(tick_overhead));
 }
@@ -900,18 +777,6 @@ static void usage(FILE *f)
             "  --seed N      seed of the random test\n"
             "  --hot-loop N  only run N hot order-0 kmm pairs (for valgrind --tool=callgrind\n"
             "                --toggle-collect=bench_kmm_pairs) and exit\n");
-}
-
-static long parse_long(const char *s, const char *what)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 0);
-    if (errno || *end || v <= 0) {
-        fprintf(stderr, "bench/pages: bad %s: %s\n", what, s);
-        exit(2);
-    }
-    return v;
 }
 
 int main(int argc, char **argv)
@@ -982,7 +847,8 @@ int main(int argc, char **argv)
     }
 
     probe_system();
-    struct cpu_snap snap0 = cpu_snap();
+    probe_libraries();
+    struct cpu_snap snap0 = cpu_snap(false);
     calibrate_timer();
 
     /* 1. order-0 pairs, hot, one thread. */
@@ -999,7 +865,7 @@ int main(int argc, char **argv)
 
     /* 4. creating a 64 GiB memory system. */
     struct create_result cr = measure_create();
-    noise_measure(snap0, cpu_snap());
+    noise_measure(snap0, cpu_snap(false));
 
     double kmm_ns = hot[C_KMM].ns.med;
     /* mimalloc's thread-local pages scale on any free pair of CPUs; well
