@@ -493,6 +493,23 @@ struct kmm_cache {
 };
 #define RECIP_SHIFT 44
 
+/* The slot of slab s that p lies in (p inside the slab). */
+static inline uint64_t slot_of(const struct kmm_slab *s, uintptr_t p)
+{
+    return ((p - s->base) * s->recip) >> RECIP_SHIFT;
+}
+/* The slot that p starts, or UINT64_MAX when p is not the start of a slot. */
+static inline uint64_t slot_started_by(const struct kmm_slab *s, uintptr_t p)
+{
+    uint64_t idx = slot_of(s, p);
+    return idx * s->slot_size == p - s->base && idx < s->objects ? idx : UINT64_MAX;
+}
+/* The list a slab with inuse slots out belongs on. */
+static inline struct slab_list *slab_list_of(struct kmm_cache *c, uint32_t inuse)
+{
+    return inuse == 0 ? &c->empty : inuse == c->objects ? &c->full : &c->partial;
+}
+
 /* Size classes and kmm_malloc's caches, made on first use of the layer. */
 #define KMM_MAX_CLASSES 160
 struct kmm_slab_root {
@@ -531,6 +548,8 @@ KMM_HIDDEN uint32_t kmm__cache_take(struct kmm_cache *c, uintptr_t *dst, uint32_
 KMM_HIDDEN void kmm__cache_put(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const char *fn);
 /* Gives every empty slab of c back to the page allocator. */
 KMM_HIDDEN void kmm__cache_shrink(struct kmm_cache *c);
+/* Points the slab map of the 2^order pages at base to s (or NULL). */
+KMM_HIDDEN void kmm__slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct kmm_slab *s);
 /* Reports misuse of slot p of c ("kmm: fn: why p (cache ...)") and aborts. */
 KMM_HIDDEN KMM_NORETURN void kmm__slot_fatal(struct kmm_cache *c, const char *fn, const char *why, const void *p);
 /* A free found p's canary intact: aborts (fn: why p) if p is free, in its
@@ -595,17 +614,23 @@ static inline void obj_unpoison(const struct kmm_cache *c, uintptr_t p)
 
 /* slab/object.c: one object in or out of a cache */
 /* Pops the newest slot of a non-empty magazine, checking its canary. */
+/* Hands out free slot p of cache c: checks and clears its canary. */
+static inline void *slot_claim(struct kmm_cache *c, uintptr_t p, uintptr_t secret, size_t canary_offset,
+                               const char *fn)
+{
+    uintptr_t *canary = (uintptr_t *)(p + canary_offset);
+    if (KMM_UNLIKELY(*canary != (secret ^ p)))
+        kmm__slot_fatal(c, fn, "free object overwritten (write after free?) at", (void *)p);
+    obj_unpoison(c, p);
+    *canary = 0;
+    return (void *)p;
+}
 static inline void *mag_pop(struct kmm_magazine *m, const char *fn)
 {
     uint32_t n = m->count - 1;
     uintptr_t p = m->slot[n];
     store_relaxed(&m->count, n);
-    uintptr_t *canary = (uintptr_t *)(p + m->canary_offset);
-    if (KMM_UNLIKELY(*canary != (m->secret ^ p)))
-        kmm__slot_fatal(m->cache, fn, "free object overwritten (write after free?) at", (void *)p);
-    obj_unpoison(m->cache, p);
-    *canary = 0;
-    return (void *)p;
+    return slot_claim(m->cache, p, m->secret, m->canary_offset, fn);
 }
 /* An object of c (the magazine, else the slabs), zeroed if flags say so;
  * NULL with errno ENOMEM. */
@@ -619,9 +644,8 @@ KMM_HIDDEN void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t
 static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uintptr_t p)
 {
 #if KMM_THREAD_CACHE
-    uint64_t off = p - s->base, idx = (off * s->recip) >> RECIP_SHIFT;
     uintptr_t *canary = (uintptr_t *)(p + s->canary_offset);
-    if (KMM_LIKELY(idx * s->slot_size == off && idx < s->objects && *canary != (s->secret ^ p) &&
+    if (KMM_LIKELY(slot_started_by(s, p) != UINT64_MAX && *canary != (s->secret ^ p) &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct kmm_magazine *m = kmm__tls[0].tc->mag[s->id];
         if (KMM_LIKELY(m && m->count < m->cap)) {

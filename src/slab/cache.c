@@ -79,9 +79,7 @@ void kmm_cache_destroy(struct kmm_cache *c)
         struct slab_list *lists[2] = { &c->partial, &c->full };
         for (unsigned l = 0; l < 2; l++)
             for (struct kmm_slab *s = lists[l]->head; s; s = s->next) {
-                uint64_t idx = virt_to_index(mm, (void *)s->base);
-                for (uint64_t i = 0; i < ((uint64_t)1 << c->slab_order); i++)
-                    store_relaxed(&mm->slab_map[idx + i], NULL);
+                kmm__slab_map_set(mm, s->base, c->slab_order, NULL);
                 pages_unpoison(mm, (void *)s->base, (uint64_t)1 << c->slab_order);
             }
     }
@@ -193,10 +191,6 @@ void kmm__slab_destroy_all(struct kmm *mm)
 
 /* ---- check ------------------------------------------------------------------------------ */
 
-static const struct slab_list *list_of_check(const struct kmm_cache *c, uint32_t inuse)
-{
-    return inuse == 0 ? &c->empty : inuse == c->objects ? &c->full : &c->partial;
-}
 
 static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, const struct slab_list *l)
 {
@@ -212,7 +206,7 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
     for (uint32_t w = 0; w < c->words; w++)
         out += (uint32_t)__builtin_popcountll(s->out[w]);
     out -= c->words * 64 - c->objects;   /* the bits past the last slot */
-    if (out != s->inuse || list_of_check(c, s->inuse) != l)
+    if (out != s->inuse || slab_list_of(c, s->inuse) != l)
         return kmm__check_fail(mm, "slab's in-use count differs from its bitmap or its list", pfn);
     for (uint32_t w = 0; w < s->scan && w < c->words; w++)
         if (~s->out[w])

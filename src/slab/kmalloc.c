@@ -298,8 +298,7 @@ static size_t usable(struct kmm *mm, const void *p, struct kmm_slab **slab, cons
     *slab = s == LARGE_BLOCK ? NULL : s;
     if (s && s != LARGE_BLOCK) {
         struct kmm_cache *c = s->cache;
-        uint64_t o = (uintptr_t)p - s->base, idx = (o * c->recip) >> RECIP_SHIFT;
-        if (idx * c->slot_size != o || idx >= c->objects)
+        if (slot_started_by(s, (uintptr_t)p) == UINT64_MAX)
             kmm__slot_fatal(c, fn, "pointer into the middle of an object:", p);
         if (*(const uintptr_t *)((uintptr_t)p + c->canary_offset) == slot_canary(c, (uintptr_t)p))
             kmm__check_double_free(c, s, (uintptr_t)p, fn, "pointer to a free object (use after free, or double free) at");

@@ -138,8 +138,8 @@ int kmm__mag_check(struct kmm *mm, struct kmm_tcache *tc)
             struct kmm_slab *s = pfn == UINT64_MAX ? NULL : mm->slab_map[pfn - mm->base_pfn];
             if (!s || s == LARGE_BLOCK || s->cache != c)
                 return kmm__check_fail(mm, "magazine holds an address outside its cache's slabs", pfn);
-            uint64_t off = p - s->base, idx = (off * c->recip) >> RECIP_SHIFT;
-            if (idx * c->slot_size != off || idx >= c->objects || !((s->out[idx / 64] >> (idx % 64)) & 1))
+            uint64_t idx = slot_started_by(s, p);
+            if (idx == UINT64_MAX || !((s->out[idx / 64] >> (idx % 64)) & 1))
                 return kmm__check_fail(mm, "magazine holds a slot that is not out of its slab", pfn);
             if (*(uintptr_t *)(p + c->canary_offset) != slot_canary(c, p))
                 return kmm__check_fail(mm, "free object in a magazine was overwritten (write after free?)", pfn);

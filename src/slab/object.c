@@ -27,14 +27,8 @@ void *kmm__obj_alloc(struct kmm_cache *c, unsigned flags, const char *fn)
     } else {
         /* no magazine (no thread cache, or no memory for one): straight from a slab */
         uintptr_t p;
-        if (kmm__cache_take(c, &p, 1, flags) == 1) {
-            uintptr_t *canary = (uintptr_t *)(p + c->canary_offset);
-            if (*canary != slot_canary(c, p))
-                kmm__slot_fatal(c, fn, "free object overwritten (write after free?) at", (void *)p);
-            obj_unpoison(c, p);
-            *canary = 0;
-            return finish(c, (void *)p, flags);
-        }
+        if (kmm__cache_take(c, &p, 1, flags) == 1)
+            return finish(c, slot_claim(c, p, c->secret, c->canary_offset, fn), flags);
     }
     kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
     return NULL;
@@ -42,8 +36,7 @@ void *kmm__obj_alloc(struct kmm_cache *c, unsigned flags, const char *fn)
 
 void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const char *fn)
 {
-    uint64_t off = p - s->base, idx = (off * c->recip) >> RECIP_SHIFT;
-    if (KMM_UNLIKELY(idx * c->slot_size != off || idx >= c->objects))
+    if (KMM_UNLIKELY(slot_started_by(s, p) == UINT64_MAX))
         kmm__slot_fatal(c, fn, "pointer into the middle of an object:", (void *)p);
     uintptr_t *canary = (uintptr_t *)(p + c->canary_offset);
     if (KMM_UNLIKELY(*canary == slot_canary(c, p)))

@@ -46,11 +46,6 @@ static void list_del(struct slab_list *l, struct kmm_slab *s)
     l->count--;
 }
 
-static struct slab_list *list_of(struct kmm_cache *c, uint32_t inuse)
-{
-    return inuse == 0 ? &c->empty : inuse == c->objects ? &c->full : &c->partial;
-}
-
 /* ---- the cache's fields ---------------------------------------------------- */
 
 int kmm__cache_init(struct kmm *mm, struct kmm_cache *c, const char *name, size_t size, size_t align,
@@ -164,7 +159,7 @@ static bool desc_grow(struct kmm_cache *c)
 
 /* ---- making and freeing slabs ----------------------------------------------- */
 
-static void slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct kmm_slab *s)
+void kmm__slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct kmm_slab *s)
 {
     uint64_t idx = virt_to_index(mm, (void *)base);
     for (uint64_t i = 0; i < ((uint64_t)1 << order); i++)
@@ -212,7 +207,7 @@ static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
         *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
         obj_poison(c, p);
     }
-    slab_map_set(mm, s->base, c->slab_order, s);
+    kmm__slab_map_set(mm, s->base, c->slab_order, s);
     return s;
 }
 
@@ -253,11 +248,11 @@ uint32_t kmm__cache_take(struct kmm_cache *c, uintptr_t *dst, uint32_t n, unsign
             list_add(&c->empty, s);
             continue;
         }
-        list_del(list_of(c, s->inuse), s);
+        list_del(slab_list_of(c, s->inuse), s);
         uint32_t k = take_from(c, s, dst + got, n - got);
         got += k;
         c->objects_out += k;
-        list_add(list_of(c, s->inuse), s);
+        list_add(slab_list_of(c, s->inuse), s);
     }
     kmm_unlock(mm, &c->lock);
     return got;
@@ -271,7 +266,7 @@ static uintptr_t retire_slab(struct kmm_cache *c, struct kmm_slab *s)
 {
     uintptr_t base = s->base;
     list_del(&c->empty, s);
-    slab_map_set(c->mm, base, c->slab_order, NULL);
+    kmm__slab_map_set(c->mm, base, c->slab_order, NULL);
     desc_free(c, s);
     return base;
 }
@@ -292,19 +287,19 @@ void kmm__cache_put(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const
         for (uint32_t i = 0; i < batch; i++) {
             uintptr_t p = src[i];
             struct kmm_slab *s = load_relaxed(&mm->slab_map[virt_to_index(mm, (void *)p)]);
-            uint64_t idx = ((p - s->base) * c->recip) >> RECIP_SHIFT;
+            uint64_t idx = slot_of(s, p);
             uint64_t bit = (uint64_t)1 << (idx % 64);
             if (!(s->out[idx / 64] & bit)) {
                 kmm_unlock(mm, &c->lock);
                 kmm__slot_fatal(c, fn, "double free of", (void *)p);
             }
-            list_del(list_of(c, s->inuse), s);
+            list_del(slab_list_of(c, s->inuse), s);
             s->out[idx / 64] &= ~bit;
             if (idx / 64 < s->scan)
                 s->scan = (uint32_t)(idx / 64);
             s->inuse--;
             c->objects_out--;
-            list_add(list_of(c, s->inuse), s);
+            list_add(slab_list_of(c, s->inuse), s);
             if (s->inuse == 0 && c->empty.count > c->max_empty)
                 freed[nfreed++] = retire_slab(c, s);
         }
@@ -351,7 +346,7 @@ void kmm__slot_fatal(struct kmm_cache *c, const char *fn, const char *why, const
 
 void kmm__check_double_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const char *fn, const char *why)
 {
-    uint64_t idx = ((p - s->base) * c->recip) >> RECIP_SHIFT;
+    uint64_t idx = slot_of(s, p);
     kmm_lock(c->mm, &c->lock);
     bool out = (s->out[idx / 64] >> (idx % 64)) & 1;
     kmm_unlock(c->mm, &c->lock);
