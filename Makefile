@@ -75,6 +75,7 @@ bench: deps-bench
 	@cmake --build build-release -j $(JOBS)
 	@build-release/bench/pages $(BENCH_ARGS)
 	@build-release/bench/malloc $(BENCH_ARGS)
+	@build-release/bench/vmalloc $(BENCH_ARGS)
 
 deps-fuzz:
 	$(call ensure,$(PKGS_FUZZ))

@@ -7,5 +7,6 @@
 #include "kmm/page.h"
 #include "kmm/platform.h"
 #include "kmm/slab.h"
+#include "kmm/vm.h"
 
 #endif

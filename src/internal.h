@@ -17,6 +17,7 @@
 #include <kmm/page.h>
 #include <kmm/platform.h>
 #include <kmm/slab.h>
+#include <kmm/vm.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -204,6 +205,12 @@ struct kmm {
     struct kmm_slab_root *slabs;          /* made on first use; published with release */
     struct kmm_slab **slab_map;           /* slab_map[pfn - base_pfn]: the slab a page belongs to, or NULL */
     struct kmm_lock slab_lock;            /* making the root, the list of caches, cache ids */
+
+    /* vmalloc layer (vm/) */
+    struct kmm_vm *vm;                    /* made on first use; published with release */
+    uint64_t vm_size;                     /* the configuration's vmalloc_* */
+    size_t vm_max_mappings;
+    unsigned vm_flags;
 
     /* fault injection (core/meta.c) */
     unsigned fault_sites;
@@ -673,5 +680,17 @@ static inline struct kmm_slab *slab_of(struct kmm *mm, const void *p)
     uint64_t off = (uint64_t)((uintptr_t)p - mm->span_start);
     return map && off < mm->span_bytes ? load_relaxed(&map[off >> mm->page_shift]) : NULL;
 }
+
+/* ---- The vmalloc layer (vm/), for the layers beside it ---------------------- */
+/* Is p inside mm's vmalloc space? O(1). */
+KMM_HIDDEN bool kmm__vm_owns(struct kmm *mm, const void *p);
+/* kmm_vfree, reporting misuse as coming from fn (kmm_free, kmm_kvfree). */
+KMM_HIDDEN void kmm__vfree_as(struct kmm *mm, void *p, const char *fn);
+/* Bytes usable at the live kmm_vmalloc area p (its pages); aborts (fn) otherwise. */
+KMM_HIDDEN size_t kmm__vm_usable(struct kmm *mm, const void *p, const char *fn);
+/* kmm_realloc of a kmm_vmalloc area: in place when the space allows. */
+KMM_HIDDEN void *kmm__vrealloc(struct kmm *mm, void *p, size_t size, unsigned flags, const char *fn);
+KMM_HIDDEN int kmm__vm_check(struct kmm *mm);
+KMM_HIDDEN void kmm__vm_destroy(struct kmm *mm);
 
 #endif

@@ -52,7 +52,15 @@ struct kmm_config {
     const uint64_t *area_limits;         /* ascending upper bounds (exclusive, page aligned) of areas; NULL = default */
     unsigned nr_areas;                   /* entries in area_limits, at most KMM_MAX_AREAS */
     const struct kmm_platform *platform; /* NULL = hosted Linux (memfd + mmap) */
+    /* virtual memory (kmm/vm.h); 0 = the default for each */
+    uint64_t vmalloc_size;               /* bytes of address space for vmalloc; default 2 x memory, at least 1 GiB */
+    size_t   vmalloc_max_mappings;       /* mappings vmalloc may hold; default half the platform's limit */
+    unsigned vmalloc_flags;              /* KMM_VMALLOC_STRICT */
 };
+
+/* vmalloc_flags: unmap every freed vmalloc area before kmm_vfree returns,
+ * instead of in batches (see kmm/vm.h). */
+#define KMM_VMALLOC_STRICT 1u
 
 /* Default areas (area_limits == NULL): like Linux's DMA, DMA32 and NORMAL zones. */
 #define KMM_DEFAULT_AREA_LIMITS { 16ull << 20, 4ull << 30, UINT64_MAX }
@@ -72,6 +80,10 @@ struct kmm_config {
 #define KMM_AREA_ANY      KMM_AREA_MASK
 #define KMM_ZERO          (1u << 8)     /* zero the memory */
 #define KMM_NOZERO        (1u << 9)     /* unmapped cache: skip the zeroing it otherwise does */
+
+/* Page protections of a mapping (kmm_vmap, the platform's vm_map). */
+#define KMM_PROT_READ  1u
+#define KMM_PROT_WRITE 2u
 
 /* Creates a memory system. cfg may be NULL (all defaults).
  * Returns NULL on failure with errno set (hosted) to EINVAL for a bad
@@ -106,12 +118,14 @@ KMM_API void kmm_drain(struct kmm *mm);
  * call at any of the sites fails, and so do the times - 1 calls after it
  * (times 0 = every call from the nth on). nth 0 turns injection off.
  * The sites are the page and metadata allocations the layers above the page
- * allocator make (slabs, large kmm_malloc, caches, magazines), so every such
+ * allocator make (slabs, large kmm_malloc, caches, magazines, vmalloc) and the
+ * mapping calls of vmalloc, so every such
  * layer can be driven through each of its failure paths. The page allocator's
  * own calls are tested through the platform hooks instead. Costs nothing
  * while off beyond one test per allocation of a slab or of metadata. */
 #define KMM_FAULT_PAGES 1u   /* pages taken from the page allocator by the layers above it */
-#define KMM_FAULT_META  2u   /* metadata those layers allocate (slab descriptors, magazines) */
+#define KMM_FAULT_META  2u   /* metadata those layers allocate (slab descriptors, magazines, vmalloc areas) */
+#define KMM_FAULT_MAP   4u   /* the platform's vm_map calls (vmalloc, vmap) */
 KMM_API void kmm_fault_inject(struct kmm *mm, unsigned sites, unsigned long nth, unsigned long times);
 /* How many failures were injected since kmm_fault_inject was last called. */
 KMM_API unsigned long kmm_fault_injected(struct kmm *mm);

@@ -5,9 +5,11 @@
  *  - kmm_platform_hosted: Linux user space. Physical memory is a memfd
  *    (physical address = file offset), the direct map one shared mapping of
  *    it; free blocks are hole-punched so resident memory follows live memory.
+ *    vmalloc maps parts of the same file a second time, into a PROT_NONE
+ *    reservation.
  *  - kmm_platform_static(): freestanding. The caller hands over ranges of
  *    memory that are identity mapped (virtual == physical), and locks do
- *    nothing (one CPU, or the caller serialises). A hypervisor, kernel or test
+ *    nothing; it has no virtual memory hooks (kmm_vmalloc refuses) (one CPU, or the caller serialises). A hypervisor, kernel or test
  *    framework fills in its own hooks instead where it has better ones.
  *
  * Every hook receives ctx, the value open() stored. Optional hooks may be
@@ -73,6 +75,21 @@ struct kmm_platform {
     void (*error)(int err);
     /* Reports msg and stops the program; must not return. */
     void (*fatal)(void *ctx, const char *msg);
+    /* Virtual memory for kmm_vmalloc and kmm_vmap; optional as a set (without
+     * them those calls refuse with ENOMEM). vm_reserve sets aside len bytes
+     * of address space, aligned to align, that nothing else will use and
+     * that faults when touched; vm_unreserve gives it back. vm_map maps the
+     * frames [phys, phys + len) at va, inside a reservation, with prot
+     * (KMM_PROT_READ, | KMM_PROT_WRITE), replacing what was there; vm_unmap
+     * makes [va, va + len) fault again, still reserved. vm_map_limit: how
+     * many mappings the process may hold (hosted: vm.max_map_count), 0 for
+     * no limit; optional. */
+    void *(*vm_reserve)(void *ctx, size_t len, size_t align);
+    void  (*vm_unreserve)(void *ctx, void *va, size_t len);
+    int   (*vm_map)(void *ctx, void *va, kmm_phys_t phys, size_t len, unsigned prot);
+    int   (*vm_unmap)(void *ctx, void *va, size_t len);
+    size_t (*vm_map_limit)(void *ctx);
+
     /* Optional: arrange for kmm_thread_exit() to run when this thread exits.
      * Called once per thread before its first per-thread cache is made. */
     void (*thread_attach)(void);

@@ -261,6 +261,11 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     mm->meta_len = meta_len;
     mm->meta_carved = carved;
     mm->nr_areas = nr_areas;
+    if (cfg) {
+        mm->vm_size = cfg->vmalloc_size;
+        mm->vm_max_mappings = cfg->vmalloc_max_mappings;
+        mm->vm_flags = cfg->vmalloc_flags;
+    }
     /* memory is released in chunks of 2 MiB, once 16 MiB were freed since the last pass */
     mm->release_order = shift >= 21 ? 1 : 21 - shift;
     mm->release_budget = ((size_t)16 << 20) >> shift;
@@ -320,6 +325,7 @@ void kmm_destroy(struct kmm *mm)
 
     const struct kmm_platform *pf = mm->pf;
     void *ctx = mm->ctx;
+    kmm__vm_destroy(mm);
     kmm__tcache_destroy_all(mm);
     kmm__slab_destroy_all(mm);
     for (unsigned a = 0; a < mm->nr_areas; a++)
@@ -357,7 +363,9 @@ struct kmm *kmm_default(void)
 
 int kmm_check(struct kmm *mm)
 {
-    int rc = kmm__slab_check(mm);
+    int rc = kmm__vm_check(mm);
+    if (!rc)
+        rc = kmm__slab_check(mm);
     return rc ? rc : kmm__page_check(mm);
 }
 
@@ -369,6 +377,7 @@ void kmm_drain(struct kmm *mm)
                                         (key & ~(uint64_t)KEY_EPOCH_MASK) | ((key + 1) & KEY_EPOCH_MASK), false,
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         ;
+    kmm_vmalloc_purge(mm);
     kmm__tcache_drain_current(mm);
     kmm__slab_drain(mm);
     for (unsigned a = 0; a < mm->nr_areas; a++) {

@@ -26,7 +26,7 @@ void kmm_fault_inject(struct kmm *mm, unsigned sites, unsigned long nth, unsigne
     store_relaxed(&mm->fault_nth, nth);
     store_relaxed(&mm->fault_times, times);
     if (nth)
-        store_relaxed(&mm->fault_sites, sites & (KMM_FAULT_PAGES | KMM_FAULT_META));
+        store_relaxed(&mm->fault_sites, sites & (KMM_FAULT_PAGES | KMM_FAULT_META | KMM_FAULT_MAP));
 }
 
 unsigned long kmm_fault_injected(struct kmm *mm)

@@ -7,6 +7,7 @@
  * the file, which frees the memory and makes the pages read back as zeros.
  */
 #include <kmm/platform.h>
+#include <kmm/vm.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -163,6 +164,78 @@ static uint64_t hosted_resident(void *ctx)
     return total;
 }
 
+/* ---- virtual memory: second mappings of the memfd in a PROT_NONE reservation ---- */
+
+static void *hosted_vm_reserve(void *ctx, size_t len, size_t align)
+{
+    (void)ctx;
+    char *reserve = mmap(NULL, len + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserve == MAP_FAILED)
+        return NULL;
+    char *base = (char *)(((uintptr_t)reserve + align - 1) & ~(uintptr_t)(align - 1));
+    if (base > reserve)
+        munmap(reserve, (size_t)(base - reserve));
+    size_t tail = (size_t)(reserve + len + align - (base + len));
+    if (tail)
+        munmap(base + len, tail);
+    return base;
+}
+
+static void hosted_vm_unreserve(void *ctx, void *va, size_t len)
+{
+    (void)ctx;
+#if defined(__SANITIZE_ADDRESS__)
+    forget_asan_shadow(va, len);
+#endif
+    munmap(va, len);
+}
+
+static int prot_bits(unsigned prot)
+{
+    return (prot & KMM_PROT_READ ? PROT_READ : 0) | (prot & KMM_PROT_WRITE ? PROT_WRITE : 0);
+}
+
+/* MAP_FIXED replaces the reservation's PROT_NONE pages in one call; the
+ * kernel merges the mapping with a neighbour that maps the file's adjacent
+ * offsets. MAP_POPULATE fills the page tables now, as a kernel's vmalloc
+ * does, instead of one fault per page at first touch. */
+static int hosted_vm_map(void *ctx, void *va, kmm_phys_t phys, size_t len, unsigned prot)
+{
+    struct hosted *h = ctx;
+    if (mmap(va, len, prot_bits(prot), MAP_SHARED | MAP_FIXED | MAP_POPULATE, h->fd, (off_t)phys) == MAP_FAILED)
+        return -errno;
+    return 0;
+}
+
+/* Back to reserved and inaccessible, atomically: no other thread's mmap can
+ * take the range in between, as it could after a munmap. */
+static int hosted_vm_unmap(void *ctx, void *va, size_t len)
+{
+    (void)ctx;
+    if (mmap(va, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
+        return -errno;
+    return 0;
+}
+
+static size_t hosted_vm_map_limit(void *ctx)
+{
+    (void)ctx;
+    size_t limit = 65530;   /* Linux's default, if /proc cannot tell */
+    int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[32];
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        if (n > 0) {
+            buf[n] = 0;
+            unsigned long v = strtoul(buf, NULL, 10);
+            if (v)
+                limit = v;
+        }
+        close(fd);
+    }
+    return limit;
+}
+
 static void hosted_lock_init(struct kmm_lock *l) { pthread_mutex_init((pthread_mutex_t *)(void *)l, NULL); }
 static void hosted_lock_fini(struct kmm_lock *l) { pthread_mutex_destroy((pthread_mutex_t *)(void *)l); }
 static void hosted_lock(struct kmm_lock *l) { pthread_mutex_lock((pthread_mutex_t *)(void *)l); }
@@ -227,5 +300,10 @@ const struct kmm_platform kmm_platform_hosted = {
     .report = hosted_report,
     .error = hosted_error,
     .fatal = hosted_fatal,
+    .vm_reserve = hosted_vm_reserve,
+    .vm_unreserve = hosted_vm_unreserve,
+    .vm_map = hosted_vm_map,
+    .vm_unmap = hosted_vm_unmap,
+    .vm_map_limit = hosted_vm_map_limit,
     .thread_attach = hosted_thread_attach,
 };

@@ -284,6 +284,10 @@ void kmm_free(struct kmm *mm, void *p)
                                             ? "not from kmm_malloc (a page allocation, or a destroyed cache's slab):"
                                             : "double free (or a pointer never from kmm_malloc) of", p);
     }
+    if (p && kmm__vm_owns(mm, p)) {
+        kmm__vfree_as(mm, p, "kmm_free");
+        return;
+    }
     if (p)
         not_from_kmm(mm, "kmm_free", p);
 }
@@ -292,8 +296,12 @@ void kmm_free(struct kmm *mm, void *p)
 static size_t usable(struct kmm *mm, const void *p, struct kmm_slab **slab, const char *fn)
 {
     uint64_t off = (uint64_t)((uintptr_t)p - mm->span_start);
-    if (off >= mm->span_bytes)
+    if (off >= mm->span_bytes) {
+        *slab = NULL;
+        if (kmm__vm_owns(mm, p))
+            return kmm__vm_usable(mm, p, fn);
         not_from_kmm(mm, fn, p);
+    }
     struct kmm_slab *s = slab_of(mm, p);
     *slab = s == LARGE_BLOCK ? NULL : s;
     if (s && s != LARGE_BLOCK) {
@@ -324,6 +332,8 @@ void *kmm_realloc(struct kmm *mm, void *p, size_t size, unsigned flags)
         kmm_free(mm, p);
         return NULL;
     }
+    if (kmm__vm_owns(mm, p))
+        return kmm__vrealloc(mm, p, size, flags, "kmm_realloc");
     struct kmm_slab *s;
     size_t old = usable(mm, p, &s, "kmm_realloc");
     if (s && !s->cache->kmalloc)

@@ -1,0 +1,1001 @@
+/* vmalloc.c - areas of the vmalloc space: kmm_vmalloc, kmm_vmap, their
+ * frees, lazy purging, in-place realloc, and kmm_kvmalloc.
+ *
+ * Life of an area: a free range is carved under the lock and marked VM_BUSY
+ * (no other call may touch it); pages are taken and mapped without the lock;
+ * the lock is taken again to make it live. A free marks it VM_LAZY (or
+ * VM_BUSY when strict) and, outside the lock, unmaps it, frees its pages and
+ * only then gives its addresses back: a page never returns to the page
+ * allocator while the area still maps it. The lock is a leaf: no page or
+ * object allocation and no platform call is made under it.
+ */
+#include "vm_internal.h"
+
+/* ---- the space --------------------------------------------------------------- */
+
+static struct vm_node *node_new(struct kmm_vm *vm)
+{
+    if (kmm__fault(vm->mm, KMM_FAULT_META))
+        return NULL;
+    struct vm_node *n = kmm_cache_alloc(vm->nodes, 0);
+    if (n) {
+        __builtin_memset(n, 0, sizeof(*n));
+        n->runs = n->inline_runs;
+        n->cap_runs = VM_INLINE_RUNS;
+    }
+    return n;
+}
+
+static void node_delete(struct kmm_vm *vm, struct vm_node *n)
+{
+    if (!n)
+        return;
+    if (n->runs != n->inline_runs)
+        kmm_free(vm->mm, n->runs);
+    kmm_cache_free(vm->nodes, n);
+}
+
+static void nodes_delete(struct kmm_vm *vm, struct vm_node *list)
+{
+    while (list) {
+        struct vm_node *next = list->next;
+        node_delete(vm, list);
+        list = next;
+    }
+}
+
+static uintptr_t default_space(struct kmm *mm)
+{
+    uint64_t bytes = mm->vm_size ? mm->vm_size : 2 * (uint64_t)mm->span_bytes;
+    if (!mm->vm_size && bytes < (1ull << 30))
+        bytes = 1ull << 30;
+    if (bytes > (1ull << 46))
+        bytes = 1ull << 46;
+    return (uintptr_t)(bytes & ~(uint64_t)(mm->page_size - 1));
+}
+
+static struct kmm_vm *vm_create(struct kmm *mm)
+{
+    const struct kmm_platform *pf = mm->pf;
+    size_t bytes = default_space(mm);
+    if (bytes < 2 * mm->page_size)
+        return NULL;
+    struct kmm_vm *vm = kmm__meta_alloc(mm, sizeof(*vm));
+    if (!vm)
+        return NULL;
+    vm->mm = mm;
+    vm->bytes = bytes;
+    /* aligned like the largest alignment asked of it is likely to be, so
+     * that aligned requests find room from the very start */
+    size_t align = (size_t)1 << 30;
+    while (align > bytes)
+        align >>= 1;
+    if (align < mm->page_size)
+        align = mm->page_size;
+    void *base = pf->vm_reserve(mm->ctx, bytes, align);
+    if (!base)
+        goto fail;
+    vm->start = (uintptr_t)base;
+    vm->first_page = vm->start >> mm->page_shift;
+    vm->end_page = vm->first_page + (bytes >> mm->page_shift);
+    vm->strict = mm->vm_flags & KMM_VMALLOC_STRICT;
+    vm->lazy_max = KMM_VMALLOC_LAZY_PAGES;
+    size_t limit = pf->vm_map_limit ? pf->vm_map_limit(mm->ctx) : 0;
+    vm->max_mappings = mm->vm_max_mappings ? mm->vm_max_mappings : limit ? limit / 2 : SIZE_MAX;
+    vm->nodes = kmm_cache_create(mm, "kmm_vm_area", sizeof(struct vm_node), 0, NULL);
+    if (!vm->nodes)
+        goto fail_reserved;
+    struct vm_node *all = node_new(vm);
+    if (!all)
+        goto fail_cache;
+    all->first = vm->first_page;
+    all->pages = vm->end_page - vm->first_page;
+    all->state = VM_FREE;
+    vm->root = kmm__vt_insert(NULL, all);
+    vm->free_ranges = 1;
+    vm->free_pages = all->pages;
+    vm->mappings = 1;   /* the reservation itself */
+    pf->lock_init(&vm->lock);
+    return vm;
+fail_cache:
+    kmm_cache_destroy(vm->nodes);
+fail_reserved:
+    pf->vm_unreserve(mm->ctx, base, bytes);
+fail:
+    kmm__meta_free(mm, vm, sizeof(*vm));
+    return NULL;
+}
+
+static void vm_delete(struct kmm *mm, struct kmm_vm *vm)
+{
+#if KMM_ASAN
+    __asan_unpoison_memory_region((void *)vm->start, vm->bytes);
+#endif
+    mm->pf->vm_unreserve(mm->ctx, (void *)vm->start, vm->bytes);
+    mm->pf->lock_fini(&vm->lock);
+    kmm__meta_free(mm, vm, sizeof(*vm));
+}
+
+static bool platform_has_vm(const struct kmm_platform *pf)
+{
+    return pf->vm_reserve && pf->vm_unreserve && pf->vm_map && pf->vm_unmap;
+}
+
+/* mm's vmalloc space, made on first use; NULL (refused as from fn) when
+ * the platform has none or it cannot be made. */
+static struct kmm_vm *vm_get(struct kmm *mm, const char *fn)
+{
+    struct kmm_vm *vm = __atomic_load_n(&mm->vm, __ATOMIC_ACQUIRE);
+    if (KMM_LIKELY(vm != NULL))
+        return vm;
+    if (!platform_has_vm(mm->pf)) {
+        kmm__refuse(mm, KMM_ENOMEM, fn, "the platform has no virtual memory hooks (vm_reserve, vm_map...)");
+        return NULL;
+    }
+    struct kmm_vm *made = vm_create(mm);
+    if (!made) {
+        kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
+        return NULL;
+    }
+    struct kmm_vm *expected = NULL;
+    if (__atomic_compare_exchange_n(&mm->vm, &expected, made, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return made;
+    /* another thread made one first: ours never held an area */
+    struct vm_node *all = made->root;
+    node_delete(made, all);
+    kmm_cache_destroy(made->nodes);
+    vm_delete(mm, made);
+    return expected;
+}
+
+static inline struct kmm_vm *vm_of(struct kmm *mm) { return __atomic_load_n(&mm->vm, __ATOMIC_ACQUIRE); }
+
+bool kmm__vm_owns(struct kmm *mm, const void *p)
+{
+    struct kmm_vm *vm = vm_of(mm);
+    return vm && (uintptr_t)p - vm->start < vm->bytes;
+}
+
+bool kmm_is_vmalloc_addr(struct kmm *mm, const void *addr) { return kmm__vm_owns(mm, addr); }
+
+static inline void *area_addr(const struct kmm_vm *vm, const struct vm_node *n)
+{
+    return (void *)(n->first << vm->mm->page_shift);
+}
+
+/* ---- carving and giving back ranges (vm->lock held) -------------------------------- */
+
+/* Carves pages at page number at out of free range n; spare[] holds two
+ * nodes, those used are set to NULL. Returns the new area, VM_BUSY. */
+static struct vm_node *carve(struct kmm_vm *vm, struct vm_node *n, uintptr_t at, size_t pages,
+                             struct vm_node *spare[2])
+{
+    uintptr_t end = vm_node_end(n);
+    struct vm_node *area;
+    vm->free_ranges--;
+    vm->free_pages -= n->pages;
+    if (at > n->first) {   /* the front stays free in n */
+        n->pages = at - n->first;
+        vm->free_ranges++;
+        vm->free_pages += n->pages;
+        kmm__vt_update(vm->root, n->first);
+        area = spare[0];
+        spare[0] = NULL;
+        area->first = at;
+        area->pages = pages;
+        area->state = VM_BUSY;
+        vm->root = kmm__vt_insert(vm->root, area);
+    } else {
+        area = n;
+        area->pages = pages;
+        area->state = VM_BUSY;
+        kmm__vt_update(vm->root, area->first);
+    }
+    if (at + pages < end) {
+        struct vm_node *tail = spare[1];
+        spare[1] = NULL;
+        tail->first = at + pages;
+        tail->pages = end - (at + pages);
+        tail->state = VM_FREE;
+        vm->root = kmm__vt_insert(vm->root, tail);
+        vm->free_ranges++;
+        vm->free_pages += tail->pages;
+    }
+    return area;
+}
+
+/* Makes area n a free range and merges it with free neighbours; nodes that
+ * drop out of the tree go on *garbage. */
+static void give_back(struct kmm_vm *vm, struct vm_node *n, struct vm_node **garbage)
+{
+    n->state = VM_FREE;
+    n->mapped = n->size = 0;
+    n->nr_runs = 0;
+    vm->free_ranges++;
+    vm->free_pages += n->pages;
+    struct vm_node *prev = n->first > vm->first_page ? kmm__vt_find(vm->root, n->first - 1) : NULL;
+    if (prev && prev->state == VM_FREE) {
+        prev->pages += n->pages;
+        vm->root = kmm__vt_remove(vm->root, n->first);
+        n->next = *garbage;
+        *garbage = n;
+        n = prev;
+        vm->free_ranges--;
+    }
+    struct vm_node *next = vm_node_end(n) < vm->end_page ? kmm__vt_find(vm->root, vm_node_end(n)) : NULL;
+    if (next && next->state == VM_FREE) {
+        n->pages += next->pages;
+        vm->root = kmm__vt_remove(vm->root, next->first);
+        next->next = *garbage;
+        *garbage = next;
+        vm->free_ranges--;
+    }
+    kmm__vt_update(vm->root, n->first);
+}
+
+/* ---- pages and runs ------------------------------------------------------------------ */
+
+/* Appends frames [phys, phys + npages pages) as the area's pages from
+ * first on, joining the last run when they continue it. */
+static int add_run(struct kmm_vm *vm, struct vm_node *n, kmm_phys_t phys, size_t first)
+{
+    if (n->nr_runs) {
+        struct vm_run *last = &n->runs[n->nr_runs - 1];
+        if (last->phys + ((kmm_phys_t)(first - last->first) << vm->mm->page_shift) == phys)
+            return 0;
+    }
+    if (n->nr_runs == n->cap_runs) {
+        if (kmm__fault(vm->mm, KMM_FAULT_META))
+            return -KMM_ENOMEM;
+        size_t cap = n->cap_runs * 4;
+        struct vm_run *runs = kmm_malloc(vm->mm, cap * sizeof(*runs), 0);
+        if (!runs)
+            return -KMM_ENOMEM;
+        __builtin_memcpy(runs, n->runs, n->nr_runs * sizeof(*runs));
+        if (n->runs != n->inline_runs)
+            kmm_free(vm->mm, n->runs);
+        n->runs = runs;
+        n->cap_runs = cap;
+    }
+    n->runs[n->nr_runs++] = (struct vm_run){ .phys = phys, .first = first };
+    return 0;
+}
+
+static inline size_t run_end(const struct vm_node *n, size_t i)
+{
+    return i + 1 < n->nr_runs ? n->runs[i + 1].first : n->mapped;
+}
+
+/* Frees the page allocations that back the area's pages [from, mapped),
+ * shrinking one that straddles from. */
+static void free_pages_from(struct kmm_vm *vm, struct vm_node *n, size_t from)
+{
+    struct kmm *mm = vm->mm;
+    for (size_t i = 0; i < n->nr_runs; i++) {
+        size_t page = n->runs[i].first, end = run_end(n, i);
+        while (page < end) {
+            void *v = kmm_phys_to_virt(mm, n->runs[i].phys + ((kmm_phys_t)(page - n->runs[i].first) << mm->page_shift));
+            size_t len = kmm_page_alloc_size(mm, v);
+            if (!len)
+                kmm__fatal_page(mm, "kmm_vfree", "a vmalloc area's page is not allocated (metadata broken):", v);
+            if (page >= from)
+                kmm__free_pages_as(mm, "kmm_vfree", v, true);
+            else if (page + len > from)
+                kmm__pages_shrink(mm, v, from - page);
+            page += len;
+        }
+    }
+}
+
+/* Drops the runs beyond page keep (the pages are freed already). */
+static void truncate_runs(struct vm_node *n, size_t keep)
+{
+    while (n->nr_runs && n->runs[n->nr_runs - 1].first >= keep)
+        n->nr_runs--;
+}
+
+/* Takes pages [from, to) of the area from the page allocator, in the
+ * largest blocks that are free: an exact allocation of all that is left,
+ * else the largest power of two below the size that failed. A failure at
+ * an order means no free block that large, so the orders tried only fall:
+ * about one attempt per block taken. */
+static int take_pages(struct kmm_vm *vm, struct vm_node *n, size_t from, size_t to, unsigned flags)
+{
+    struct kmm *mm = vm->mm;
+    size_t cap = (size_t)1 << KMM_MAX_ORDER;
+    size_t page = from;
+    while (page < to) {
+        size_t want = to - page < cap ? to - page : cap;
+        if (kmm__fault(mm, KMM_FAULT_PAGES))
+            goto fail;
+        void *v = kmm_alloc_pages_exact(mm, want << mm->page_shift, flags & (KMM_AREA_MASK | KMM_ZERO));
+        if (!v) {
+            if (want == 1)
+                goto fail;
+            cap = (size_t)1 << (ceil_log2(want) - 1);
+            continue;
+        }
+        size_t before = n->nr_runs;
+        if (add_run(vm, n, kmm_virt_to_phys(mm, v), page) != 0) {
+            kmm__free_pages_as(mm, "kmm_vmalloc", v, true);
+            n->nr_runs = before;
+            goto fail;
+        }
+        page += want;
+        n->mapped = page;   /* so that free_pages_from sees them */
+    }
+    return 0;
+fail:
+    free_pages_from(vm, n, from);
+    truncate_runs(n, from);
+    n->mapped = from;
+    return -KMM_ENOMEM;
+}
+
+/* ---- mapping ----------------------------------------------------------------------------- */
+
+static int map_call(struct kmm_vm *vm, uintptr_t va, kmm_phys_t phys, size_t len, unsigned prot)
+{
+    struct kmm *mm = vm->mm;
+    if (kmm__fault(mm, KMM_FAULT_MAP))
+        return -KMM_ENOMEM;
+    add_relaxed(&vm->map_calls, 1);
+    return mm->pf->vm_map(mm->ctx, (void *)va, phys, len, prot);
+}
+
+/* Unmapping must work: a range left mapped would keep pages reachable that
+ * go back to the page allocator. */
+static void unmap_call(struct kmm_vm *vm, uintptr_t va, size_t len)
+{
+    struct kmm *mm = vm->mm;
+    add_relaxed(&vm->unmap_calls, 1);
+    if (mm->pf->vm_unmap(mm->ctx, (void *)va, len) != 0)
+        kmm__fatal_page(mm, "kmm_vmalloc", "the platform could not unmap a vmalloc range at", (void *)va);
+}
+
+/* Maps the runs of area n from run index i on. */
+static int map_runs(struct kmm_vm *vm, struct vm_node *n, size_t i)
+{
+    unsigned shift = vm->mm->page_shift;
+    for (; i < n->nr_runs; i++) {
+        uintptr_t va = (n->first + n->runs[i].first) << shift;
+        size_t len = (run_end(n, i) - n->runs[i].first) << shift;
+        int rc = map_call(vm, va, n->runs[i].phys, len, n->prot);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Counts delta more mappings against the limit (purging lazy areas to make
+ * room); false, reported, when they do not fit. */
+static bool charge_mappings(struct kmm_vm *vm, size_t delta, const char *fn)
+{
+    for (int attempt = 0;; attempt++) {
+        struct kmm *mm = vm->mm;
+        kmm_lock(mm, &vm->lock);
+        bool fits = vm->mappings + delta <= vm->max_mappings && vm->mappings + delta >= vm->mappings;
+        bool lazy = vm->lazy != NULL;
+        if (fits)
+            vm->mappings += delta;
+        else if (attempt || !lazy)
+            vm->refused++;
+        kmm_unlock(mm, &vm->lock);
+        if (fits)
+            return true;
+        if (attempt || !lazy) {
+            struct kmm_msg m = { .len = 0 };
+            kmm__msg_str(&m, "kmm: ");
+            kmm__msg_str(&m, fn);
+            kmm__msg_str(&m, ": refused: ");
+            kmm__msg_dec(&m, delta);
+            kmm__msg_str(&m, " more mappings would pass vmalloc's limit of ");
+            kmm__msg_dec(&m, vm->max_mappings);
+            kmm__msg_str(&m, " (config.vmalloc_max_mappings; default half of vm.max_map_count)");
+            kmm__report(mm, &m);
+            if (mm->pf->error)
+                mm->pf->error(KMM_ENOMEM);
+            return false;
+        }
+        kmm_vmalloc_purge(mm);
+    }
+}
+
+static void uncharge_mappings(struct kmm_vm *vm, size_t delta)
+{
+    kmm_lock(vm->mm, &vm->lock);
+    vm->mappings -= delta;
+    kmm_unlock(vm->mm, &vm->lock);
+}
+
+/* ---- areas --------------------------------------------------------------------------------- */
+
+/* A new VM_BUSY area of pages (mapped + guard) at a multiple of align pages;
+ * NULL when the space has no such range (after a purge of lazy areas). */
+static struct vm_node *area_new(struct kmm_vm *vm, size_t pages, size_t align)
+{
+    struct kmm *mm = vm->mm;
+    struct vm_node *spare[2] = { node_new(vm), node_new(vm) };
+    struct vm_node *area = NULL;
+    if (spare[0] && spare[1]) {
+        for (int attempt = 0; attempt < 2 && !area; attempt++) {
+            kmm_lock(mm, &vm->lock);
+            uintptr_t at;
+            struct vm_node *n = kmm__vt_lowest_fit(vm->root, pages, align, &at);
+            if (n)
+                area = carve(vm, n, at, pages, spare);
+            bool lazy = vm->lazy != NULL;
+            kmm_unlock(mm, &vm->lock);
+            if (area || !lazy)
+                break;
+            kmm_vmalloc_purge(mm);
+        }
+    }
+    node_delete(vm, spare[0]);
+    node_delete(vm, spare[1]);
+    return area;
+}
+
+/* Gives a VM_BUSY area's addresses back (its pages are gone, nothing mapped). */
+static void area_release(struct kmm_vm *vm, struct vm_node *n)
+{
+    struct vm_node *garbage = NULL;
+    kmm_lock(vm->mm, &vm->lock);
+    give_back(vm, n, &garbage);
+    kmm_unlock(vm->mm, &vm->lock);
+    nodes_delete(vm, garbage);
+}
+
+static void area_publish(struct kmm_vm *vm, struct vm_node *n, enum vm_state state)
+{
+    kmm_lock(vm->mm, &vm->lock);
+    n->state = (uint8_t)state;
+    if (state == VM_VMALLOC) {
+        vm->areas++;
+        vm->pages += n->mapped;
+        vm->allocs++;
+    } else {
+        vm->vmap_areas++;
+        vm->vmap_pages += n->mapped;
+    }
+    kmm_unlock(vm->mm, &vm->lock);
+}
+
+static inline void va_unpoison(struct kmm_vm *vm, struct vm_node *n, size_t from)
+{
+    (void)vm, (void)n, (void)from;
+#if KMM_ASAN
+    __asan_unpoison_memory_region((char *)area_addr(vm, n) + (from << vm->mm->page_shift),
+                                  (n->mapped - from) << vm->mm->page_shift);
+#endif
+}
+static inline void va_poison(struct kmm_vm *vm, struct vm_node *n, size_t from)
+{
+    (void)vm, (void)n, (void)from;
+#if KMM_ASAN
+    __asan_poison_memory_region((char *)area_addr(vm, n) + (from << vm->mm->page_shift),
+                                (n->mapped - from) << vm->mm->page_shift);
+#endif
+#if KMM_VALGRIND
+    VALGRIND_MAKE_MEM_NOACCESS((char *)area_addr(vm, n) + (from << vm->mm->page_shift),
+                               (n->mapped - from) << vm->mm->page_shift);
+#endif
+}
+
+static void *vmalloc_common(struct kmm *mm, size_t size, size_t align, unsigned flags, const char *fn,
+                            const void *caller)
+{
+    if (size == 0 || (align & (align - 1)) || (flags & ~(unsigned)(KMM_AREA_MASK | KMM_ZERO))) {
+        kmm__refuse(mm, KMM_EINVAL, fn,
+                    size == 0 ? "size 0" : (align & (align - 1)) ? "alignment not a power of two" : "unknown flags");
+        return NULL;
+    }
+    struct kmm_vm *vm = vm_get(mm, fn);
+    if (!vm)
+        return NULL;
+    size_t pages = size / mm->page_size + ((size & (mm->page_size - 1)) != 0);
+    size_t align_pages = align > mm->page_size ? align >> mm->page_shift : 1;
+    if (size > vm->bytes || align > vm->bytes) {
+        kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
+        return NULL;
+    }
+    struct vm_node *n = area_new(vm, pages + 1, align_pages);
+    if (!n) {
+        kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
+        return NULL;
+    }
+    n->size = size;
+    n->tag = fn;
+    n->caller = caller;
+    n->prot = KMM_PROT_READ | KMM_PROT_WRITE;
+    if (take_pages(vm, n, 0, pages, flags) != 0)
+        goto fail_area;
+    if (!charge_mappings(vm, n->nr_runs + 1, fn))
+        goto fail_pages;
+    if (map_runs(vm, n, 0) != 0)
+        goto fail_mapped;
+    va_unpoison(vm, n, 0);
+    area_publish(vm, n, VM_VMALLOC);
+    return area_addr(vm, n);
+
+fail_mapped:
+    unmap_call(vm, (uintptr_t)area_addr(vm, n), n->mapped << mm->page_shift);
+    uncharge_mappings(vm, n->nr_runs + 1);
+fail_pages:
+    free_pages_from(vm, n, 0);
+fail_area:
+    area_release(vm, n);
+    kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
+    return NULL;
+}
+
+void *kmm_vmalloc(struct kmm *mm, size_t size, unsigned flags)
+{
+    return vmalloc_common(mm, size, 0, flags, "kmm_vmalloc", __builtin_return_address(0));
+}
+
+void *kmm_vmalloc_aligned(struct kmm *mm, size_t size, size_t align, unsigned flags)
+{
+    return vmalloc_common(mm, size, align, flags, "kmm_vmalloc_aligned", __builtin_return_address(0));
+}
+
+/* The live area starting at p, of the state wanted, now VM_BUSY (or
+ * VM_LAZY for a lazy vmalloc free); aborts with the reason otherwise. */
+static struct vm_node *area_claim(struct kmm_vm *vm, const void *p, enum vm_state want, enum vm_state to,
+                                  const char *fn)
+{
+    struct kmm *mm = vm->mm;
+    uintptr_t page = (uintptr_t)p >> mm->page_shift;
+    kmm_lock(mm, &vm->lock);
+    struct vm_node *n = kmm__vt_find(vm->root, page);
+    const char *why = NULL;
+    if (!n || n->state == VM_FREE || n->state == VM_BUSY)
+        why = "not allocated (no live vmalloc area here):";
+    else if (n->state == VM_LAZY)
+        why = "double free (the vmalloc area is freed already) of";
+    else if (page >= n->first + n->mapped)
+        why = "pointer into a guard page:";
+    else if ((uintptr_t)p != (uintptr_t)area_addr(vm, n))
+        why = "pointer into the middle of a vmalloc area:";
+    else if (n->state != want)
+        why = n->state == VM_VMAP ? "area made by kmm_vmap (unmap it with kmm_vunmap):"
+                                  : "area made by kmm_vmalloc (free it with kmm_vfree):";
+    if (why) {
+        kmm_unlock(mm, &vm->lock);
+        kmm__fatal_page(mm, fn, why, p);
+    }
+    n->was = n->state;
+    n->state = (uint8_t)to;
+    if (want == VM_VMALLOC) {
+        vm->areas--;
+        vm->pages -= n->mapped;
+    } else {
+        vm->vmap_areas--;
+        vm->vmap_pages -= n->mapped;
+    }
+    kmm_unlock(mm, &vm->lock);
+    return n;
+}
+
+/* Unmaps a VM_BUSY area, frees its pages if it owns them, gives it back. */
+static void area_destroy(struct kmm_vm *vm, struct vm_node *n, bool owns_pages)
+{
+    unmap_call(vm, (uintptr_t)area_addr(vm, n), n->mapped << vm->mm->page_shift);
+    if (owns_pages)
+        free_pages_from(vm, n, 0);
+    uncharge_mappings(vm, n->nr_runs + 1);
+    area_release(vm, n);
+}
+
+void kmm__vfree_as(struct kmm *mm, void *p, const char *fn)
+{
+    struct kmm_vm *vm = vm_of(mm);
+    if (!vm || (uintptr_t)p - vm->start >= vm->bytes)
+        kmm__fatal_page(mm, fn, "pointer not from kmm (not in this memory system):", p);
+    if (vm->strict) {
+        struct vm_node *n = area_claim(vm, p, VM_VMALLOC, VM_BUSY, fn);
+        va_poison(vm, n, 0);
+        kmm_lock(mm, &vm->lock);
+        vm->frees++;
+        kmm_unlock(mm, &vm->lock);
+        area_destroy(vm, n, true);
+        return;
+    }
+    struct vm_node *n = area_claim(vm, p, VM_VMALLOC, VM_LAZY, fn);
+    va_poison(vm, n, 0);
+    kmm_lock(mm, &vm->lock);
+    vm->frees++;
+    n->next = vm->lazy;
+    vm->lazy = n;
+    vm->lazy_areas++;
+    vm->lazy_pages += n->mapped;
+    bool purge = vm->lazy_pages >= vm->lazy_max;
+    kmm_unlock(mm, &vm->lock);
+    if (purge)
+        kmm_vmalloc_purge(mm);
+}
+
+void kmm_vfree(struct kmm *mm, void *addr)
+{
+    if (addr)
+        kmm__vfree_as(mm, addr, "kmm_vfree");
+}
+
+/* Sorts a list of nodes by address (merge sort: purges are O(n log n)). */
+static struct vm_node *sort_by_address(struct vm_node *list, size_t n)
+{
+    if (n < 2)
+        return list;
+    struct vm_node *mid = list;
+    for (size_t i = 1; i < n / 2; i++)
+        mid = mid->next;
+    struct vm_node *b = mid->next;
+    mid->next = NULL;
+    struct vm_node *a = sort_by_address(list, n / 2);
+    b = sort_by_address(b, n - n / 2);
+    struct vm_node head, *tail = &head;
+    while (a && b) {
+        struct vm_node **smaller = a->first < b->first ? &a : &b;
+        tail->next = *smaller;
+        tail = *smaller;
+        *smaller = (*smaller)->next;
+    }
+    tail->next = a ? a : b;
+    return head.next;
+}
+
+size_t kmm_vmalloc_purge(struct kmm *mm)
+{
+    struct kmm_vm *vm = vm_of(mm);
+    if (!vm)
+        return 0;
+    kmm_lock(mm, &vm->lock);
+    struct vm_node *list = vm->lazy;
+    size_t count = vm->lazy_areas, pages = vm->lazy_pages;
+    vm->lazy = NULL;
+    vm->lazy_areas = vm->lazy_pages = 0;
+    for (struct vm_node *n = list; n; n = n->next)
+        n->state = VM_BUSY;
+    if (list)
+        vm->purges++;
+    kmm_unlock(mm, &vm->lock);
+    if (!list)
+        return 0;
+
+    /* one unmap call per run of adjacent areas (guard pages included:
+     * they are unmapped already, and no one else can map into them) */
+    list = sort_by_address(list, count);
+    for (struct vm_node *n = list; n;) {
+        uintptr_t from = n->first, to = vm_node_end(n);
+        struct vm_node *last = n;
+        while (last->next && last->next->first == to) {
+            last = last->next;
+            to = vm_node_end(last);
+        }
+        unmap_call(vm, from << mm->page_shift, (to - from) << mm->page_shift);
+        n = last->next;
+    }
+    size_t mappings = 0;
+    for (struct vm_node *n = list; n; n = n->next) {
+        free_pages_from(vm, n, 0);
+        mappings += n->nr_runs + 1;
+    }
+    struct vm_node *garbage = NULL;
+    kmm_lock(mm, &vm->lock);
+    vm->mappings -= mappings;
+    for (struct vm_node *n = list, *next; n; n = next) {
+        next = n->next;
+        give_back(vm, n, &garbage);
+    }
+    kmm_unlock(mm, &vm->lock);
+    nodes_delete(vm, garbage);
+    return pages;
+}
+
+/* ---- kmm_vmap -------------------------------------------------------------------------------- */
+
+void *kmm_vmap(struct kmm *mm, const kmm_phys_t *pages, size_t npages, unsigned prot)
+{
+    const char *fn = "kmm_vmap";
+    if (!pages || npages == 0 || !(prot & KMM_PROT_READ) || (prot & ~(KMM_PROT_READ | KMM_PROT_WRITE))) {
+        kmm__refuse(mm, KMM_EINVAL, fn, !pages || !npages ? "no pages" : "prot must be KMM_PROT_READ, optionally | KMM_PROT_WRITE");
+        return NULL;
+    }
+    for (size_t i = 0; i < npages; i++) {
+        if ((pages[i] & (mm->page_size - 1)) || !kmm_phys_to_virt(mm, pages[i])) {
+            kmm__refuse(mm, KMM_EINVAL, fn, "a page is not a page-aligned frame of this memory system");
+            return NULL;
+        }
+    }
+    struct kmm_vm *vm = vm_get(mm, fn);
+    if (!vm)
+        return NULL;
+    if (npages >= vm->bytes >> mm->page_shift) {
+        kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
+        return NULL;
+    }
+    struct vm_node *n = area_new(vm, npages + 1, 1);
+    if (!n) {
+        kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
+        return NULL;
+    }
+    n->size = npages << mm->page_shift;
+    n->tag = fn;
+    n->caller = __builtin_return_address(0);
+    n->prot = (uint8_t)prot;
+    for (size_t i = 0; i < npages; i++) {
+        n->mapped = i + 1;
+        if (add_run(vm, n, pages[i], i) != 0)
+            goto fail_area;
+    }
+    if (!charge_mappings(vm, n->nr_runs + 1, fn))
+        goto fail_area;
+    if (map_runs(vm, n, 0) != 0) {
+        unmap_call(vm, (uintptr_t)area_addr(vm, n), n->mapped << mm->page_shift);
+        uncharge_mappings(vm, n->nr_runs + 1);
+        goto fail_area;
+    }
+    va_unpoison(vm, n, 0);
+    area_publish(vm, n, VM_VMAP);
+    return area_addr(vm, n);
+fail_area:
+    area_release(vm, n);
+    kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
+    return NULL;
+}
+
+void kmm_vunmap(struct kmm *mm, void *addr)
+{
+    if (!addr)
+        return;
+    struct kmm_vm *vm = vm_of(mm);
+    if (!vm || (uintptr_t)addr - vm->start >= vm->bytes)
+        kmm__fatal_page(mm, "kmm_vunmap", "pointer not from kmm_vmap (not in the vmalloc space):", addr);
+    struct vm_node *n = area_claim(vm, addr, VM_VMAP, VM_BUSY, "kmm_vunmap");
+    va_poison(vm, n, 0);
+    area_destroy(vm, n, false);
+}
+
+/* ---- lookups ------------------------------------------------------------------------------------ */
+
+kmm_phys_t kmm_vmalloc_to_phys(struct kmm *mm, const void *addr)
+{
+    struct kmm_vm *vm = vm_of(mm);
+    if (!vm || (uintptr_t)addr - vm->start >= vm->bytes)
+        return KMM_PHYS_NONE;
+    uintptr_t page = (uintptr_t)addr >> mm->page_shift;
+    kmm_phys_t phys = KMM_PHYS_NONE;
+    kmm_lock(mm, &vm->lock);
+    struct vm_node *n = kmm__vt_find(vm->root, page);
+    if (n && (n->state == VM_VMALLOC || n->state == VM_VMAP) && page - n->first < n->mapped) {
+        size_t index = page - n->first, lo = 0, hi = n->nr_runs;
+        while (hi - lo > 1) {   /* the last run starting at or before index */
+            size_t mid = (lo + hi) / 2;
+            if (n->runs[mid].first <= index)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        phys = n->runs[lo].phys + ((kmm_phys_t)(index - n->runs[lo].first) << mm->page_shift) +
+               ((uintptr_t)addr & (mm->page_size - 1));
+    }
+    kmm_unlock(mm, &vm->lock);
+    return phys;
+}
+
+size_t kmm__vm_usable(struct kmm *mm, const void *p, const char *fn)
+{
+    struct kmm_vm *vm = vm_of(mm);
+    size_t bytes = 0;
+    kmm_lock(mm, &vm->lock);
+    struct vm_node *n = kmm__vt_find(vm->root, (uintptr_t)p >> mm->page_shift);
+    if (n && n->state == VM_VMALLOC && p == area_addr(vm, n))
+        bytes = n->mapped << mm->page_shift;
+    kmm_unlock(mm, &vm->lock);
+    if (!bytes) {
+        /* let area_claim say what is wrong; it aborts */
+        area_claim(vm, p, VM_VMALLOC, VM_VMALLOC, fn);
+    }
+    return bytes;
+}
+
+void kmm_vmalloc_set_tag(struct kmm *mm, void *addr, const char *tag)
+{
+    struct kmm_vm *vm = vm_of(mm);
+    if (!vm || (uintptr_t)addr - vm->start >= vm->bytes)
+        kmm__fatal_page(mm, "kmm_vmalloc_set_tag", "pointer not in the vmalloc space:", addr);
+    kmm_lock(mm, &vm->lock);
+    struct vm_node *n = kmm__vt_find(vm->root, (uintptr_t)addr >> mm->page_shift);
+    bool ok = n && (n->state == VM_VMALLOC || n->state == VM_VMAP) && addr == area_addr(vm, n);
+    if (ok)
+        n->tag = tag;
+    kmm_unlock(mm, &vm->lock);
+    if (!ok)
+        kmm__fatal_page(mm, "kmm_vmalloc_set_tag", "not the start of a live vmalloc area:", addr);
+}
+
+/* ---- realloc in place (Linux's vrealloc) ------------------------------------------------------------- */
+
+/* Shrinks live area n (VM_BUSY now) to keep pages: unmaps and frees the
+ * tail; the page after keep becomes the guard, the rest goes back. */
+static bool area_shrink(struct kmm_vm *vm, struct vm_node *n, size_t keep)
+{
+    struct kmm *mm = vm->mm;
+    struct vm_node *spare = node_new(vm);
+    if (!spare)
+        return false;
+    size_t old_mapped = n->mapped, old_runs = n->nr_runs;
+    va_poison(vm, n, keep);
+    unmap_call(vm, (uintptr_t)area_addr(vm, n) + (keep << mm->page_shift), (old_mapped - keep) << mm->page_shift);
+    free_pages_from(vm, n, keep);
+    truncate_runs(n, keep);
+    n->mapped = keep;
+    size_t freed = old_mapped - keep;
+    kmm_lock(mm, &vm->lock);
+    vm->mappings -= old_runs - n->nr_runs;
+    vm->pages -= freed;
+    n->pages -= freed;
+    kmm__vt_update(vm->root, n->first);
+    struct vm_node *next = vm_node_end(n) + freed < vm->end_page ? kmm__vt_find(vm->root, vm_node_end(n) + freed) : NULL;
+    if (next && next->state == VM_FREE) {
+        next->first -= freed;   /* still between n and the node after: the order holds */
+        next->pages += freed;
+        kmm__vt_update(vm->root, next->first);
+    } else {
+        spare->first = vm_node_end(n);
+        spare->pages = freed;
+        spare->state = VM_FREE;
+        vm->root = kmm__vt_insert(vm->root, spare);
+        vm->free_ranges++;
+        spare = NULL;
+    }
+    vm->free_pages += freed;
+    n->state = VM_VMALLOC;
+    kmm_unlock(mm, &vm->lock);
+    node_delete(vm, spare);
+    return true;
+}
+
+/* Grows live area n (VM_BUSY now) to want pages if the range after it is
+ * free and large enough: the old guard page and what follows get pages. */
+static bool area_grow(struct kmm_vm *vm, struct vm_node *n, size_t want, unsigned flags, const char *fn)
+{
+    struct kmm *mm = vm->mm;
+    unsigned shift = mm->page_shift;
+    size_t extra = want - n->mapped, old_mapped = n->mapped, old_runs = n->nr_runs;
+    struct vm_node *spare = node_new(vm);   /* to give the range back if this fails */
+    if (!spare)
+        return false;
+    kmm_lock(mm, &vm->lock);
+    struct vm_node *next = vm_node_end(n) < vm->end_page ? kmm__vt_find(vm->root, vm_node_end(n)) : NULL;
+    bool room = next && next->state == VM_FREE && next->pages >= extra;
+    struct vm_node *emptied = NULL;
+    if (room) {
+        n->pages += extra;
+        vm->free_pages -= extra;
+        if (next->pages == extra) {
+            vm->root = kmm__vt_remove(vm->root, next->first);
+            vm->free_ranges--;
+            emptied = next;
+        } else {
+            next->first += extra;   /* still before the node after it: the order holds */
+            next->pages -= extra;
+            kmm__vt_update(vm->root, next->first);
+        }
+        kmm__vt_update(vm->root, n->first);
+    }
+    kmm_unlock(mm, &vm->lock);
+    node_delete(vm, emptied);
+    if (!room) {
+        node_delete(vm, spare);
+        return false;
+    }
+    if (take_pages(vm, n, old_mapped, want, flags & ~(unsigned)KMM_ZERO) != 0)
+        goto undo;
+    if (!charge_mappings(vm, n->nr_runs - old_runs, fn))
+        goto undo_pages;
+    /* map the new pages: the old last run's new tail (when the new pages
+     * continue it) and the new runs */
+    for (size_t i = old_runs ? old_runs - 1 : 0; i < n->nr_runs; i++) {
+        size_t from = n->runs[i].first > old_mapped ? n->runs[i].first : old_mapped, to = run_end(n, i);
+        if (to <= from)
+            continue;
+        kmm_phys_t phys = n->runs[i].phys + ((kmm_phys_t)(from - n->runs[i].first) << shift);
+        if (map_call(vm, (n->first + from) << shift, phys, (to - from) << shift, n->prot) != 0) {
+            unmap_call(vm, (n->first + old_mapped) << shift, (want - old_mapped) << shift);
+            uncharge_mappings(vm, n->nr_runs - old_runs);
+            goto undo_pages;
+        }
+    }
+    va_unpoison(vm, n, old_mapped);
+    kmm_lock(mm, &vm->lock);
+    vm->pages += extra;
+    kmm_unlock(mm, &vm->lock);
+    node_delete(vm, spare);
+    return true;
+
+undo_pages:
+    free_pages_from(vm, n, old_mapped);
+    truncate_runs(n, old_mapped);
+    n->mapped = old_mapped;
+undo:
+    /* the extra range goes back, free, after the guard page */
+    kmm_lock(mm, &vm->lock);
+    n->pages -= extra;
+    kmm__vt_update(vm->root, n->first);
+    struct vm_node *after = kmm__vt_find(vm->root, vm_node_end(n) + extra);
+    if (after && after->state == VM_FREE) {
+        after->first -= extra;
+        after->pages += extra;
+        kmm__vt_update(vm->root, after->first);
+    } else {
+        spare->first = vm_node_end(n);
+        spare->pages = extra;
+        spare->state = VM_FREE;
+        vm->root = kmm__vt_insert(vm->root, spare);
+        vm->free_ranges++;
+        spare = NULL;
+    }
+    vm->free_pages += extra;
+    kmm_unlock(mm, &vm->lock);
+    node_delete(vm, spare);
+    return false;
+}
+
+void *kmm__vrealloc(struct kmm *mm, void *p, size_t size, unsigned flags, const char *fn)
+{
+    struct kmm_vm *vm = vm_of(mm);
+    size_t want = size / mm->page_size + ((size & (mm->page_size - 1)) != 0);
+    struct vm_node *n = area_claim(vm, p, VM_VMALLOC, VM_BUSY, fn);
+    /* area_claim took it out of the counts: it goes back in below */
+    kmm_lock(mm, &vm->lock);
+    vm->areas++;
+    vm->pages += n->mapped;
+    kmm_unlock(mm, &vm->lock);
+    size_t old = n->mapped;
+    bool in_place = want == old || (want < old ? area_shrink(vm, n, want) : area_grow(vm, n, want, flags, fn));
+    if (in_place) {
+        if ((flags & KMM_ZERO) && size > n->size)
+            __builtin_memset((char *)p + n->size, 0, size - n->size);
+        n->size = size;
+        kmm_lock(mm, &vm->lock);
+        n->state = VM_VMALLOC;
+        kmm_unlock(mm, &vm->lock);
+        return p;
+    }
+    kmm_lock(mm, &vm->lock);
+    n->state = VM_VMALLOC;
+    kmm_unlock(mm, &vm->lock);
+    void *q = vmalloc_common(mm, size, 0, flags & ~(unsigned)KMM_ZERO, fn, __builtin_return_address(0));
+    if (!q)
+        return NULL;
+    size_t keep = n->size < size ? n->size : size;
+    __builtin_memcpy(q, p, keep);
+    if ((flags & KMM_ZERO) && size > keep)
+        __builtin_memset((char *)q + keep, 0, size - keep);
+    kmm__vfree_as(mm, p, fn);
+    return q;
+}
+
+/* ---- kmm_kvmalloc ---------------------------------------------------------------------------------------- */
+
+void *kmm_kvmalloc(struct kmm *mm, size_t size, unsigned flags)
+{
+    if (size <= mm->page_size)
+        return kmm_malloc(mm, size, flags);
+    return vmalloc_common(mm, size, 0, flags, "kmm_kvmalloc", __builtin_return_address(0));
+}
+
+void kmm_kvfree(struct kmm *mm, void *addr) { kmm_free(mm, addr); }
+
+/* ---- teardown, for kmm_destroy ----------------------------------------------------------------------------- */
+
+void kmm__vm_destroy(struct kmm *mm)
+{
+    struct kmm_vm *vm = vm_of(mm);
+    if (!vm)
+        return;
+    /* the nodes and run arrays go with the slab layer, the pages with memory */
+    vm_delete(mm, vm);
+    mm->vm = NULL;
+}
