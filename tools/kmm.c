@@ -301,6 +301,146 @@ static void print_slab_stats_json(FILE *f, struct kmm *mm)
     fprintf(f, "]");
 }
 
+/* ---- the vmalloc layer's workload ------------------------------------------------ */
+
+static size_t page_size_of(struct kmm *mm)
+{
+    struct kmm_page_stats st;
+    kmm_page_stats(mm, &st);
+    return st.page_size;
+}
+
+struct vm_work {
+    struct kmm *mm;
+    void *area[97];
+    size_t nareas;
+    void *vmapped;
+    kmm_phys_t vmap_pages[8];
+    unsigned allocs, frees, kv_small, kv_large, grown_in_place;
+    double seconds;
+};
+
+static struct vm_work run_vm_workload(struct kmm *mm)
+{
+    struct vm_work w = { .mm = mm };
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t seed = 0x766d616c6c6f63ull;
+    size_t page = page_size_of(mm);
+    for (size_t i = 0; i < 96; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        size_t size = 1 + (size_t)(seed >> 33) % (64 * page);
+        void *p = i % 3 == 2 ? kmm_kvmalloc(mm, size % (2 * page) + 1, 0) : kmm_vmalloc(mm, size, KMM_ZERO);
+        if (i % 3 == 2 && size % (2 * page) + 1 <= page)
+            w.kv_small++;
+        else if (i % 3 == 2)
+            w.kv_large++;
+        if (!p)
+            continue;
+        memset(p, (int)i, i % 3 == 2 ? size % (2 * page) + 1 : size);
+        w.area[w.nareas++] = p;
+        w.allocs++;
+    }
+    if (w.nareas)
+        kmm_vmalloc_set_tag(mm, w.area[0], "demo: tagged by its caller");
+    /* every other area goes: lazily, so the listing shows them waiting */
+    for (size_t i = 1; i < w.nareas; i += 2) {
+        kmm_free(mm, w.area[i]);
+        w.area[i] = NULL;
+        w.frees++;
+    }
+    /* a realloc that finds the range after it free grows in place */
+    void *last = kmm_vmalloc(mm, 4 * page, 0);
+    if (last) {
+        void *q = kmm_realloc(mm, last, 80 * page, 0);
+        w.grown_in_place += q == last;
+        w.area[w.nareas++] = q ? q : last;
+    }
+    /* caller-given pages, mapped read-only */
+    for (unsigned i = 0; i < 8; i++) {
+        void *v = kmm_alloc_pages(mm, 0, KMM_ZERO);
+        w.vmap_pages[i] = v ? kmm_virt_to_phys(mm, v) : KMM_PHYS_NONE;
+    }
+    w.vmapped = kmm_vmap(mm, w.vmap_pages, 8, KMM_PROT_READ);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    w.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    return w;
+}
+
+static void release_vm_workload(struct vm_work *w)
+{
+    for (size_t i = 0; i < w->nareas; i++)
+        kmm_free(w->mm, w->area[i]);
+    kmm_vunmap(w->mm, w->vmapped);
+    for (unsigned i = 0; i < 8; i++)
+        if (w->vmap_pages[i] != KMM_PHYS_NONE)
+            kmm_free_pages(w->mm, kmm_phys_to_virt(w->mm, w->vmap_pages[i]));
+}
+
+struct info_print {
+    FILE *f;
+    unsigned shown, total;
+};
+
+static void print_area(void *arg, const struct kmm_vmalloc_area_info *a)
+{
+    struct info_print *ip = arg;
+    if (ip->total++ < 14)
+        fprintf(ip->f, "vmallocinfo: 0x%012lx-0x%012lx %9zu pages=%-4zu runs=%-3zu %-9s %s\n", (unsigned long)a->start,
+                (unsigned long)a->end, (size_t)(a->end - a->start), a->pages, a->runs, a->kind, a->tag);
+}
+
+static void print_vm_stats(FILE *f, struct kmm *mm)
+{
+    struct info_print ip = { .f = f };
+    kmm_vmalloc_info(mm, print_area, &ip);
+    if (ip.total > 14)
+        fprintf(f, "vmallocinfo: ... and %u more areas\n", ip.total - 14);
+    struct kmm_vmalloc_stats vs;
+    kmm_vmalloc_stats(mm, &vs);
+    fprintf(f, "vmalloc: space ");
+    print_size(f, vs.space_bytes);
+    fprintf(f, ", ");
+    print_size(f, vs.free_bytes);
+    fprintf(f, " free in %zu ranges (largest ", vs.free_ranges);
+    print_size(f, vs.largest_free_bytes);
+    fprintf(f, ")\n         %zu areas holding %zu pages, %zu vmap areas mapping %zu caller pages, %zu lazily freed (%zu pages)\n"
+               "         %zu mappings of a limit of %zu; %llu map calls, %llu unmap calls, %llu purges, %llu refused\n",
+            vs.areas, vs.pages, vs.vmap_areas, vs.vmap_pages, vs.lazy_areas, vs.lazy_pages, vs.mappings, vs.max_mappings,
+            (unsigned long long)vs.map_calls, (unsigned long long)vs.unmap_calls, (unsigned long long)vs.purges,
+            (unsigned long long)vs.refused_mappings);
+}
+
+struct info_json {
+    FILE *f;
+    unsigned n;
+};
+
+static void print_area_json(void *arg, const struct kmm_vmalloc_area_info *a)
+{
+    struct info_json *ij = arg;
+    fprintf(ij->f, "%s{\"start\":%lu,\"end\":%lu,\"size\":%zu,\"pages\":%zu,\"runs\":%zu,\"kind\":\"%s\",\"tag\":\"%s\"}",
+            ij->n++ ? "," : "", (unsigned long)a->start, (unsigned long)a->end, a->size, a->pages, a->runs, a->kind,
+            a->tag);
+}
+
+static void print_vm_stats_json(FILE *f, struct kmm *mm)
+{
+    struct kmm_vmalloc_stats vs;
+    kmm_vmalloc_stats(mm, &vs);
+    fprintf(f, "{\"space_bytes\":%zu,\"free_bytes\":%zu,\"largest_free_bytes\":%zu,\"free_ranges\":%zu,\"areas\":%zu,"
+               "\"pages\":%zu,\"vmap_areas\":%zu,\"vmap_pages\":%zu,\"lazy_areas\":%zu,\"lazy_pages\":%zu,"
+               "\"mappings\":%zu,\"max_mappings\":%zu,\"map_calls\":%llu,\"unmap_calls\":%llu,\"allocs\":%llu,"
+               "\"frees\":%llu,\"purges\":%llu,\"refused_mappings\":%llu,\"list\":[",
+            vs.space_bytes, vs.free_bytes, vs.largest_free_bytes, vs.free_ranges, vs.areas, vs.pages, vs.vmap_areas,
+            vs.vmap_pages, vs.lazy_areas, vs.lazy_pages, vs.mappings, vs.max_mappings, (unsigned long long)vs.map_calls,
+            (unsigned long long)vs.unmap_calls, (unsigned long long)vs.allocs, (unsigned long long)vs.frees,
+            (unsigned long long)vs.purges, (unsigned long long)vs.refused_mappings);
+    struct info_json ij = { .f = f };
+    kmm_vmalloc_info(mm, print_area_json, &ij);
+    fprintf(f, "]}");
+}
+
 static unsigned top_order(const struct kmm_page_stats *st)
 {
     unsigned top = 10;
@@ -466,6 +606,20 @@ static int cmd_demo(int argc, char **argv)
     printf("\n  kmm_malloc(20 KiB) is physically contiguous and holds %zu bytes (%zu pages); kmm_malloc serves up to %zu bytes from slabs\n",
            kmm_usable_size(mm, p), kmm_usable_size(mm, p) / st.page_size, kmm_malloc_max_slab_size(mm));
     kmm_free(mm, p);
+
+    printf("\n== 3. Virtual memory (kmm_vmalloc: pages mapped one run at a time behind a guard page; kmm_vmap; kmm_kvmalloc)\n");
+    struct vm_work vw = run_vm_workload(mm);
+    printf("workload: %u areas made (%u kmm_kvmalloc: %u from kmm_malloc, %u from vmalloc), %u freed lazily,\n"
+           "          a realloc to 80 pages %s, 8 caller pages mapped read-only; %.1f ms\n\n",
+           vw.allocs, vw.kv_small + vw.kv_large, vw.kv_small, vw.kv_large, vw.frees,
+           vw.grown_in_place ? "grew in place" : "moved", vw.seconds * 1e3);
+    print_vm_stats(stdout, mm);
+    size_t purged = kmm_vmalloc_purge(mm);
+    struct kmm_vmalloc_stats vs;
+    kmm_vmalloc_stats(mm, &vs);
+    printf("\n  kmm_vmalloc_purge: %zu pages of lazily freed areas unmapped and given back (%llu unmap calls in all so far)\n",
+           purged, (unsigned long long)vs.unmap_calls);
+    release_vm_workload(&vw);
     release_slab_workload(&sw);
 
     release_workload(mm, live, n, w.reserved);
@@ -476,7 +630,7 @@ static int cmd_demo(int argc, char **argv)
     print_size(stdout, (uint64_t)st.resident_pages * st.page_size);
     printf(")\n");
 
-    printf("\n== Layers not built yet: vmalloc, zsmalloc, unmapped cache\n");
+    printf("\n== Layers not built yet: zsmalloc, unmapped cache\n");
     int rc = kmm_check(mm);
     printf("\nkmm_check: %s\n", rc == 0 ? "all invariants hold" : "VIOLATION (see above)");
     kmm_destroy(mm);
@@ -492,6 +646,7 @@ static int cmd_stats(int argc, char **argv)
     size_t n;
     struct workload w = run_workload(mm, &live, &n);
     struct slab_work sw = run_slab_workload(mm);
+    struct vm_work vw = run_vm_workload(mm);
     struct kmm_page_stats st;
     kmm_page_stats(mm, &st);
     int rc = kmm_check(mm);
@@ -502,14 +657,18 @@ static int cmd_stats(int argc, char **argv)
         print_page_stats_json(stdout, &st);
         printf(",\"slab\":");
         print_slab_stats_json(stdout, mm);
+        printf(",\"vmalloc\":");
+        print_vm_stats_json(stdout, mm);
         printf(",\"check\":%s}\n", rc == 0 ? "true" : "false");
     } else {
         printf("after the workload (%u allocations, %u frees, %u live blocks; %u kmm_malloc, %zu objects live):\n",
                w.allocs, w.frees, (unsigned)n, sw.mallocs, sw.nlive + sw.nobjs);
         print_page_stats(stdout, &st, o.cfg.area_limits == NULL);
         print_slab_stats(stdout, mm);
+        print_vm_stats(stdout, mm);
         printf("kmm_check: %s\n", rc == 0 ? "all invariants hold" : "VIOLATION");
     }
+    release_vm_workload(&vw);
     release_slab_workload(&sw);
     release_workload(mm, live, n, w.reserved);
     kmm_destroy(mm);

@@ -21,15 +21,20 @@
  * puts the range back to the inaccessible reservation). They are the cost of
  * this layer, so:
  *  - frees are lazy by default: a freed area stays mapped to its pages, which
- *    stay out of the page allocator, until KMM_VMALLOC_LAZY_PAGES pages of
- *    freed areas have gathered; then one purge unmaps them all, adjacent
- *    areas in one call, and only then gives their pages and addresses back.
- *    A freed page therefore never reaches another owner while a stale
- *    pointer can still reach it: the window is that a stale pointer into a
- *    freed area reads and writes its old pages (owned by no one) instead of
- *    faulting, until the next purge. ASan and Valgrind builds report such
- *    accesses at once. Config flag KMM_VMALLOC_STRICT closes the window:
- *    every free unmaps before it returns (one more call per free).
+ *    stay out of the page allocator. An allocation of the same number of
+ *    pages (up to 256 KiB of 4 KiB pages) takes the most recently freed such
+ *    area back as it is: no page allocation and no platform call at all.
+ *    The others wait until KMM_VMALLOC_LAZY_PAGES pages of freed areas have
+ *    gathered; then one purge unmaps them all, adjacent areas in one call,
+ *    and only then gives their pages and addresses back. A freed page
+ *    therefore never reaches the page allocator (and another owner) while a
+ *    stale pointer can still reach it. The window: a stale pointer into a
+ *    freed area reads and writes its old pages instead of faulting, until
+ *    the next purge or until the area is handed out again (then it reaches
+ *    the new owner's data, as a stale pointer into any allocator's memory
+ *    does). ASan and Valgrind builds report such accesses at once. Config
+ *    flag KMM_VMALLOC_STRICT closes the window: every free unmaps before it
+ *    returns (one more call per free) and nothing is reused mapped.
  *  - the number of mappings a process may hold is limited (Linux's
  *    vm.max_map_count, 65530 by default). Each area costs one mapping per
  *    physically contiguous run, plus one; kmm counts them and keeps vmalloc
@@ -140,6 +145,7 @@ struct kmm_vmalloc_stats {
     size_t max_mappings;           /* the limit */
     uint64_t map_calls, unmap_calls;   /* platform calls since creation */
     uint64_t allocs, frees, purges, refused_mappings;
+    uint64_t reused;               /* allocations that took a lazily freed area back, mapped */
 };
 
 /* Fills *st: counters, O(1) under the vmalloc lock. */

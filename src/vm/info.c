@@ -26,6 +26,7 @@ void kmm_vmalloc_stats(struct kmm *mm, struct kmm_vmalloc_stats *st)
     st->frees = vm->frees;
     st->purges = vm->purges;
     st->refused_mappings = vm->refused;
+    st->reused = vm->reused;
     kmm_unlock(mm, &vm->lock);
     st->map_calls = load_relaxed(&vm->map_calls);
     st->unmap_calls = load_relaxed(&vm->unmap_calls);
@@ -175,9 +176,14 @@ int kmm__vm_check(struct kmm *mm)
     if (!why && c.expect != vm->end_page)
         why = "vmalloc space: ranges do not reach its end";
     size_t lazy_listed = 0;
-    for (struct vm_node *n = vm->lazy; n && !why; n = n->next, lazy_listed++)
-        if (n->state != VM_LAZY)
-            why = "vmalloc space: the lazy list holds an area that is not lazily freed";
+    for (size_t i = 0; i <= VM_WARM_PAGES; i++) {
+        for (struct vm_node *n = vm->lazy[i]; n && !why; n = n->next, lazy_listed++) {
+            if (n->state != VM_LAZY)
+                why = "vmalloc space: a lazy list holds an area that is not lazily freed";
+            else if (i ? n->mapped != i : n->mapped <= VM_WARM_PAGES)
+                why = "vmalloc space: a lazily freed area is on the list of another size";
+        }
+    }
     if (!why && (c.areas != vm->areas || c.pages != vm->pages || c.vmap_areas != vm->vmap_areas ||
                  c.vmap_pages != vm->vmap_pages || c.lazy_areas != vm->lazy_areas ||
                  c.lazy_pages != vm->lazy_pages || lazy_listed != vm->lazy_areas))

@@ -48,6 +48,7 @@ struct vm_node {
     uint8_t state;                  /* enum vm_state */
     uint8_t prot;                   /* KMM_PROT_* of the mapping */
     uint8_t was;                    /* VM_BUSY: the state it had before (VM_FREE for a new area) */
+    uint8_t area_mask;              /* vmalloc: the areas its pages were asked from (KMM_AREA_ANY for any) */
     /* areas only: */
     size_t mapped;                  /* pages mapped: pages - 1 */
     size_t size;                    /* bytes asked for */
@@ -56,8 +57,12 @@ struct vm_node {
     struct vm_run inline_runs[VM_INLINE_RUNS];
     const char *tag;
     const void *caller;
-    struct vm_node *next;           /* the lazy list, or a caller's private list */
+    struct vm_node *next;           /* a lazy list, or a caller's private list */
 };
+
+/* Lazily freed areas up to this many pages are reused by allocations of
+ * the same size (256 KiB of 4 KiB pages). */
+#define VM_WARM_PAGES 64
 
 struct kmm_vm {
     struct kmm *mm;
@@ -72,8 +77,13 @@ struct kmm_vm {
     struct kmm_lock lock;
     /* protected by lock: */
     struct vm_node *root;
-    struct vm_node *lazy;           /* VM_LAZY areas, newest first */
+    /* VM_LAZY areas, newest first, by pages mapped: lazy[n] holds those of
+     * n pages, lazy[0] those of more than VM_WARM_PAGES. An allocation of
+     * n <= VM_WARM_PAGES pages takes the head of lazy[n] back as it is,
+     * mapped: no page allocation, no platform call. */
+    struct vm_node *lazy[VM_WARM_PAGES + 1];
     size_t lazy_areas, lazy_pages;
+    uint64_t reused;
     size_t areas, pages, vmap_areas, vmap_pages;
     size_t free_ranges, free_pages;
     size_t mappings;                /* runs + 1 per area, of every area mapped or being mapped */

@@ -375,7 +375,7 @@ static bool charge_mappings(struct kmm_vm *vm, size_t delta, const char *fn)
         struct kmm *mm = vm->mm;
         kmm_lock(mm, &vm->lock);
         bool fits = vm->mappings + delta <= vm->max_mappings && vm->mappings + delta >= vm->mappings;
-        bool lazy = vm->lazy != NULL;
+        bool lazy = vm->lazy_areas != 0;
         if (fits)
             vm->mappings += delta;
         else if (attempt || !lazy)
@@ -424,7 +424,7 @@ static struct vm_node *area_new(struct kmm_vm *vm, size_t pages, size_t align)
             struct vm_node *n = kmm__vt_lowest_fit(vm->root, pages, align, &at);
             if (n)
                 area = carve(vm, n, at, pages, spare);
-            bool lazy = vm->lazy != NULL;
+            bool lazy = vm->lazy_areas != 0;
             kmm_unlock(mm, &vm->lock);
             if (area || !lazy)
                 break;
@@ -482,6 +482,32 @@ static inline void va_poison(struct kmm_vm *vm, struct vm_node *n, size_t from)
 #endif
 }
 
+/* A lazily freed area of exactly pages pages, aligned and from the same
+ * areas, made live again as it is (still mapped to its pages); NULL if
+ * none. Strict mode has no lazy areas. */
+static struct vm_node *reuse_lazy(struct kmm_vm *vm, size_t pages, size_t align, uint8_t area_mask)
+{
+    if (pages > VM_WARM_PAGES || !load_relaxed(&vm->lazy[pages]))
+        return NULL;
+    struct kmm *mm = vm->mm;
+    kmm_lock(mm, &vm->lock);
+    struct vm_node *n = vm->lazy[pages];
+    if (n && n->area_mask == area_mask && !(n->first & (align - 1))) {
+        store_relaxed(&vm->lazy[pages], n->next);
+        vm->lazy_areas--;
+        vm->lazy_pages -= pages;
+        vm->reused++;
+        vm->allocs++;
+        vm->areas++;
+        vm->pages += pages;
+        n->state = VM_VMALLOC;
+    } else {
+        n = NULL;
+    }
+    kmm_unlock(mm, &vm->lock);
+    return n;
+}
+
 static void *vmalloc_common(struct kmm *mm, size_t size, size_t align, unsigned flags, const char *fn,
                             const void *caller)
 {
@@ -499,7 +525,18 @@ static void *vmalloc_common(struct kmm *mm, size_t size, size_t align, unsigned 
         kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
         return NULL;
     }
-    struct vm_node *n = area_new(vm, pages + 1, align_pages);
+    uint8_t area_mask = (uint8_t)(flags & KMM_AREA_MASK ? flags & KMM_AREA_MASK : KMM_AREA_ANY);
+    struct vm_node *n = reuse_lazy(vm, pages, align_pages, area_mask);
+    if (n) {
+        n->size = size;
+        n->tag = fn;
+        n->caller = caller;
+        va_unpoison(vm, n, 0);
+        if (flags & KMM_ZERO)
+            __builtin_memset(area_addr(vm, n), 0, n->mapped << mm->page_shift);
+        return area_addr(vm, n);
+    }
+    n = area_new(vm, pages + 1, align_pages);
     if (!n) {
         kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
         return NULL;
@@ -508,6 +545,7 @@ static void *vmalloc_common(struct kmm *mm, size_t size, size_t align, unsigned 
     n->tag = fn;
     n->caller = caller;
     n->prot = KMM_PROT_READ | KMM_PROT_WRITE;
+    n->area_mask = area_mask;
     if (take_pages(vm, n, 0, pages, flags) != 0)
         goto fail_area;
     if (!charge_mappings(vm, n->nr_runs + 1, fn))
@@ -605,8 +643,9 @@ void kmm__vfree_as(struct kmm *mm, void *p, const char *fn)
     va_poison(vm, n, 0);
     kmm_lock(mm, &vm->lock);
     vm->frees++;
-    n->next = vm->lazy;
-    vm->lazy = n;
+    struct vm_node **list = &vm->lazy[n->mapped <= VM_WARM_PAGES ? n->mapped : 0];
+    n->next = *list;
+    store_relaxed(list, n);
     vm->lazy_areas++;
     vm->lazy_pages += n->mapped;
     bool purge = vm->lazy_pages >= vm->lazy_max;
@@ -650,12 +689,18 @@ size_t kmm_vmalloc_purge(struct kmm *mm)
     if (!vm)
         return 0;
     kmm_lock(mm, &vm->lock);
-    struct vm_node *list = vm->lazy;
+    struct vm_node *list = NULL;
     size_t count = vm->lazy_areas, pages = vm->lazy_pages;
-    vm->lazy = NULL;
+    for (size_t i = 0; i <= VM_WARM_PAGES; i++) {
+        while (vm->lazy[i]) {
+            struct vm_node *n = vm->lazy[i];
+            store_relaxed(&vm->lazy[i], n->next);
+            n->state = VM_BUSY;
+            n->next = list;
+            list = n;
+        }
+    }
     vm->lazy_areas = vm->lazy_pages = 0;
-    for (struct vm_node *n = list; n; n = n->next)
-        n->state = VM_BUSY;
     if (list)
         vm->purges++;
     kmm_unlock(mm, &vm->lock);
