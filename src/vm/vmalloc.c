@@ -468,6 +468,10 @@ static inline void va_unpoison(struct kmm_vm *vm, struct vm_node *n, size_t from
     __asan_unpoison_memory_region((char *)area_addr(vm, n) + (from << vm->mm->page_shift),
                                   (n->mapped - from) << vm->mm->page_shift);
 #endif
+#if KMM_VALGRIND
+    VALGRIND_MAKE_MEM_UNDEFINED((char *)area_addr(vm, n) + (from << vm->mm->page_shift),
+                                (n->mapped - from) << vm->mm->page_shift);
+#endif
 }
 static inline void va_poison(struct kmm_vm *vm, struct vm_node *n, size_t from)
 {
@@ -580,7 +584,7 @@ void *kmm_vmalloc_aligned(struct kmm *mm, size_t size, size_t align, unsigned fl
 /* The live area starting at p, of the state wanted, now VM_BUSY (or
  * VM_LAZY for a lazy vmalloc free); aborts with the reason otherwise. */
 static struct vm_node *area_claim(struct kmm_vm *vm, const void *p, enum vm_state want, enum vm_state to,
-                                  const char *fn)
+                                  const char *fn, bool *purge_due)
 {
     struct kmm *mm = vm->mm;
     uintptr_t page = (uintptr_t)p >> mm->page_shift;
@@ -611,6 +615,18 @@ static struct vm_node *area_claim(struct kmm_vm *vm, const void *p, enum vm_stat
         vm->vmap_areas--;
         vm->vmap_pages -= n->mapped;
     }
+    if (to == VM_LAZY) {
+        /* poisoned before it is on a list: from there another thread may
+         * take it back at once */
+        va_poison(vm, n, 0);
+        struct vm_node **list = &vm->lazy[n->mapped <= VM_WARM_PAGES ? n->mapped : 0];
+        n->next = *list;
+        store_relaxed(list, n);
+        vm->lazy_areas++;
+        vm->lazy_pages += n->mapped;
+        vm->frees++;
+        *purge_due = vm->lazy_pages >= vm->lazy_max;
+    }
     kmm_unlock(mm, &vm->lock);
     return n;
 }
@@ -631,7 +647,7 @@ void kmm__vfree_as(struct kmm *mm, void *p, const char *fn)
     if (!vm || (uintptr_t)p - vm->start >= vm->bytes)
         kmm__fatal_page(mm, fn, "pointer not from kmm (not in this memory system):", p);
     if (vm->strict) {
-        struct vm_node *n = area_claim(vm, p, VM_VMALLOC, VM_BUSY, fn);
+        struct vm_node *n = area_claim(vm, p, VM_VMALLOC, VM_BUSY, fn, NULL);
         va_poison(vm, n, 0);
         kmm_lock(mm, &vm->lock);
         vm->frees++;
@@ -639,18 +655,9 @@ void kmm__vfree_as(struct kmm *mm, void *p, const char *fn)
         area_destroy(vm, n, true);
         return;
     }
-    struct vm_node *n = area_claim(vm, p, VM_VMALLOC, VM_LAZY, fn);
-    va_poison(vm, n, 0);
-    kmm_lock(mm, &vm->lock);
-    vm->frees++;
-    struct vm_node **list = &vm->lazy[n->mapped <= VM_WARM_PAGES ? n->mapped : 0];
-    n->next = *list;
-    store_relaxed(list, n);
-    vm->lazy_areas++;
-    vm->lazy_pages += n->mapped;
-    bool purge = vm->lazy_pages >= vm->lazy_max;
-    kmm_unlock(mm, &vm->lock);
-    if (purge)
+    bool purge_due;
+    area_claim(vm, p, VM_VMALLOC, VM_LAZY, fn, &purge_due);
+    if (purge_due)
         kmm_vmalloc_purge(mm);
 }
 
@@ -796,7 +803,7 @@ void kmm_vunmap(struct kmm *mm, void *addr)
     struct kmm_vm *vm = vm_of(mm);
     if (!vm || (uintptr_t)addr - vm->start >= vm->bytes)
         kmm__fatal_page(mm, "kmm_vunmap", "pointer not from kmm_vmap (not in the vmalloc space):", addr);
-    struct vm_node *n = area_claim(vm, addr, VM_VMAP, VM_BUSY, "kmm_vunmap");
+    struct vm_node *n = area_claim(vm, addr, VM_VMAP, VM_BUSY, "kmm_vunmap", NULL);
     va_poison(vm, n, 0);
     area_destroy(vm, n, false);
 }
@@ -839,7 +846,7 @@ size_t kmm__vm_usable(struct kmm *mm, const void *p, const char *fn)
     kmm_unlock(mm, &vm->lock);
     if (!bytes) {
         /* let area_claim say what is wrong; it aborts */
-        area_claim(vm, p, VM_VMALLOC, VM_VMALLOC, fn);
+        area_claim(vm, p, VM_VMALLOC, VM_VMALLOC, fn, NULL);
     }
     return bytes;
 }
@@ -991,7 +998,7 @@ void *kmm__vrealloc(struct kmm *mm, void *p, size_t size, unsigned flags, const 
 {
     struct kmm_vm *vm = vm_of(mm);
     size_t want = size / mm->page_size + ((size & (mm->page_size - 1)) != 0);
-    struct vm_node *n = area_claim(vm, p, VM_VMALLOC, VM_BUSY, fn);
+    struct vm_node *n = area_claim(vm, p, VM_VMALLOC, VM_BUSY, fn, NULL);
     /* area_claim took it out of the counts: it goes back in below */
     kmm_lock(mm, &vm->lock);
     vm->areas++;
