@@ -120,6 +120,8 @@ static int check_one(void *arg, struct vm_node *n)
         return fail(c, "vmalloc space: two free ranges touch (not merged)", n->first);
     c->prev_free = is_free;
     if (is_free) {
+        if (n->runs != n->inline_runs)
+            return fail(c, "vmalloc space: a free range holds a run array", n->first);
         c->free_ranges++;
         c->free_pages += n->pages;
         return 0;

@@ -26,12 +26,21 @@ static struct vm_node *node_new(struct kmm_vm *vm)
     return n;
 }
 
+/* Gives back an area's run array (it is about to become a free range). */
+static void runs_release(struct kmm_vm *vm, struct vm_node *n)
+{
+    if (n->runs != n->inline_runs)
+        kmm_free(vm->mm, n->runs);
+    n->runs = n->inline_runs;
+    n->cap_runs = VM_INLINE_RUNS;
+    n->nr_runs = 0;
+}
+
 static void node_delete(struct kmm_vm *vm, struct vm_node *n)
 {
     if (!n)
         return;
-    if (n->runs != n->inline_runs)
-        kmm_free(vm->mm, n->runs);
+    runs_release(vm, n);
     kmm_cache_free(vm->nodes, n);
 }
 
@@ -204,8 +213,8 @@ static struct vm_node *carve(struct kmm_vm *vm, struct vm_node *n, uintptr_t at,
     return area;
 }
 
-/* Makes area n a free range and merges it with free neighbours; nodes that
- * drop out of the tree go on *garbage. */
+/* Makes area n (its run array given back) a free range and merges it with
+ * free neighbours; nodes that drop out of the tree go on *garbage. */
 static void give_back(struct kmm_vm *vm, struct vm_node *n, struct vm_node **garbage)
 {
     n->state = VM_FREE;
@@ -233,6 +242,9 @@ static void give_back(struct kmm_vm *vm, struct vm_node *n, struct vm_node **gar
     kmm__vt_update(vm->root, n->first);
 }
 
+static void *vmalloc_common(struct kmm *mm, size_t size, size_t align, unsigned flags, const char *fn,
+                            const void *caller);
+
 /* ---- pages and runs ------------------------------------------------------------------ */
 
 /* Appends frames [phys, phys + npages pages) as the area's pages from
@@ -245,10 +257,18 @@ static int add_run(struct kmm_vm *vm, struct vm_node *n, kmm_phys_t phys, size_t
             return 0;
     }
     if (n->nr_runs == n->cap_runs) {
+        /* An area on memory fragmented to single pages has a run per page,
+         * and then no slab of more than a page can be made either: when
+         * kmm_malloc fails, the array is a vmalloc area itself (pages one
+         * by one; its own few runs fit inline, so this recursion stops at
+         * once). */
         if (kmm__fault(vm->mm, KMM_FAULT_META))
             return -KMM_ENOMEM;
         size_t cap = n->cap_runs * 4;
         struct vm_run *runs = kmm_malloc(vm->mm, cap * sizeof(*runs), 0);
+        if (!runs)
+            runs = vmalloc_common(vm->mm, cap * sizeof(*runs), 0, 0, "kmm_vmalloc (run array)",
+                                  __builtin_return_address(0));
         if (!runs)
             return -KMM_ENOMEM;
         __builtin_memcpy(runs, n->runs, n->nr_runs * sizeof(*runs));
@@ -440,6 +460,7 @@ static struct vm_node *area_new(struct kmm_vm *vm, size_t pages, size_t align)
 static void area_release(struct kmm_vm *vm, struct vm_node *n)
 {
     struct vm_node *garbage = NULL;
+    runs_release(vm, n);
     kmm_lock(vm->mm, &vm->lock);
     give_back(vm, n, &garbage);
     kmm_unlock(vm->mm, &vm->lock);
@@ -731,6 +752,7 @@ size_t kmm_vmalloc_purge(struct kmm *mm)
     for (struct vm_node *n = list; n; n = n->next) {
         free_pages_from(vm, n, 0);
         mappings += n->nr_runs + 1;
+        runs_release(vm, n);
     }
     struct vm_node *garbage = NULL;
     kmm_lock(mm, &vm->lock);
