@@ -43,7 +43,8 @@
  *    it purges lazily freed areas and, if that is not enough, returns NULL
  *    with errno ENOMEM and a report saying so; it never crashes.
  *
- * kmm_kvmalloc picks: kmm_malloc up to a page, kmm_vmalloc above. Below a
+ * kmm_kvmalloc picks: kmm_malloc up to a page (vmalloc if that fails),
+ * kmm_vmalloc above. Below a
  * page, vmalloc would spend a whole page, a guard page and a mapping call on
  * a few bytes, while a slab object costs nothing of the kind; above a page,
  * physically contiguous memory is what fragmentation makes scarce and what
@@ -74,7 +75,8 @@ extern "C" {
 /* Allocates size bytes rounded up to whole pages, page aligned, virtually
  * contiguous, followed by a guard page. flags: an area mask for the pages
  * (KMM_AREA*; 0 = any) and KMM_ZERO. Returns NULL (errno ENOMEM) when pages,
- * address space or mappings run out, or (EINVAL, reported) for size 0.
+ * address space or mappings run out (after purging lazily freed areas, whose
+ * pages and addresses count as free), or (EINVAL, reported) for size 0.
  * Cost: O(log areas) under the vmalloc lock; page allocations of the largest
  * free blocks (one when memory is not fragmented); one platform map call per
  * physically contiguous run. Free with kmm_vfree or kmm_free. */
@@ -116,7 +118,10 @@ KMM_API kmm_phys_t kmm_vmalloc_to_phys(struct kmm *mm, const void *addr);
 KMM_API bool kmm_is_vmalloc_addr(struct kmm *mm, const void *addr);
 
 /* kmm_malloc for sizes up to a page, kmm_vmalloc above (see above for
- * why). flags as for either. Free with kmm_kvfree or kmm_free. */
+ * why). Up to a page, when kmm_malloc fails (its slabs may need a few
+ * contiguous pages, which fragmented memory may not have) a one-page
+ * kmm_vmalloc area serves instead, as Linux's kvmalloc falls back. flags as
+ * for either. Free with kmm_kvfree or kmm_free. */
 KMM_API void *kmm_kvmalloc(struct kmm *mm, size_t size, unsigned flags);
 
 /* Frees memory from kmm_kvmalloc, kmm_malloc or kmm_vmalloc (kmm_free). */

@@ -26,11 +26,27 @@ static struct vm_node *node_new(struct kmm_vm *vm)
     return n;
 }
 
+static void vfree_now(struct kmm_vm *vm, void *p, const char *fn);
+
+#define RUN_ARRAY_TAG "kmm_vmalloc (run array)"
+
+/* Frees a run array: kmm_malloc memory, or a vmalloc area unmapped at once
+ * (freed lazily, it would be a lazy area that a purge makes: a purge would
+ * never end with none left). */
+static void run_array_free(struct kmm_vm *vm, struct vm_run *runs, const struct vm_run *inline_runs)
+{
+    if (runs == inline_runs)
+        return;
+    if (kmm__vm_owns(vm->mm, runs))
+        vfree_now(vm, runs, RUN_ARRAY_TAG);
+    else
+        kmm_free(vm->mm, runs);
+}
+
 /* Gives back an area's run array (it is about to become a free range). */
 static void runs_release(struct kmm_vm *vm, struct vm_node *n)
 {
-    if (n->runs != n->inline_runs)
-        kmm_free(vm->mm, n->runs);
+    run_array_free(vm, n->runs, n->inline_runs);
     n->runs = n->inline_runs;
     n->cap_runs = VM_INLINE_RUNS;
     n->nr_runs = 0;
@@ -267,13 +283,11 @@ static int add_run(struct kmm_vm *vm, struct vm_node *n, kmm_phys_t phys, size_t
         size_t cap = n->cap_runs * 4;
         struct vm_run *runs = kmm_malloc(vm->mm, cap * sizeof(*runs), 0);
         if (!runs)
-            runs = vmalloc_common(vm->mm, cap * sizeof(*runs), 0, 0, "kmm_vmalloc (run array)",
-                                  __builtin_return_address(0));
+            runs = vmalloc_common(vm->mm, cap * sizeof(*runs), 0, 0, RUN_ARRAY_TAG, __builtin_return_address(0));
         if (!runs)
             return -KMM_ENOMEM;
         __builtin_memcpy(runs, n->runs, n->nr_runs * sizeof(*runs));
-        if (n->runs != n->inline_runs)
-            kmm_free(vm->mm, n->runs);
+        run_array_free(vm, n->runs, n->inline_runs);
         n->runs = runs;
         n->cap_runs = cap;
     }
@@ -324,11 +338,21 @@ static int take_pages(struct kmm_vm *vm, struct vm_node *n, size_t from, size_t 
     struct kmm *mm = vm->mm;
     size_t cap = (size_t)1 << KMM_MAX_ORDER;
     size_t page = from;
+    bool purged = false;
     while (page < to) {
         size_t want = to - page < cap ? to - page : cap;
         if (kmm__fault(mm, KMM_FAULT_PAGES))
             goto fail;
         void *v = kmm_alloc_pages_exact(mm, want << mm->page_shift, flags & (KMM_AREA_MASK | KMM_ZERO));
+        if (!v && want == 1 && !purged) {
+            /* the pages of lazily freed areas are no one's: take them back
+             * before failing, and look for large blocks again */
+            purged = true;
+            if (kmm_vmalloc_purge(mm)) {
+                cap = (size_t)1 << KMM_MAX_ORDER;
+                continue;
+            }
+        }
         if (!v) {
             if (want == 1)
                 goto fail;
@@ -662,18 +686,24 @@ static void area_destroy(struct kmm_vm *vm, struct vm_node *n, bool owns_pages)
     area_release(vm, n);
 }
 
+/* kmm_vfree that unmaps before it returns. */
+static void vfree_now(struct kmm_vm *vm, void *p, const char *fn)
+{
+    struct vm_node *n = area_claim(vm, p, VM_VMALLOC, VM_BUSY, fn, NULL);
+    va_poison(vm, n, 0);
+    kmm_lock(vm->mm, &vm->lock);
+    vm->frees++;
+    kmm_unlock(vm->mm, &vm->lock);
+    area_destroy(vm, n, true);
+}
+
 void kmm__vfree_as(struct kmm *mm, void *p, const char *fn)
 {
     struct kmm_vm *vm = vm_of(mm);
     if (!vm || (uintptr_t)p - vm->start >= vm->bytes)
         kmm__fatal_page(mm, fn, "pointer not from kmm (not in this memory system):", p);
     if (vm->strict) {
-        struct vm_node *n = area_claim(vm, p, VM_VMALLOC, VM_BUSY, fn, NULL);
-        va_poison(vm, n, 0);
-        kmm_lock(mm, &vm->lock);
-        vm->frees++;
-        kmm_unlock(mm, &vm->lock);
-        area_destroy(vm, n, true);
+        vfree_now(vm, p, fn);
         return;
     }
     bool purge_due;
@@ -1055,9 +1085,15 @@ void *kmm__vrealloc(struct kmm *mm, void *p, size_t size, unsigned flags, const 
 
 void *kmm_kvmalloc(struct kmm *mm, size_t size, unsigned flags)
 {
-    if (size <= mm->page_size)
-        return kmm_malloc(mm, size, flags);
-    return vmalloc_common(mm, size, 0, flags, "kmm_kvmalloc", __builtin_return_address(0));
+    if (size <= mm->page_size) {
+        /* a slab may need a few contiguous pages that fragmented memory no
+         * longer has: then a page of vmalloc serves (Linux's kvmalloc falls
+         * back the same way) */
+        void *p = kmm_malloc(mm, size, flags);
+        if (p || (flags & ~(unsigned)(KMM_AREA_MASK | KMM_ZERO)))
+            return p;
+    }
+    return vmalloc_common(mm, size ? size : 1, 0, flags, "kmm_kvmalloc", __builtin_return_address(0));
 }
 
 void kmm_kvfree(struct kmm *mm, void *addr) { kmm_free(mm, addr); }
