@@ -664,14 +664,16 @@ static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uintptr_t p
 {
 #if KMM_THREAD_CACHE
     uintptr_t *canary = (uintptr_t *)(p + s->canary_offset);
-    if (KMM_LIKELY(slot_started_by(s, p) != UINT64_MAX && *canary != (s->secret ^ p) &&
+    uintptr_t mark = s->secret ^ p;
+    if (KMM_LIKELY(slot_started_by(s, p) != UINT64_MAX && *canary != mark &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct kmm_magazine *m = kmm__tls[0].tc->mag[s->id];
-        if (KMM_LIKELY(m && m->count < m->cap)) {
-            *canary = s->secret ^ p;
+        uint32_t count;
+        if (KMM_LIKELY(m && (count = m->count) < m->cap)) {
+            *canary = mark;
             obj_poison(s->cache, p);
-            store_relaxed(&m->slot[m->count], p);
-            store_relaxed(&m->count, m->count + 1);
+            store_relaxed(&m->slot[count], p);
+            store_relaxed(&m->count, count + 1);
             return true;
         }
     }
