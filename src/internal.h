@@ -441,6 +441,7 @@ KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages);
  *    canary_offset (8, or 0 in 8-byte slots, or after the object when the
  *    cache has a constructor): the free ones in the slab and those in magazines.
  *  - A magazine holds distinct slots of its cache, each with its bit set.
+ *  - So does a cache's depot, at most depot_cap(c) of them.
  */
 struct kmm_slab {
     /* what a free needs, copied from the cache so it is one load away */
@@ -467,6 +468,9 @@ struct desc_chunk {
     size_t len;
 };
 
+#define MAG_MAX 64                        /* slots of a magazine */
+#define DEPOT_MAX (2 * MAG_MAX)           /* slots of a cache's depot */
+
 struct kmm_cache {
     /* read on every allocation and free: */
     size_t slot_size;
@@ -484,6 +488,13 @@ struct kmm_cache {
     /* protected by lock: */
     struct slab_list partial, full, empty;
     size_t objects_out;                   /* sum of inuse over the slabs */
+    /* The depot (Bonwick's): free slots that threads' full magazines gave
+     * back, handed to the next magazine that runs empty, whichever thread's,
+     * without touching a slab. Slots here are out of their slabs, like
+     * those in magazines. At most depot_cap(c); kmm__cache_shrink (so
+     * kmm_drain and kmm_cache_destroy) empties it. */
+    uint32_t depot_count;
+    uintptr_t depot[DEPOT_MAX];
     size_t max_empty;                     /* empty slabs kept before they go back */
     struct desc_chunk *desc_chunks;
     void *desc_free;                      /* free descriptors, linked through their first word */
@@ -499,6 +510,11 @@ struct kmm_cache {
     struct kmm_cache *next;               /* in the root's list, protected by mm->slab_lock */
 };
 #define RECIP_SHIFT 44
+
+/* Two magazines' worth: a producer thread's refill finds what a consumer
+ * thread's last two overflows gave back. */
+static inline uint32_t depot_cap(const struct kmm_cache *c) { return 2 * c->mag_cap; }
+_Static_assert(DEPOT_MAX >= 2 * MAG_MAX, "a depot holds two full magazines");
 
 /* The slot of slab s that p lies in (p inside the slab). */
 static inline uint64_t slot_of(const struct kmm_slab *s, uintptr_t p)
@@ -550,10 +566,14 @@ KMM_HIDDEN void kmm__cache_register(struct kmm_slab_root *r, struct kmm_cache *c
 /* Moves up to n slots out of c's slabs (making a slab when needed) into
  * dst[]; returns how many. */
 KMM_HIDDEN uint32_t kmm__cache_take(struct kmm_cache *c, uintptr_t *dst, uint32_t n, unsigned flags);
+/* Gives n free slots (the older half of a full magazine) back to c: into
+ * its depot while it has room, the rest into their slabs (kmm__cache_put). */
+KMM_HIDDEN void kmm__cache_stash(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const char *fn);
 /* Puts n slots back into their slabs; checks each is out (else a double free
  * from fn). Empty slabs beyond max_empty go back to the page allocator. */
 KMM_HIDDEN void kmm__cache_put(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const char *fn);
-/* Gives every empty slab of c back to the page allocator. */
+/* Empties c's depot into the slabs, then gives every empty slab of c back
+ * to the page allocator. */
 KMM_HIDDEN void kmm__cache_shrink(struct kmm_cache *c);
 /* Points the slab map of the 2^order pages at base to s (or NULL). */
 KMM_HIDDEN void kmm__slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct kmm_slab *s);
@@ -577,7 +597,6 @@ struct kmm_magazine {
     struct kmm_magazine *next_free;
     uintptr_t slot[];                     /* slot[count - 1] goes first */
 };
-#define MAG_MAX 64
 KMM_HIDDEN struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *tc, struct kmm_cache *c);
 /* Empties every magazine of tc into its cache (mm->tcache_lock held). */
 KMM_HIDDEN void kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc);
@@ -652,14 +671,16 @@ static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uintptr_t p
 {
 #if KMM_THREAD_CACHE
     uintptr_t *canary = (uintptr_t *)(p + s->canary_offset);
-    if (KMM_LIKELY(slot_started_by(s, p) != UINT64_MAX && *canary != (s->secret ^ p) &&
+    uintptr_t mark = s->secret ^ p;
+    if (KMM_LIKELY(slot_started_by(s, p) != UINT64_MAX && *canary != mark &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct kmm_magazine *m = kmm__tls[0].tc->mag[s->id];
-        if (KMM_LIKELY(m && m->count < m->cap)) {
-            *canary = s->secret ^ p;
+        uint32_t count;
+        if (KMM_LIKELY(m && (count = m->count) < m->cap)) {
+            *canary = mark;
             obj_poison(s->cache, p);
-            store_relaxed(&m->slot[m->count], p);
-            store_relaxed(&m->count, m->count + 1);
+            store_relaxed(&m->slot[count], p);
+            store_relaxed(&m->count, count + 1);
             return true;
         }
     }

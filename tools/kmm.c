@@ -270,7 +270,8 @@ static void print_slab_stats(FILE *f, struct kmm *mm)
             "slabs", "pg/slb", "pages", "waste");
     for (size_t i = 0; i < n && i < 256; i++) {
         fprintf(f, "          %-18s %8zu %8zu %8zu %7zu %6zu %6zu %6zu %10zu\n", st[i].name, st[i].object_size,
-                st[i].active_objects, st[i].total_objects, st[i].cached_objects, st[i].slabs, st[i].pages_per_slab,
+                st[i].active_objects, st[i].total_objects, st[i].cached_objects + st[i].depot_objects, st[i].slabs,
+                st[i].pages_per_slab,
                 st[i].pages, st[i].waste_bytes);
         pages += st[i].pages;
         used += st[i].active_objects * st[i].object_size;
@@ -293,10 +294,12 @@ static void print_slab_stats_json(FILE *f, struct kmm *mm)
     fprintf(f, "[");
     for (size_t i = 0; i < n && i < 256; i++)
         fprintf(f, "%s{\"name\":\"%s\",\"object_size\":%zu,\"slot_size\":%zu,\"objects_per_slab\":%zu,"
-                   "\"pages_per_slab\":%zu,\"active_objects\":%zu,\"cached_objects\":%zu,\"total_objects\":%zu,"
+                   "\"pages_per_slab\":%zu,\"active_objects\":%zu,\"cached_objects\":%zu,\"depot_objects\":%zu,"
+                   "\"total_objects\":%zu,"
                    "\"slabs\":%zu,\"empty_slabs\":%zu,\"pages\":%zu,\"waste_bytes\":%zu}",
                 i ? "," : "", st[i].name, st[i].object_size, st[i].slot_size, st[i].objects_per_slab,
-                st[i].pages_per_slab, st[i].active_objects, st[i].cached_objects, st[i].total_objects, st[i].slabs,
+                st[i].pages_per_slab, st[i].active_objects, st[i].cached_objects, st[i].depot_objects, st[i].total_objects,
+                st[i].slabs,
                 st[i].empty_slabs, st[i].pages, st[i].waste_bytes);
     fprintf(f, "]");
 }

@@ -132,6 +132,7 @@ struct kmm_cache_stats {
     size_t pages_per_slab;
     size_t active_objects;  /* held by callers */
     size_t cached_objects;  /* free, in per-thread magazines */
+    size_t depot_objects;   /* free, in the cache's depot: given back by full magazines, for the next refill */
     size_t total_objects;   /* in all slabs: active + cached + free in slabs */
     size_t slabs;           /* slabs held, empty ones included */
     size_t empty_slabs;     /* slabs with no object out, kept for reuse */

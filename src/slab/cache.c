@@ -112,13 +112,14 @@ void kmm_cache_stats(struct kmm_cache *c, struct kmm_cache_stats *st)
     st->pages_per_slab = (size_t)1 << c->slab_order;
     size_t cached = kmm__mag_count(mm, c);
     kmm_lock(mm, &c->lock);
-    size_t out = c->objects_out;
+    size_t out = c->objects_out, parked = c->depot_count;
     st->slabs = c->partial.count + c->full.count + c->empty.count;
     st->empty_slabs = c->empty.count;
     kmm_unlock(mm, &c->lock);
     /* magazines and slabs are read one after the other while objects move */
-    st->cached_objects = cached < out ? cached : out;
-    st->active_objects = out - st->cached_objects;
+    st->depot_objects = parked;
+    st->cached_objects = cached < out - parked ? cached : out - parked;
+    st->active_objects = out - parked - st->cached_objects;
     st->total_objects = st->slabs * c->objects;
     st->pages = st->slabs << c->slab_order;
     size_t held = st->pages << mm->page_shift, used = st->active_objects * c->object_size;
@@ -130,7 +131,7 @@ static void list_cache(struct kmm_cache *c, struct kmm_cache_stats *st, size_t m
 {
     struct kmm_cache_stats one;
     kmm_cache_stats(c, &one);
-    if (one.slabs == 0 && one.active_objects == 0 && one.cached_objects == 0)
+    if (one.slabs == 0 && one.active_objects == 0 && one.cached_objects == 0 && one.depot_objects == 0)
         return;
     if (*n < max)
         st[*n] = one;
@@ -219,6 +220,30 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
     return 0;
 }
 
+/* The depot: distinct slot starts of c's slabs, each out of its slab and
+ * still carrying its canary. */
+static int check_depot(struct kmm *mm, struct kmm_cache *c)
+{
+    if (c->depot_count > depot_cap(c))
+        return kmm__check_fail(mm, "cache's depot holds more than its capacity", UINT64_MAX);
+    for (uint32_t i = 0; i < c->depot_count; i++) {
+        uintptr_t p = c->depot[i];
+        uint64_t pfn = virt_to_pfn(mm, (void *)p);
+        struct kmm_slab *s = pfn == UINT64_MAX ? NULL : mm->slab_map[pfn - mm->base_pfn];
+        if (!s || s == LARGE_BLOCK || s->cache != c)
+            return kmm__check_fail(mm, "cache's depot holds an address outside its slabs", pfn);
+        uint64_t idx = slot_started_by(s, p);
+        if (idx == UINT64_MAX || !((s->out[idx / 64] >> (idx % 64)) & 1))
+            return kmm__check_fail(mm, "cache's depot holds a slot that is not out of its slab", pfn);
+        if (*(uintptr_t *)(p + c->canary_offset) != slot_canary(c, p))
+            return kmm__check_fail(mm, "free object in a cache's depot was overwritten (write after free?)", pfn);
+        for (uint32_t j = 0; j < i; j++)
+            if (c->depot[j] == p)
+                return kmm__check_fail(mm, "cache's depot holds one slot twice", pfn);
+    }
+    return 0;
+}
+
 static int check_cache(struct kmm *mm, struct kmm_cache *c)
 {
     const struct slab_list *lists[3] = { &c->partial, &c->full, &c->empty };
@@ -238,7 +263,7 @@ static int check_cache(struct kmm *mm, struct kmm_cache *c)
     }
     if (out != c->objects_out)
         return kmm__check_fail(mm, "cache's objects-out counter differs from its slabs", UINT64_MAX);
-    return 0;
+    return check_depot(mm, c);
 }
 
 int kmm__slab_check(struct kmm *mm)

@@ -3,7 +3,8 @@
  * A thread's cache (struct kmm_tcache, page/tcache.c) holds, per slab cache
  * it has used, a magazine: an array of up to mag_cap free slots. Allocation
  * pops, free pushes, without a lock; an empty magazine takes half a
- * magazine from the slabs, a full one gives its older half back, each under
+ * magazine from the cache (its depot first, then the slabs), a full one
+ * gives its older half back (to the depot while it has room), each under
  * the cache's lock once. Objects freed by another thread than the one that
  * allocated them simply go into the freeing thread's magazine.
  *

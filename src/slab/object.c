@@ -52,9 +52,9 @@ void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const c
         kmm__cache_put(c, &p, 1, fn);
         return;
     }
-    if (m->count == m->cap) {   /* full: the older half goes back to the slabs */
+    if (m->count == m->cap) {   /* full: the older half goes back to the cache */
         uint32_t half = m->cap / 2 ? m->cap / 2 : 1;
-        kmm__cache_put(c, m->slot, half, fn);
+        kmm__cache_stash(c, m->slot, half, fn);
         for (uint32_t i = half; i < m->count; i++)
             store_relaxed(&m->slot[i - half], m->slot[i]);
         store_relaxed(&m->count, m->count - half);

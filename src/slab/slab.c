@@ -235,8 +235,14 @@ static uint32_t take_from(struct kmm_cache *c, struct kmm_slab *s, uintptr_t *ds
 uint32_t kmm__cache_take(struct kmm_cache *c, uintptr_t *dst, uint32_t n, unsigned flags)
 {
     struct kmm *mm = c->mm;
-    uint32_t got = 0;
     kmm_lock(mm, &c->lock);
+    /* the depot first: slots freed lately (likely still in some cache), and
+     * taking them touches no slab descriptor, which the thread that freed
+     * them would otherwise pull back and forth with this one */
+    uint32_t got = n < c->depot_count ? n : c->depot_count;
+    c->depot_count -= got;
+    for (uint32_t i = 0; i < got; i++)
+        store_relaxed(&dst[i], c->depot[c->depot_count + i]);
     while (got < n) {
         struct kmm_slab *s = c->partial.head ? c->partial.head : c->empty.head;
         if (!s) {
@@ -310,8 +316,28 @@ void kmm__cache_put(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const
     }
 }
 
+void kmm__cache_stash(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const char *fn)
+{
+    kmm_lock(c->mm, &c->lock);
+    uint32_t room = depot_cap(c) - c->depot_count, k = n < room ? n : room;
+    for (uint32_t i = 0; i < k; i++)
+        c->depot[c->depot_count + i] = src[i];
+    c->depot_count += k;
+    kmm_unlock(c->mm, &c->lock);
+    if (k < n)
+        kmm__cache_put(c, src + k, n - k, fn);
+}
+
 void kmm__cache_shrink(struct kmm_cache *c)
 {
+    uintptr_t parked[DEPOT_MAX];
+    kmm_lock(c->mm, &c->lock);
+    uint32_t nparked = c->depot_count;
+    __builtin_memcpy(parked, c->depot, nparked * sizeof(parked[0]));
+    c->depot_count = 0;
+    kmm_unlock(c->mm, &c->lock);
+    kmm__cache_put(c, parked, nparked, "kmm_free");
+
     uintptr_t freed[MAG_MAX];
     for (;;) {
         uint32_t n = 0;
@@ -348,9 +374,11 @@ void kmm__check_double_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p
 {
     uint64_t idx = slot_of(s, p);
     kmm_lock(c->mm, &c->lock);
-    bool out = (s->out[idx / 64] >> (idx % 64)) & 1;
+    bool out = (s->out[idx / 64] >> (idx % 64)) & 1, parked = false;
+    for (uint32_t i = 0; i < c->depot_count; i++)
+        parked |= c->depot[i] == p;
     kmm_unlock(c->mm, &c->lock);
-    if (!out || kmm__mag_holds(c->mm, c, p))
+    if (!out || parked || kmm__mag_holds(c->mm, c, p))
         kmm__slot_fatal(c, fn, why, (void *)p);
-    /* out and in no magazine: a caller holds it, and the canary was its data */
+    /* out and in no magazine or depot: a caller holds it, and the canary was its data */
 }

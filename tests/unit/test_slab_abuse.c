@@ -185,6 +185,28 @@ static void double_free_cache(void *arg)
     kmm_cache_free(c, p);
 }
 
+/* The magazine overflows after the first free and its older half, p
+ * among it, goes to the cache's depot: the second free must find p there. */
+static void double_free_cache_in_depot(void *arg)
+{
+    (void)arg;
+    struct kmm *mm = child_mm();
+    struct kmm_cache *c = cache_or_exit(mm, "abuse", 64);
+    enum { N = 96 };
+    void *others[N];
+    void *p = cache_alloc_or_exit(c);
+    for (int i = 0; i < N; i++)
+        others[i] = cache_alloc_or_exit(c);
+    kmm_cache_free(c, p);
+    for (int i = 0; i < N; i++)
+        kmm_cache_free(c, others[i]);
+    struct kmm_cache_stats st;
+    kmm_cache_stats(c, &st);
+    if (st.depot_objects == 0)
+        exit(4);   /* the set-up did not reach the depot: not the case this test is about */
+    kmm_cache_free(c, p);
+}
+
 static void double_free_cache_after_drain(void *arg)
 {
     (void)arg;
@@ -684,6 +706,7 @@ int main(int argc, char **argv)
         ABUSE(double_free_large, "double free"),
         ABUSE(double_free_large_20k, "double free"),
         ABUSE(double_free_cache, "double free"),
+        ABUSE(double_free_cache_in_depot, "double free"),
         ABUSE(double_free_cache_after_drain, "double free"),
         ABUSE(double_free_ctor_cache, "double free"),
         ABUSE(double_free_other_thread_exited, "double free"),
