@@ -146,7 +146,7 @@ struct kmm_vmalloc_stats {
     size_t pages;                  /* pages backing live kmm_vmalloc areas */
     size_t vmap_pages;             /* caller pages mapped by live kmm_vmap areas */
     size_t lazy_areas, lazy_pages; /* freed, waiting for the next purge (pages still held) */
-    size_t mappings;               /* mappings held now (runs + one per area), as counted against the limit */
+    size_t mappings;               /* mappings held now (runs + one per area, + one for the reservation), as counted against the limit */
     size_t max_mappings;           /* the limit */
     uint64_t map_calls, unmap_calls;   /* platform calls since creation */
     uint64_t allocs, frees, purges, refused_mappings;

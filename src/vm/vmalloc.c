@@ -133,9 +133,6 @@ fail:
 
 static void vm_delete(struct kmm *mm, struct kmm_vm *vm)
 {
-#if KMM_ASAN
-    __asan_unpoison_memory_region((void *)vm->start, vm->bytes);
-#endif
     mm->pf->vm_unreserve(mm->ctx, (void *)vm->start, vm->bytes);
     mm->pf->lock_fini(&vm->lock);
     kmm__meta_free(mm, vm, sizeof(*vm));
@@ -541,7 +538,8 @@ static struct vm_node *reuse_lazy(struct kmm_vm *vm, size_t pages, size_t align,
     struct kmm *mm = vm->mm;
     kmm_lock(mm, &vm->lock);
     struct vm_node *n = vm->lazy[pages];
-    if (n && n->area_mask == area_mask && !(n->first & (align - 1))) {
+    /* its pages must lie in areas the request accepts */
+    if (n && !(n->area_mask & ~area_mask) && !(n->first & (align - 1))) {
         store_relaxed(&vm->lazy[pages], n->next);
         vm->lazy_areas--;
         vm->lazy_pages -= pages;
@@ -555,6 +553,16 @@ static struct vm_node *reuse_lazy(struct kmm_vm *vm, size_t pages, size_t align,
     }
     kmm_unlock(mm, &vm->lock);
     return n;
+}
+
+/* An unmapped range faults anyway: ASan's poison on it goes, so that free
+ * ranges never carry any (and the space needs no unpoisoning at the end). */
+static inline void va_forget(struct kmm_vm *vm, struct vm_node *n)
+{
+    (void)vm, (void)n;
+#if KMM_ASAN
+    __asan_unpoison_memory_region(area_addr(vm, n), n->mapped << vm->mm->page_shift);
+#endif
 }
 
 static void *vmalloc_common(struct kmm *mm, size_t size, size_t align, unsigned flags, const char *fn,
@@ -639,7 +647,7 @@ static struct vm_node *area_claim(struct kmm_vm *vm, const void *p, enum vm_stat
     if (!n || n->state == VM_FREE || n->state == VM_BUSY)
         why = "not allocated (no live vmalloc area here):";
     else if (n->state == VM_LAZY)
-        why = "double free (the vmalloc area is freed already) of";
+        why = "double free, or use after free (the vmalloc area is freed already):";
     else if (page >= n->first + n->mapped)
         why = "pointer into a guard page:";
     else if ((uintptr_t)p != (uintptr_t)area_addr(vm, n))
@@ -680,6 +688,7 @@ static struct vm_node *area_claim(struct kmm_vm *vm, const void *p, enum vm_stat
 static void area_destroy(struct kmm_vm *vm, struct vm_node *n, bool owns_pages)
 {
     unmap_call(vm, (uintptr_t)area_addr(vm, n), n->mapped << vm->mm->page_shift);
+    va_forget(vm, n);
     if (owns_pages)
         free_pages_from(vm, n, 0);
     uncharge_mappings(vm, n->nr_runs + 1);
@@ -701,7 +710,11 @@ void kmm__vfree_as(struct kmm *mm, void *p, const char *fn)
 {
     struct kmm_vm *vm = vm_of(mm);
     if (!vm || (uintptr_t)p - vm->start >= vm->bytes)
-        kmm__fatal_page(mm, fn, "pointer not from kmm (not in this memory system):", p);
+        kmm__fatal_page(mm, fn,
+                        kmm_virt_to_phys(mm, p) != KMM_PHYS_NONE
+                            ? "not a kmm_vmalloc area (direct-map memory: kmm_malloc or page allocations):"
+                            : "pointer not from kmm (not in this memory system):",
+                        p);
     if (vm->strict) {
         vfree_now(vm, p, fn);
         return;
@@ -780,6 +793,7 @@ size_t kmm_vmalloc_purge(struct kmm *mm)
     }
     size_t mappings = 0;
     for (struct vm_node *n = list; n; n = n->next) {
+        va_forget(vm, n);
         free_pages_from(vm, n, 0);
         mappings += n->nr_runs + 1;
         runs_release(vm, n);
@@ -929,7 +943,6 @@ static bool area_shrink(struct kmm_vm *vm, struct vm_node *n, size_t keep)
     if (!spare)
         return false;
     size_t old_mapped = n->mapped, old_runs = n->nr_runs;
-    va_poison(vm, n, keep);
     unmap_call(vm, (uintptr_t)area_addr(vm, n) + (keep << mm->page_shift), (old_mapped - keep) << mm->page_shift);
     free_pages_from(vm, n, keep);
     truncate_runs(n, keep);
@@ -996,6 +1009,8 @@ static bool area_grow(struct kmm_vm *vm, struct vm_node *n, size_t want, unsigne
     }
     if (take_pages(vm, n, old_mapped, want, flags & ~(unsigned)KMM_ZERO) != 0)
         goto undo;
+    /* the new pages may come from other areas than the first ones */
+    n->area_mask |= (uint8_t)(flags & KMM_AREA_MASK ? flags & KMM_AREA_MASK : KMM_AREA_ANY);
     if (!charge_mappings(vm, n->nr_runs - old_runs, fn))
         goto undo_pages;
     /* map the new pages: the old last run's new tail (when the new pages
@@ -1105,7 +1120,11 @@ void kmm__vm_destroy(struct kmm *mm)
     struct kmm_vm *vm = vm_of(mm);
     if (!vm)
         return;
-    /* the nodes and run arrays go with the slab layer, the pages with memory */
+    /* the nodes and run arrays go with the slab layer, the pages with
+     * memory; only lazily freed areas carry ASan poison */
+    for (size_t i = 0; i <= VM_WARM_PAGES; i++)
+        for (struct vm_node *n = vm->lazy[i]; n; n = n->next)
+            va_forget(vm, n);
     vm_delete(mm, vm);
     mm->vm = NULL;
 }
