@@ -531,7 +531,8 @@ static inline void va_poison(struct kmm_vm *vm, struct vm_node *n, size_t from)
 /* A lazily freed area of exactly pages pages, aligned and from the same
  * areas, made live again as it is (still mapped to its pages); NULL if
  * none. Strict mode has no lazy areas. */
-static struct vm_node *reuse_lazy(struct kmm_vm *vm, size_t pages, size_t align, uint8_t area_mask)
+static struct vm_node *reuse_lazy(struct kmm_vm *vm, size_t pages, size_t align, uint8_t area_mask, size_t size,
+                                  const char *tag, const void *caller)
 {
     if (pages > VM_WARM_PAGES || !load_relaxed(&vm->lazy[pages]))
         return NULL;
@@ -547,6 +548,9 @@ static struct vm_node *reuse_lazy(struct kmm_vm *vm, size_t pages, size_t align,
         vm->allocs++;
         vm->areas++;
         vm->pages += pages;
+        n->size = size;
+        n->tag = tag;
+        n->caller = caller;
         n->state = VM_VMALLOC;
     } else {
         n = NULL;
@@ -583,11 +587,8 @@ static void *vmalloc_common(struct kmm *mm, size_t size, size_t align, unsigned 
         return NULL;
     }
     uint8_t area_mask = (uint8_t)(flags & KMM_AREA_MASK ? flags & KMM_AREA_MASK : KMM_AREA_ANY);
-    struct vm_node *n = reuse_lazy(vm, pages, align_pages, area_mask);
+    struct vm_node *n = reuse_lazy(vm, pages, align_pages, area_mask, size, fn, caller);
     if (n) {
-        n->size = size;
-        n->tag = fn;
-        n->caller = caller;
         va_unpoison(vm, n, 0);
         if (flags & KMM_ZERO)
             __builtin_memset(area_addr(vm, n), 0, n->mapped << mm->page_shift);
@@ -967,7 +968,6 @@ static bool area_shrink(struct kmm_vm *vm, struct vm_node *n, size_t keep)
         spare = NULL;
     }
     vm->free_pages += freed;
-    n->state = VM_VMALLOC;
     kmm_unlock(mm, &vm->lock);
     node_delete(vm, spare);
     return true;
@@ -1076,8 +1076,8 @@ void *kmm__vrealloc(struct kmm *mm, void *p, size_t size, unsigned flags, const 
     if (in_place) {
         if ((flags & KMM_ZERO) && size > n->size)
             __builtin_memset((char *)p + n->size, 0, size - n->size);
+        kmm_lock(mm, &vm->lock);   /* what kmm_vmalloc_info reads changes under the lock */
         n->size = size;
-        kmm_lock(mm, &vm->lock);
         n->state = VM_VMALLOC;
         kmm_unlock(mm, &vm->lock);
         return p;
