@@ -258,6 +258,30 @@ static void give_back(struct kmm_vm *vm, struct vm_node *n, struct vm_node **gar
 static void *vmalloc_common(struct kmm *mm, size_t size, size_t align, unsigned flags, const char *fn,
                             const void *caller);
 
+/* Area n's range loses its last pages pages (vm->lock held): they join the
+ * free range after it, or become one in *spare (then set to NULL). */
+static void trim_range(struct kmm_vm *vm, struct vm_node *n, size_t pages, struct vm_node **spare)
+{
+    n->pages -= pages;
+    kmm__vt_update(vm->root, n->first);
+    uintptr_t at = vm_node_end(n);
+    struct vm_node *next = at + pages < vm->end_page ? kmm__vt_find(vm->root, at + pages) : NULL;
+    if (next && next->state == VM_FREE) {
+        next->first = at;   /* still after n and before the node after it: the order holds */
+        next->pages += pages;
+        kmm__vt_update(vm->root, next->first);
+    } else {
+        struct vm_node *f = *spare;
+        *spare = NULL;
+        f->first = at;
+        f->pages = pages;
+        f->state = VM_FREE;
+        vm->root = kmm__vt_insert(vm->root, f);
+        vm->free_ranges++;
+    }
+    vm->free_pages += pages;
+}
+
 /* ---- pages and runs ------------------------------------------------------------------ */
 
 /* Appends frames [phys, phys + npages pages) as the area's pages from
@@ -952,22 +976,7 @@ static bool area_shrink(struct kmm_vm *vm, struct vm_node *n, size_t keep)
     kmm_lock(mm, &vm->lock);
     vm->mappings -= old_runs - n->nr_runs;
     vm->pages -= freed;
-    n->pages -= freed;
-    kmm__vt_update(vm->root, n->first);
-    struct vm_node *next = vm_node_end(n) + freed < vm->end_page ? kmm__vt_find(vm->root, vm_node_end(n) + freed) : NULL;
-    if (next && next->state == VM_FREE) {
-        next->first -= freed;   /* still between n and the node after: the order holds */
-        next->pages += freed;
-        kmm__vt_update(vm->root, next->first);
-    } else {
-        spare->first = vm_node_end(n);
-        spare->pages = freed;
-        spare->state = VM_FREE;
-        vm->root = kmm__vt_insert(vm->root, spare);
-        vm->free_ranges++;
-        spare = NULL;
-    }
-    vm->free_pages += freed;
+    trim_range(vm, n, freed, &spare);
     kmm_unlock(mm, &vm->lock);
     node_delete(vm, spare);
     return true;
@@ -1040,22 +1049,7 @@ undo_pages:
 undo:
     /* the extra range goes back, free, after the guard page */
     kmm_lock(mm, &vm->lock);
-    n->pages -= extra;
-    kmm__vt_update(vm->root, n->first);
-    struct vm_node *after = kmm__vt_find(vm->root, vm_node_end(n) + extra);
-    if (after && after->state == VM_FREE) {
-        after->first -= extra;
-        after->pages += extra;
-        kmm__vt_update(vm->root, after->first);
-    } else {
-        spare->first = vm_node_end(n);
-        spare->pages = extra;
-        spare->state = VM_FREE;
-        vm->root = kmm__vt_insert(vm->root, spare);
-        vm->free_ranges++;
-        spare = NULL;
-    }
-    vm->free_pages += extra;
+    trim_range(vm, n, extra, &spare);
     kmm_unlock(mm, &vm->lock);
     node_delete(vm, spare);
     return false;
