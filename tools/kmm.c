@@ -408,10 +408,11 @@ static void print_vm_stats(FILE *f, struct kmm *mm)
     fprintf(f, " free in %zu ranges (largest ", vs.free_ranges);
     print_size(f, vs.largest_free_bytes);
     fprintf(f, ")\n         %zu areas holding %zu pages, %zu vmap areas mapping %zu caller pages, %zu lazily freed (%zu pages)\n"
-               "         %zu mappings of a limit of %zu; %llu map calls, %llu unmap calls, %llu purges, %llu refused\n",
+               "         %zu mappings of a limit of %zu; %llu map calls, %llu unmap calls, %llu purges, %llu refused,\n"
+               "         %llu allocations took a lazily freed area back mapped (no call)\n",
             vs.areas, vs.pages, vs.vmap_areas, vs.vmap_pages, vs.lazy_areas, vs.lazy_pages, vs.mappings, vs.max_mappings,
             (unsigned long long)vs.map_calls, (unsigned long long)vs.unmap_calls, (unsigned long long)vs.purges,
-            (unsigned long long)vs.refused_mappings);
+            (unsigned long long)vs.refused_mappings, (unsigned long long)vs.reused);
 }
 
 struct info_json {
@@ -434,11 +435,11 @@ static void print_vm_stats_json(FILE *f, struct kmm *mm)
     fprintf(f, "{\"space_bytes\":%zu,\"free_bytes\":%zu,\"largest_free_bytes\":%zu,\"free_ranges\":%zu,\"areas\":%zu,"
                "\"pages\":%zu,\"vmap_areas\":%zu,\"vmap_pages\":%zu,\"lazy_areas\":%zu,\"lazy_pages\":%zu,"
                "\"mappings\":%zu,\"max_mappings\":%zu,\"map_calls\":%llu,\"unmap_calls\":%llu,\"allocs\":%llu,"
-               "\"frees\":%llu,\"purges\":%llu,\"refused_mappings\":%llu,\"list\":[",
+               "\"frees\":%llu,\"purges\":%llu,\"refused_mappings\":%llu,\"reused\":%llu,\"list\":[",
             vs.space_bytes, vs.free_bytes, vs.largest_free_bytes, vs.free_ranges, vs.areas, vs.pages, vs.vmap_areas,
             vs.vmap_pages, vs.lazy_areas, vs.lazy_pages, vs.mappings, vs.max_mappings, (unsigned long long)vs.map_calls,
             (unsigned long long)vs.unmap_calls, (unsigned long long)vs.allocs, (unsigned long long)vs.frees,
-            (unsigned long long)vs.purges, (unsigned long long)vs.refused_mappings);
+            (unsigned long long)vs.purges, (unsigned long long)vs.refused_mappings, (unsigned long long)vs.reused);
     struct info_json ij = { .f = f };
     kmm_vmalloc_info(mm, print_area_json, &ij);
     fprintf(f, "]}");
