@@ -315,7 +315,7 @@ static size_t page_size_of(struct kmm *mm)
 
 struct vm_work {
     struct kmm *mm;
-    void *area[97];
+    void *area[112];
     size_t nareas;
     void *vmapped;
     kmm_phys_t vmap_pages[8];
@@ -351,6 +351,19 @@ static struct vm_work run_vm_workload(struct kmm *mm)
         kmm_free(mm, w.area[i]);
         w.area[i] = NULL;
         w.frees++;
+    }
+    /* areas freed and asked for again at the same size come back mapped */
+    void *again[8];
+    for (unsigned i = 0; i < 8; i++)
+        again[i] = kmm_vmalloc(mm, 16 * page, 0);
+    for (unsigned i = 0; i < 8; i++)
+        kmm_vfree(mm, again[i]);
+    for (unsigned i = 0; i < 8; i++) {
+        void *p = kmm_vmalloc(mm, 16 * page, 0);
+        if (p && w.nareas < sizeof w.area / sizeof w.area[0])
+            w.area[w.nareas++] = p;
+        else
+            kmm_vfree(mm, p);
     }
     /* a realloc that finds the range after it free grows in place */
     void *last = kmm_vmalloc(mm, 4 * page, 0);
