@@ -425,18 +425,25 @@ KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages);
 
 /* ---- The slab layer (slab/) ------------------------------------------------
  *
- * A slab is one buddy block of 2^slab_order pages holding `objects` slots of
- * slot_size bytes from its start. Its descriptor lives apart from it.
+ * A slab is one buddy block of 2^s->order pages holding s->objects slots of
+ * slot_size bytes from its start. Its descriptor lives apart from it. The
+ * order is the cache's slab_order, or its min_order when no block of
+ * slab_order could be had (memory fragmented: SLUB's fallback to min order),
+ * so one cache may hold slabs of two orders and two object counts.
  *
  * Invariants (checked by kmm_check):
  *  - slab_map[p] == s for every page p of a live slab s; LARGE_BLOCK for the
  *    first page of a kmm_malloc block of whole pages (an ALLOC head); NULL
- *    for every other page. A slab's pages are one ALLOC block.
+ *    for every other page. A slab's pages are one ALLOC block of s->order.
+ *  - s->order is c->slab_order or c->min_order, s->objects is
+ *    (page_size << s->order) / slot_size, and the other copied fields equal
+ *    the cache's.
  *  - Bit i of s->out is set iff slot i is out of the slab: held by a caller
- *    or in some thread's magazine; s->inuse is the number of bits set.
+ *    or in some thread's magazine; bits from s->objects to c->words * 64 are
+ *    set for good; s->inuse is the number of slots out.
  *  - s is on exactly one list of its cache: empty (inuse 0), full (inuse ==
- *    objects) or partial (otherwise); nr_slabs, nr_empty and objects_out
- *    agree with the lists.
+ *    s->objects) or partial (otherwise); the lists' counts, objects_out,
+ *    total_slots and total_pages agree with the slabs on them.
  *  - Every slot not held by a caller holds the canary secret ^ address at
  *    canary_offset (8, or 0 in 8-byte slots, or after the object when the
  *    cache has a constructor): the free ones in the slab and those in magazines.
@@ -452,6 +459,7 @@ struct kmm_slab {
     uint32_t canary_offset, id;
     struct kmm_cache *cache;
     struct kmm_slab *next, *prev;         /* in one list of the cache */
+    uint32_t order;                       /* pages: 2^order (slab_order, or min_order as a fallback) */
     uint32_t inuse;                       /* slots out */
     uint32_t scan;                        /* first word of out[] that may have a clear bit */
     uint64_t out[];                       /* bit i: slot i is out */
@@ -477,7 +485,7 @@ struct kmm_cache {
     size_t canary_offset;                 /* where the canary of a free slot is (see kmm__cache_init) */
     uintptr_t secret;
     uint64_t recip;                       /* slot index = (offset * recip) >> RECIP_SHIFT */
-    uint32_t objects;                     /* slots per slab */
+    uint32_t objects;                     /* slots per slab of slab_order */
     uint32_t mag_cap;                     /* magazine capacity for this cache */
     uint32_t id;                          /* index in each thread's mag[] */
     unsigned page_flags;                  /* area mask the slabs were asked with */
@@ -488,6 +496,7 @@ struct kmm_cache {
     /* protected by lock: */
     struct slab_list partial, full, empty;
     size_t objects_out;                   /* sum of inuse over the slabs */
+    size_t total_slots, total_pages;      /* sums of objects and of 2^order over the slabs */
     /* The depot (Bonwick's): free slots that threads' full magazines gave
      * back, handed to the next magazine that runs empty, whichever thread's,
      * without touching a slab. Slots here are out of their slabs, like
@@ -503,8 +512,9 @@ struct kmm_cache {
 
     /* set at creation: */
     size_t object_size, align;
-    unsigned slab_order;
-    uint32_t words;                       /* of out[] */
+    unsigned slab_order;                  /* preferred order of a slab */
+    unsigned min_order;                   /* the smallest order holding one slot: the fallback */
+    uint32_t words;                       /* of out[], for slab_order's objects */
     bool kmalloc;                         /* a kmm_malloc size class: never destroyed */
     char name[32];
     struct kmm_cache *next;               /* in the root's list, protected by mm->slab_lock */
@@ -527,10 +537,10 @@ static inline uint64_t slot_started_by(const struct kmm_slab *s, uintptr_t p)
     uint64_t idx = slot_of(s, p);
     return idx * s->slot_size == p - s->base && idx < s->objects ? idx : UINT64_MAX;
 }
-/* The list a slab with inuse slots out belongs on. */
-static inline struct slab_list *slab_list_of(struct kmm_cache *c, uint32_t inuse)
+/* The list slab s belongs on, by its slots out. */
+static inline struct slab_list *slab_list_of(struct kmm_cache *c, const struct kmm_slab *s)
 {
-    return inuse == 0 ? &c->empty : inuse == c->objects ? &c->full : &c->partial;
+    return s->inuse == 0 ? &c->empty : s->inuse == s->objects ? &c->full : &c->partial;
 }
 
 /* Size classes and kmm_malloc's caches, made on first use of the layer. */
