@@ -272,11 +272,15 @@ uint32_t kmm__cache_take(struct kmm_cache *c, uintptr_t *dst, uint32_t n, unsign
             c->total_pages += (size_t)1 << s->order;
             continue;
         }
-        list_del(slab_list_of(c, s), s);
+        struct slab_list *from = slab_list_of(c, s);
         uint32_t k = take_from(c, s, dst + got, n - got);
         got += k;
         c->objects_out += k;
-        list_add(slab_list_of(c, s), s);
+        struct slab_list *to = slab_list_of(c, s);
+        if (to != from) {
+            list_del(from, s);
+            list_add(to, s);
+        }
     }
     kmm_unlock(mm, &c->lock);
     return got;
@@ -319,13 +323,19 @@ void kmm__cache_put(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const
                 kmm_unlock(mm, &c->lock);
                 kmm__slot_fatal(c, fn, "double free of", (void *)p);
             }
-            list_del(slab_list_of(c, s), s);
+            struct slab_list *from = slab_list_of(c, s);
             s->out[idx / 64] &= ~bit;
             if (idx / 64 < s->scan)
                 s->scan = (uint32_t)(idx / 64);
             s->inuse--;
             c->objects_out--;
-            list_add(slab_list_of(c, s), s);
+            /* relink only when the slab changes list (full -> partial,
+             * partial -> empty): most slots go back to a partial slab */
+            struct slab_list *to = slab_list_of(c, s);
+            if (to != from) {
+                list_del(from, s);
+                list_add(to, s);
+            }
             /* a fallback slab goes back as soon as it empties, so that the
              * cache returns to its preferred order when memory allows */
             if (s->inuse == 0 && (c->empty.count > c->max_empty || s->order != c->slab_order))
