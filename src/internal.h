@@ -111,8 +111,32 @@ struct kmm_area {
 
 #define KMM_MAX_CACHES 1024               /* caches with per-thread magazines, kmalloc ones included */
 #define NO_MAG_ID KMM_MAX_CACHES          /* the id of caches beyond those: no magazines, always empty */
-struct kmm_magazine;
 struct mag_chunk;
+
+/* A thread's magazine of one cache (slab/magazine.c), kept inline in the
+ * thread's cache, so that the fast paths find count, slot array and secret
+ * in one line of one table, with one load less than a pointer to a
+ * magazine would cost, and a mixed-size workload touches two heads per line
+ * of one table instead of a line per magazine all over.
+ *
+ * Invariants (checked by kmm_check):
+ *  - cache == NULL (no magazine): count == cap == 0, so the allocation fast
+ *    path (count != 0) and the free fast path (count < cap) both fall to
+ *    the slow path without a test of their own;
+ *  - otherwise cache->id is the index of this head, count <= cap ==
+ *    cache->mag_cap <= MAG_MAX, secret == cache->secret, and slot[0..count)
+ *    are distinct free slots of cache, each out of its slab, canary intact.
+ * Written by the owner thread (count with relaxed stores), and under
+ * mm->tcache_lock by kmm_cache_destroy; others read cache with acquire, then
+ * count and slot[] relaxed. */
+struct kmm_magazine {
+    uint32_t count;                       /* slots held: slot[count - 1] goes first */
+    uint32_t cap;                         /* 0 when there is no magazine */
+    uintptr_t *slot;                      /* MAG_MAX slots carved from the thread's chunks */
+    uintptr_t secret;                     /* the cache's, for the allocation fast path */
+    struct kmm_cache *cache;              /* NULL when there is no magazine; published with release */
+};
+_Static_assert(sizeof(struct kmm_magazine) == 32, "two magazine heads per cache line");
 
 /* A refill brings one block of this order's worth: 64 pages, whose 64
  * metadata bytes are one cache line. */
@@ -145,8 +169,8 @@ struct kmm_tcache {
     /* the slab layer's magazines, by cache id (slab/magazine.c); written by
      * the owner (published with release) and by kmm_cache_destroy under
      * mm->tcache_lock */
-    struct kmm_magazine *mag[KMM_MAX_CACHES + 1];   /* [NO_MAG_ID] stays NULL */
-    struct kmm_magazine *mag_free;        /* unused magazines of this thread */
+    struct kmm_magazine mag[KMM_MAX_CACHES + 1];   /* [NO_MAG_ID] never has one */
+    uintptr_t *mag_free;                  /* unused slot arrays of this thread, linked through slot[0] */
     struct mag_chunk *mag_chunks;         /* memory of this thread's magazines */
 };
 #define NO_AREA KMM_MAX_AREAS
@@ -520,6 +544,9 @@ struct kmm_cache {
     struct kmm_cache *next;               /* in the root's list, protected by mm->slab_lock */
 };
 #define RECIP_SHIFT 44
+/* Where every kmm_malloc cache keeps its canary: slots of 16 bytes and up,
+ * no constructor (kmm__cache_init); kmm_check verifies it. */
+#define KMALLOC_CANARY_OFFSET 8
 
 /* Two magazines' worth: a producer thread's refill finds what a consumer
  * thread's last two overflows gave back. */
@@ -598,15 +625,8 @@ KMM_HIDDEN void kmm__slab_destroy_all(struct kmm *mm);
 KMM_HIDDEN void kmm__slab_drain(struct kmm *mm);   /* shrink every cache */
 
 /* slab/magazine.c */
-struct kmm_magazine {
-    uint32_t count;                       /* written by the owner only, read relaxed by stats */
-    uint32_t cap;
-    uintptr_t secret;                     /* the cache's, for the allocation fast path */
-    size_t canary_offset;
-    struct kmm_cache *cache;
-    struct kmm_magazine *next_free;
-    uintptr_t slot[];                     /* slot[count - 1] goes first */
-};
+/* Gives tc a magazine of c (a slot array for its head); the head, or NULL
+ * when c has no id or no memory for one. */
 KMM_HIDDEN struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *tc, struct kmm_cache *c);
 /* Empties every magazine of tc into its cache (mm->tcache_lock held). */
 KMM_HIDDEN void kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc);
@@ -649,7 +669,6 @@ static inline void obj_unpoison(const struct kmm_cache *c, uintptr_t p)
 }
 
 /* slab/object.c: one object in or out of a cache */
-/* Pops the newest slot of a non-empty magazine, checking its canary. */
 /* Hands out free slot p of cache c: checks and clears its canary. */
 static inline void *slot_claim(struct kmm_cache *c, uintptr_t p, uintptr_t secret, size_t canary_offset,
                                const char *fn)
@@ -661,12 +680,22 @@ static inline void *slot_claim(struct kmm_cache *c, uintptr_t p, uintptr_t secre
     *canary = 0;
     return (void *)p;
 }
-static inline void *mag_pop(struct kmm_magazine *m, const char *fn)
+/* Reports a popped slot whose canary was overwritten, and aborts (out of
+ * line: the fast path does not load the magazine's cache). */
+KMM_HIDDEN KMM_NORETURN void kmm__mag_overwritten(struct kmm_magazine *m, uintptr_t p, const char *fn);
+/* Pops the newest slot of a non-empty magazine, checking its canary;
+ * canary_offset is the cache's (KMALLOC_CANARY_OFFSET for kmm_malloc's). */
+static inline void *mag_pop(struct kmm_magazine *m, size_t canary_offset, const char *fn)
 {
     uint32_t n = m->count - 1;
     uintptr_t p = m->slot[n];
     store_relaxed(&m->count, n);
-    return slot_claim(m->cache, p, m->secret, m->canary_offset, fn);
+    uintptr_t *canary = (uintptr_t *)(p + canary_offset);
+    if (KMM_UNLIKELY(*canary != (m->secret ^ p)))
+        kmm__mag_overwritten(m, p, fn);
+    obj_unpoison(m->cache, p);
+    *canary = 0;
+    return (void *)p;
 }
 /* An object of c (the magazine, else the slabs), zeroed if flags say so;
  * NULL with errno ENOMEM. */
@@ -684,9 +713,9 @@ static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uintptr_t p
     uintptr_t mark = s->secret ^ p;
     if (KMM_LIKELY(slot_started_by(s, p) != UINT64_MAX && *canary != mark &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
-        struct kmm_magazine *m = kmm__tls[0].tc->mag[s->id];
-        uint32_t count;
-        if (KMM_LIKELY(m && (count = m->count) < m->cap)) {
+        struct kmm_magazine *m = &kmm__tls[0].tc->mag[s->id];
+        uint32_t count = m->count;
+        if (KMM_LIKELY(count < m->cap)) {
             *canary = mark;
             obj_poison(s->cache, p);
             store_relaxed(&m->slot[count], p);
