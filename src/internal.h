@@ -477,10 +477,12 @@ KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages);
 struct kmm_slab {
     /* what a free needs, copied from the cache so it is one load away */
     uintptr_t base;                       /* direct-map address of slot 0 */
-    uint64_t recip;
-    uint32_t slot_size, objects;
+    uint64_t divtest;                     /* UINT64_MAX / slot_size + 1: see starts_slot */
     uintptr_t secret;
+    uint32_t span;                        /* objects * slot_size: the bytes the slots cover */
     uint32_t canary_offset, id;
+    uint32_t slot_size, objects;
+    uint64_t recip;
     struct kmm_cache *cache;
     struct kmm_slab *next, *prev;         /* in one list of the cache */
     uint32_t order;                       /* pages: 2^order (slab_order, or min_order as a fallback) */
@@ -557,6 +559,15 @@ _Static_assert(DEPOT_MAX >= 2 * MAG_MAX, "a depot holds two full magazines");
 static inline uint64_t slot_of(const struct kmm_slab *s, uintptr_t p)
 {
     return ((p - s->base) * s->recip) >> RECIP_SHIFT;
+}
+/* Does p (inside slab s) start a slot? Lemire's divisibility test: for
+ * off < 2^32, off % d == 0 iff off * (UINT64_MAX / d + 1) mod 2^64 <
+ * UINT64_MAX / d + 1; one multiply, no shift, no second multiply (slabs are
+ * at most 8 pages of 64 KiB, so off < 2^19). */
+static inline bool starts_slot(const struct kmm_slab *s, uintptr_t p)
+{
+    uint64_t off = p - s->base;
+    return off < s->span && off * s->divtest < s->divtest;
 }
 /* The slot that p starts, or UINT64_MAX when p is not the start of a slot. */
 static inline uint64_t slot_started_by(const struct kmm_slab *s, uintptr_t p)
@@ -711,7 +722,7 @@ static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uintptr_t p
 #if KMM_THREAD_CACHE
     uintptr_t *canary = (uintptr_t *)(p + s->canary_offset);
     uintptr_t mark = s->secret ^ p;
-    if (KMM_LIKELY(slot_started_by(s, p) != UINT64_MAX && *canary != mark &&
+    if (KMM_LIKELY(starts_slot(s, p) && *canary != mark &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct kmm_magazine *m = &kmm__tls[0].tc->mag[s->id];
         uint32_t count = m->count;

@@ -200,7 +200,8 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
         return kmm__check_fail(mm, "slab descriptor names another cache or lies outside memory", pfn);
     if ((s->order != c->slab_order && s->order != c->min_order) ||
         s->objects != (mm->page_size << s->order) / c->slot_size || s->slot_size != c->slot_size ||
-        s->secret != c->secret || s->canary_offset != c->canary_offset || s->id != c->id || s->recip != c->recip)
+        s->secret != c->secret || s->canary_offset != c->canary_offset || s->id != c->id || s->recip != c->recip ||
+        s->span != s->objects * c->slot_size || s->divtest != UINT64_MAX / c->slot_size + 1)
         return kmm__check_fail(mm, "slab descriptor's order, object count or copied cache fields are wrong", pfn);
     if (meta_get(mm, pfn) != meta_make(META_ALLOC, s->order))
         return kmm__check_fail(mm, "slab pages are not one allocated block of the slab's order", pfn);

@@ -209,6 +209,8 @@ static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
     s->recip = c->recip;
     s->slot_size = (uint32_t)c->slot_size;
     s->objects = (uint32_t)((mm->page_size << order) / c->slot_size);
+    s->span = s->objects * (uint32_t)c->slot_size;
+    s->divtest = UINT64_MAX / c->slot_size + 1;
     s->order = order;
     s->secret = c->secret;
     s->canary_offset = (uint32_t)c->canary_offset;
