@@ -111,8 +111,32 @@ struct kmm_area {
 
 #define KMM_MAX_CACHES 1024               /* caches with per-thread magazines, kmalloc ones included */
 #define NO_MAG_ID KMM_MAX_CACHES          /* the id of caches beyond those: no magazines, always empty */
-struct kmm_magazine;
 struct mag_chunk;
+
+/* A thread's magazine of one cache (slab/magazine.c), kept inline in the
+ * thread's cache, so that the fast paths find count, slot array and secret
+ * in one line of one table, with one load less than a pointer to a
+ * magazine would cost, and a mixed-size workload touches two heads per line
+ * of one table instead of a line per magazine all over.
+ *
+ * Invariants (checked by kmm_check):
+ *  - cache == NULL (no magazine): count == cap == 0, so the allocation fast
+ *    path (count != 0) and the free fast path (count < cap) both fall to
+ *    the slow path without a test of their own;
+ *  - otherwise cache->id is the index of this head, count <= cap ==
+ *    cache->mag_cap <= MAG_MAX, secret == cache->secret, and slot[0..count)
+ *    are distinct free slots of cache, each out of its slab, canary intact.
+ * Written by the owner thread (count with relaxed stores), and under
+ * mm->tcache_lock by kmm_cache_destroy; others read cache with acquire, then
+ * count and slot[] relaxed. */
+struct kmm_magazine {
+    uint32_t count;                       /* slots held: slot[count - 1] goes first */
+    uint32_t cap;                         /* 0 when there is no magazine */
+    uintptr_t *slot;                      /* MAG_MAX slots carved from the thread's chunks */
+    uintptr_t secret;                     /* the cache's, for the allocation fast path */
+    struct kmm_cache *cache;              /* NULL when there is no magazine; published with release */
+};
+_Static_assert(sizeof(struct kmm_magazine) == 32, "two magazine heads per cache line");
 
 /* A refill brings one block of this order's worth: 64 pages, whose 64
  * metadata bytes are one cache line. */
@@ -145,8 +169,8 @@ struct kmm_tcache {
     /* the slab layer's magazines, by cache id (slab/magazine.c); written by
      * the owner (published with release) and by kmm_cache_destroy under
      * mm->tcache_lock */
-    struct kmm_magazine *mag[KMM_MAX_CACHES + 1];   /* [NO_MAG_ID] stays NULL */
-    struct kmm_magazine *mag_free;        /* unused magazines of this thread */
+    struct kmm_magazine mag[KMM_MAX_CACHES + 1];   /* [NO_MAG_ID] never has one */
+    uintptr_t *mag_free;                  /* unused slot arrays of this thread, linked through slot[0] */
     struct mag_chunk *mag_chunks;         /* memory of this thread's magazines */
 };
 #define NO_AREA KMM_MAX_AREAS
@@ -425,18 +449,25 @@ KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages);
 
 /* ---- The slab layer (slab/) ------------------------------------------------
  *
- * A slab is one buddy block of 2^slab_order pages holding `objects` slots of
- * slot_size bytes from its start. Its descriptor lives apart from it.
+ * A slab is one buddy block of 2^s->order pages holding s->objects slots of
+ * slot_size bytes from its start. Its descriptor lives apart from it. The
+ * order is the cache's slab_order, or its min_order when no block of
+ * slab_order could be had (memory fragmented: SLUB's fallback to min order),
+ * so one cache may hold slabs of two orders and two object counts.
  *
  * Invariants (checked by kmm_check):
  *  - slab_map[p] == s for every page p of a live slab s; LARGE_BLOCK for the
  *    first page of a kmm_malloc block of whole pages (an ALLOC head); NULL
- *    for every other page. A slab's pages are one ALLOC block.
+ *    for every other page. A slab's pages are one ALLOC block of s->order.
+ *  - s->order is c->slab_order or c->min_order, s->objects is
+ *    (page_size << s->order) / slot_size, and the other copied fields equal
+ *    the cache's.
  *  - Bit i of s->out is set iff slot i is out of the slab: held by a caller
- *    or in some thread's magazine; s->inuse is the number of bits set.
+ *    or in some thread's magazine; bits from s->objects to c->words * 64 are
+ *    set for good; s->inuse is the number of slots out.
  *  - s is on exactly one list of its cache: empty (inuse 0), full (inuse ==
- *    objects) or partial (otherwise); nr_slabs, nr_empty and objects_out
- *    agree with the lists.
+ *    s->objects) or partial (otherwise); the lists' counts, objects_out,
+ *    total_slots and total_pages agree with the slabs on them.
  *  - Every slot not held by a caller holds the canary secret ^ address at
  *    canary_offset (8, or 0 in 8-byte slots, or after the object when the
  *    cache has a constructor): the free ones in the slab and those in magazines.
@@ -446,12 +477,15 @@ KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages);
 struct kmm_slab {
     /* what a free needs, copied from the cache so it is one load away */
     uintptr_t base;                       /* direct-map address of slot 0 */
-    uint64_t recip;
-    uint32_t slot_size, objects;
+    uint64_t divtest;                     /* UINT64_MAX / slot_size + 1: see starts_slot */
     uintptr_t secret;
+    uint32_t span;                        /* objects * slot_size: the bytes the slots cover */
     uint32_t canary_offset, id;
+    uint32_t slot_size, objects;
+    uint64_t recip;
     struct kmm_cache *cache;
     struct kmm_slab *next, *prev;         /* in one list of the cache */
+    uint32_t order;                       /* pages: 2^order (slab_order, or min_order as a fallback) */
     uint32_t inuse;                       /* slots out */
     uint32_t scan;                        /* first word of out[] that may have a clear bit */
     uint64_t out[];                       /* bit i: slot i is out */
@@ -477,7 +511,7 @@ struct kmm_cache {
     size_t canary_offset;                 /* where the canary of a free slot is (see kmm__cache_init) */
     uintptr_t secret;
     uint64_t recip;                       /* slot index = (offset * recip) >> RECIP_SHIFT */
-    uint32_t objects;                     /* slots per slab */
+    uint32_t objects;                     /* slots per slab of slab_order */
     uint32_t mag_cap;                     /* magazine capacity for this cache */
     uint32_t id;                          /* index in each thread's mag[] */
     unsigned page_flags;                  /* area mask the slabs were asked with */
@@ -488,6 +522,7 @@ struct kmm_cache {
     /* protected by lock: */
     struct slab_list partial, full, empty;
     size_t objects_out;                   /* sum of inuse over the slabs */
+    size_t total_slots, total_pages;      /* sums of objects and of 2^order over the slabs */
     /* The depot (Bonwick's): free slots that threads' full magazines gave
      * back, handed to the next magazine that runs empty, whichever thread's,
      * without touching a slab. Slots here are out of their slabs, like
@@ -503,13 +538,17 @@ struct kmm_cache {
 
     /* set at creation: */
     size_t object_size, align;
-    unsigned slab_order;
-    uint32_t words;                       /* of out[] */
+    unsigned slab_order;                  /* preferred order of a slab */
+    unsigned min_order;                   /* the smallest order holding one slot: the fallback */
+    uint32_t words;                       /* of out[], for slab_order's objects */
     bool kmalloc;                         /* a kmm_malloc size class: never destroyed */
     char name[32];
     struct kmm_cache *next;               /* in the root's list, protected by mm->slab_lock */
 };
 #define RECIP_SHIFT 44
+/* Where every kmm_malloc cache keeps its canary: slots of 16 bytes and up,
+ * no constructor (kmm__cache_init); kmm_check verifies it. */
+#define KMALLOC_CANARY_OFFSET 8
 
 /* Two magazines' worth: a producer thread's refill finds what a consumer
  * thread's last two overflows gave back. */
@@ -521,16 +560,25 @@ static inline uint64_t slot_of(const struct kmm_slab *s, uintptr_t p)
 {
     return ((p - s->base) * s->recip) >> RECIP_SHIFT;
 }
+/* Does p (inside slab s) start a slot? Lemire's divisibility test: for
+ * off < 2^32, off % d == 0 iff off * (UINT64_MAX / d + 1) mod 2^64 <
+ * UINT64_MAX / d + 1; one multiply, no shift, no second multiply (slabs are
+ * at most 8 pages of 64 KiB, so off < 2^19). */
+static inline bool starts_slot(const struct kmm_slab *s, uintptr_t p)
+{
+    uint64_t off = p - s->base;
+    return off < s->span && off * s->divtest < s->divtest;
+}
 /* The slot that p starts, or UINT64_MAX when p is not the start of a slot. */
 static inline uint64_t slot_started_by(const struct kmm_slab *s, uintptr_t p)
 {
     uint64_t idx = slot_of(s, p);
     return idx * s->slot_size == p - s->base && idx < s->objects ? idx : UINT64_MAX;
 }
-/* The list a slab with inuse slots out belongs on. */
-static inline struct slab_list *slab_list_of(struct kmm_cache *c, uint32_t inuse)
+/* The list slab s belongs on, by its slots out. */
+static inline struct slab_list *slab_list_of(struct kmm_cache *c, const struct kmm_slab *s)
 {
-    return inuse == 0 ? &c->empty : inuse == c->objects ? &c->full : &c->partial;
+    return s->inuse == 0 ? &c->empty : s->inuse == s->objects ? &c->full : &c->partial;
 }
 
 /* Size classes and kmm_malloc's caches, made on first use of the layer. */
@@ -588,15 +636,8 @@ KMM_HIDDEN void kmm__slab_destroy_all(struct kmm *mm);
 KMM_HIDDEN void kmm__slab_drain(struct kmm *mm);   /* shrink every cache */
 
 /* slab/magazine.c */
-struct kmm_magazine {
-    uint32_t count;                       /* written by the owner only, read relaxed by stats */
-    uint32_t cap;
-    uintptr_t secret;                     /* the cache's, for the allocation fast path */
-    size_t canary_offset;
-    struct kmm_cache *cache;
-    struct kmm_magazine *next_free;
-    uintptr_t slot[];                     /* slot[count - 1] goes first */
-};
+/* Gives tc a magazine of c (a slot array for its head); the head, or NULL
+ * when c has no id or no memory for one. */
 KMM_HIDDEN struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *tc, struct kmm_cache *c);
 /* Empties every magazine of tc into its cache (mm->tcache_lock held). */
 KMM_HIDDEN void kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc);
@@ -639,7 +680,6 @@ static inline void obj_unpoison(const struct kmm_cache *c, uintptr_t p)
 }
 
 /* slab/object.c: one object in or out of a cache */
-/* Pops the newest slot of a non-empty magazine, checking its canary. */
 /* Hands out free slot p of cache c: checks and clears its canary. */
 static inline void *slot_claim(struct kmm_cache *c, uintptr_t p, uintptr_t secret, size_t canary_offset,
                                const char *fn)
@@ -651,12 +691,22 @@ static inline void *slot_claim(struct kmm_cache *c, uintptr_t p, uintptr_t secre
     *canary = 0;
     return (void *)p;
 }
-static inline void *mag_pop(struct kmm_magazine *m, const char *fn)
+/* Reports a popped slot whose canary was overwritten, and aborts (out of
+ * line: the fast path does not load the magazine's cache). */
+KMM_HIDDEN KMM_NORETURN void kmm__mag_overwritten(struct kmm_magazine *m, uintptr_t p, const char *fn);
+/* Pops the newest slot of a non-empty magazine, checking its canary;
+ * canary_offset is the cache's (KMALLOC_CANARY_OFFSET for kmm_malloc's). */
+static inline void *mag_pop(struct kmm_magazine *m, size_t canary_offset, const char *fn)
 {
     uint32_t n = m->count - 1;
     uintptr_t p = m->slot[n];
     store_relaxed(&m->count, n);
-    return slot_claim(m->cache, p, m->secret, m->canary_offset, fn);
+    uintptr_t *canary = (uintptr_t *)(p + canary_offset);
+    if (KMM_UNLIKELY(*canary != (m->secret ^ p)))
+        kmm__mag_overwritten(m, p, fn);
+    obj_unpoison(m->cache, p);
+    *canary = 0;
+    return (void *)p;
 }
 /* An object of c (the magazine, else the slabs), zeroed if flags say so;
  * NULL with errno ENOMEM. */
@@ -672,11 +722,11 @@ static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uintptr_t p
 #if KMM_THREAD_CACHE
     uintptr_t *canary = (uintptr_t *)(p + s->canary_offset);
     uintptr_t mark = s->secret ^ p;
-    if (KMM_LIKELY(slot_started_by(s, p) != UINT64_MAX && *canary != mark &&
+    if (KMM_LIKELY(starts_slot(s, p) && *canary != mark &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
-        struct kmm_magazine *m = kmm__tls[0].tc->mag[s->id];
-        uint32_t count;
-        if (KMM_LIKELY(m && (count = m->count) < m->cap)) {
+        struct kmm_magazine *m = &kmm__tls[0].tc->mag[s->id];
+        uint32_t count = m->count;
+        if (KMM_LIKELY(count < m->cap)) {
             *canary = mark;
             obj_poison(s->cache, p);
             store_relaxed(&m->slot[count], p);

@@ -133,10 +133,10 @@ struct kmm_cache_stats {
     size_t active_objects;  /* held by callers */
     size_t cached_objects;  /* free, in per-thread magazines */
     size_t depot_objects;   /* free, in the cache's depot: given back by full magazines, for the next refill */
-    size_t total_objects;   /* in all slabs: active + cached + free in slabs */
+    size_t total_objects;   /* in all slabs: active + cached + free in slabs (a fallback slab of a smaller order holds fewer) */
     size_t slabs;           /* slabs held, empty ones included */
     size_t empty_slabs;     /* slabs with no object out, kept for reuse */
-    size_t pages;           /* slabs * pages_per_slab */
+    size_t pages;           /* pages of all slabs: slabs * pages_per_slab, less where a slab fell back to a smaller order */
     size_t waste_bytes;     /* pages * page_size - active_objects * object_size */
 };
 

@@ -79,8 +79,8 @@ void kmm_cache_destroy(struct kmm_cache *c)
         struct slab_list *lists[2] = { &c->partial, &c->full };
         for (unsigned l = 0; l < 2; l++)
             for (struct kmm_slab *s = lists[l]->head; s; s = s->next) {
-                kmm__slab_map_set(mm, s->base, c->slab_order, NULL);
-                pages_unpoison(mm, (void *)s->base, (uint64_t)1 << c->slab_order);
+                kmm__slab_map_set(mm, s->base, s->order, NULL);
+                pages_unpoison(mm, (void *)s->base, (uint64_t)1 << s->order);
             }
     }
     struct kmm_slab_root *r = mm->slabs;
@@ -115,13 +115,13 @@ void kmm_cache_stats(struct kmm_cache *c, struct kmm_cache_stats *st)
     size_t out = c->objects_out, parked = c->depot_count;
     st->slabs = c->partial.count + c->full.count + c->empty.count;
     st->empty_slabs = c->empty.count;
+    st->total_objects = c->total_slots;
+    st->pages = c->total_pages;
     kmm_unlock(mm, &c->lock);
     /* magazines and slabs are read one after the other while objects move */
     st->depot_objects = parked;
     st->cached_objects = cached < out - parked ? cached : out - parked;
     st->active_objects = out - parked - st->cached_objects;
-    st->total_objects = st->slabs * c->objects;
-    st->pages = st->slabs << c->slab_order;
     size_t held = st->pages << mm->page_shift, used = st->active_objects * c->object_size;
     st->waste_bytes = held > used ? held - used : 0;
 }
@@ -198,21 +198,29 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
     uint64_t pfn = virt_to_pfn(mm, (void *)s->base);
     if (s->cache != c || pfn == UINT64_MAX)
         return kmm__check_fail(mm, "slab descriptor names another cache or lies outside memory", pfn);
-    if (meta_get(mm, pfn) != meta_make(META_ALLOC, c->slab_order))
+    if ((s->order != c->slab_order && s->order != c->min_order) ||
+        s->objects != (mm->page_size << s->order) / c->slot_size || s->slot_size != c->slot_size ||
+        s->secret != c->secret || s->canary_offset != c->canary_offset || s->id != c->id || s->recip != c->recip ||
+        s->span != s->objects * c->slot_size || s->divtest != UINT64_MAX / c->slot_size + 1)
+        return kmm__check_fail(mm, "slab descriptor's order, object count or copied cache fields are wrong", pfn);
+    if (meta_get(mm, pfn) != meta_make(META_ALLOC, s->order))
         return kmm__check_fail(mm, "slab pages are not one allocated block of the slab's order", pfn);
-    for (uint64_t i = 0; i < ((uint64_t)1 << c->slab_order); i++)
+    for (uint64_t i = 0; i < ((uint64_t)1 << s->order); i++)
         if (mm->slab_map[pfn - mm->base_pfn + i] != s)
             return kmm__check_fail(mm, "slab map does not name the slab for one of its pages", pfn + i);
     uint32_t out = 0;
     for (uint32_t w = 0; w < c->words; w++)
         out += (uint32_t)__builtin_popcountll(s->out[w]);
-    out -= c->words * 64 - c->objects;   /* the bits past the last slot */
-    if (out != s->inuse || slab_list_of(c, s->inuse) != l)
+    for (uint32_t i = s->objects; i < c->words * 64; i++)
+        if (!((s->out[i / 64] >> (i % 64)) & 1))
+            return kmm__check_fail(mm, "slab's bitmap has a clear bit past its last slot", pfn);
+    out -= c->words * 64 - s->objects;   /* the bits past the last slot */
+    if (out != s->inuse || slab_list_of(c, s) != l)
         return kmm__check_fail(mm, "slab's in-use count differs from its bitmap or its list", pfn);
     for (uint32_t w = 0; w < s->scan && w < c->words; w++)
         if (~s->out[w])
             return kmm__check_fail(mm, "slab's search hint skips a free slot", pfn);
-    for (uint32_t i = 0; i < c->objects; i++) {
+    for (uint32_t i = 0; i < s->objects; i++) {
         uintptr_t p = s->base + i * c->slot_size;
         if (!((s->out[i / 64] >> (i % 64)) & 1) && *(uintptr_t *)(p + c->canary_offset) != slot_canary(c, p))
             return kmm__check_fail(mm, "free object in a slab was overwritten (write after free?)", virt_to_pfn(mm, (void *)p));
@@ -247,7 +255,7 @@ static int check_depot(struct kmm *mm, struct kmm_cache *c)
 static int check_cache(struct kmm *mm, struct kmm_cache *c)
 {
     const struct slab_list *lists[3] = { &c->partial, &c->full, &c->empty };
-    size_t out = 0;
+    size_t out = 0, slots = 0, pages = 0;
     for (unsigned l = 0; l < 3; l++) {
         size_t n = 0;
         for (struct kmm_slab *s = lists[l]->head; s; s = s->next) {
@@ -257,12 +265,18 @@ static int check_cache(struct kmm *mm, struct kmm_cache *c)
             if (rc)
                 return rc;
             out += s->inuse;
+            slots += s->objects;
+            pages += (size_t)1 << s->order;
         }
         if (n != lists[l]->count)
             return kmm__check_fail(mm, "slab list is shorter than its count", UINT64_MAX);
     }
     if (out != c->objects_out)
         return kmm__check_fail(mm, "cache's objects-out counter differs from its slabs", UINT64_MAX);
+    if (c->kmalloc && c->canary_offset != KMALLOC_CANARY_OFFSET)
+        return kmm__check_fail(mm, "a kmm_malloc cache keeps its canary elsewhere than its fast path reads it", UINT64_MAX);
+    if (slots != c->total_slots || pages != c->total_pages)
+        return kmm__check_fail(mm, "cache's slot or page total differs from its slabs", UINT64_MAX);
     return check_depot(mm, c);
 }
 

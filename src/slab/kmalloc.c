@@ -204,9 +204,9 @@ void *kmm_malloc(struct kmm *mm, size_t size, unsigned flags)
     if (KMM_LIKELY(flags == 0 && size <= __atomic_load_n(&mm->kmalloc_max, __ATOMIC_ACQUIRE) &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         unsigned cls = mm->class_of[(size + 15) >> 4];
-        struct kmm_magazine *m = kmm__tls[0].tc->mag[cls];
-        if (KMM_LIKELY(m && m->count))
-            return mag_pop(m, "kmm_malloc");
+        struct kmm_magazine *m = &kmm__tls[0].tc->mag[cls];
+        if (KMM_LIKELY(m->count))
+            return mag_pop(m, KMALLOC_CANARY_OFFSET, "kmm_malloc");
     }
 #endif
     return malloc_slow(mm, size, flags, "kmm_malloc");

@@ -14,8 +14,8 @@ void *kmm__obj_alloc(struct kmm_cache *c, unsigned flags, const char *fn)
 {
     struct kmm *mm = c->mm;
     struct kmm_tcache *tc = tcache_get(mm);
-    struct kmm_magazine *m = tc ? tc->mag[c->id] : NULL;
-    if (tc && !m)
+    struct kmm_magazine *m = tc ? &tc->mag[c->id] : NULL;
+    if (m && !m->cache)
         m = kmm__mag_get(mm, tc, c);
     if (m) {
         if (!m->count) {
@@ -23,7 +23,7 @@ void *kmm__obj_alloc(struct kmm_cache *c, unsigned flags, const char *fn)
             store_relaxed(&m->count, kmm__cache_take(c, m->slot, want ? want : 1, flags));
         }
         if (m->count)
-            return finish(c, mag_pop(m, fn), flags);
+            return finish(c, mag_pop(m, c->canary_offset, fn), flags);
     } else {
         /* no magazine (no thread cache, or no memory for one): straight from a slab */
         uintptr_t p;
@@ -43,8 +43,8 @@ void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const c
         kmm__check_double_free(c, s, p, fn, "double free of");
     struct kmm *mm = c->mm;
     struct kmm_tcache *tc = tcache_get(mm);
-    struct kmm_magazine *m = tc ? tc->mag[c->id] : NULL;
-    if (tc && !m)
+    struct kmm_magazine *m = tc ? &tc->mag[c->id] : NULL;
+    if (m && !m->cache)
         m = kmm__mag_get(mm, tc, c);
     *canary = slot_canary(c, p);
     obj_poison(c, p);
@@ -72,9 +72,9 @@ void *kmm_cache_alloc(struct kmm_cache *c, unsigned flags)
 #if KMM_THREAD_CACHE
     struct kmm *mm = c->mm;
     if (KMM_LIKELY(!(flags & KMM_ZERO) && kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
-        struct kmm_magazine *m = kmm__tls[0].tc->mag[c->id];
-        if (KMM_LIKELY(m && m->count))
-            return mag_pop(m, "kmm_cache_alloc");
+        struct kmm_magazine *m = &kmm__tls[0].tc->mag[c->id];
+        if (KMM_LIKELY(m->count))
+            return mag_pop(m, c->canary_offset, "kmm_cache_alloc");
     }
 #endif
     return kmm__obj_alloc(c, flags, "kmm_cache_alloc");

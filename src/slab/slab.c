@@ -83,6 +83,13 @@ int kmm__cache_init(struct kmm *mm, struct kmm_cache *c, const char *name, size_
             slab_order++;   /* at most 3: slot <= 8 pages */
     }
     c->slab_order = slab_order;
+    /* the fallback when memory is too fragmented for slab_order: the
+     * smallest block that holds one slot (a page for every slot that fits) */
+    c->min_order = 0;
+    while ((ps << c->min_order) < c->slot_size)
+        c->min_order++;
+    if (c->min_order > slab_order)
+        c->min_order = slab_order;
     c->objects = (uint32_t)((ps << slab_order) / c->slot_size);
     c->words = (c->objects + 63) / 64;
     c->recip = ((uint64_t)1 << RECIP_SHIFT) / c->slot_size + 1;
@@ -167,14 +174,22 @@ void kmm__slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct km
 }
 
 /* A new slab, every slot free (constructed, canary written, poisoned); not on
- * any list. Called without the lock. */
+ * any list. Called without the lock. Of slab_order when such a block can be
+ * had, else of min_order (SLUB's fallback): on memory fragmented to single
+ * pages, a cache of objects below a page still gets slabs while a free page
+ * is left. */
 static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
 {
     struct kmm *mm = c->mm;
     if (kmm__fault(mm, KMM_FAULT_PAGES))
         return NULL;
     unsigned areas = c->page_flags ? c->page_flags : flags & KMM_AREA_MASK;
-    void *pages = kmm_alloc_pages(mm, c->slab_order, areas);
+    unsigned order = c->slab_order;
+    void *pages = kmm_alloc_pages(mm, order, areas);
+    if (!pages && c->min_order < order) {
+        order = c->min_order;
+        pages = kmm_alloc_pages(mm, order, areas);
+    }
     if (!pages)
         return NULL;
     kmm_lock(mm, &c->lock);
@@ -193,21 +208,24 @@ static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
     s->base = (uintptr_t)pages;
     s->recip = c->recip;
     s->slot_size = (uint32_t)c->slot_size;
-    s->objects = c->objects;
+    s->objects = (uint32_t)((mm->page_size << order) / c->slot_size);
+    s->span = s->objects * (uint32_t)c->slot_size;
+    s->divtest = UINT64_MAX / c->slot_size + 1;
+    s->order = order;
     s->secret = c->secret;
     s->canary_offset = (uint32_t)c->canary_offset;
     s->id = c->id;
     /* bits past the last slot are out for good, so searches need no bound */
-    if (c->objects % 64)
-        s->out[c->words - 1] = ~(uint64_t)0 << (c->objects % 64);
-    for (uint32_t i = 0; i < c->objects; i++) {
+    for (uint32_t w = s->objects / 64; w < c->words; w++)
+        s->out[w] = w * 64 >= s->objects ? ~(uint64_t)0 : ~(uint64_t)0 << (s->objects % 64);
+    for (uint32_t i = 0; i < s->objects; i++) {
         uintptr_t p = s->base + i * c->slot_size;
         if (c->ctor)
             c->ctor((void *)p);
         *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
         obj_poison(c, p);
     }
-    kmm__slab_map_set(mm, s->base, c->slab_order, s);
+    kmm__slab_map_set(mm, s->base, order, s);
     return s;
 }
 
@@ -252,13 +270,19 @@ uint32_t kmm__cache_take(struct kmm_cache *c, uintptr_t *dst, uint32_t n, unsign
             if (!s)
                 break;
             list_add(&c->empty, s);
+            c->total_slots += s->objects;
+            c->total_pages += (size_t)1 << s->order;
             continue;
         }
-        list_del(slab_list_of(c, s->inuse), s);
+        struct slab_list *from = slab_list_of(c, s);
         uint32_t k = take_from(c, s, dst + got, n - got);
         got += k;
         c->objects_out += k;
-        list_add(slab_list_of(c, s->inuse), s);
+        struct slab_list *to = slab_list_of(c, s);
+        if (to != from) {
+            list_del(from, s);
+            list_add(to, s);
+        }
     }
     kmm_unlock(mm, &c->lock);
     return got;
@@ -272,7 +296,9 @@ static uintptr_t retire_slab(struct kmm_cache *c, struct kmm_slab *s)
 {
     uintptr_t base = s->base;
     list_del(&c->empty, s);
-    kmm__slab_map_set(c->mm, base, c->slab_order, NULL);
+    c->total_slots -= s->objects;
+    c->total_pages -= (size_t)1 << s->order;
+    kmm__slab_map_set(c->mm, base, s->order, NULL);
     desc_free(c, s);
     return base;
 }
@@ -299,14 +325,22 @@ void kmm__cache_put(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const
                 kmm_unlock(mm, &c->lock);
                 kmm__slot_fatal(c, fn, "double free of", (void *)p);
             }
-            list_del(slab_list_of(c, s->inuse), s);
+            struct slab_list *from = slab_list_of(c, s);
             s->out[idx / 64] &= ~bit;
             if (idx / 64 < s->scan)
                 s->scan = (uint32_t)(idx / 64);
             s->inuse--;
             c->objects_out--;
-            list_add(slab_list_of(c, s->inuse), s);
-            if (s->inuse == 0 && c->empty.count > c->max_empty)
+            /* relink only when the slab changes list (full -> partial,
+             * partial -> empty): most slots go back to a partial slab */
+            struct slab_list *to = slab_list_of(c, s);
+            if (to != from) {
+                list_del(from, s);
+                list_add(to, s);
+            }
+            /* a fallback slab goes back as soon as it empties, so that the
+             * cache returns to its preferred order when memory allows */
+            if (s->inuse == 0 && (c->empty.count > c->max_empty || s->order != c->slab_order))
                 freed[nfreed++] = retire_slab(c, s);
         }
         kmm_unlock(mm, &c->lock);

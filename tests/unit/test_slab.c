@@ -1282,6 +1282,112 @@ static void test_exhaustion(void **state)
     finish(mm);
 }
 
+static int cmp_addr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Memory fragmented to single pages: every page taken at order 0, every
+ * other one freed. A size class whose slabs are several pages cannot get
+ * one, so it falls back to slabs of one page (SLUB's min order): every
+ * kmm_malloc below a page succeeds while a free page is left. Then, with
+ * memory whole again, the same cache makes slabs of its preferred order
+ * beside the fallback ones, and kmm_check and the stats follow both. */
+static void test_fragmented_single_pages(void **state)
+{
+    size_t ps = param_ps(state);
+    struct kmm *mm = kmm_test_create(ps, 64 * MiB);
+    size_t initial = allocated_pages(mm);
+    size_t max_small = kmm_malloc_max_slab_size(mm);
+    assert_true(max_small > 0 && max_small < ps);
+    size_t cap = 64 * MiB / ps + 1, npages = 0;
+    void **pages = calloc(cap, sizeof(*pages));
+    assert_non_null(pages);
+    void *pg;
+    while ((pg = kmm_alloc_pages(mm, 0, 0)) != NULL) {
+        assert_true(npages < cap);
+        pages[npages++] = pg;
+    }
+    assert_true(npages > cap / 2);
+    qsort(pages, npages, sizeof(*pages), cmp_addr);   /* every other page by address: no two free side by side */
+    for (size_t i = 0; i < npages; i += 2) {
+        kmm_free_pages(mm, pages[i]);
+        pages[i] = NULL;
+    }
+    kmm_drain(mm);
+    struct kmm_page_stats pst;
+    kmm_page_stats(mm, &pst);
+    assert_true(pst.free_pages >= npages / 2 - 1);
+    for (unsigned a = 0; a < KMM_MAX_AREAS; a++)
+        for (unsigned o = 1; o <= KMM_MAX_ORDER; o++)
+            assert_int_equal(pst.nr_free[a][o], 0);   /* really single pages */
+
+    /* the sizes of the report, then one of every size class */
+    size_t sizes[3 + MAX_CLASSES], nsizes = 0;
+    sizes[nsizes++] = 1000;
+    sizes[nsizes++] = 2000;
+    sizes[nsizes++] = 3000;
+    for (size_t sz = 1; sz <= max_small && nsizes < 3 + MAX_CLASSES;) {
+        void *p = kmm_malloc(mm, sz, 0);
+        assert_non_null(p);
+        size_t cls = kmm_usable_size(mm, p);
+        kmm_free(mm, p);
+        sizes[nsizes++] = cls;
+        sz = cls + 1;
+    }
+    void *objs[3 + MAX_CLASSES];
+    for (size_t i = 0; i < nsizes; i++) {
+        if (sizes[i] > max_small)
+            continue;
+        errno = 0;
+        objs[i] = kmm_malloc(mm, sizes[i], 0);
+        if (!objs[i])
+            fprintf(stderr, "kmm_malloc(%zu) failed on fragmented memory (errno %d)\n", sizes[i], errno);
+        assert_non_null(objs[i]);
+        check_malloc_result(mm, ps, objs[i], sizes[i]);
+    }
+    assert_int_equal(kmm_check(mm), 0);
+
+    /* memory whole again: preferred slabs beside the fallback ones */
+    for (size_t i = 1; i < npages; i += 2)
+        kmm_free_pages(mm, pages[i]);
+    void *more[512];
+    size_t nmore = 0;
+    for (; nmore < 512; nmore++) {
+        more[nmore] = kmm_malloc(mm, 1000, 0);
+        assert_non_null(more[nmore]);
+    }
+    assert_int_equal(kmm_check(mm), 0);
+    size_t n;
+    struct kmm_cache_stats *st = all_slab_stats(mm, &n);
+    size_t cls1000 = kmm_usable_size(mm, more[0]);
+    bool mixed = false;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(st[i].pages >= st[i].slabs && st[i].pages <= st[i].slabs * st[i].pages_per_slab);
+        assert_true(st[i].total_objects <= st[i].slabs * st[i].objects_per_slab);
+        assert_true(st[i].total_objects >= st[i].active_objects + st[i].cached_objects + st[i].depot_objects);
+        if (st[i].object_size == cls1000 && !strchr(st[i].name + 8, '-') && st[i].pages_per_slab > 1) {
+            /* a class of multi-page slabs: both orders are there */
+            assert_true(st[i].pages > st[i].slabs);
+            assert_true(st[i].pages < st[i].slabs * st[i].pages_per_slab);
+            assert_true(st[i].total_objects < st[i].slabs * st[i].objects_per_slab);
+            mixed = true;
+        }
+    }
+    free(st);
+    if (ps == 4 * KiB)
+        assert_true(mixed);   /* kmalloc-1008 has slabs of 2 pages there */
+    for (size_t i = 0; i < nmore; i++)
+        kmm_free(mm, more[i]);
+    for (size_t i = 0; i < nsizes; i++)
+        if (sizes[i] <= max_small)
+            kmm_free(mm, objs[i]);
+    free(pages);
+    assert_all_back(mm, initial);
+    finish(mm);
+}
+
 /* Objects allocated in one thread and freed in another, both ways; a
  * thread's magazines go back when it exits. */
 struct xthread {
@@ -2211,6 +2317,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_free_null),
         PER_PAGE_SIZE(test_memory_returns),
         PER_PAGE_SIZE(test_exhaustion),
+        PER_PAGE_SIZE(test_fragmented_single_pages),
         PER_PAGE_SIZE(test_cross_thread),
         PER_PAGE_SIZE(test_cache_ctor),
         PER_PAGE_SIZE(test_cache_align),
