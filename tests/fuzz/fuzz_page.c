@@ -29,9 +29,10 @@
  * Built with -fsanitize=fuzzer when KMM_FUZZ=ON, and with replay_main.c as an
  * ordinary program (tests/fuzz/replay_main.c).
  */
+#include "kmm_test.h"
+
 #include <kmm.h>
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,34 +69,13 @@ static uint32_t next_id;
 static unsigned long op_no;
 static bool cache_clean;            /* the thread's caches are known to be empty */
 
-static void bug(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void bug(const char *fmt, ...)
+/* What a failure report (kmm_test_fail) starts with. */
+static void bug_head(FILE *f)
 {
-    va_list ap;
-    fflush(stdout);
-    fprintf(stderr, "fuzz_page: op %lu: ", op_no);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    abort();
+    fprintf(f, "fuzz_page: op %lu: ", op_no);
 }
 
-struct reader {
-    const uint8_t *d;
-    size_t n, i;
-};
-
-static unsigned get8(struct reader *r)
-{
-    return r->i < r->n ? r->d[r->i++] : 0;
-}
-
-static unsigned get16(struct reader *r)
-{
-    unsigned v = get8(r);
-    return v | get8(r) << 8;
-}
+#define bug(...) kmm_test_fail(__VA_ARGS__)
 
 static unsigned ceil_log2_u(uint64_t v)
 {
@@ -309,10 +289,10 @@ static void unreserve_op(unsigned which, unsigned off, unsigned len)
     unreserve_range(start, end - start);
 }
 
-static void reserve_op(struct reader *r)
+static void reserve_op(struct kmm_test_reader *r)
 {
-    uint32_t pfn = get16(r) % (NPAGES + 16);
-    unsigned cb = get8(r), kind = get8(r);
+    uint32_t pfn = kmm_test_get16(r) % (NPAGES + 16);
+    unsigned cb = kmm_test_get8(r), kind = kmm_test_get8(r);
     uint64_t n = 1 + (kind & 1 ? (uint64_t)cb * 8 : cb);
     kmm_phys_t phys = (kmm_phys_t)pfn << SHIFT;
     if (kind & 2)
@@ -380,31 +360,32 @@ static void finish(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    kmm_test_on_fail(bug_head, NULL, true);
     if (!mm)
         setup();
-    struct reader r = { data, size, 0 };
+    struct kmm_test_reader r = { data, size, 0 };
     op_no = 0;
     cache_clean = true;                          /* finish() drained */
     while (r.i < r.n) {
         op_no++;
-        unsigned op = get8(&r) % 8;
+        unsigned op = kmm_test_get8(&r) % 8;
         struct req rq;
         memset(&rq, 0, sizeof(rq));
         switch (op) {
         case 0:
         case 1:
             rq.kind = K_ORDER;
-            rq.order = get8(&r);
+            rq.order = kmm_test_get8(&r);
             rq.order = rq.order & 0x80 ? (rq.order & 0x7f) % 12 : rq.order % (KMM_PCP_MAX_ORDER + 1);   /* 9: area 2 only; 10, 11: none */
-            rq.flags = decode_flags(get8(&r));
+            rq.flags = decode_flags(kmm_test_get8(&r));
             alloc_op(&rq, (uint32_t)1 << rq.order, rq.order, (uint32_t)1 << rq.order);
             break;
         case 2: {
             rq.kind = K_ALIGNED;
-            rq.npages = decode_npages(get16(&r));
-            unsigned a = get8(&r) % 16;
+            rq.npages = decode_npages(kmm_test_get16(&r));
+            unsigned a = kmm_test_get8(&r) % 16;
             rq.align = a == 0 ? 0 : a == 1 ? 512 : (size_t)PS << (a - 2);
-            rq.flags = decode_flags(get8(&r));
+            rq.flags = decode_flags(kmm_test_get8(&r));
             uint32_t align = rq.align > PS ? (uint32_t)(rq.align / PS) : 1;
             unsigned need = ceil_log2_u(rq.npages);
             if (((uint32_t)1 << need) < align)
@@ -414,17 +395,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         case 3: {
             rq.kind = K_EXACT;
-            uint32_t pages = decode_npages(get16(&r));
-            unsigned less = get16(&r) % PS;      /* a partial last page */
+            uint32_t pages = decode_npages(kmm_test_get16(&r));
+            unsigned less = kmm_test_get16(&r) % PS;      /* a partial last page */
             rq.size = (size_t)pages * PS - less;   /* still needs all the pages */
-            rq.flags = decode_flags(get8(&r));
+            rq.flags = decode_flags(kmm_test_get8(&r));
             uint32_t npages = (uint32_t)((rq.size + PS - 1) / PS);
             alloc_op(&rq, npages, ceil_log2_u(npages), 1);
             break;
         }
         case 4:
         case 5: {
-            unsigned v = get16(&r);
+            unsigned v = kmm_test_get16(&r);
             if (nlive)
                 free_one(v % nlive);
             break;
@@ -433,7 +414,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             reserve_op(&r);
             break;
         default: {
-            unsigned sel = get8(&r), which = get16(&r), off = get16(&r), len = get16(&r);
+            unsigned sel = kmm_test_get8(&r), which = kmm_test_get16(&r), off = kmm_test_get16(&r), len = kmm_test_get16(&r);
             if (sel % 4 == 0) {
                 kmm_drain(mm);
                 cache_clean = true;

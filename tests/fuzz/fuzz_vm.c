@@ -58,10 +58,11 @@
  * Built with -fsanitize=fuzzer when KMM_FUZZ=ON, and with replay_main.c as an
  * ordinary program (test_vmalloc_fuzz_replay).
  */
+#include "kmm_test.h"
+
 #include <kmm.h>
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -70,17 +71,6 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifndef UNDER_SANITIZER
-#define UNDER_SANITIZER 0
-#endif
 
 #define PS         4096u
 #define NPAGES     1024u             /* 4 MiB */
@@ -101,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*cb)(const uint8_t *, size_t)) __attribute__((weak));
 static unsigned max_ops(void)
 {
-    return LLVMFuzzerRunDriver ? 512u : UNDER_SANITIZER ? 24u : 48u;
+    return LLVMFuzzerRunDriver ? 512u : KMM_TEST_SANITIZER ? 24u : 48u;
 }
 
 enum kind { K_VMALLOC, K_VMAP, K_KVSMALL };
@@ -143,77 +133,40 @@ static uint32_t next_id;
 static unsigned long op_no;
 static bool fault_armed;
 
-static void bug(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void bug(const char *fmt, ...)
+/* What a failure report starts with (kmm_test_fail, which aborts here). */
+static void bug_head(FILE *f)
 {
-    va_list ap;
-    fflush(stdout);
-    fprintf(stderr, "fuzz_vm (%s): op %lu: ", S && S->strict ? "strict" : "lazy", op_no);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    abort();
+    fprintf(f, "fuzz_vm (%s): op %lu: ", S && S->strict ? "strict" : "lazy", op_no);
 }
 
-struct reader {
-    const uint8_t *d;
-    size_t n, i;
-};
-
-static unsigned get8(struct reader *r)
-{
-    return r->i < r->n ? r->d[r->i++] : 0;
-}
-
-static unsigned get16(struct reader *r)
-{
-    unsigned v = get8(r);
-    return v | get8(r) << 8;
-}
+#define bug(...) kmm_test_fail(__VA_ARGS__)
 
 /* ---- patterns ------------------------------------------------------------------------- */
-
-static unsigned char pat(uint32_t id, size_t i)
-{
-    uint64_t x = ((uint64_t)id << 32) ^ (i >> 3);
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    return (unsigned char)(x >> (8 * (i & 7)));
-}
 
 /* Which bytes carry the pattern of `written` bytes: all up to FULL_LIMIT;
  * beyond, the first and last 32 bytes of every page and the last 32. The
  * first and last bytes of every page are the ones a wrong mapping, an
  * overlap or a missing guard page would spoil. */
-static size_t next_carrier(size_t written, size_t i)
-{
-    if (written <= FULL_LIMIT || (i & (PS - 1)) < 32 || (i & (PS - 1)) >= PS - 32 || i + 32 >= written)
-        return i;
-    size_t n = (i | (PS - 1)) + 1 - 32;
-    return n < written - 32 ? n : written - 32;
-}
+static const struct kmm_test_sampling carriers = { PS, FULL_LIMIT, 32 };
 
 static void write_pattern(unsigned char *p, uint32_t id, size_t written)
 {
-    for (size_t i = 0; i < written; i = next_carrier(written, i + 1))
-        p[i] = pat(id, i);
+    kmm_test_fill_sampled(p, id, written, &carriers);
 }
 
 static void verify_pattern(const unsigned char *p, uint32_t id, size_t written, size_t len, const char *when)
 {
-    for (size_t i = 0; i < len && i < written; i = next_carrier(written, i + 1))
-        if (p[i] != pat(id, i))
-            bug("%s: area %u at %p: byte %zu is 0x%02x, expected 0x%02x (overlap or corruption)", when, id,
-                (const void *)p, i, p[i], pat(id, i));
+    size_t i = kmm_test_find_unlike(p, id, written, len, &carriers);
+    if (i != SIZE_MAX)
+        bug("%s: area %u at %p: byte %zu is 0x%02x, expected 0x%02x (overlap or corruption)", when, id,
+            (const void *)p, i, p[i], kmm_test_pat(id, i));
 }
 
 static void verify_zero(const unsigned char *p, size_t from, size_t to, const char *what)
 {
-    for (size_t i = from; i < to; i = next_carrier(to, i + 1))
-        if (p[i])
-            bug("%s returned %p: byte %zu is 0x%02x, not zeroed", what, (const void *)p, i, p[i]);
+    size_t i = kmm_test_find_nonzero(p, from, to, &carriers);
+    if (i != SIZE_MAX)
+        bug("%s returned %p: byte %zu is 0x%02x, not zeroed", what, (const void *)p, i, p[i]);
 }
 
 /* A caller page's pattern: its first and last 32 bytes and the word in its middle. */
@@ -226,7 +179,7 @@ static void held_write_at(unsigned char *at, uint32_t id)
 {
     for (size_t i = 0; i < PS; i++)
         if (page_carrier(i))
-            at[i] = pat(id, i);
+            at[i] = kmm_test_pat(id, i);
 }
 
 static void held_write(unsigned h)
@@ -238,9 +191,9 @@ static void held_write(unsigned h)
 static void held_verify(unsigned h, const unsigned char *at, const char *when)
 {
     for (size_t i = 0; i < PS; i++)
-        if (page_carrier(i) && at[i] != pat(S->held_id[h], i))
+        if (page_carrier(i) && at[i] != kmm_test_pat(S->held_id[h], i))
             bug("%s: caller page %u seen at %p: byte %zu is 0x%02x, expected 0x%02x", when, h, (const void *)at, i,
-                at[i], pat(S->held_id[h], i));
+                at[i], kmm_test_pat(S->held_id[h], i));
 }
 
 /* ---- the model ------------------------------------------------------------------------- */
@@ -536,9 +489,9 @@ static void free_index(unsigned idx, unsigned how)
 
 /* ---- decoding -------------------------------------------------------------------------------- */
 
-static size_t decode_size(struct reader *r)
+static size_t decode_size(struct kmm_test_reader *r)
 {
-    unsigned b = get8(r), sel = b % 16, v = get16(r);
+    unsigned b = kmm_test_get8(r), sel = b % 16, v = kmm_test_get16(r);
     if (sel < 6)
         return 1 + v % PS;
     if (sel < 11)
@@ -572,12 +525,12 @@ static bool in_space(const struct area *a) { return a->kind != K_KVSMALL; }
 
 /* ---- operations --------------------------------------------------------------------------------- */
 
-static void op_alloc(struct reader *r, unsigned kind)
+static void op_alloc(struct kmm_test_reader *r, unsigned kind)
 {
     size_t align = 0;
-    unsigned ab = kind == 1 ? get8(r) : 0;
+    unsigned ab = kind == 1 ? kmm_test_get8(r) : 0;
     size_t size = decode_size(r);
-    unsigned flags = decode_flags(get8(r));
+    unsigned flags = decode_flags(kmm_test_get8(r));
     char what[96];
     struct kmm_vmalloc_stats st;
     kmm_vmalloc_stats(mm, &st);
@@ -618,11 +571,11 @@ static void op_alloc(struct reader *r, unsigned kind)
     adopt(&a, align, flags & KMM_ZERO ? 0 : SIZE_MAX, what);
 }
 
-static void op_realloc(struct reader *r)
+static void op_realloc(struct kmm_test_reader *r)
 {
-    unsigned w = get16(r);
+    unsigned w = kmm_test_get16(r);
     size_t size = decode_size(r);
-    unsigned flags = decode_flags(get8(r));
+    unsigned flags = decode_flags(kmm_test_get8(r));
     unsigned idx = pick(w, is_vmalloc);
     if (idx == MAX_LIVE)
         return;
@@ -661,14 +614,14 @@ static void op_realloc(struct reader *r)
     adopt(&a, 0, flags & KMM_ZERO ? old.size : SIZE_MAX, what);
 }
 
-static void op_vmap(struct reader *r)
+static void op_vmap(struct kmm_test_reader *r)
 {
-    unsigned n = 1 + get8(r) % MAX_VMAP, pb = get8(r);
+    unsigned n = 1 + kmm_test_get8(r) % MAX_VMAP, pb = kmm_test_get8(r);
     struct area a;
     memset(&a, 0, sizeof(a));
     kmm_phys_t phys[MAX_VMAP];
     for (unsigned i = 0; i < n; i++) {
-        a.held[i] = (uint8_t)(get8(r) % NHELD);
+        a.held[i] = (uint8_t)(kmm_test_get8(r) % NHELD);
         phys[i] = kmm_virt_to_phys(mm, S->held[a.held[i]]);
     }
     unsigned prot = pb & 1 ? KMM_PROT_READ : KMM_PROT_READ | KMM_PROT_WRITE;
@@ -697,9 +650,9 @@ static void op_vmap(struct reader *r)
     adopt(&a, 0, SIZE_MAX, what);
 }
 
-static void op_phys(struct reader *r)
+static void op_phys(struct kmm_test_reader *r)
 {
-    unsigned w = get16(r), off = get16(r);
+    unsigned w = kmm_test_get16(r), off = kmm_test_get16(r);
     unsigned idx = pick(w, in_space);
     if (idx == MAX_LIVE) {
         uintptr_t x = S->lo + (uintptr_t)off * 128;      /* an address of no live area */
@@ -725,9 +678,9 @@ static void op_phys(struct reader *r)
         bug("kmm_vmalloc_to_phys(%p + %zu) = %#llx: not the frame behind it", (void *)a->p, o, (unsigned long long)ph);
 }
 
-static void op_vmap_write(struct reader *r)
+static void op_vmap_write(struct kmm_test_reader *r)
 {
-    unsigned w = get16(r);
+    unsigned w = kmm_test_get16(r);
     unsigned idx = pick(w, is_vmap);
     if (idx == MAX_LIVE || !(live[idx].prot & KMM_PROT_WRITE))
         return;
@@ -738,9 +691,9 @@ static void op_vmap_write(struct reader *r)
     held_verify(h, S->held[h], "a caller page written through kmm_vmap");   /* ...seen in the direct map */
 }
 
-static void op_misc(struct reader *r)
+static void op_misc(struct kmm_test_reader *r)
 {
-    unsigned sel = get8(r) % 5;
+    unsigned sel = kmm_test_get8(r) % 5;
     if (sel == 0) {
         struct kmm_vmalloc_stats st;
         kmm_vmalloc_stats(mm, &st);
@@ -760,9 +713,9 @@ static void op_misc(struct reader *r)
     }
 }
 
-static void op_frag(struct reader *r)
+static void op_frag(struct kmm_test_reader *r)
 {
-    unsigned c = get8(r);
+    unsigned c = kmm_test_get8(r);
     if (c & 0x80) {
         for (unsigned n = c & 0x7f; n-- && nfrag;)
             kmm_free_pages(mm, frag[--nfrag]);
@@ -779,10 +732,10 @@ static void op_frag(struct reader *r)
     }
 }
 
-static void op_tag(struct reader *r)
+static void op_tag(struct kmm_test_reader *r)
 {
     static const char *const tags[] = { "fuzz-a", "fuzz-b" };
-    unsigned w = get16(r);
+    unsigned w = kmm_test_get16(r);
     unsigned idx = pick(w, in_space);
     if (idx == MAX_LIVE)
         return;
@@ -853,8 +806,9 @@ static void finish(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct reader r = { data, size, 0 };
-    unsigned which = get8(&r) & 1;
+    kmm_test_on_fail(bug_head, NULL, true);
+    struct kmm_test_reader r = { data, size, 0 };
+    unsigned which = kmm_test_get8(&r) & 1;
     S = &systems[which];
     if (!S->mm) {
         setup(S, which == 1);
@@ -866,7 +820,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned limit = max_ops();
     while (r.i < r.n && op_no < limit) {
         op_no++;
-        unsigned op = get8(&r) % 16;
+        unsigned op = kmm_test_get8(&r) % 16;
         switch (op) {
         case 0:
         case 1:
@@ -883,7 +837,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case 5:
         case 6: {
-            unsigned w = get16(&r);
+            unsigned w = kmm_test_get16(&r);
             if (nlive)
                 free_index(w % nlive, w >> 12);
             break;
@@ -892,7 +846,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             op_vmap(&r);
             break;
         case 8: {
-            unsigned idx = pick(get16(&r), is_vmap);
+            unsigned idx = pick(kmm_test_get16(&r), is_vmap);
             if (idx != MAX_LIVE)
                 free_index(idx, 0);
             break;
@@ -904,7 +858,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             op_misc(&r);
             break;
         case 11: {
-            unsigned sites = 1 + get8(&r) % 7, nth = get8(&r), times = get8(&r) % 4;
+            unsigned sites = 1 + kmm_test_get8(&r) % 7, nth = kmm_test_get8(&r), times = kmm_test_get8(&r) % 4;
             if (nth % 4 == 0) {
                 kmm_fault_inject(mm, 0, 0, 0);
                 fault_armed = false;
@@ -921,7 +875,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             op_tag(&r);
             break;
         case 14: {
-            unsigned cnt = get8(&r) % 16;
+            unsigned cnt = kmm_test_get8(&r) % 16;
             while (cnt-- && nlive)
                 free_index(nlive - 1, cnt);
             break;

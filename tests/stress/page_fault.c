@@ -23,7 +23,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -43,18 +42,13 @@ static atomic_llong meta_bytes;       /* meta_alloc minus meta_free */
 static unsigned long run_k;
 static const char *run_mode;
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
+/* What a failure report (kmm_test_fail) starts with. */
+static void die_head(FILE *f)
 {
-    va_list ap;
-    fflush(stdout);
-    fprintf(stderr, "page_fault FAILED (%s, k = %lu): ", run_mode, run_k);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
+    fprintf(f, "page_fault FAILED (%s, k = %lu): ", run_mode, run_k);
 }
+
+#define die(...) kmm_test_fail(__VA_ARGS__)
 
 static bool inject(atomic_ulong *which)
 {
@@ -322,6 +316,7 @@ static bool one_run(unsigned long k, bool from, unsigned long *created)
 
 int main(void)
 {
+    kmm_test_on_fail(die_head, NULL, false);
     wrapped = kmm_platform_hosted;
     wrapped.name = "hosted-fault-injection";
     wrapped.open = w_open;

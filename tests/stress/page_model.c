@@ -30,7 +30,6 @@
 #include <kmm.h>
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,37 +81,26 @@ struct model {
 
 static uint64_t g_seed;
 
-static void fail(struct model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-static void fail(struct model *m, const char *fmt, ...)
+static struct model *g_model;   /* the model running, for failure reports */
+
+/* What a failure report (kmm_test_fail) starts with. */
+static void fail_head(FILE *f)
 {
-    va_list ap;
-    fflush(stdout);
-    fprintf(stderr, "page_model FAILED [%s, seed %llu, op %lu]: ", m ? m->cfg->name : "-",
-            (unsigned long long)g_seed, m ? m->op : 0ul);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
+    struct model *m = g_model;
+    fprintf(f, "page_model FAILED [%s, seed %llu, op %lu]: ", m ? m->cfg->name : "-", (unsigned long long)g_seed,
+            m ? m->op : 0ul);
 }
+
+#define fail(m, ...) (g_model = (m), kmm_test_fail(__VA_ARGS__))
 
 static uint64_t rnd(struct model *m, uint64_t n)
 {
-    return n ? kmm_test_rand(&m->rng) % n : 0;
-}
-
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
+    return kmm_test_below(&m->rng, n);
 }
 
 static uint64_t pattern(uint32_t id, uint64_t page, unsigned word)
 {
-    return mix64(((uint64_t)id << 32) ^ (page << 2) ^ word) | 1;   /* never zero */
+    return kmm_test_mix64(((uint64_t)id << 32) ^ (page << 2) ^ word) | 1;   /* never zero */
 }
 
 static unsigned ceil_log2_u64(uint64_t v)
@@ -749,6 +737,7 @@ int main(void)
         { "4 KiB pages, 40 MiB+52 KiB, odd areas", 4096, (40ull << 20) + (52 << 10), limits_odd, 4, 15 },
         { "4 KiB pages, 32 MiB, 2 areas", 4096, 32ull << 20, limits2, 2, 15 },
     };
+    kmm_test_on_fail(fail_head, NULL, false);
     g_seed = kmm_test_seed("page_model");
     const char *env = getenv("KMM_MODEL_OPS");
     unsigned long total = env ? strtoul(env, NULL, 0) : 200000;

@@ -28,24 +28,12 @@
 
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
 
 #define MAX_THREADS 4
 #define MAX_LIVE    128            /* blocks a thread holds at most */
@@ -88,18 +76,13 @@ struct worker {
     unsigned long allocs, frees, sent, received, alloc_failures;
 };
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
+/* What a failure report (kmm_test_fail) starts with. */
+static void die_head(FILE *f)
 {
-    va_list ap;
-    fflush(stdout);
-    fprintf(stderr, "page_threads FAILED: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
+    fputs("page_threads FAILED: ", f);
 }
+
+#define die(...) kmm_test_fail(__VA_ARGS__)
 
 static uint64_t word_for(uint64_t tag, uint64_t page, unsigned w)
 {
@@ -333,9 +316,8 @@ static void run(unsigned nthreads, unsigned long ops, uint64_t seed)
         ws[i].sh = sh;
         ws[i].id = i;
         ws[i].rng = seed + 0x1000193ULL * (i + 1);
-        if (pthread_create(&th[i], NULL, worker_main, &ws[i]) != 0)
-            die("pthread_create failed");
     }
+    kmm_test_start_threads(th, nthreads, worker_main, ws, sizeof *ws);
 
     struct disturb_stats ds = { 0, 0, 0, 0 };
     uint64_t rng = seed ^ 0xabcdef;
@@ -361,8 +343,7 @@ static void run(unsigned nthreads, unsigned long ops, uint64_t seed)
     pthread_barrier_wait(&sh->barrier);
 
     disturb(sh, &sh->done, &rng, &ds);
-    for (unsigned i = 0; i < nthreads; i++)
-        pthread_join(th[i], NULL);
+    kmm_test_join_threads(th, nthreads);
 
     /* blocks still in the queues: freed by the main thread */
     size_t leftover = 0;
@@ -404,9 +385,10 @@ static void run(unsigned nthreads, unsigned long ops, uint64_t seed)
 
 int main(void)
 {
+    kmm_test_on_fail(die_head, NULL, false);
     uint64_t seed = kmm_test_seed("page_threads");
     const char *env = getenv("KMM_THREADS_OPS");
-    unsigned long ops = env ? strtoul(env, NULL, 0) : (UNDER_TSAN ? 40000 : 600000);
+    unsigned long ops = env ? strtoul(env, NULL, 0) : (KMM_TEST_TSAN ? 40000 : 600000);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     run(2, ops, seed);

@@ -52,23 +52,11 @@
 #include <kmm.h>
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifndef UNDER_SANITIZER
-#define UNDER_SANITIZER 0
-#endif
 
 #define PS        4096u
 #define MEM       (8ull << 20)      /* small: fragmenting it touches every page */
@@ -107,90 +95,40 @@ struct run {
 static const char *run_mode;
 static unsigned long run_k;
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
+/* What a failure report (kmm_test_fail) starts with. */
+static void die_head(FILE *f)
 {
-    va_list ap;
-    fflush(stdout);
-    fprintf(stderr, "vm_fault FAILED (%s, k = %lu): ", run_mode, run_k);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
+    fprintf(f, "vm_fault FAILED (%s, k = %lu): ", run_mode, run_k);
 }
+
+#define die(...) kmm_test_fail(__VA_ARGS__)
 
 /* ---- patterns ------------------------------------------------------------------------ */
 
-static unsigned char pat(uint64_t tag, size_t i)
-{
-    uint64_t x = (tag << 24) ^ (i >> 3) ^ 0x9E3779B97F4A7C15ULL;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 29;
-    return (unsigned char)(x >> (8 * (i & 7)));
-}
-
 /* The bytes that carry the pattern: every byte up to 8 KiB; beyond, the
- * first and last 64 bytes of every page and the last 64 bytes. Calls
- * fn(p, i) for each byte i below len of an object of size bytes; stops at a
- * nonzero return and returns it. */
-static size_t for_sampled(size_t size, size_t len, const unsigned char *p, uint64_t tag,
-                          size_t (*fn)(const unsigned char *p, uint64_t tag, size_t i))
-{
-    if (len > size)
-        len = size;
-    for (size_t i = 0; i < len; i++) {
-        if (size > 8192 && (i & (PS - 1)) == 64 && i + 64 < size) {
-            size_t next = (i | (PS - 1)) + 1 - 64;             /* the page's last 64 bytes */
-            if (next > size - 64)
-                next = size - 64;
-            if (next > i)
-                i = next;
-        }
-        size_t bad = fn(p, tag, i);
-        if (bad)
-            return bad;
-    }
-    return 0;
-}
-
-static size_t put_one(const unsigned char *p, uint64_t tag, size_t i)
-{
-    ((unsigned char *)(uintptr_t)p)[i] = pat(tag, i);
-    return 0;
-}
-
-static size_t check_one(const unsigned char *p, uint64_t tag, size_t i)
-{
-    return p[i] != pat(tag, i) ? i + 1 : 0;
-}
-
-static size_t zero_one(const unsigned char *p, uint64_t tag, size_t i)
-{
-    (void)tag;
-    return p[i] ? i + 1 : 0;
-}
+ * first and last 64 bytes of every page and the last 64 bytes. */
+static const struct kmm_test_sampling sampled = { PS, 8192, 64 };
 
 static void fill(unsigned char *p, uint64_t tag, size_t size)
 {
-    for_sampled(size, size, p, tag, put_one);
+    kmm_test_fill_sampled(p, tag, size, &sampled);
 }
 
 /* The first len bytes of a fill of size bytes with tag. */
 static void verify(const unsigned char *p, uint64_t tag, size_t size, size_t len, const char *when)
 {
-    size_t bad = for_sampled(size, len, p, tag, check_one);
-    if (bad--)
+    size_t bad = kmm_test_find_unlike(p, tag, size, len, &sampled);
+    if (bad != SIZE_MAX)
         die("%s: %p (%zu bytes): byte %zu is 0x%02x, expected 0x%02x", when, (const void *)p, size, bad, p[bad],
-            pat(tag, bad));
+            kmm_test_pat(tag, bad));
 }
 
 /* Bytes [from, size) zero (sampled as the pattern is)? */
 static void verify_zero(const unsigned char *p, size_t from, size_t size, const char *when)
 {
-    size_t bad = for_sampled(size - from, size - from, p + from, 0, zero_one);
-    if (bad--)
-        die("%s returned %p: byte %zu is 0x%02x, not zeroed", when, (const void *)p, from + bad, p[from + bad]);
+    size_t bad = kmm_test_find_nonzero(p, from, size, &sampled);
+    if (bad != SIZE_MAX)
+        die("%s returned %p: byte %zu is 0x%02x, not zeroed", when, (const void *)p, bad, p[bad]);
 }
 
 static void held_fill(struct run *r, size_t i)
@@ -737,6 +675,7 @@ static void first_use(unsigned long *runs, unsigned long *nulls)
 
 int main(void)
 {
+    kmm_test_on_fail(die_head, NULL, false);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t i = 0; i < 24; i++)
@@ -761,8 +700,8 @@ int main(void)
             unsigned long runs = 0, last = 0;
             struct totals t = { 0, 0, 0, 0 };
             /* every k up to dense, then 25% more each step (a third under a sanitizer) */
-            unsigned long dense = UNDER_SANITIZER ? 8 : s == 0 ? 32 : 16;
-            for (unsigned long k = 1;; k = k < dense ? k + 1 : k + k / (UNDER_SANITIZER ? 3 : 4)) {
+            unsigned long dense = KMM_TEST_SANITIZER ? 8 : s == 0 ? 32 : 16;
+            for (unsigned long k = 1;; k = k < dense ? k + 1 : k + k / (KMM_TEST_SANITIZER ? 3 : 4)) {
                 run_k = k;
                 unsigned long injected = one_run(site_sets[s].sites, k, times, &t);
                 runs++;

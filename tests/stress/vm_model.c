@@ -77,23 +77,11 @@
 #include <kmm.h>
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifndef UNDER_SANITIZER
-#define UNDER_SANITIZER 0
-#endif
 
 #define MAX_LIVE    3000           /* areas alive at once at most */
 #define MAX_HELD    6000           /* caller pages held at once at most */
@@ -182,35 +170,25 @@ static struct model *g_model;
 static bool g_every_op;          /* $KMM_MODEL_EVERY_OP: the stats checked after every operation */
 static char g_last[256];        /* the last allocating call and its result, for failure reports */
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
+/* What a failure report (kmm_test_fail) starts with, and ends with. */
+static void fail_head(FILE *f)
 {
     struct model *m = g_model;
-    va_list ap;
-    fflush(stdout);
-    fprintf(stderr, "vm_model FAILED [%s, seed %llu, op %lu]: ", m ? m->cfg->name : "-", (unsigned long long)g_seed,
+    fprintf(f, "vm_model FAILED [%s, seed %llu, op %lu]: ", m ? m->cfg->name : "-", (unsigned long long)g_seed,
             m ? m->op : 0ul);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    if (g_last[0])
-        fprintf(stderr, "vm_model: the last allocating call was %s\n", g_last);
-    exit(1);
 }
+
+static void fail_tail(FILE *f)
+{
+    if (g_last[0])
+        fprintf(f, "vm_model: the last allocating call was %s\n", g_last);
+}
+
+#define fail(...) kmm_test_fail(__VA_ARGS__)
 
 static uint64_t rnd(struct model *m, uint64_t n)
 {
-    return n ? kmm_test_rand(&m->rng) % n : 0;
-}
-
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
+    return kmm_test_below(&m->rng, n);
 }
 
 static size_t pages_of(const struct model *m, size_t size)
@@ -219,12 +197,12 @@ static size_t pages_of(const struct model *m, size_t size)
 }
 
 /* ---- patterns -----------------------------------------------------------------
- * Byte off of pattern id holds byte (off % 8) of mix64(id, off / 8): a prefix
+ * Byte off of pattern id holds byte (off % 8) of kmm_test_mix64(id, off / 8): a prefix
  * carries the same bytes whatever the length written. */
 
 static uint64_t pat_word(uint32_t id, size_t wi)
 {
-    return mix64(((uint64_t)id << 40) ^ (uint64_t)wi ^ 0x2545F491u);
+    return kmm_test_mix64(((uint64_t)id << 40) ^ (uint64_t)wi ^ 0x2545F491u);
 }
 
 static unsigned char pat_byte(uint32_t id, size_t off)
@@ -1655,6 +1633,7 @@ static void run_config(const struct config *cfg, unsigned long nops, uint64_t se
 
 int main(void)
 {
+    kmm_test_on_fail(fail_head, fail_tail, false);
     static const struct config configs[] = {
         { "lazy, 256 MiB, 1 GiB of space", 4096, 256ull << 20, 0, 0, 0, 30 },
         { "strict, 256 MiB, 1 GiB of space", 4096, 256ull << 20, 0, 0, KMM_VMALLOC_STRICT, 25 },
@@ -1665,7 +1644,7 @@ int main(void)
     g_seed = kmm_test_seed("vm_model");
     g_every_op = getenv("KMM_MODEL_EVERY_OP") != NULL;
     const char *env = getenv("KMM_MODEL_OPS");
-    unsigned long total = env ? strtoul(env, NULL, 0) : UNDER_SANITIZER ? 4000 : 8000;
+    unsigned long total = env ? strtoul(env, NULL, 0) : KMM_TEST_SANITIZER ? 4000 : 8000;
     g_info = calloc(INFO_CAP, sizeof(*g_info));
     if (!g_info)
         fail("out of memory");

@@ -46,24 +46,12 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifndef UNDER_SANITIZER
-#define UNDER_SANITIZER 0
-#endif
 
 #define PS          4096u
 #define MAX_THREADS 4
@@ -114,56 +102,42 @@ struct shared {
 
 static const char *run_name;
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
+/* What a failure report (kmm_test_fail) starts with. */
+static void die_head(FILE *f)
 {
-    va_list ap;
-    fflush(stdout);
-    fprintf(stderr, "vm_threads FAILED (%s): ", run_name);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    abort();
+    fprintf(f, "vm_threads FAILED (%s): ", run_name);
 }
+
+#define die(...) kmm_test_fail(__VA_ARGS__)
 
 static uint64_t rnd(struct worker *w, uint64_t n)
 {
-    return kmm_test_rand(&w->rng) % n;
+    return kmm_test_below(&w->rng, n);
 }
 
 /* ---- patterns ------------------------------------------------------------------------- */
 
-static unsigned char pat(uint64_t tag, size_t i)
-{
-    uint64_t x = tag ^ ((uint64_t)(i >> 3) << 20) ^ 0x9E3779B97F4A7C15ULL;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 31;
-    return (unsigned char)(x >> (8 * (i & 7)));
-}
+/* The bytes that carry the pattern of an area: every byte up to 8 KiB;
+ * beyond, the first and last 64 bytes of every page and the last 64 bytes. */
+static const struct kmm_test_sampling sampled = { PS, 8192, 64 };
 
-/* The next byte at or after i that carries the pattern of size bytes. */
 static size_t next_sampled(size_t size, size_t i)
 {
-    if (size <= 8192 || (i & (PS - 1)) < 64 || (i & (PS - 1)) >= PS - 64 || i + 64 >= size)
-        return i;
-    size_t n = (i | (PS - 1)) + 1 - 64;
-    return n < size - 64 ? n : size - 64;
+    return kmm_test_next_sampled(size, i, sampled.ps, sampled.full, sampled.edge);
 }
 
 static void fill(unsigned char *p, uint64_t tag, size_t size)
 {
-    for (size_t i = 0; i < size; i = next_sampled(size, i + 1))
-        p[i] = pat(tag, i);
+    kmm_test_fill_sampled(p, tag, size, &sampled);
 }
 
 static void verify(const unsigned char *p, uint64_t tag, size_t size, size_t len, const char *when)
 {
-    for (size_t i = 0; i < len && i < size; i = next_sampled(size, i + 1))
-        if (p[i] != pat(tag, i))
-            die("%s: area %p (%zu bytes, thread %u serial %llu): byte %zu is 0x%02x, expected 0x%02x", when,
-                (const void *)p, size, (unsigned)(tag >> 48), (unsigned long long)(tag & 0xffffffffffffULL), i, p[i],
-                pat(tag, i));
+    size_t i = kmm_test_find_unlike(p, tag, size, len, &sampled);
+    if (i != SIZE_MAX)
+        die("%s: area %p (%zu bytes, thread %u serial %llu): byte %zu is 0x%02x, expected 0x%02x", when,
+            (const void *)p, size, (unsigned)(tag >> 48), (unsigned long long)(tag & 0xffffffffffffULL), i, p[i],
+            kmm_test_pat(tag, i));
 }
 
 static uint64_t held_tag(unsigned thread, size_t i)
@@ -234,11 +208,9 @@ static void do_alloc(struct worker *w)
     it.pages = it.kind == K_KVSMALL ? 0 : (size + PS - 1) / PS;
     w->kv_small += it.kind == K_KVSMALL;
     check_new(w, &it, align, what);
-    if (flags & KMM_ZERO)
-        for (size_t i = 0; i < size; i = next_sampled(size, i + 1))
-            if (it.p[i])
-                die("thread %u: %s(%zu, KMM_ZERO) = %p: byte %zu is 0x%02x", w->id, what, size, (void *)it.p, i,
-                    it.p[i]);
+    size_t nz = flags & KMM_ZERO ? kmm_test_find_nonzero(it.p, 0, size, &sampled) : SIZE_MAX;
+    if (nz != SIZE_MAX)
+        die("thread %u: %s(%zu, KMM_ZERO) = %p: byte %zu is 0x%02x", w->id, what, size, (void *)it.p, nz, it.p[nz]);
     it.tag = ((uint64_t)w->id << 48) | ++w->serial;
     fill(it.p, it.tag, size);
     own_push(w, &it);
@@ -553,14 +525,12 @@ static void run(unsigned nthreads, bool strict, unsigned long ops, uint64_t seed
         ws[i].sh = sh;
         ws[i].id = i;
         ws[i].rng = seed + 0x9E3779B97F4A7C15ULL * (i + 1);
-        if (pthread_create(&th[i], NULL, worker_main, &ws[i]) != 0)
-            die("pthread_create failed");
     }
+    kmm_test_start_threads(th, nthreads, worker_main, ws, sizeof *ws);
     uint64_t rng = seed ^ 0x5bd1e995;
     unsigned long stats = 0, walks = 0, purges = 0;
     watch(sh, &rng, &stats, &walks, &purges);
-    for (unsigned i = 0; i < nthreads; i++)
-        pthread_join(th[i], NULL);
+    kmm_test_join_threads(th, nthreads);
 
     if (kmm_check(sh->mm) != 0)
         die("kmm_check failed after the threads were joined");
@@ -614,9 +584,10 @@ static void run(unsigned nthreads, bool strict, unsigned long ops, uint64_t seed
 
 int main(void)
 {
+    kmm_test_on_fail(die_head, NULL, true);
     uint64_t seed = kmm_test_seed("vm_threads");
     const char *env = getenv("KMM_THREADS_OPS");
-    unsigned long ops = env ? strtoul(env, NULL, 0) : (UNDER_SANITIZER ? 1500 : 4000);
+    unsigned long ops = env ? strtoul(env, NULL, 0) : (KMM_TEST_SANITIZER ? 1500 : 4000);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     run(2, false, ops, seed);

@@ -4,36 +4,64 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-int kmm_test_expect_abort(void (*fn)(void *arg), void *arg, const char *needle)
+size_t kmm_test_page_sizes[3] = { 4096, 16384, 65536 };
+
+int kmm_test_run_child(void (*fn)(void *arg), void *arg, char *out, size_t outsz)
 {
     int fds[2];
     if (pipe(fds) != 0)
         return -1;
     fflush(NULL);
     pid_t pid = fork();
-    if (pid < 0)
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
         return -1;
+    }
     if (pid == 0) {
         dup2(fds[1], STDERR_FILENO);
         close(fds[0]);
         close(fds[1]);
+        struct rlimit none = { 0, 0 };
+        setrlimit(RLIMIT_CORE, &none);
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGBUS, SIG_DFL);
         fn(arg);
-        _exit(0);   /* did not abort: the parent reports it */
+        _exit(0);   /* did not die: the parent reports it */
     }
     close(fds[1]);
-    char out[8192];
     size_t len = 0;
     ssize_t n;
-    while ((n = read(fds[0], out + len, sizeof(out) - 1 - len)) > 0)
+    while (len + 1 < outsz && (n = read(fds[0], out + len, outsz - 1 - len)) > 0)
         len += (size_t)n;
     out[len] = '\0';
     close(fds[0]);
-    int status;
+    int status = 0;
     waitpid(pid, &status, 0);
+    return status;
+}
+
+void kmm_test_describe_child(int status, const char *out)
+{
+    if (status == -1)
+        fprintf(stderr, "the child could not be started\n");
+    else if (WIFSIGNALED(status))
+        fprintf(stderr, "child died of signal %d; stderr:\n%s\n", WTERMSIG(status), out);
+    else
+        fprintf(stderr, "child exited with %d; stderr:\n%s\n", WEXITSTATUS(status), out);
+}
+
+int kmm_test_expect_abort(void (*fn)(void *arg), void *arg, const char *needle)
+{
+    char out[8192];
+    int status = kmm_test_run_child(fn, arg, out, sizeof out);
+    if (status == -1)
+        return -1;
     if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT) {
         fprintf(stderr, "expected an abort with \"%s\"; child %s %d; stderr: %s\n", needle,
                 WIFSIGNALED(status) ? "died of signal" : "exited with", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), out);
@@ -69,6 +97,34 @@ size_t kmm_test_rss(void)
     return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+static void (*fail_head)(FILE *f);
+static void (*fail_tail)(FILE *f);
+static bool fail_abort;
+
+void kmm_test_on_fail(void (*head)(FILE *f), void (*tail)(FILE *f), bool use_abort)
+{
+    fail_head = head;
+    fail_tail = tail;
+    fail_abort = use_abort;
+}
+
+void kmm_test_fail(const char *fmt, ...)
+{
+    va_list ap;
+    fflush(stdout);
+    if (fail_head)
+        fail_head(stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    if (fail_tail)
+        fail_tail(stderr);
+    if (fail_abort)
+        abort();
+    exit(1);
+}
+
 uint64_t kmm_test_seed(const char *test_name)
 {
     const char *s = getenv("KMM_SEED");
@@ -77,4 +133,40 @@ uint64_t kmm_test_seed(const char *test_name)
         seed = 1;
     printf("%s: seed %llu (set KMM_SEED to repeat)\n", test_name, (unsigned long long)seed);
     return seed;
+}
+
+void kmm_test_fill_sampled(unsigned char *p, uint64_t key, size_t size, const struct kmm_test_sampling *s)
+{
+    for (size_t i = 0; i < size; i = kmm_test_next_sampled(size, i + 1, s->ps, s->full, s->edge))
+        p[i] = kmm_test_pat(key, i);
+}
+
+size_t kmm_test_find_unlike(const unsigned char *p, uint64_t key, size_t size, size_t len,
+                            const struct kmm_test_sampling *s)
+{
+    for (size_t i = 0; i < len && i < size; i = kmm_test_next_sampled(size, i + 1, s->ps, s->full, s->edge))
+        if (p[i] != kmm_test_pat(key, i))
+            return i;
+    return SIZE_MAX;
+}
+
+size_t kmm_test_find_nonzero(const unsigned char *p, size_t from, size_t to, const struct kmm_test_sampling *s)
+{
+    for (size_t i = from; i < to; i = kmm_test_next_sampled(to, i + 1, s->ps, s->full, s->edge))
+        if (p[i])
+            return i;
+    return SIZE_MAX;
+}
+
+void kmm_test_start_threads(pthread_t *th, unsigned n, void *(*fn)(void *), void *args, size_t stride)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (pthread_create(&th[i], NULL, fn, (char *)args + (size_t)i * stride) != 0)
+            kmm_test_fail("pthread_create failed");
+}
+
+void kmm_test_join_threads(const pthread_t *th, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
 }

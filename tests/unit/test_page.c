@@ -43,11 +43,6 @@ static unsigned small_area_of(kmm_phys_t phys)
     return phys < 1 * MiB ? 0 : phys < 2 * MiB ? 1 : 2;
 }
 
-static size_t param_ps(void **state)
-{
-    return *(const size_t *)*state;
-}
-
 /* Enough pages for the randomized tests at any page size, still sparse. */
 static struct kmm *create_param(size_t ps)
 {
@@ -476,7 +471,7 @@ static void test_area_fallback_by_order(void **state)
 
 static void test_alloc_aligned_writable(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_param(ps);
     struct kmm_page_stats init;
     kmm_page_stats(mm, &init);
@@ -538,7 +533,7 @@ static void free_all(struct kmm *mm, void **held, size_t n)
 
 static void test_zero(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = kmm_test_create(ps, 4 * MiB);
     struct kmm_page_stats init;
     kmm_page_stats(mm, &init);
@@ -613,7 +608,7 @@ static void test_zero(void **state)
  * than fail: Linux drains its per-CPU lists before giving up. */
 static void test_alloc_uses_own_cache(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = kmm_test_create(ps, 4 * MiB);
     struct kmm_page_stats init, st;
     kmm_page_stats(mm, &init);
@@ -662,7 +657,7 @@ static void test_alloc_uses_own_cache(void **state)
  * page must not straddle two 64 KiB-aligned virtual ranges. */
 static void test_virt_page_aligned(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_param(ps);
     void *p[3] = {
         kmm_alloc_pages(mm, 0, 0),
@@ -687,7 +682,7 @@ static void test_virt_page_aligned(void **state)
  * pointer they get, and an aligned allocation is "aligned as asked". */
 static void test_virt_natural_alignment(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_param(ps);
     for (unsigned order = 0; order <= 8; order++) {
         void *p = kmm_alloc_pages(mm, order, 0);
@@ -712,7 +707,7 @@ static void test_virt_natural_alignment(void **state)
 
 static void test_split_coalesce(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_param(ps);
     struct kmm_page_stats init, st;
     kmm_page_stats(mm, &init);
@@ -767,7 +762,7 @@ static void test_split_coalesce(void **state)
 
 static void test_aligned(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_param(ps);
     struct kmm_page_stats init, st;
     kmm_page_stats(mm, &init);
@@ -841,7 +836,7 @@ static void test_aligned(void **state)
 
 static void test_exact(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_param(ps);
     struct kmm_page_stats init, st;
     kmm_page_stats(mm, &init);
@@ -1451,13 +1446,6 @@ static void test_touching_ranges(void **state)
 
 /* ---- main ------------------------------------------------------------------------------ */
 
-static size_t ps_4k = 4096, ps_16k = 16384, ps_64k = 65536;
-
-#define PER_PAGE_SIZE(fn)                                   \
-    { #fn "_4k", fn, NULL, NULL, &ps_4k },                  \
-    { #fn "_16k", fn, NULL, NULL, &ps_16k },                \
-    { #fn "_64k", fn, NULL, NULL, &ps_64k }
-
 /* An argument runs only the tests whose names match it (cmocka's pattern). */
 int main(int argc, char **argv)
 {
@@ -1472,14 +1460,14 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_area_fallback_order0),
         cmocka_unit_test(test_area_mask_skips),
         cmocka_unit_test(test_area_fallback_by_order),
-        PER_PAGE_SIZE(test_alloc_aligned_writable),
-        PER_PAGE_SIZE(test_zero),
-        PER_PAGE_SIZE(test_alloc_uses_own_cache),
-        PER_PAGE_SIZE(test_virt_page_aligned),
-        PER_PAGE_SIZE(test_virt_natural_alignment),
-        PER_PAGE_SIZE(test_split_coalesce),
-        PER_PAGE_SIZE(test_aligned),
-        PER_PAGE_SIZE(test_exact),
+        KMM_TEST_PER_PAGE_SIZE(test_alloc_aligned_writable),
+        KMM_TEST_PER_PAGE_SIZE(test_zero),
+        KMM_TEST_PER_PAGE_SIZE(test_alloc_uses_own_cache),
+        KMM_TEST_PER_PAGE_SIZE(test_virt_page_aligned),
+        KMM_TEST_PER_PAGE_SIZE(test_virt_natural_alignment),
+        KMM_TEST_PER_PAGE_SIZE(test_split_coalesce),
+        KMM_TEST_PER_PAGE_SIZE(test_aligned),
+        KMM_TEST_PER_PAGE_SIZE(test_exact),
         cmocka_unit_test(test_free_by_address),
         cmocka_unit_test(test_reserve_basic),
         cmocka_unit_test(test_reserve_busy_and_invalid),

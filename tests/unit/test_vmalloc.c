@@ -34,11 +34,6 @@
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static size_t param_ps(void **state)
-{
-    return *(const size_t *)*state;
-}
-
 /* Sparse; default areas: [0,16M) [16M,1G). The default vmalloc space would
  * be 2 GiB; most tests ask for 128 MiB (config.vmalloc_size), which is all
  * they need and keeps kmm_destroy cheap under ASan, where it unpoisons the
@@ -249,7 +244,7 @@ static char *capture_end(struct capture *c)
  * rounded size, followed by an unmapped guard page; areas never overlap. */
 static void test_vmalloc_sizes(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     const size_t sizes[] = { 1, 2, ps - 1, ps, ps + 1, 3 * ps + 17, 64 * KiB, 100000, 4 * MiB + 123 };
     enum { N = sizeof(sizes) / sizeof(sizes[0]) };
@@ -295,7 +290,7 @@ static void test_vmalloc_sizes(void **state)
  * takes back a lazily freed area of the same size that was dirtied. */
 static void test_vmalloc_zero(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     const size_t sizes[] = { 1, 3 * ps, 64 * KiB + 5, 1 * MiB };
     for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
@@ -319,7 +314,7 @@ static void test_vmalloc_zero(void **state)
  * its frames: the test cannot pass by drawing only fresh frames. */
 static void test_vmalloc_zero_reused_frames(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     size_t mem = 16 * MiB, nframes = mem / ps;
     struct kmm *mm = create_cfg(ps, mem, 128 * MiB, 0, 0);
     kmm_vfree(mm, kmm_vmalloc(mm, ps, 0));   /* the space and its node cache exist */
@@ -354,7 +349,7 @@ static void test_vmalloc_zero_reused_frames(void **state)
 
 static void test_vmalloc_aligned(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm_default(ps);
     /* something first, so that the aligned areas cannot all sit at the
      * (well aligned) start of the space by luck */
@@ -431,7 +426,7 @@ static void test_vmalloc_aligned(void **state)
  * frames of one area are distinct. */
 static void test_vmalloc_to_phys(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     size_t n = 37;
     unsigned char *p = kmm_vmalloc(mm, n * ps - 5, 0);
@@ -459,7 +454,7 @@ static void test_vmalloc_to_phys(void **state)
 /* Addresses that are not in a live area have no frame. */
 static void test_vmalloc_to_phys_none(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     int local = 0;
     void *direct = kmm_malloc(mm, 100, 0);
@@ -487,7 +482,7 @@ static void test_vmalloc_to_phys_none(void **state)
 
 static void test_is_vmalloc_addr(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_cfg(ps, 64 * MiB, 0, 0, 0);
     int local = 0;
     void *direct = kmm_malloc(mm, 100, 0);
@@ -515,7 +510,7 @@ static void test_is_vmalloc_addr(void **state)
  * by exactly one call, and counts one run plus one against the limit. */
 static void test_unfragmented_one_run(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     const size_t sizes[] = { 64 * KiB, 3 * ps, 2 * MiB, 64 * KiB + 1 };
     void *p[4];
@@ -552,7 +547,7 @@ static int cmp_ptr(const void *a, const void *b)
  * a 64 KiB area still works, made of one run per page, one map call each. */
 static void test_fragmented_one_run_per_page(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_cfg(ps, 64 * MiB, 128 * MiB, 0, 0);
     /* make the space and its node cache first, before memory is scarce */
     kmm_vfree(mm, kmm_vmalloc(mm, ps, 0));
@@ -630,7 +625,7 @@ static void test_fragmented_one_run_per_page(void **state)
  * ways, frames as given; kmm_vunmap leaves them allocated and the caller's. */
 static void test_vmap_rw(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     enum { N = 6 };
     unsigned char *direct[N];
@@ -691,7 +686,7 @@ static void test_vmap_rw(void **state)
 
 static void test_vmap_ro(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     unsigned char *block = kmm_alloc_pages(mm, 2, 0);   /* 4 contiguous pages */
     assert_non_null(block);
@@ -725,7 +720,7 @@ static void test_vmap_ro(void **state)
  * aliases see the same bytes. */
 static void test_vmap_aliases(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     unsigned char *page = kmm_alloc_pages(mm, 0, KMM_ZERO);
     assert_non_null(page);
@@ -750,7 +745,7 @@ static void test_vmap_aliases(void **state)
  * the order given, counted one mapping each plus one. */
 static void test_vmap_many_runs(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     enum { N = 40 };
     unsigned char *block = kmm_alloc_pages(mm, 7, 0);   /* 128 pages */
@@ -781,7 +776,7 @@ static void test_vmap_many_runs(void **state)
 /* Bad arguments: NULL with EINVAL, reported, nothing changed. */
 static void test_vmap_bad_args(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     void *page = kmm_alloc_pages(mm, 0, 0);
     assert_non_null(page);
@@ -829,7 +824,7 @@ static void test_vmap_bad_args(void **state)
 
 static void test_kvmalloc_picks(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     const size_t small[] = { 1, 16, 100, ps / 2, ps - 1, ps };
     const size_t large[] = { ps + 1, 2 * ps, 64 * KiB + 3, 1 * MiB };
@@ -873,7 +868,7 @@ static void test_kvmalloc_picks(void **state)
  * memory alike; NULL is a no-op for every free. */
 static void test_frees_take_every_kind(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     void (*frees[2])(struct kmm *, void *) = { kmm_free, kmm_kvfree };
     for (int f = 0; f < 2; f++) {
@@ -905,7 +900,7 @@ static void test_frees_take_every_kind(void **state)
 
 static void test_usable_size(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     const size_t sizes[] = { 1, ps, ps + 1, 5 * ps - 1, 1 * MiB + 1 };
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
@@ -924,7 +919,7 @@ static void test_usable_size(void **state)
 /* The range after the area is free: the area grows where it is. */
 static void test_realloc_grow_in_place(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     size_t size = 3 * ps + 10;
     unsigned char *p = kmm_vmalloc(mm, size, 0);
@@ -968,7 +963,7 @@ static void test_realloc_grow_in_place(void **state)
  * leave the area's count, and the space it held can be grown into again. */
 static void test_realloc_shrink_in_place(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     unsigned char *p = kmm_vmalloc(mm, 20 * ps, 0);
     assert_non_null(p);
@@ -1017,7 +1012,7 @@ static void test_realloc_shrink_in_place(void **state)
  * freed, the neighbour is untouched. */
 static void test_realloc_moves_when_blocked(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     size_t size = 2 * ps - 1;
     unsigned char *p = kmm_vmalloc(mm, size, 0);
@@ -1049,7 +1044,7 @@ static void test_realloc_moves_when_blocked(void **state)
  * one page more and it has to move. */
 static void test_realloc_grow_exact_fit(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     unsigned char *a = kmm_vmalloc(mm, 2 * ps, 0);
     void *gap = kmm_vmalloc(mm, 3 * ps, 0);
@@ -1088,7 +1083,7 @@ static void test_realloc_grow_exact_fit(void **state)
  * moved, even where the old pages held garbage past the old size. */
 static void test_realloc_zero_growth(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     /* dirty frames in the allocator, so new pages are not zero by chance */
     unsigned char *d = kmm_vmalloc(mm, 16 * ps, 0);
@@ -1145,7 +1140,7 @@ static void test_realloc_zero_growth(void **state)
  * leaves the area as it was. */
 static void test_realloc_zero_size_and_failure(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     void *p = kmm_vmalloc(mm, 3 * ps, 0);
     assert_non_null(p);
@@ -1234,7 +1229,7 @@ static void vm_round(struct kmm *mm, size_t ps)
 
 static void test_no_page_leak(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     vm_round(mm, ps);
     size_t fp = free_pages(mm);
@@ -1257,7 +1252,7 @@ static void test_no_page_leak(void **state)
  * page allocator, until a purge gives them back. */
 static void test_lazy_free_and_purge(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     size_t n = 16;
     void *p = kmm_vmalloc(mm, n * ps, 0);
@@ -1300,7 +1295,7 @@ static void test_lazy_free_and_purge(void **state)
  * handed out (a stale pointer still reaches them). After the purge they are. */
 static void test_lazy_frames_stay_out(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     size_t mem = 32 * MiB, nframes = mem / ps;
     struct kmm *mm = create_cfg(ps, mem, 128 * MiB, 0, 0);
     kmm_vfree(mm, kmm_vmalloc(mm, ps, 0));
@@ -1348,7 +1343,7 @@ static void test_lazy_frames_stay_out(void **state)
  * that needs them purges instead of failing. */
 static void test_lazy_pages_count_as_free(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_cfg(ps, 32 * MiB, 128 * MiB, 0, 0);
     kmm_vfree(mm, kmm_vmalloc(mm, ps, 0));
     kmm_vmalloc_purge(mm);
@@ -1373,7 +1368,7 @@ static void test_lazy_pages_count_as_free(void **state)
  * alignment, the area mask, the size and tag in the listing. */
 static void test_reuse_after_free_keeps_promises(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     for (int round = 0; round < 3; round++) {
         /* a one-page area at an address that is not 64 KiB aligned */
@@ -1423,7 +1418,7 @@ static void test_reuse_after_free_keeps_promises(void **state)
  * no page allocation, no platform call; counted in stats.reused. */
 static void test_reuse_lazy_area(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     void *a = kmm_vmalloc(mm, 4 * ps, 0), *b = kmm_vmalloc(mm, 4 * ps - 100, 0);
     void *other = kmm_vmalloc(mm, 2 * ps, 0);
@@ -1489,7 +1484,7 @@ static void test_reuse_size_limit(void **state)
 /* Strict mode reuses nothing mapped. */
 static void test_strict_no_reuse(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_cfg(ps, 1 * GiB, 128 * MiB, 0, KMM_VMALLOC_STRICT);
     for (int i = 0; i < 10; i++) {
         void *p = kmm_vmalloc(mm, 4 * ps, KMM_ZERO);
@@ -1510,7 +1505,7 @@ static void test_strict_no_reuse(void **state)
  * all its pages are there. */
 static void test_reuse_after_realloc_keeps_area_mask(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     unsigned char *a = kmm_vmalloc(mm, ps, KMM_AREA_LOWEST);
     assert_non_null(a);
@@ -1562,7 +1557,7 @@ static void test_lazy_purge_threshold(void **state)
  * back at once. */
 static void test_strict_mode(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_cfg(ps, 1 * GiB, 128 * MiB, 0, KMM_VMALLOC_STRICT);
     enum { N = 5 };
     void *p[N];
@@ -1608,7 +1603,7 @@ static void test_strict_mode(void **state)
  * call, whatever order they were freed in. */
 static void test_purge_batches_adjacent(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     enum { N = 100 };
     void *p[N];
@@ -1657,7 +1652,7 @@ static void test_purge_batches_adjacent(void **state)
 /* kmm_drain purges too. */
 static void test_drain_purges(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     void *p = kmm_vmalloc(mm, 8 * ps, 0);
     assert_non_null(p);
@@ -1678,7 +1673,7 @@ static void test_drain_purges(void **state)
  * freeing makes room again (the lazily freed area is purged for it). */
 static void test_mapping_limit(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     size_t limit = 20;
     struct kmm *mm = create_cfg(ps, 1 * GiB, 128 * MiB, limit, 0);
     void *p[64];
@@ -1755,7 +1750,7 @@ static void test_mapping_limit(void **state)
  * fail cleanly, and a free makes room again. */
 static void test_space_exhaustion(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_cfg(ps, 1 * GiB, 1 * MiB, 0, 0);
     size_t per = pages_of(64 * KiB, ps) + 1;   /* with its guard page */
     void *p[64];
@@ -1803,7 +1798,7 @@ static void test_space_exhaustion(void **state)
 /* Size 0 is refused with EINVAL; sizes beyond any space with ENOMEM. */
 static void test_bad_sizes(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     errno = 0;
     assert_null(kmm_vmalloc(mm, 0, 0));
@@ -1834,7 +1829,7 @@ static void test_bad_sizes(void **state)
  * held afterwards: no area, no page, no mapping counted. */
 static void test_map_failure_leaves_nothing(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     kmm_vfree(mm, kmm_vmalloc(mm, ps, 0));   /* the space and its node cache exist */
     kmm_vmalloc_purge(mm);
@@ -1897,7 +1892,7 @@ static void test_map_failure_leaves_nothing(void **state)
 /* The area mask in flags chooses where the pages come from. */
 static void test_area_mask(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     unsigned char *low = kmm_vmalloc(mm, 40 * ps, KMM_AREA_LOWEST);
     unsigned char *mid = kmm_vmalloc(mm, 40 * ps, KMM_AREA_LOW);
@@ -1917,7 +1912,7 @@ static void test_area_mask(void **state)
 
 static void test_info_listing(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     void *a = kmm_vmalloc(mm, 3 * ps + 1, 0);
     void *b = kmm_vmalloc(mm, 100, 0);
@@ -2019,7 +2014,7 @@ static void test_info_listing(void **state)
 /* Before the first vmalloc call: no space, zero stats, an empty listing. */
 static void test_stats_before_use(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     struct kmm_vmalloc_stats st = vstats(mm);
     assert_int_equal(st.space_bytes, 0);
@@ -2036,7 +2031,7 @@ static void test_stats_before_use(void **state)
  * space is one free range again (frees merge with their neighbours). */
 static void test_mixed_sizes_merge_back(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     struct kmm *mm = create_mm(ps);
     enum { N = 300 };
     void *p[N];
@@ -2106,7 +2101,7 @@ static bool mapped_in(uintptr_t start, uintptr_t end)
  * whole space is unmapped, no file descriptor stays open. */
 static void test_destroy_with_live_areas(void **state)
 {
-    size_t ps = param_ps(state);
+    size_t ps = kmm_test_param_ps(state);
     size_t fds = count_fds();
     for (int round = 0; round < 2; round++) {
         struct kmm *mm = round == 0 ? create_mm_default(ps) : create_mm(ps);
@@ -2138,68 +2133,57 @@ static void test_destroy_with_live_areas(void **state)
 
 /* ---- the tests ------------------------------------------------------------------ */
 
-static size_t ps_4k = 4096, ps_16k = 16384, ps_64k = 65536;
-
-#define PER_PAGE_SIZE(fn)                                   \
-    { #fn "_4k", fn, NULL, NULL, &ps_4k },                  \
-    { #fn "_16k", fn, NULL, NULL, &ps_16k },                \
-    { #fn "_64k", fn, NULL, NULL, &ps_64k }
-
-#define SMALL_PAGES(fn)                                     \
-    { #fn "_4k", fn, NULL, NULL, &ps_4k },                  \
-    { #fn "_16k", fn, NULL, NULL, &ps_16k }
-
 /* An argument runs only the tests whose names match it (cmocka's pattern). */
 int main(int argc, char **argv)
 {
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
-        PER_PAGE_SIZE(test_vmalloc_sizes),
-        PER_PAGE_SIZE(test_vmalloc_zero),
-        PER_PAGE_SIZE(test_vmalloc_zero_reused_frames),
-        PER_PAGE_SIZE(test_vmalloc_aligned),
-        PER_PAGE_SIZE(test_vmalloc_to_phys),
-        PER_PAGE_SIZE(test_vmalloc_to_phys_none),
-        PER_PAGE_SIZE(test_is_vmalloc_addr),
-        PER_PAGE_SIZE(test_unfragmented_one_run),
-        SMALL_PAGES(test_fragmented_one_run_per_page),
-        PER_PAGE_SIZE(test_vmap_rw),
-        PER_PAGE_SIZE(test_vmap_ro),
-        PER_PAGE_SIZE(test_vmap_aliases),
-        PER_PAGE_SIZE(test_vmap_many_runs),
-        PER_PAGE_SIZE(test_vmap_bad_args),
-        PER_PAGE_SIZE(test_kvmalloc_picks),
-        PER_PAGE_SIZE(test_frees_take_every_kind),
-        PER_PAGE_SIZE(test_usable_size),
-        PER_PAGE_SIZE(test_realloc_grow_in_place),
-        PER_PAGE_SIZE(test_realloc_shrink_in_place),
-        PER_PAGE_SIZE(test_realloc_moves_when_blocked),
-        PER_PAGE_SIZE(test_realloc_grow_exact_fit),
-        PER_PAGE_SIZE(test_realloc_zero_growth),
-        PER_PAGE_SIZE(test_realloc_zero_size_and_failure),
-        PER_PAGE_SIZE(test_no_page_leak),
-        PER_PAGE_SIZE(test_lazy_free_and_purge),
-        PER_PAGE_SIZE(test_lazy_frames_stay_out),
-        PER_PAGE_SIZE(test_lazy_pages_count_as_free),
-        PER_PAGE_SIZE(test_reuse_after_free_keeps_promises),
-        PER_PAGE_SIZE(test_reuse_lazy_area),
-        { "test_reuse_size_limit_4k", test_reuse_size_limit, NULL, NULL, &ps_4k },
-        PER_PAGE_SIZE(test_strict_no_reuse),
-        PER_PAGE_SIZE(test_reuse_after_realloc_keeps_area_mask),
-        { "test_lazy_purge_threshold_4k", test_lazy_purge_threshold, NULL, NULL, &ps_4k },
-        PER_PAGE_SIZE(test_strict_mode),
-        PER_PAGE_SIZE(test_purge_batches_adjacent),
-        PER_PAGE_SIZE(test_drain_purges),
-        PER_PAGE_SIZE(test_mapping_limit),
-        PER_PAGE_SIZE(test_space_exhaustion),
-        PER_PAGE_SIZE(test_bad_sizes),
-        PER_PAGE_SIZE(test_map_failure_leaves_nothing),
-        PER_PAGE_SIZE(test_area_mask),
-        PER_PAGE_SIZE(test_info_listing),
-        PER_PAGE_SIZE(test_stats_before_use),
-        PER_PAGE_SIZE(test_mixed_sizes_merge_back),
-        PER_PAGE_SIZE(test_destroy_with_live_areas),
+        KMM_TEST_PER_PAGE_SIZE(test_vmalloc_sizes),
+        KMM_TEST_PER_PAGE_SIZE(test_vmalloc_zero),
+        KMM_TEST_PER_PAGE_SIZE(test_vmalloc_zero_reused_frames),
+        KMM_TEST_PER_PAGE_SIZE(test_vmalloc_aligned),
+        KMM_TEST_PER_PAGE_SIZE(test_vmalloc_to_phys),
+        KMM_TEST_PER_PAGE_SIZE(test_vmalloc_to_phys_none),
+        KMM_TEST_PER_PAGE_SIZE(test_is_vmalloc_addr),
+        KMM_TEST_PER_PAGE_SIZE(test_unfragmented_one_run),
+        KMM_TEST_SMALL_PAGES(test_fragmented_one_run_per_page),
+        KMM_TEST_PER_PAGE_SIZE(test_vmap_rw),
+        KMM_TEST_PER_PAGE_SIZE(test_vmap_ro),
+        KMM_TEST_PER_PAGE_SIZE(test_vmap_aliases),
+        KMM_TEST_PER_PAGE_SIZE(test_vmap_many_runs),
+        KMM_TEST_PER_PAGE_SIZE(test_vmap_bad_args),
+        KMM_TEST_PER_PAGE_SIZE(test_kvmalloc_picks),
+        KMM_TEST_PER_PAGE_SIZE(test_frees_take_every_kind),
+        KMM_TEST_PER_PAGE_SIZE(test_usable_size),
+        KMM_TEST_PER_PAGE_SIZE(test_realloc_grow_in_place),
+        KMM_TEST_PER_PAGE_SIZE(test_realloc_shrink_in_place),
+        KMM_TEST_PER_PAGE_SIZE(test_realloc_moves_when_blocked),
+        KMM_TEST_PER_PAGE_SIZE(test_realloc_grow_exact_fit),
+        KMM_TEST_PER_PAGE_SIZE(test_realloc_zero_growth),
+        KMM_TEST_PER_PAGE_SIZE(test_realloc_zero_size_and_failure),
+        KMM_TEST_PER_PAGE_SIZE(test_no_page_leak),
+        KMM_TEST_PER_PAGE_SIZE(test_lazy_free_and_purge),
+        KMM_TEST_PER_PAGE_SIZE(test_lazy_frames_stay_out),
+        KMM_TEST_PER_PAGE_SIZE(test_lazy_pages_count_as_free),
+        KMM_TEST_PER_PAGE_SIZE(test_reuse_after_free_keeps_promises),
+        KMM_TEST_PER_PAGE_SIZE(test_reuse_lazy_area),
+        { "test_reuse_size_limit_4k", test_reuse_size_limit, NULL, NULL, &kmm_test_page_sizes[0] },
+        KMM_TEST_PER_PAGE_SIZE(test_strict_no_reuse),
+        KMM_TEST_PER_PAGE_SIZE(test_reuse_after_realloc_keeps_area_mask),
+        { "test_lazy_purge_threshold_4k", test_lazy_purge_threshold, NULL, NULL, &kmm_test_page_sizes[0] },
+        KMM_TEST_PER_PAGE_SIZE(test_strict_mode),
+        KMM_TEST_PER_PAGE_SIZE(test_purge_batches_adjacent),
+        KMM_TEST_PER_PAGE_SIZE(test_drain_purges),
+        KMM_TEST_PER_PAGE_SIZE(test_mapping_limit),
+        KMM_TEST_PER_PAGE_SIZE(test_space_exhaustion),
+        KMM_TEST_PER_PAGE_SIZE(test_bad_sizes),
+        KMM_TEST_PER_PAGE_SIZE(test_map_failure_leaves_nothing),
+        KMM_TEST_PER_PAGE_SIZE(test_area_mask),
+        KMM_TEST_PER_PAGE_SIZE(test_info_listing),
+        KMM_TEST_PER_PAGE_SIZE(test_stats_before_use),
+        KMM_TEST_PER_PAGE_SIZE(test_mixed_sizes_merge_back),
+        KMM_TEST_PER_PAGE_SIZE(test_destroy_with_live_areas),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
