@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,20 +31,6 @@
 
 #define PS ((size_t)4096)
 #define MEM (64ull << 20)
-
-#if defined(__SANITIZE_ADDRESS__)
-#define NO_ASAN __attribute__((no_sanitize_address))
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define NO_ASAN __attribute__((no_sanitize_address))
-#endif
-#endif
-#ifndef NO_ASAN
-#define NO_ASAN
-#define HAVE_ASAN 0
-#else
-#define HAVE_ASAN 1
-#endif
 
 /* ---- children's helpers ------------------------------------------------------- */
 
@@ -98,57 +83,24 @@ static void misuse_at(const void *p)
 /* Accesses the sanitizer does not see, so that the access itself reaches
  * the MMU: under ASan a freed area is poisoned, and an instrumented access
  * would be ASan's report instead of the fault being tested. */
-static NO_ASAN void raw_write(void *p, unsigned char v)
+static KMM_TEST_NO_ASAN void raw_write(void *p, unsigned char v)
 {
     *(volatile unsigned char *)p = v;
 }
 
-static NO_ASAN unsigned char raw_read(const void *p)
+static KMM_TEST_NO_ASAN unsigned char raw_read(const void *p)
 {
     return *(const volatile unsigned char *)p;
 }
 
 /* ---- the parent's side ------------------------------------------------------------ */
 
-/* Runs fn(arg) in a child with stderr captured into out. In the child a
- * fault is fatal (the default action, also under ASan, whose handler would
- * turn it into an exit) and leaves no core. Returns the wait status. */
+/* Runs fn(arg) in a child with stderr captured into out (kmm_test_run_child). */
 static int run_child(void (*fn)(void *), void *arg, char *out, size_t outsz)
 {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], STDERR_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        struct rlimit none = { 0, 0 };
-        setrlimit(RLIMIT_CORE, &none);
-        signal(SIGSEGV, SIG_DFL);
-        signal(SIGBUS, SIG_DFL);
-        fn(arg);
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < outsz && (n = read(fds[0], out + len, outsz - 1 - len)) > 0)
-        len += (size_t)n;
-    out[len] = '\0';
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
+    int status = kmm_test_run_child(fn, arg, out, outsz);
+    assert_true(status != -1);
     return status;
-}
-
-static void describe(int status, const char *out)
-{
-    if (WIFSIGNALED(status))
-        fprintf(stderr, "child died of signal %d; stderr:\n%s\n", WTERMSIG(status), out);
-    else
-        fprintf(stderr, "child exited with %d; stderr:\n%s\n", WEXITSTATUS(status), out);
 }
 
 /* The child reaches its misuse and dies of SIGSEGV there. */
@@ -158,7 +110,7 @@ static void expect_segv(void (*fn)(void *), void *arg)
     int status = run_child(fn, arg, out, sizeof out);
     bool ok = WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV && strstr(out, "misuse at ");
     if (!ok)
-        describe(status, out);
+        kmm_test_describe_child(status, out);
     assert_true(ok);
 }
 
@@ -184,7 +136,7 @@ static void expect_report(void (*fn)(void *), void *arg, const char *who, const 
     ok = ok && addr[0] && report[0] && strstr(report, why) && strstr(report, addr);
     if (!ok) {
         fprintf(stderr, "expected \"%s...%s...%s\"\n", head, why, addr[0] ? addr : "(no address said)");
-        describe(status, out);
+        kmm_test_describe_child(status, out);
     }
     assert_true(ok);
 }
@@ -350,68 +302,156 @@ static void child_asan_use_after_vfree(void *arg)
 static void test_asan_reports_use_after_vfree(void **state)
 {
     (void)state;
-    if (!HAVE_ASAN)
+    if (!KMM_TEST_ASAN)
         skip();
     char out[16384];
     int status = run_child(child_asan_use_after_vfree, NULL, out, sizeof out);
     bool ok = !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && strstr(out, "misuse at ") &&
               strstr(out, "AddressSanitizer");
     if (!ok)
-        describe(status, out);
+        kmm_test_describe_child(status, out);
     assert_true(ok);
 }
 
-/* ---- bad kmm_vfree ------------------------------------------------------------------------ */
+/* ---- bad frees, reallocs, lookups: one misuse each, from a table ------------------------ */
 
-static void child_vfree_middle(void *arg)
+/* What a misuse is done to. */
+enum obj {
+    O_VMALLOC,   /* a kmm_vmalloc area of `pages` pages */
+    O_KVMALLOC,  /* a kmm_kvmalloc area of `pages` pages */
+    O_VMAP_RO,   /* a kmm_vmap area of `pages` zeroed pages, read-only */
+    O_VMAP_RW,   /* the same, writable */
+    O_KMALLOC,   /* 64 bytes of kmm_malloc */
+    O_PAGES,     /* an order-1 block of pages */
+    O_STACK,     /* a local variable */
+    O_OTHER_MM,  /* a one-page vmalloc area of another memory system */
+};
+
+/* The misusing call. */
+enum op { OP_VFREE, OP_VUNMAP, OP_FREE, OP_KVFREE, OP_REALLOC, OP_USABLE_SIZE, OP_SET_TAG };
+
+struct misuse {
+    const char *who, *why;      /* the report: "kmm: <who>: ...<why>... <address>" */
+    enum op op;
+    enum obj obj;
+    size_t pages;
+    size_t off;                 /* the misuse is at the object + off */
+    bool strict;                /* a memory system in strict mode */
+    bool space_first;           /* a one-page vmalloc area made first */
+    bool freed;                 /* the object freed first (by its own kind of free) */
+    bool purged;                /* ... and purged */
+};
+
+static void child_misuse(void *arg)
 {
-    size_t off = (size_t)(uintptr_t)arg;
-    struct kmm *mm = child_mm();
-    unsigned char *p = vmalloc_or_exit(mm, 3 * PS);
-    misuse_at(p + off);
-    kmm_vfree(mm, p + off);
+    const struct misuse *c = arg;
+    struct kmm *mm = c->strict ? child_mm_strict() : child_mm();
+    if (c->space_first)
+        vmalloc_or_exit(mm, PS);
+    char local[64];
+    unsigned char *p = NULL;
+    switch (c->obj) {
+    case O_VMALLOC:
+        p = vmalloc_or_exit(mm, c->pages * PS);
+        break;
+    case O_KVMALLOC:
+        p = kmm_kvmalloc(mm, c->pages * PS, 0);
+        break;
+    case O_VMAP_RO:
+    case O_VMAP_RW:
+        p = vmap_or_exit(mm, c->pages, KMM_PROT_READ | (c->obj == O_VMAP_RW ? KMM_PROT_WRITE : 0));
+        break;
+    case O_KMALLOC:
+        p = kmm_malloc(mm, 64, 0);
+        break;
+    case O_PAGES:
+        p = kmm_alloc_pages(mm, 1, 0);
+        break;
+    case O_STACK:
+        p = (unsigned char *)local;
+        break;
+    case O_OTHER_MM:
+        p = vmalloc_or_exit(child_mm(), PS);
+        break;
+    }
+    if (!p)
+        exit(3);
+    if (c->freed) {
+        if (c->obj == O_VMAP_RO || c->obj == O_VMAP_RW)
+            kmm_vunmap(mm, p);
+        else if (c->obj == O_KVMALLOC)
+            kmm_kvfree(mm, p);
+        else
+            kmm_vfree(mm, p);
+    }
+    if (c->purged)
+        kmm_vmalloc_purge(mm);
+    unsigned char *at = p + c->off;
+    misuse_at(at);
+    switch (c->op) {
+    case OP_VFREE:
+        kmm_vfree(mm, at);
+        break;
+    case OP_VUNMAP:
+        kmm_vunmap(mm, at);
+        break;
+    case OP_FREE:
+        kmm_free(mm, at);
+        break;
+    case OP_KVFREE:
+        kmm_kvfree(mm, at);
+        break;
+    case OP_REALLOC:
+        kmm_realloc(mm, at, 4 * PS, 0);
+        break;
+    case OP_USABLE_SIZE:
+        (void)kmm_usable_size(mm, at);
+        break;
+    case OP_SET_TAG:
+        kmm_vmalloc_set_tag(mm, at, "tag");
+        break;
+    }
 }
+
+/* The fields of a misuse every case sets; the flags follow, by name. */
+#define MISUSE(who_, why_, op_, obj_, pages_, off_) \
+    .who = (who_), .why = (why_), .op = (op_), .obj = (obj_), .pages = (pages_), .off = (off_)
+
+/* Each misuse of the table aborts with its report. */
+static void expect_misuses(const struct misuse *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        expect_abort(child_misuse, (void *)&cases[i], cases[i].who, cases[i].why);
+}
+
+#define EXPECT_MISUSES(...)                                                  \
+    do {                                                                     \
+        static const struct misuse cases_[] = { __VA_ARGS__ };               \
+        expect_misuses(cases_, sizeof cases_ / sizeof cases_[0]);            \
+    } while (0)
 
 static void test_vfree_middle(void **state)
 {
     (void)state;
-    expect_abort(child_vfree_middle, (void *)(uintptr_t)PS, "kmm_vfree", "pointer into the middle of a vmalloc area");
-    expect_abort(child_vfree_middle, (void *)(uintptr_t)1, "kmm_vfree", "pointer into the middle of a vmalloc area");
-    expect_abort(child_vfree_middle, (void *)(uintptr_t)(3 * PS - 1), "kmm_vfree", "pointer into the middle");
-}
-
-static void child_vfree_guard(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    unsigned char *p = vmalloc_or_exit(mm, 3 * PS);
-    misuse_at(p + 3 * PS);
-    kmm_vfree(mm, p + 3 * PS);
+    EXPECT_MISUSES(
+        { MISUSE("kmm_vfree", "pointer into the middle of a vmalloc area", OP_VFREE, O_VMALLOC, 3, PS) },
+        { MISUSE("kmm_vfree", "pointer into the middle of a vmalloc area", OP_VFREE, O_VMALLOC, 3, 1) },
+        { MISUSE("kmm_vfree", "pointer into the middle", OP_VFREE, O_VMALLOC, 3, 3 * PS - 1) });
 }
 
 static void test_vfree_guard(void **state)
 {
     (void)state;
-    expect_abort(child_vfree_guard, NULL, "kmm_vfree", "pointer into a guard page");
+    EXPECT_MISUSES(
+        { MISUSE("kmm_vfree", "pointer into a guard page", OP_VFREE, O_VMALLOC, 3, 3 * PS) });
 }
 
 /* Twice while the first free waits for its purge. */
-static void child_vfree_twice(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    void *keep = vmalloc_or_exit(mm, PS);
-    void *p = vmalloc_or_exit(mm, 2 * PS);
-    (void)keep;
-    kmm_vfree(mm, p);
-    misuse_at(p);
-    kmm_vfree(mm, p);
-}
-
 static void test_vfree_twice(void **state)
 {
     (void)state;
-    expect_abort(child_vfree_twice, NULL, "kmm_vfree", "double free");
+    EXPECT_MISUSES(
+        { MISUSE("kmm_vfree", "double free", OP_VFREE, O_VMALLOC, 2, 0), .space_first = true, .freed = true });
 }
 
 /* Twice with other frees (of the same size and others) in between. */
@@ -437,326 +477,95 @@ static void test_vfree_twice_buried(void **state)
 }
 
 /* Twice after a purge, or in strict mode: the area is gone, its range free. */
-static void child_vfree_twice_after_purge(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    void *p = vmalloc_or_exit(mm, 2 * PS);
-    kmm_vfree(mm, p);
-    kmm_vmalloc_purge(mm);
-    misuse_at(p);
-    kmm_vfree(mm, p);
-}
-
-static void child_vfree_twice_strict(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm_strict();
-    void *p = vmalloc_or_exit(mm, 2 * PS);
-    kmm_vfree(mm, p);
-    misuse_at(p);
-    kmm_vfree(mm, p);
-}
-
 static void test_vfree_twice_after_unmap(void **state)
 {
     (void)state;
-    expect_abort(child_vfree_twice_after_purge, NULL, "kmm_vfree", "not allocated");
-    expect_abort(child_vfree_twice_strict, NULL, "kmm_vfree", "not allocated");
-}
-
-static void child_vfree_vmap(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    void *v = vmap_or_exit(mm, 2, KMM_PROT_READ | KMM_PROT_WRITE);
-    misuse_at(v);
-    kmm_vfree(mm, v);
+    EXPECT_MISUSES(
+        { MISUSE("kmm_vfree", "not allocated", OP_VFREE, O_VMALLOC, 2, 0), .freed = true, .purged = true },
+        { MISUSE("kmm_vfree", "not allocated", OP_VFREE, O_VMALLOC, 2, 0), .strict = true, .freed = true });
 }
 
 static void test_vfree_vmap_area(void **state)
 {
     (void)state;
-    expect_abort(child_vfree_vmap, NULL, "kmm_vfree", "area made by kmm_vmap");
+    EXPECT_MISUSES(
+        { MISUSE("kmm_vfree", "area made by kmm_vmap", OP_VFREE, O_VMAP_RW, 2, 0) });
 }
 
 /* Inside the vmalloc space, where no area ever was. */
-static void child_vfree_never_allocated(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    unsigned char *p = vmalloc_or_exit(mm, PS);
-    misuse_at(p + 1000 * PS);
-    kmm_vfree(mm, p + 1000 * PS);
-}
-
 static void test_vfree_never_allocated(void **state)
 {
     (void)state;
-    expect_abort(child_vfree_never_allocated, NULL, "kmm_vfree", "not allocated");
+    EXPECT_MISUSES(
+        { MISUSE("kmm_vfree", "not allocated", OP_VFREE, O_VMALLOC, 1, 1000 * PS) });
 }
 
 /* Not in the vmalloc space at all: direct-map memory (kmm_malloc, pages),
  * the stack, another memory system's vmalloc area, and before this memory
  * system ever made its space. The reason is worded by kmm__vfree_as; what
  * must hold is that the report names kmm_vfree and the address. */
-static void child_vfree_kmalloc(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    vmalloc_or_exit(mm, PS);
-    void *p = kmm_malloc(mm, 64, 0);
-    if (!p)
-        exit(3);
-    misuse_at(p);
-    kmm_vfree(mm, p);
-}
-
-static void child_vfree_pages(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    vmalloc_or_exit(mm, PS);
-    void *p = kmm_alloc_pages(mm, 1, 0);
-    if (!p)
-        exit(3);
-    misuse_at(p);
-    kmm_vfree(mm, p);
-}
-
-static void child_vfree_stack(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    vmalloc_or_exit(mm, PS);
-    char local[64];
-    misuse_at(local);
-    kmm_vfree(mm, local);
-}
-
-static void child_vfree_other_mm(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm(), *other = child_mm();
-    vmalloc_or_exit(mm, PS);
-    void *p = vmalloc_or_exit(other, PS);
-    misuse_at(p);
-    kmm_vfree(mm, p);
-}
-
-static void child_vfree_before_space(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    void *p = kmm_malloc(mm, 64, 0);
-    if (!p)
-        exit(3);
-    misuse_at(p);
-    kmm_vfree(mm, p);
-}
-
 static void test_vfree_outside_space(void **state)
 {
     (void)state;
-    expect_abort(child_vfree_kmalloc, NULL, "kmm_vfree", "kmm_vfree");
-    expect_abort(child_vfree_pages, NULL, "kmm_vfree", "kmm_vfree");
-    expect_abort(child_vfree_stack, NULL, "kmm_vfree", "kmm_vfree");
-    expect_abort(child_vfree_other_mm, NULL, "kmm_vfree", "kmm_vfree");
-    expect_abort(child_vfree_before_space, NULL, "kmm_vfree", "kmm_vfree");
+    EXPECT_MISUSES(
+        { MISUSE("kmm_vfree", "kmm_vfree", OP_VFREE, O_KMALLOC, 0, 0), .space_first = true },
+        { MISUSE("kmm_vfree", "kmm_vfree", OP_VFREE, O_PAGES, 0, 0), .space_first = true },
+        { MISUSE("kmm_vfree", "kmm_vfree", OP_VFREE, O_STACK, 0, 0), .space_first = true },
+        { MISUSE("kmm_vfree", "kmm_vfree", OP_VFREE, O_OTHER_MM, 0, 0), .space_first = true },
+        { MISUSE("kmm_vfree", "kmm_vfree", OP_VFREE, O_KMALLOC, 0, 0) });
 }
 
 /* ---- bad kmm_vunmap ------------------------------------------------------------------------ */
 
-static void child_vunmap_vmalloc(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    void *p = vmalloc_or_exit(mm, 2 * PS);
-    misuse_at(p);
-    kmm_vunmap(mm, p);
-}
-
-static void child_vunmap_middle(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    unsigned char *v = vmap_or_exit(mm, 3, KMM_PROT_READ);
-    misuse_at(v + PS);
-    kmm_vunmap(mm, v + PS);
-}
-
-static void child_vunmap_twice(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    void *v = vmap_or_exit(mm, 1, KMM_PROT_READ);
-    kmm_vunmap(mm, v);
-    misuse_at(v);
-    kmm_vunmap(mm, v);
-}
-
-static void child_vunmap_direct(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    vmalloc_or_exit(mm, PS);
-    void *p = kmm_malloc(mm, 64, 0);
-    if (!p)
-        exit(3);
-    misuse_at(p);
-    kmm_vunmap(mm, p);
-}
-
 static void test_vunmap_bad(void **state)
 {
     (void)state;
-    expect_abort(child_vunmap_vmalloc, NULL, "kmm_vunmap", "area made by kmm_vmalloc");
-    expect_abort(child_vunmap_middle, NULL, "kmm_vunmap", "pointer into the middle");
-    expect_abort(child_vunmap_twice, NULL, "kmm_vunmap", "not allocated");
-    expect_abort(child_vunmap_direct, NULL, "kmm_vunmap", "kmm_vunmap");
+    EXPECT_MISUSES(
+        { MISUSE("kmm_vunmap", "area made by kmm_vmalloc", OP_VUNMAP, O_VMALLOC, 2, 0) },
+        { MISUSE("kmm_vunmap", "pointer into the middle", OP_VUNMAP, O_VMAP_RO, 3, PS) },
+        { MISUSE("kmm_vunmap", "not allocated", OP_VUNMAP, O_VMAP_RO, 1, 0), .freed = true },
+        { MISUSE("kmm_vunmap", "kmm_vunmap", OP_VUNMAP, O_KMALLOC, 0, 0), .space_first = true });
 }
 
 /* ---- kmm_free, kmm_kvfree, kmm_realloc, kmm_usable_size, set_tag -------------------------- */
 
-static void child_free_middle(void *arg)
-{
-    bool kv = arg != NULL;
-    struct kmm *mm = child_mm();
-    unsigned char *p = kv ? kmm_kvmalloc(mm, 3 * PS, 0) : vmalloc_or_exit(mm, 3 * PS);
-    if (!p)
-        exit(3);
-    misuse_at(p + PS + 16);
-    if (kv)
-        kmm_kvfree(mm, p + PS + 16);
-    else
-        kmm_free(mm, p + PS + 16);
-}
-
-static void child_free_guard(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    unsigned char *p = vmalloc_or_exit(mm, 2 * PS);
-    misuse_at(p + 2 * PS);
-    kmm_free(mm, p + 2 * PS);
-}
-
-static void child_free_vmap(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    void *v = vmap_or_exit(mm, 1, KMM_PROT_READ | KMM_PROT_WRITE);
-    misuse_at(v);
-    kmm_free(mm, v);
-}
-
-static void child_free_twice(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    void *p = kmm_kvmalloc(mm, 5 * PS, 0);
-    if (!p)
-        exit(3);
-    kmm_kvfree(mm, p);
-    misuse_at(p);
-    kmm_free(mm, p);
-}
-
 static void test_free_bad(void **state)
 {
     (void)state;
-    expect_abort(child_free_middle, NULL, "kmm_free", "pointer into the middle of a vmalloc area");
-    expect_abort(child_free_middle, (void *)1, "kmm_free", "pointer into the middle of a vmalloc area");
-    expect_abort(child_free_guard, NULL, "kmm_free", "pointer into a guard page");
-    expect_abort(child_free_vmap, NULL, "kmm_free", "area made by kmm_vmap");
-    expect_abort(child_free_twice, NULL, "kmm_free", "double free");
+    EXPECT_MISUSES(
+        { MISUSE("kmm_free", "pointer into the middle of a vmalloc area", OP_FREE, O_VMALLOC, 3, PS + 16) },
+        { MISUSE("kmm_free", "pointer into the middle of a vmalloc area", OP_KVFREE, O_KVMALLOC, 3, PS + 16) },
+        { MISUSE("kmm_free", "pointer into a guard page", OP_FREE, O_VMALLOC, 2, 2 * PS) },
+        { MISUSE("kmm_free", "area made by kmm_vmap", OP_FREE, O_VMAP_RW, 1, 0) },
+        { MISUSE("kmm_free", "double free", OP_FREE, O_KVMALLOC, 5, 0), .freed = true });
 }
 
 /* kmm_realloc of a freed area: lazily freed (waiting), and after a purge. */
-static void child_realloc_freed(void *arg)
-{
-    bool purge = arg != NULL;
-    struct kmm *mm = child_mm();
-    void *p = vmalloc_or_exit(mm, 2 * PS);
-    kmm_vfree(mm, p);
-    if (purge)
-        kmm_vmalloc_purge(mm);
-    misuse_at(p);
-    kmm_realloc(mm, p, 4 * PS, 0);
-}
-
-static void child_realloc_middle(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    unsigned char *p = vmalloc_or_exit(mm, 3 * PS);
-    misuse_at(p + PS);
-    kmm_realloc(mm, p + PS, 4 * PS, 0);
-}
-
-static void child_realloc_vmap(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    void *v = vmap_or_exit(mm, 1, KMM_PROT_READ | KMM_PROT_WRITE);
-    misuse_at(v);
-    kmm_realloc(mm, v, 4 * PS, 0);
-}
-
 static void test_realloc_bad(void **state)
 {
     (void)state;
-    expect_abort(child_realloc_freed, NULL, "kmm_realloc", "freed already");
-    expect_abort(child_realloc_freed, (void *)1, "kmm_realloc", "not allocated");
-    expect_abort(child_realloc_middle, NULL, "kmm_realloc", "pointer into the middle");
-    expect_abort(child_realloc_vmap, NULL, "kmm_realloc", "area made by kmm_vmap");
-}
-
-static void child_usable_size_middle(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    unsigned char *p = vmalloc_or_exit(mm, 3 * PS);
-    misuse_at(p + 2 * PS);
-    (void)kmm_usable_size(mm, p + 2 * PS);
-}
-
-static void child_usable_size_freed(void *arg)
-{
-    (void)arg;
-    struct kmm *mm = child_mm();
-    void *p = vmalloc_or_exit(mm, 3 * PS);
-    kmm_vfree(mm, p);
-    misuse_at(p);
-    (void)kmm_usable_size(mm, p);
+    EXPECT_MISUSES(
+        { MISUSE("kmm_realloc", "freed already", OP_REALLOC, O_VMALLOC, 2, 0), .freed = true },
+        { MISUSE("kmm_realloc", "not allocated", OP_REALLOC, O_VMALLOC, 2, 0), .freed = true, .purged = true },
+        { MISUSE("kmm_realloc", "pointer into the middle", OP_REALLOC, O_VMALLOC, 3, PS) },
+        { MISUSE("kmm_realloc", "area made by kmm_vmap", OP_REALLOC, O_VMAP_RW, 1, 0) });
 }
 
 static void test_usable_size_bad(void **state)
 {
     (void)state;
-    expect_abort(child_usable_size_middle, NULL, "kmm_usable_size", "pointer into the middle");
-    expect_abort(child_usable_size_freed, NULL, "kmm_usable_size", "freed already");
-}
-
-static void child_set_tag(void *arg)
-{
-    int which = (int)(uintptr_t)arg;
-    struct kmm *mm = child_mm();
-    unsigned char *p = vmalloc_or_exit(mm, 3 * PS);
-    unsigned char *at = p + PS;
-    if (which == 1) {
-        kmm_vfree(mm, p);
-        at = p;
-    }
-    misuse_at(at);
-    kmm_vmalloc_set_tag(mm, at, "tag");
+    EXPECT_MISUSES(
+        { MISUSE("kmm_usable_size", "pointer into the middle", OP_USABLE_SIZE, O_VMALLOC, 3, 2 * PS) },
+        { MISUSE("kmm_usable_size", "freed already", OP_USABLE_SIZE, O_VMALLOC, 3, 0), .freed = true });
 }
 
 static void test_set_tag_bad(void **state)
 {
     (void)state;
-    expect_abort(child_set_tag, (void *)0, "kmm_vmalloc_set_tag", "not the start of a live vmalloc area");
-    expect_abort(child_set_tag, (void *)1, "kmm_vmalloc_set_tag", "not the start of a live vmalloc area");
+    EXPECT_MISUSES(
+        { MISUSE("kmm_vmalloc_set_tag", "not the start of a live vmalloc area", OP_SET_TAG, O_VMALLOC, 3, PS) },
+        { MISUSE("kmm_vmalloc_set_tag", "not the start of a live vmalloc area", OP_SET_TAG, O_VMALLOC, 3, 0),
+          .freed = true });
 }
 
 int main(int argc, char **argv)
