@@ -41,23 +41,32 @@ static size_t direct_map_alignment(uint64_t size, size_t page_size)
     return (size_t)align;
 }
 
-/* Maps the memfd at an address aligned to align: reserve size + align of
- * address space, put the file at the aligned spot inside, trim the rest. */
-static void *map_aligned(int fd, size_t size, size_t align)
+/* len bytes of inaccessible address space at a multiple of align: reserve
+ * len + align, keep the aligned part, give the rest back. */
+static char *reserve_aligned(size_t len, size_t align)
 {
-    char *reserve = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    char *reserve = mmap(NULL, len + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (reserve == MAP_FAILED)
         return NULL;
     char *base = (char *)(((uintptr_t)reserve + align - 1) & ~(uintptr_t)(align - 1));
-    if (mmap(base, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0) == MAP_FAILED) {
-        munmap(reserve, size + align);
-        return NULL;
-    }
     if (base > reserve)
         munmap(reserve, (size_t)(base - reserve));
-    size_t tail = (size_t)(reserve + size + align - (base + size));
+    size_t tail = (size_t)(reserve + len + align - (base + len));
     if (tail)
-        munmap(base + size, tail);
+        munmap(base + len, tail);
+    return base;
+}
+
+/* Maps the memfd at an address aligned to align, over a reservation. */
+static void *map_aligned(int fd, size_t size, size_t align)
+{
+    char *base = reserve_aligned(size, align);
+    if (!base)
+        return NULL;
+    if (mmap(base, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        munmap(base, size);
+        return NULL;
+    }
     return base;
 }
 
@@ -169,16 +178,7 @@ static uint64_t hosted_resident(void *ctx)
 static void *hosted_vm_reserve(void *ctx, size_t len, size_t align)
 {
     (void)ctx;
-    char *reserve = mmap(NULL, len + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (reserve == MAP_FAILED)
-        return NULL;
-    char *base = (char *)(((uintptr_t)reserve + align - 1) & ~(uintptr_t)(align - 1));
-    if (base > reserve)
-        munmap(reserve, (size_t)(base - reserve));
-    size_t tail = (size_t)(reserve + len + align - (base + len));
-    if (tail)
-        munmap(base + len, tail);
-    return base;
+    return reserve_aligned(len, align);
 }
 
 static void hosted_vm_unreserve(void *ctx, void *va, size_t len)
