@@ -145,64 +145,17 @@ static uint64_t rnd(struct model *m, uint64_t n)
     return n ? kmm_test_rand(&m->rng) % n : 0;
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 static size_t round_up(size_t v, size_t a)
 {
     return (v + a - 1) / a * a;
 }
 
 /* ---- patterns ---------------------------------------------------------------
- * Byte off of object id holds byte (off % 8) of mix64(id, off / 8): a prefix
+ * Byte off of object id is kmm_test_pat(id, off) (tests/support): a prefix
  * of an object carries the same bytes whatever its length. */
 
-static uint64_t pat_word(uint32_t id, size_t wi)
-{
-    return mix64(((uint64_t)id << 40) ^ (uint64_t)wi ^ 0x5bd1e995u);
-}
+static uint64_t pat_word(uint32_t id, size_t wi) { return kmm_test_pat_word(id, wi); }
 
-/* Writes, or checks, bytes [from, to); returns the first bad offset or SIZE_MAX. */
-static size_t span_io(unsigned char *p, uint32_t id, size_t from, size_t to, bool write)
-{
-    size_t off = from;
-    while (off < to) {
-        size_t wo = off & 7, n = 8 - wo;
-        if (wo == 0 && to - off >= 8) {      /* whole words: fixed-size copies the compiler inlines */
-            uint64_t w = pat_word(id, off >> 3), got;
-            if (write) {
-                memcpy(p + off, &w, 8);
-            } else {
-                memcpy(&got, p + off, 8);
-                if (got != w)
-                    for (size_t i = 0; i < 8; i++)
-                        if (p[off + i] != ((const unsigned char *)&w)[i])
-                            return off + i;
-            }
-            off += 8;
-            continue;
-        }
-        if (n > to - off)
-            n = to - off;
-        uint64_t w = pat_word(id, off >> 3);
-        const unsigned char *src = (const unsigned char *)&w + wo;
-        if (write) {
-            memcpy(p + off, src, n);
-        } else if (memcmp(p + off, src, n) != 0) {
-            for (size_t i = 0; i < n; i++)
-                if (p[off + i] != src[i])
-                    return off + i;
-        }
-        off += n;
-    }
-    return SIZE_MAX;
-}
 
 /* The pattern of an object whose pattern was written over its first `written`
  * bytes, restricted to its first `len` bytes (len <= written): every byte up
@@ -211,19 +164,19 @@ static size_t span_io(unsigned char *p, uint32_t id, size_t from, size_t to, boo
 static size_t pattern_io(unsigned char *p, uint32_t id, size_t written, size_t len, bool write)
 {
     if (written <= FULL_LIMIT)
-        return span_io(p, id, 0, len, write);
+        return kmm_test_span_io(p, id, 0, len, write);
     size_t bad;
     for (size_t o = 0; o < len; o += CHUNK) {
         size_t e1 = o + EDGE < len ? o + EDGE : len;
-        if ((bad = span_io(p, id, o, e1, write)) != SIZE_MAX)
+        if ((bad = kmm_test_span_io(p, id, o, e1, write)) != SIZE_MAX)
             return bad;
         size_t ce = o + CHUNK < len ? o + CHUNK : len;
         size_t s2 = o + CHUNK - EDGE;
-        if (s2 < ce && (bad = span_io(p, id, s2 > e1 ? s2 : e1, ce, write)) != SIZE_MAX)
+        if (s2 < ce && (bad = kmm_test_span_io(p, id, s2 > e1 ? s2 : e1, ce, write)) != SIZE_MAX)
             return bad;
     }
     size_t t = written - EDGE;
-    if (t < len && (bad = span_io(p, id, t, len, write)) != SIZE_MAX)
+    if (t < len && (bad = kmm_test_span_io(p, id, t, len, write)) != SIZE_MAX)
         return bad;
     return SIZE_MAX;
 }

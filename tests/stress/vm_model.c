@@ -197,54 +197,16 @@ static size_t pages_of(const struct model *m, size_t size)
 }
 
 /* ---- patterns -----------------------------------------------------------------
- * Byte off of pattern id holds byte (off % 8) of kmm_test_mix64(id, off / 8): a prefix
+ * Byte off of pattern id is kmm_test_pat(id, off) (tests/support): a prefix
  * carries the same bytes whatever the length written. */
 
-static uint64_t pat_word(uint32_t id, size_t wi)
-{
-    return kmm_test_mix64(((uint64_t)id << 40) ^ (uint64_t)wi ^ 0x2545F491u);
-}
+static uint64_t pat_word(uint32_t id, size_t wi) { return kmm_test_pat_word(id, wi); }
 
 static unsigned char pat_byte(uint32_t id, size_t off)
 {
     return (unsigned char)(pat_word(id, off >> 3) >> 8 * (off & 7));
 }
 
-/* Writes, or checks, bytes [from, to); returns the first bad offset or SIZE_MAX. */
-static size_t span_io(unsigned char *p, uint32_t id, size_t from, size_t to, bool write)
-{
-    size_t off = from;
-    while (off < to) {
-        size_t wo = off & 7, n = 8 - wo;
-        if (wo == 0 && to - off >= 8) {
-            uint64_t w = pat_word(id, off >> 3), got;
-            if (write) {
-                memcpy(p + off, &w, 8);
-            } else {
-                memcpy(&got, p + off, 8);
-                if (got != w)
-                    for (size_t i = 0; i < 8; i++)
-                        if (p[off + i] != ((const unsigned char *)&w)[i])
-                            return off + i;
-            }
-            off += 8;
-            continue;
-        }
-        if (n > to - off)
-            n = to - off;
-        uint64_t w = pat_word(id, off >> 3);
-        const unsigned char *src = (const unsigned char *)&w + wo;
-        if (write) {
-            memcpy(p + off, src, n);
-        } else if (memcmp(p + off, src, n) != 0) {
-            for (size_t i = 0; i < n; i++)
-                if (p[off + i] != src[i])
-                    return off + i;
-        }
-        off += n;
-    }
-    return SIZE_MAX;
-}
 
 /* The pattern of `written` bytes at p, restricted to the first len bytes:
  * every byte up to FULL_LIMIT; beyond, in every page the first and last EDGE
@@ -252,22 +214,22 @@ static size_t span_io(unsigned char *p, uint32_t id, size_t from, size_t to, boo
 static size_t pattern_io(size_t ps, unsigned char *p, uint32_t id, size_t written, size_t len, bool write)
 {
     if (written <= FULL_LIMIT)
-        return span_io(p, id, 0, len, write);
+        return kmm_test_span_io(p, id, 0, len, write);
     size_t bad;
     for (size_t o = 0; o < len; o += ps) {
         size_t pe = o + ps < len ? o + ps : len;
         size_t e1 = o + EDGE < pe ? o + EDGE : pe;
-        if ((bad = span_io(p, id, o, e1, write)) != SIZE_MAX)
+        if ((bad = kmm_test_span_io(p, id, o, e1, write)) != SIZE_MAX)
             return bad;
         size_t mid = o + ps / 2;
-        if (mid >= e1 && mid + 8 <= pe && (bad = span_io(p, id, mid, mid + 8, write)) != SIZE_MAX)
+        if (mid >= e1 && mid + 8 <= pe && (bad = kmm_test_span_io(p, id, mid, mid + 8, write)) != SIZE_MAX)
             return bad;
         size_t s2 = o + ps - EDGE;
-        if (s2 < pe && (bad = span_io(p, id, s2 > e1 ? s2 : e1, pe, write)) != SIZE_MAX)
+        if (s2 < pe && (bad = kmm_test_span_io(p, id, s2 > e1 ? s2 : e1, pe, write)) != SIZE_MAX)
             return bad;
     }
     size_t t = written - EDGE;
-    if (t < len && (bad = span_io(p, id, t, len, write)) != SIZE_MAX)
+    if (t < len && (bad = kmm_test_span_io(p, id, t, len, write)) != SIZE_MAX)
         return bad;
     return SIZE_MAX;
 }
@@ -276,9 +238,9 @@ static size_t pattern_io(size_t ps, unsigned char *p, uint32_t id, size_t writte
 static size_t page_io(size_t ps, unsigned char *p, uint32_t id, bool write)
 {
     size_t bad;
-    if ((bad = span_io(p, id, 0, EDGE, write)) != SIZE_MAX || (bad = span_io(p, id, ps / 2, ps / 2 + 8, write)) != SIZE_MAX)
+    if ((bad = kmm_test_span_io(p, id, 0, EDGE, write)) != SIZE_MAX || (bad = kmm_test_span_io(p, id, ps / 2, ps / 2 + 8, write)) != SIZE_MAX)
         return bad;
-    return span_io(p, id, ps - EDGE, ps, write);
+    return kmm_test_span_io(p, id, ps - EDGE, ps, write);
 }
 
 /* Are bytes [from, to) zero? Every byte up to 64 KiB; beyond, the first and

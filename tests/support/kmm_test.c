@@ -170,3 +170,24 @@ void kmm_test_join_threads(const pthread_t *th, unsigned n)
     for (unsigned i = 0; i < n; i++)
         pthread_join(th[i], NULL);
 }
+
+size_t kmm_test_span_io(unsigned char *p, uint64_t key, size_t from, size_t to, bool write)
+{
+    size_t off = from;
+    while (off < to) {
+        size_t wo = off & 7, n = 8 - wo;
+        if (n > to - off)
+            n = to - off;
+        uint64_t w = kmm_test_pat_word(key, off >> 3);
+        const unsigned char *src = (const unsigned char *)&w + wo;
+        if (write) {
+            memcpy(p + off, src, n);   /* whole words: a fixed-size copy the compiler inlines */
+        } else if (memcmp(p + off, src, n) != 0) {
+            for (size_t i = 0; i < n; i++)
+                if (p[off + i] != src[i])
+                    return off + i;
+        }
+        off += n;
+    }
+    return SIZE_MAX;
+}

@@ -134,12 +134,23 @@ static inline uint64_t kmm_test_mix64(uint64_t x)
 
 /* ---- patterns -------------------------------------------------------------------------- */
 
+/* Word wi (bytes 8 wi .. 8 wi + 7) of the pattern named key. */
+static inline uint64_t kmm_test_pat_word(uint64_t key, size_t wi)
+{
+    return kmm_test_mix64(key * 0x9E3779B97F4A7C15ULL ^ (uint64_t)wi);
+}
+
 /* Byte i of the pattern named key: byte i % 8 of a mix of key and i / 8, so
  * a prefix carries the same bytes whatever the length written. */
 static inline unsigned char kmm_test_pat(uint64_t key, size_t i)
 {
-    return (unsigned char)(kmm_test_mix64(key * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(i >> 3)) >> (8 * (i & 7)));
+    return (unsigned char)(kmm_test_pat_word(key, i >> 3) >> (8 * (i & 7)));
 }
+
+/* Writes (write true) or checks bytes [from, to) of the pattern named key
+ * at p, a word at a time where aligned. Returns the first offset that does
+ * not hold its byte, or SIZE_MAX (always SIZE_MAX when writing). */
+size_t kmm_test_span_io(unsigned char *p, uint64_t key, size_t from, size_t to, bool write);
 
 /* Sampled patterns: the bytes of a size-byte object that carry one are all
  * of them up to full; beyond, the first and last edge bytes of every page
