@@ -191,3 +191,31 @@ size_t kmm_test_span_io(unsigned char *p, uint64_t key, size_t from, size_t to, 
     }
     return SIZE_MAX;
 }
+
+void kmm_test_capture_begin(struct kmm_test_capture *c)
+{
+    fflush(stderr);
+    c->f = tmpfile();
+    c->saved = c->f ? dup(STDERR_FILENO) : -1;
+    if (!c->f || c->saved < 0 || dup2(fileno(c->f), STDERR_FILENO) < 0) {
+        perror("kmm_test_capture_begin");
+        abort();
+    }
+}
+
+char *kmm_test_capture_end(struct kmm_test_capture *c)
+{
+    fflush(stderr);
+    dup2(c->saved, STDERR_FILENO);
+    close(c->saved);
+    long len = lseek(fileno(c->f), 0, SEEK_END);
+    if (len < 0)
+        len = 0;
+    char *buf = calloc((size_t)len + 1, 1);
+    if (!buf)
+        abort();
+    ssize_t got = pread(fileno(c->f), buf, (size_t)len, 0);
+    buf[got > 0 && got <= len ? got : 0] = '\0';
+    fclose(c->f);
+    return buf;
+}

@@ -132,6 +132,17 @@ static inline uint64_t kmm_test_mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* ---- what a call writes to stderr (kmm's reports when hosted) ------------------------ */
+
+struct kmm_test_capture {
+    FILE *f;
+    int saved;
+};
+/* Sends stderr to a temporary file until kmm_test_capture_end. */
+void kmm_test_capture_begin(struct kmm_test_capture *c);
+/* Restores stderr; returns the text captured, NUL-terminated (free it). */
+char *kmm_test_capture_end(struct kmm_test_capture *c);
+
 /* ---- patterns -------------------------------------------------------------------------- */
 
 /* Word wi (bytes 8 wi .. 8 wi + 7) of the pattern named key. */

@@ -209,39 +209,6 @@ static void assert_all_back(struct kmm *mm, size_t initial)
     free(st);
 }
 
-/* What a call writes to stderr (kmm's reports when hosted). */
-struct capture {
-    FILE *f;
-    int saved;
-};
-
-static void capture_begin(struct capture *c)
-{
-    fflush(stderr);
-    c->f = tmpfile();
-    assert_non_null(c->f);
-    c->saved = dup(STDERR_FILENO);
-    assert_true(c->saved >= 0);
-    assert_true(dup2(fileno(c->f), STDERR_FILENO) >= 0);
-}
-
-/* The text captured, NUL-terminated; the caller frees it. */
-static char *capture_end(struct capture *c)
-{
-    fflush(stderr);
-    dup2(c->saved, STDERR_FILENO);
-    close(c->saved);
-    long len = ftell(c->f);
-    if (len < 0)
-        len = 0;
-    char *buf = calloc((size_t)len + 1, 1);
-    assert_non_null(buf);
-    rewind(c->f);
-    size_t got = fread(buf, 1, (size_t)len, c->f);
-    buf[got] = '\0';
-    fclose(c->f);
-    return buf;
-}
 
 /* n appears in s as a decimal number of its own (not part of a hex address
  * or of a longer number). */
@@ -1571,10 +1538,10 @@ static void test_cache_ctor(void **state)
     assert_null(kmm_cache_alloc(c, KMM_ZERO));
     assert_int_equal(errno, EINVAL);
 
-    struct capture cap;
-    capture_begin(&cap);
+    struct kmm_test_capture cap;
+    kmm_test_capture_begin(&cap);
     kmm_cache_destroy(c);
-    char *out = capture_end(&cap);
+    char *out = kmm_test_capture_end(&cap);
     if (out[0])
         fprintf(stderr, "destroying an empty cache said: %s\n", out);
     assert_string_equal(out, "");
@@ -1845,12 +1812,12 @@ static void test_cache_args(void **state)
     } bad[] = { { 0, 0 }, { 8 * ps + 1, 0 }, { SIZE_MAX, 0 }, { 64, 3 }, { 64, 24 }, { 64, 2 * ps },
                 { 64, ps + 8 }, { 64, SIZE_MAX } };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct capture cap;
-        capture_begin(&cap);
+        struct kmm_test_capture cap;
+        kmm_test_capture_begin(&cap);
         errno = 0;
         c = kmm_cache_create(mm, "bad", bad[i].size, bad[i].align, NULL);
         int err = errno;
-        char *out = capture_end(&cap);
+        char *out = kmm_test_capture_end(&cap);
         if (c)
             fprintf(stderr, "kmm_cache_create(size %zu, align %zu) accepted\n", bad[i].size, bad[i].align);
         assert_null(c);
@@ -2118,10 +2085,10 @@ static void test_cache_destroy_live(void **state)
     for (int i = 0; i < FREED; i++)
         kmm_cache_free(c, objs[i]);   /* in the magazine: not live */
 
-    struct capture cap;
-    capture_begin(&cap);
+    struct kmm_test_capture cap;
+    kmm_test_capture_begin(&cap);
     kmm_cache_destroy(c);
-    char *out = capture_end(&cap);
+    char *out = kmm_test_capture_end(&cap);
     if (!strstr(out, "leaky-cache") || !has_number(out, N - FREED))
         fprintf(stderr, "destroy report: \"%s\"\n", out);
     assert_non_null(strstr(out, "leaky-cache"));
@@ -2183,10 +2150,10 @@ static void test_cache_destroy_keeps_only_live_slabs(void **state)
     /* one object stays out; the rest come back, some into the magazine */
     for (size_t i = 1; i < n; i++)
         kmm_cache_free(c, objs[i]);
-    struct capture cap;
-    capture_begin(&cap);
+    struct kmm_test_capture cap;
+    kmm_test_capture_begin(&cap);
     kmm_cache_destroy(c);
-    char *out = capture_end(&cap);
+    char *out = kmm_test_capture_end(&cap);
     assert_non_null(strstr(out, "partial-leak"));
     assert_true(has_number(out, 1));
     free(out);
@@ -2223,10 +2190,10 @@ static void test_cache_destroy_empty(void **state)
             for (int i = 0; i < N; i++)
                 kmm_cache_free(c, objs[i]);
         }
-        struct capture cap;
-        capture_begin(&cap);
+        struct kmm_test_capture cap;
+        kmm_test_capture_begin(&cap);
         kmm_cache_destroy(c);
-        char *out = capture_end(&cap);
+        char *out = kmm_test_capture_end(&cap);
         if (out[0])
             fprintf(stderr, "destroying an empty cache said: %s\n", out);
         assert_string_equal(out, "");
@@ -2270,10 +2237,10 @@ static void test_cache_destroy_after_thread(void **state)
     kmm_cache_stats(c, &st);
     assert_int_equal(st.active_objects, 0);
     assert_int_equal(st.cached_objects, 0);   /* the thread's magazine went back at its exit */
-    struct capture cap;
-    capture_begin(&cap);
+    struct kmm_test_capture cap;
+    kmm_test_capture_begin(&cap);
     kmm_cache_destroy(c);
-    char *out = capture_end(&cap);
+    char *out = kmm_test_capture_end(&cap);
     assert_string_equal(out, "");
     free(out);
     assert_int_equal(allocated_pages(mm), initial);

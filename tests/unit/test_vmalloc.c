@@ -207,36 +207,6 @@ static bool info_has(struct kmm *mm, const void *p)
     return seen;
 }
 
-/* stderr captured into a temporary file (for what kmm reports). */
-struct capture {
-    FILE *f;
-    int saved;
-};
-static void capture_begin(struct capture *c)
-{
-    fflush(stderr);
-    c->f = tmpfile();
-    assert_non_null(c->f);
-    c->saved = dup(STDERR_FILENO);
-    assert_true(c->saved >= 0);
-    assert_true(dup2(fileno(c->f), STDERR_FILENO) >= 0);
-}
-/* The text captured, NUL-terminated; the caller frees it. */
-static char *capture_end(struct capture *c)
-{
-    fflush(stderr);
-    dup2(c->saved, STDERR_FILENO);
-    close(c->saved);
-    long len = lseek(fileno(c->f), 0, SEEK_END);
-    if (len < 0)
-        len = 0;
-    char *buf = calloc((size_t)len + 1, 1);
-    assert_non_null(buf);
-    size_t got = (size_t)pread(fileno(c->f), buf, (size_t)len, 0);
-    buf[got <= (size_t)len ? got : 0] = '\0';
-    fclose(c->f);
-    return buf;
-}
 
 /* ---- sizes, alignment, zeroing ------------------------------------------------------ */
 
@@ -799,12 +769,12 @@ static void test_vmap_bad_args(void **state)
         { &good, 1, KMM_PROT_READ | 8 },
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct capture cap;
-        capture_begin(&cap);
+        struct kmm_test_capture cap;
+        kmm_test_capture_begin(&cap);
         errno = 0;
         void *v = kmm_vmap(mm, bad[i].pages, bad[i].n, bad[i].prot);
         int err = errno;
-        char *out = capture_end(&cap);
+        char *out = kmm_test_capture_end(&cap);
         if (v || err != EINVAL)
             fprintf(stderr, "case %zu: %p, errno %d\n", i, v, err);
         assert_null(v);
@@ -1692,12 +1662,12 @@ static void test_mapping_limit(void **state)
     }
     assert_int_equal(n, expect);
     size_t fp = free_pages(mm);
-    struct capture cap;
-    capture_begin(&cap);
+    struct kmm_test_capture cap;
+    kmm_test_capture_begin(&cap);
     errno = 0;
     q = kmm_vmalloc(mm, ps, 0);
     int err = errno;
-    char *out = capture_end(&cap);
+    char *out = kmm_test_capture_end(&cap);
     assert_null(q);
     assert_int_equal(err, ENOMEM);
     assert_non_null(strstr(out, "mappings"));   /* the report says why */
