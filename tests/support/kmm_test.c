@@ -219,3 +219,22 @@ char *kmm_test_capture_end(struct kmm_test_capture *c)
     fclose(c->f);
     return buf;
 }
+
+void kmm_test_fill(void *p, size_t len, unsigned seed)
+{
+    unsigned char *c = p;
+    for (size_t i = 0; i < len; i++)
+        c[i] = kmm_test_fill_byte(i, seed);
+}
+
+bool kmm_test_filled(const void *p, size_t len, unsigned seed)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < len; i++) {
+        if (c[i] != kmm_test_fill_byte(i, seed)) {
+            fprintf(stderr, "%p: byte %zu of %zu is %#x, expected %#x\n", p, i, len, c[i], kmm_test_fill_byte(i, seed));
+            return false;
+        }
+    }
+    return true;
+}

@@ -132,6 +132,19 @@ static inline uint64_t kmm_test_mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* ---- a cheap pattern for unit tests ------------------------------------------------------ */
+
+/* Byte i of the fill pattern seed: differs between neighbouring bytes, pages and seeds. */
+static inline unsigned char kmm_test_fill_byte(size_t i, unsigned seed)
+{
+    return (unsigned char)(((i ^ (i >> 8) ^ (i >> 16)) * 0x9du) + seed * 0x3bu + 1);
+}
+/* Writes the fill pattern seed over [p, p + len). */
+void kmm_test_fill(void *p, size_t len, unsigned seed);
+/* Checks it: true if every byte holds it; else prints the first that does
+ * not (address, offset, value, expected) to stderr and returns false. */
+bool kmm_test_filled(const void *p, size_t len, unsigned seed);
+
 /* ---- what a call writes to stderr (kmm's reports when hosted) ------------------------ */
 
 struct kmm_test_capture {

@@ -113,30 +113,6 @@ static void assert_contiguous(struct kmm *mm, const void *p, size_t len, size_t 
         assert_true(kmm_virt_to_phys(mm, c + len - 1) == base + len - 1);
 }
 
-static unsigned char pattern_byte(size_t i, unsigned seed)
-{
-    return (unsigned char)(((i ^ (i >> 8) ^ (i >> 16)) * 0x9du) + seed * 0x3bu + 1);
-}
-
-static void fill(void *p, size_t len, unsigned seed)
-{
-    unsigned char *c = p;
-    for (size_t i = 0; i < len; i++)
-        c[i] = pattern_byte(i, seed);
-}
-
-static int check_fill(const void *p, size_t len, unsigned seed)
-{
-    const unsigned char *c = p;
-    for (size_t i = 0; i < len; i++)
-        if (c[i] != pattern_byte(i, seed)) {
-            fprintf(stderr, "%p: byte %zu of %zu is %#x, expected %#x\n", p, i, len, c[i],
-                    pattern_byte(i, seed));
-            return 0;
-        }
-    return 1;
-}
-
 static int is_zero(const void *p, size_t len)
 {
     const unsigned char *c = p;
@@ -208,7 +184,6 @@ static void assert_all_back(struct kmm *mm, size_t initial)
     }
     free(st);
 }
-
 
 /* n appears in s as a decimal number of its own (not part of a hex address
  * or of a longer number). */
@@ -346,10 +321,10 @@ static void test_contiguous_every_size(void **state)
     for (size_t i = 0; i < n; i++) {
         live[i] = kmm_malloc(mm, sizes[i], 0);
         check_malloc_result(mm, ps, live[i], sizes[i]);
-        fill(live[i], kmm_usable_size(mm, live[i]), (unsigned)i);
+        kmm_test_fill(live[i], kmm_usable_size(mm, live[i]), (unsigned)i);
     }
     for (size_t i = 0; i < n; i++)
-        assert_true(check_fill(live[i], kmm_usable_size(mm, live[i]), (unsigned)i));
+        assert_true(kmm_test_filled(live[i], kmm_usable_size(mm, live[i]), (unsigned)i));
     for (size_t i = 0; i < n; i++)
         kmm_free(mm, live[i]);
     assert_all_back(mm, initial);
@@ -478,10 +453,10 @@ static void test_malloc_aligned(void **state)
         live[i] = kmm_malloc_aligned(mm, 200, 128, 0);
         assert_non_null(live[i]);
         assert_int_equal((uintptr_t)live[i] % 128, 0);
-        fill(live[i], 200, (unsigned)i);
+        kmm_test_fill(live[i], 200, (unsigned)i);
     }
     for (int i = 0; i < N; i++) {
-        assert_true(check_fill(live[i], 200, (unsigned)i));
+        assert_true(kmm_test_filled(live[i], 200, (unsigned)i));
         kmm_free(mm, live[i]);
     }
     assert_all_back(mm, initial);
@@ -572,7 +547,7 @@ static void test_realloc_content(void **state)
         void *p = kmm_malloc(mm, up[0], 0);
         assert_non_null(p);
         size_t cur = up[0];
-        fill(p, cur, 7);
+        kmm_test_fill(p, cur, 7);
         size_t steps = 2 * nup - 1;
         for (size_t k = 1; k < steps; k++) {
             size_t i = k < nup ? k : 2 * nup - 2 - k;
@@ -582,11 +557,11 @@ static void test_realloc_content(void **state)
             void *q = kmm_realloc(mm, p, s, 0);
             assert_non_null(q);
             assert_true(kmm_usable_size(mm, q) >= s);
-            if (!check_fill(q, cur < s ? cur : s, 7))
+            if (!kmm_test_filled(q, cur < s ? cur : s, 7))
                 fprintf(stderr, "realloc %zu -> %zu lost content\n", cur, s);
-            assert_true(check_fill(q, cur < s ? cur : s, 7));
+            assert_true(kmm_test_filled(q, cur < s ? cur : s, 7));
             assert_contiguous(mm, q, kmm_usable_size(mm, q), ps);
-            fill(q, s, 7);
+            kmm_test_fill(q, s, 7);
             p = q;
             cur = s;
         }
@@ -609,12 +584,12 @@ static void test_realloc_in_place(void **state)
         size_t lo = i ? cls[i - 1] + 1 : 1;   /* the smallest size of this class */
         void *p = kmm_malloc(mm, lo, 0);
         assert_non_null(p);
-        fill(p, lo, 1);
+        kmm_test_fill(p, lo, 1);
         void *q = kmm_realloc(mm, p, cls[i], 0);
         if (q != p)
             fprintf(stderr, "realloc %zu -> %zu in class %zu moved\n", lo, cls[i], cls[i]);
         assert_ptr_equal(q, p);
-        assert_true(check_fill(p, lo, 1));
+        assert_true(kmm_test_filled(p, lo, 1));
         /* back down to the smallest size of the class: in place unless
          * "much smaller" (the implementation moves at half the class or
          * less, even when the smaller size is still of the same class:
@@ -626,7 +601,7 @@ static void test_realloc_in_place(void **state)
                 fprintf(stderr, "realloc %zu -> %zu in class %zu moved\n", cls[i], lo, cls[i]);
             assert_ptr_equal(q, p);
         }
-        assert_true(check_fill(q, lo, 1));
+        assert_true(kmm_test_filled(q, lo, 1));
         kmm_free(mm, q);
     }
 
@@ -639,12 +614,12 @@ static void test_realloc_in_place(void **state)
     size_t u = kmm_usable_size(mm, p);
     size_t held = allocated_pages(mm) - before;
     assert_int_equal(held, u / ps);
-    fill(p, u, 2);
+    kmm_test_fill(p, u, 2);
     assert_ptr_equal(kmm_realloc(mm, p, u, 0), p);
     assert_ptr_equal(kmm_realloc(mm, p, u - ps + 1, 0), p);
     assert_int_equal(allocated_pages(mm) - before, held);
     assert_int_equal(kmm_usable_size(mm, p), u);
-    assert_true(check_fill(p, u, 2));
+    assert_true(kmm_test_filled(p, u, 2));
 
     /* shrinking a block of pages gives the tail pages back, in place */
     size_t s1 = max_slab + 1, u1 = round_up(s1, ps);
@@ -652,7 +627,7 @@ static void test_realloc_in_place(void **state)
     assert_int_equal(kmm_usable_size(mm, p), u1);
     assert_int_equal(allocated_pages(mm) - before, u1 / ps);
     assert_true(allocated_pages(mm) - before < held);
-    assert_true(check_fill(p, s1, 2));
+    assert_true(kmm_test_filled(p, s1, 2));
     memset(p, 0, u1);
     kmm_free(mm, p);
     assert_int_equal(allocated_pages(mm), before);
@@ -673,11 +648,11 @@ static void test_realloc_pages_to_slab(void **state)
     size_t big = max_slab + 4 * ps;
     void *p = kmm_malloc(mm, big, 0);
     assert_non_null(p);
-    fill(p, big, 3);
+    kmm_test_fill(p, big, 3);
     size_t before = allocated_pages(mm);
     void *q = kmm_realloc(mm, p, 100, 0);
     assert_non_null(q);
-    assert_true(check_fill(q, 100, 3));
+    assert_true(kmm_test_filled(q, 100, 3));
     assert_true(kmm_usable_size(mm, q) >= 100);
     assert_true(allocated_pages(mm) < before);
     assert_true(before - allocated_pages(mm) >= round_up(big, ps) / ps - 1);
@@ -741,11 +716,11 @@ static void test_realloc_zero_flag(void **state)
         void *p = kmm_malloc(mm, from, 0);
         assert_non_null(p);
         size_t u0 = kmm_usable_size(mm, p);
-        fill(p, u0, 4);
+        kmm_test_fill(p, u0, 4);
         kmm_free(mm, d);
         void *q = kmm_realloc(mm, p, to, KMM_ZERO);
         assert_non_null(q);
-        assert_true(check_fill(q, from, 4));
+        assert_true(kmm_test_filled(q, from, 4));
         if (to > u0)
             assert_true(is_zero((char *)q + u0, to - u0));
         kmm_free(mm, q);
@@ -767,8 +742,8 @@ static void test_realloc_failure(void **state)
     assert_non_null(small);
     assert_non_null(large);
     size_t us = kmm_usable_size(mm, small), ul = kmm_usable_size(mm, large);
-    fill(small, us, 5);
-    fill(large, ul, 6);
+    kmm_test_fill(small, us, 5);
+    kmm_test_fill(large, ul, 6);
 
     /* more than all the memory */
     errno = 0;
@@ -782,8 +757,8 @@ static void test_realloc_failure(void **state)
     assert_true(errno == ENOMEM || errno == EINVAL);
     assert_int_equal(kmm_usable_size(mm, small), us);
     assert_int_equal(kmm_usable_size(mm, large), ul);
-    assert_true(check_fill(small, us, 5));
-    assert_true(check_fill(large, ul, 6));
+    assert_true(kmm_test_filled(small, us, 5));
+    assert_true(kmm_test_filled(large, ul, 6));
     assert_int_equal(kmm_check(mm), 0);
 
     /* every page and metadata allocation of the layer fails: moving to a
@@ -805,18 +780,18 @@ static void test_realloc_failure(void **state)
     kmm_fault_inject(mm, 0, 0, 0);
     assert_int_equal(kmm_usable_size(mm, small), us);
     assert_int_equal(kmm_usable_size(mm, large), ul);
-    assert_true(check_fill(small, us, 5));
-    assert_true(check_fill(large, ul, 6));
+    assert_true(kmm_test_filled(small, us, 5));
+    assert_true(kmm_test_filled(large, ul, 6));
     assert_int_equal(kmm_check(mm), 0);
 
     /* and once memory is back, the same reallocs work */
     void *q = kmm_realloc(mm, small, 2000, 0);
     assert_non_null(q);
-    assert_true(check_fill(q, us, 5));
+    assert_true(kmm_test_filled(q, us, 5));
     kmm_free(mm, q);
     q = kmm_realloc(mm, large, 2 * MiB, 0);
     assert_non_null(q);
-    assert_true(check_fill(q, ul, 6));
+    assert_true(kmm_test_filled(q, ul, 6));
     kmm_free(mm, q);
     assert_all_back(mm, initial);
     finish(mm);
@@ -1579,11 +1554,11 @@ static void test_cache_align(void **state)
                 if ((uintptr_t)objs[k] % eff)
                     fprintf(stderr, "cache of %zu aligned %zu: object %p\n", s, a, objs[k]);
                 assert_int_equal((uintptr_t)objs[k] % eff, 0);
-                fill(objs[k], s, (unsigned)k);
+                kmm_test_fill(objs[k], s, (unsigned)k);
                 assert_contiguous(mm, objs[k], s, ps);
             }
             for (int k = 0; k < N; k++)
-                assert_true(check_fill(objs[k], s, (unsigned)k));
+                assert_true(kmm_test_filled(objs[k], s, (unsigned)k));
             struct kmm_cache_stats st;
             kmm_cache_stats(c, &st);
             assert_true(st.align >= a);

@@ -95,29 +95,11 @@ static size_t pages_of(size_t size, size_t ps)
     return round_up(size, ps) / ps;
 }
 
-static unsigned char pattern_byte(size_t i, unsigned seed)
-{
-    return (unsigned char)(((i ^ (i >> 8) ^ (i >> 16)) * 0x9du) + seed * 0x3bu + 1);
-}
-
-static void fill(void *p, size_t len, unsigned seed)
-{
-    unsigned char *c = p;
-    for (size_t i = 0; i < len; i++)
-        c[i] = pattern_byte(i, seed);
-}
-
 /* (cmocka is called only on a mismatch: an assertion per byte would make
  * the MiB-sized checks slow) */
 static void assert_pattern(const void *p, size_t len, unsigned seed)
 {
-    const unsigned char *c = p;
-    for (size_t i = 0; i < len; i++) {
-        if (c[i] != pattern_byte(i, seed)) {
-            fprintf(stderr, "%p + %zu: %#x, expected %#x\n", p, i, c[i], pattern_byte(i, seed));
-            assert_int_equal(c[i], pattern_byte(i, seed));
-        }
-    }
+    assert_true(kmm_test_filled(p, len, seed));
 }
 
 static void assert_bytes(const void *p, size_t len, unsigned char value)
@@ -207,7 +189,6 @@ static bool info_has(struct kmm *mm, const void *p)
     return seen;
 }
 
-
 /* ---- sizes, alignment, zeroing ------------------------------------------------------ */
 
 /* Any size: page aligned, in the vmalloc space, writable over the whole
@@ -228,7 +209,7 @@ static void test_vmalloc_sizes(void **state)
         assert_true(kmm_is_vmalloc_addr(mm, p[i]));
         assert_true(kmm_is_vmalloc_addr(mm, (char *)p[i] + rounded - 1));
         assert_int_equal(kmm_usable_size(mm, p[i]), rounded);
-        fill(p[i], rounded, (unsigned)i);
+        kmm_test_fill(p[i], rounded, (unsigned)i);
         assert_true(kmm_vmalloc_to_phys(mm, (char *)p[i] + rounded - 1) != KMM_PHYS_NONE);
         assert_true(kmm_vmalloc_to_phys(mm, (char *)p[i] + rounded) == KMM_PHYS_NONE);   /* guard */
         struct kmm_vmalloc_area_info a = info_of(mm, p[i]);
@@ -336,7 +317,7 @@ static void test_vmalloc_aligned(void **state)
             assert_non_null(p[k]);
             assert_int_equal((uintptr_t)p[k] % aligns[a], 0);
             size_t rounded = round_up(sizes[s], ps);
-            fill(p[k], rounded, (unsigned)k);
+            kmm_test_fill(p[k], rounded, (unsigned)k);
             assert_true(kmm_vmalloc_to_phys(mm, (char *)p[k] + rounded) == KMM_PHYS_NONE);
             assert_int_equal(kmm_usable_size(mm, p[k]), rounded);
         }
@@ -351,7 +332,7 @@ static void test_vmalloc_aligned(void **state)
         assert_non_null(g);
         assert_int_equal((uintptr_t)g % GiB, 0);
         size_t rounded = round_up(sizes[s], ps);
-        fill(g, rounded, 40);
+        kmm_test_fill(g, rounded, 40);
         assert_pattern(g, rounded, 40);
         assert_true(kmm_vmalloc_to_phys(mm, (char *)g + rounded) == KMM_PHYS_NONE);
         kmm_vfree(mm, g);
@@ -410,11 +391,11 @@ static void test_vmalloc_to_phys(void **state)
             assert_true(phys[j] != phys[i]);
     }
     /* the whole area, written through vmalloc, reads back through the frames */
-    fill(p, n * ps, 9);
+    kmm_test_fill(p, n * ps, 9);
     for (size_t i = 0; i < n; i++) {
         const unsigned char *direct = kmm_phys_to_virt(mm, phys[i]);
         for (size_t b = 0; b < ps; b += 97)
-            assert_int_equal(direct[b], pattern_byte(i * ps + b, 9));
+            assert_int_equal(direct[b], kmm_test_fill_byte(i * ps + b, 9));
     }
     free(phys);
     kmm_vfree(mm, p);
@@ -498,7 +479,7 @@ static void test_unfragmented_one_run(void **state)
         kmm_phys_t base = kmm_vmalloc_to_phys(mm, p[i]);
         for (size_t k = 0; k < n; k++)
             assert_true(kmm_vmalloc_to_phys(mm, (char *)p[i] + k * ps) == base + k * ps);
-        fill(p[i], n * ps, (unsigned)i);
+        kmm_test_fill(p[i], n * ps, (unsigned)i);
     }
     for (size_t i = 0; i < 4; i++) {
         assert_pattern(p[i], pages_of(sizes[i], ps) * ps, (unsigned)i);
@@ -553,7 +534,7 @@ static void test_fragmented_one_run_per_page(void **state)
     for (size_t k = 1; k < want; k++)
         assert_true(kmm_vmalloc_to_phys(mm, p + k * ps) != kmm_vmalloc_to_phys(mm, p + (k - 1) * ps) + ps);
     assert_backed_by_frames(mm, p, want * ps, ps);
-    fill(p, want * ps, 3);
+    kmm_test_fill(p, want * ps, 3);
     assert_pattern(p, want * ps, 3);
     assert_int_equal(kmm_check(mm), 0);
 
@@ -603,7 +584,7 @@ static void test_vmap_rw(void **state)
     for (int i = 0; i < N; i++) {
         direct[i] = kmm_alloc_pages(mm, 0, 0);
         assert_non_null(direct[i]);
-        fill(direct[i], ps, (unsigned)i + 20);
+        kmm_test_fill(direct[i], ps, (unsigned)i + 20);
     }
     /* given in reverse allocation order, to see the order is the caller's */
     for (int i = 0; i < N; i++)
@@ -660,7 +641,7 @@ static void test_vmap_ro(void **state)
     struct kmm *mm = create_mm(ps);
     unsigned char *block = kmm_alloc_pages(mm, 2, 0);   /* 4 contiguous pages */
     assert_non_null(block);
-    fill(block, 4 * ps, 5);
+    kmm_test_fill(block, 4 * ps, 5);
     kmm_phys_t base = kmm_virt_to_phys(mm, block);
     kmm_phys_t phys[4] = { base, base + ps, base + 2 * ps, base + 3 * ps };
     struct kmm_vmalloc_stats before = vstats(mm);
@@ -894,7 +875,7 @@ static void test_realloc_grow_in_place(void **state)
     size_t size = 3 * ps + 10;
     unsigned char *p = kmm_vmalloc(mm, size, 0);
     assert_non_null(p);
-    fill(p, size, 1);
+    kmm_test_fill(p, size, 1);
 
     /* within the same pages: same address, nothing mapped */
     struct kmm_vmalloc_stats before = vstats(mm);
@@ -937,7 +918,7 @@ static void test_realloc_shrink_in_place(void **state)
     struct kmm *mm = create_mm(ps);
     unsigned char *p = kmm_vmalloc(mm, 20 * ps, 0);
     assert_non_null(p);
-    fill(p, 20 * ps, 2);
+    kmm_test_fill(p, 20 * ps, 2);
     /* another area after it: the shrink must not depend on free space after */
     void *after = kmm_vmalloc(mm, ps, 0);
     assert_non_null(after);
@@ -971,7 +952,7 @@ static void test_realloc_shrink_in_place(void **state)
     /* down to one byte: still vmalloc memory, one page */
     q = kmm_realloc(mm, q, 1, 0);
     assert_ptr_equal(q, p);
-    assert_int_equal(q[0], pattern_byte(0, 2));
+    assert_int_equal(q[0], kmm_test_fill_byte(0, 2));
     assert_int_equal(kmm_usable_size(mm, q), ps);
     kmm_vfree(mm, q);
     kmm_vfree(mm, after);
@@ -990,7 +971,7 @@ static void test_realloc_moves_when_blocked(void **state)
     assert_non_null(p);
     assert_non_null(b);
     assert_ptr_equal(b, p + 3 * ps);   /* right after p's guard page */
-    fill(p, size, 4);
+    kmm_test_fill(p, size, 4);
     memset(b, 0xbb, ps);
     unsigned char *q = kmm_realloc(mm, p, 6 * ps, 0);
     assert_non_null(q);
@@ -1025,7 +1006,7 @@ static void test_realloc_grow_exact_fit(void **state)
     assert_ptr_equal(b, a + 7 * ps);   /* a, guard, gap (3), guard, b */
     kmm_vfree(mm, gap);
     kmm_vmalloc_purge(mm);             /* a's guard is followed by 4 free pages */
-    fill(a, 2 * ps, 8);
+    kmm_test_fill(a, 2 * ps, 8);
     memset(b, 0xb0, ps);
 
     unsigned char *q = kmm_realloc(mm, a, 6 * ps, 0);
@@ -1121,7 +1102,7 @@ static void test_realloc_zero_size_and_failure(void **state)
 
     unsigned char *q = kmm_vmalloc(mm, 3 * ps, 0);
     assert_non_null(q);
-    fill(q, 3 * ps, 6);
+    kmm_test_fill(q, 3 * ps, 6);
     kmm_phys_t phys0 = kmm_vmalloc_to_phys(mm, q);
     kmm_fault_inject(mm, KMM_FAULT_MAP, 1, 0);   /* every mapping call fails */
     errno = 0;
