@@ -47,7 +47,6 @@ struct vm_node {
     uint8_t height;
     uint8_t state;                  /* enum vm_state */
     uint8_t prot;                   /* KMM_PROT_* of the mapping */
-    uint8_t was;                    /* VM_BUSY: the state it had before (VM_FREE for a new area) */
     uint8_t area_mask;              /* vmalloc: the areas its pages were asked from (KMM_AREA_ANY for any) */
     /* areas only: */
     size_t mapped;                  /* pages mapped: pages - 1 */

@@ -659,14 +659,13 @@ void *kmm_vmalloc_aligned(struct kmm *mm, size_t size, size_t align, unsigned fl
     return vmalloc_common(mm, size, align, flags, "kmm_vmalloc_aligned", __builtin_return_address(0));
 }
 
-/* The live area starting at p, of the state wanted, now VM_BUSY (or
- * VM_LAZY for a lazy vmalloc free); aborts with the reason otherwise. */
-static struct vm_node *area_claim(struct kmm_vm *vm, const void *p, enum vm_state want, enum vm_state to,
-                                  const char *fn, bool *purge_due)
+/* The live area of kind want (VM_VMALLOC or VM_VMAP) starting at p, with
+ * vm->lock held; anything else is reported as from fn (the lock released
+ * first) and aborts. */
+static struct vm_node *live_area_locked(struct kmm_vm *vm, const void *p, enum vm_state want, const char *fn)
 {
     struct kmm *mm = vm->mm;
     uintptr_t page = (uintptr_t)p >> mm->page_shift;
-    kmm_lock(mm, &vm->lock);
     struct vm_node *n = kmm__vt_find(vm->root, page);
     const char *why = NULL;
     if (!n || n->state == VM_FREE || n->state == VM_BUSY)
@@ -684,28 +683,38 @@ static struct vm_node *area_claim(struct kmm_vm *vm, const void *p, enum vm_stat
         kmm_unlock(mm, &vm->lock);
         kmm__fatal_page(mm, fn, why, p);
     }
-    n->was = n->state;
+    return n;
+}
+
+/* Takes the live area of kind want at p out of the live counts for a free:
+ * now VM_BUSY (the caller unmaps it), or VM_LAZY (on its lazy list; then
+ * *purge_due says whether the lazy areas call for a purge). */
+static struct vm_node *area_claim(struct kmm_vm *vm, const void *p, enum vm_state want, enum vm_state to,
+                                  const char *fn, bool *purge_due)
+{
+    kmm_lock(vm->mm, &vm->lock);
+    struct vm_node *n = live_area_locked(vm, p, want, fn);
     n->state = (uint8_t)to;
     if (want == VM_VMALLOC) {
         vm->areas--;
         vm->pages -= n->mapped;
+        vm->frees++;
     } else {
         vm->vmap_areas--;
         vm->vmap_pages -= n->mapped;
     }
+    /* poisoned under the lock: once on a lazy list another thread may take
+     * it back at once */
+    va_poison(vm, n, 0);
     if (to == VM_LAZY) {
-        /* poisoned before it is on a list: from there another thread may
-         * take it back at once */
-        va_poison(vm, n, 0);
         struct vm_node **list = &vm->lazy[n->mapped <= VM_WARM_PAGES ? n->mapped : 0];
         n->next = *list;
         store_relaxed(list, n);
         vm->lazy_areas++;
         vm->lazy_pages += n->mapped;
-        vm->frees++;
         *purge_due = vm->lazy_pages >= vm->lazy_max;
     }
-    kmm_unlock(mm, &vm->lock);
+    kmm_unlock(vm->mm, &vm->lock);
     return n;
 }
 
@@ -723,12 +732,7 @@ static void area_destroy(struct kmm_vm *vm, struct vm_node *n, bool owns_pages)
 /* kmm_vfree that unmaps before it returns. */
 static void vfree_now(struct kmm_vm *vm, void *p, const char *fn)
 {
-    struct vm_node *n = area_claim(vm, p, VM_VMALLOC, VM_BUSY, fn, NULL);
-    va_poison(vm, n, 0);
-    kmm_lock(vm->mm, &vm->lock);
-    vm->frees++;
-    kmm_unlock(vm->mm, &vm->lock);
-    area_destroy(vm, n, true);
+    area_destroy(vm, area_claim(vm, p, VM_VMALLOC, VM_BUSY, fn, NULL), true);
 }
 
 void kmm__vfree_as(struct kmm *mm, void *p, const char *fn)
@@ -894,9 +898,7 @@ void kmm_vunmap(struct kmm *mm, void *addr)
     struct kmm_vm *vm = vm_of(mm);
     if (!vm || (uintptr_t)addr - vm->start >= vm->bytes)
         kmm__fatal_page(mm, "kmm_vunmap", "pointer not from kmm_vmap (not in the vmalloc space):", addr);
-    struct vm_node *n = area_claim(vm, addr, VM_VMAP, VM_BUSY, "kmm_vunmap", NULL);
-    va_poison(vm, n, 0);
-    area_destroy(vm, n, false);
+    area_destroy(vm, area_claim(vm, addr, VM_VMAP, VM_BUSY, "kmm_vunmap", NULL), false);
 }
 
 /* ---- lookups ------------------------------------------------------------------------------------ */
@@ -929,16 +931,9 @@ kmm_phys_t kmm_vmalloc_to_phys(struct kmm *mm, const void *addr)
 size_t kmm__vm_usable(struct kmm *mm, const void *p, const char *fn)
 {
     struct kmm_vm *vm = vm_of(mm);
-    size_t bytes = 0;
     kmm_lock(mm, &vm->lock);
-    struct vm_node *n = kmm__vt_find(vm->root, (uintptr_t)p >> mm->page_shift);
-    if (n && n->state == VM_VMALLOC && p == area_addr(vm, n))
-        bytes = n->mapped << mm->page_shift;
+    size_t bytes = live_area_locked(vm, p, VM_VMALLOC, fn)->mapped << mm->page_shift;
     kmm_unlock(mm, &vm->lock);
-    if (!bytes) {
-        /* let area_claim say what is wrong; it aborts */
-        area_claim(vm, p, VM_VMALLOC, VM_VMALLOC, fn, NULL);
-    }
     return bytes;
 }
 
@@ -1059,11 +1054,9 @@ void *kmm__vrealloc(struct kmm *mm, void *p, size_t size, unsigned flags, const 
 {
     struct kmm_vm *vm = vm_of(mm);
     size_t want = size / mm->page_size + ((size & (mm->page_size - 1)) != 0);
-    struct vm_node *n = area_claim(vm, p, VM_VMALLOC, VM_BUSY, fn, NULL);
-    /* area_claim took it out of the counts: it goes back in below */
     kmm_lock(mm, &vm->lock);
-    vm->areas++;
-    vm->pages += n->mapped;
+    struct vm_node *n = live_area_locked(vm, p, VM_VMALLOC, fn);
+    n->state = VM_BUSY;   /* still counted live: area_shrink and area_grow adjust the pages */
     kmm_unlock(mm, &vm->lock);
     size_t old = n->mapped;
     bool in_place = want == old || (want < old ? area_shrink(vm, n, want) : area_grow(vm, n, want, flags, fn));
