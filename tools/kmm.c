@@ -306,12 +306,6 @@ static void print_slab_stats_json(FILE *f, struct kmm *mm)
 
 /* ---- the vmalloc layer's workload ------------------------------------------------ */
 
-static size_t page_size_of(struct kmm *mm)
-{
-    struct kmm_page_stats st;
-    kmm_page_stats(mm, &st);
-    return st.page_size;
-}
 
 struct vm_work {
     struct kmm *mm;
@@ -323,13 +317,12 @@ struct vm_work {
     double seconds;
 };
 
-static struct vm_work run_vm_workload(struct kmm *mm)
+static struct vm_work run_vm_workload(struct kmm *mm, size_t page)
 {
     struct vm_work w = { .mm = mm };
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     uint64_t seed = 0x766d616c6c6f63ull;
-    size_t page = page_size_of(mm);
     for (size_t i = 0; i < 96; i++) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
         size_t size = 1 + (size_t)(seed >> 33) % (64 * page);
@@ -625,7 +618,7 @@ static int cmd_demo(int argc, char **argv)
     kmm_free(mm, p);
 
     printf("\n== 3. Virtual memory (kmm_vmalloc: pages mapped one run at a time behind a guard page; kmm_vmap; kmm_kvmalloc)\n");
-    struct vm_work vw = run_vm_workload(mm);
+    struct vm_work vw = run_vm_workload(mm, o.cfg.page_size ? o.cfg.page_size : 4096);
     printf("workload: %u areas made (%u kmm_kvmalloc: %u from kmm_malloc, %u from vmalloc), %u freed lazily,\n"
            "          a realloc to 80 pages %s, 8 caller pages mapped read-only; %.1f ms\n\n",
            vw.allocs, vw.kv_small + vw.kv_large, vw.kv_small, vw.kv_large, vw.frees,
@@ -663,7 +656,7 @@ static int cmd_stats(int argc, char **argv)
     size_t n;
     struct workload w = run_workload(mm, &live, &n);
     struct slab_work sw = run_slab_workload(mm);
-    struct vm_work vw = run_vm_workload(mm);
+    struct vm_work vw = run_vm_workload(mm, o.cfg.page_size ? o.cfg.page_size : 4096);
     struct kmm_page_stats st;
     kmm_page_stats(mm, &st);
     int rc = kmm_check(mm);
