@@ -1136,12 +1136,27 @@ static void print_json(const struct speed *sp[NR_WORK], const struct xt_result *
 
 /* ---- main ------------------------------------------------------------------------- */
 
+static void print_one_thread(const struct speed *sp[])
+{
+    printf("\n1. one thread: alloc+free pairs (the first byte of each object written), ns per pair;\n"
+           "   mixed = a precomputed sequence of %d sizes uniform in %d..%d. Random lifetime: %d live objects\n"
+           "   of sizes %d..%d; each step frees a random one and allocates a new one in its place (first byte\n"
+           "   written), ns per step; %ld steps per repetition, the same sequence for every allocator.\n"
+           "   Every allocator holds %d other objects live meanwhile (sizes 16..1024; every second object of a\n"
+           "   fill freed, so no size class has only full pages), as a program's heap does\n",
+           MIX_N, MIX_MIN, MIX_MAX, LIFE_LIVE, MIX_MIN, MIX_MAX, opt.steps, BG_N / 2);
+    print_speed_table(sp, 0, W_XT, "ns per pair / step");
+    printf("   (\"peer time / kmm time\": per repetition, then the median; above 1 = kmm is faster)\n");
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: malloc [--json] [--quick] [--reps N] [--steps N] [--xt-objects N] [--seed N] [--hot-loop N]\n"
+            "usage: malloc [--json] [--quick] [--one-thread] [--reps N] [--steps N] [--xt-objects N] [--seed N]\n"
+            "              [--hot-loop N]\n"
             "  --json          JSON instead of the table\n"
             "  --quick         a fast smoke run (3 repetitions, short runs, 16 MiB efficiency test): rough figures\n"
+            "  --one-thread    only test 1 (one thread: pairs and random lifetime), its table, and exit\n"
             "  --reps N        repetitions per figure (default 9; the median is reported)\n"
             "  --steps N       steps per repetition of the random-lifetime test (default 1000000)\n"
             "  --xt-objects N  objects per run of the cross-thread test (default 2000000)\n"
@@ -1156,7 +1171,7 @@ int main(int argc, char **argv)
     if (argc == 6 && !strcmp(argv[1], "--efficiency-child"))
         return efficiency_child(argv[2], strtoull(argv[3], NULL, 0), atol(argv[4]), atoi(argv[5]), argv);
 
-    bool reps_given = false, steps_given = false, xt_given = false;
+    bool reps_given = false, steps_given = false, xt_given = false, one_thread = false;
     long hot_loop = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1165,6 +1180,8 @@ int main(int argc, char **argv)
             opt.json = true;
         } else if (!strcmp(a, "--quick")) {
             opt.quick = true;
+        } else if (!strcmp(a, "--one-thread")) {
+            one_thread = true;
         } else if (!strcmp(a, "--reps") && has_val) {
             opt.reps = (int)parse_long(argv[++i], "--reps");
             reps_given = true;
@@ -1242,6 +1259,16 @@ int main(int argc, char **argv)
     measure_pairs(pairs);
     measure_lifetime(&life);
     background_empty();
+    if (one_thread) {
+        const struct speed *sp[NR_WORK] = { 0 };
+        for (int w = 0; w < NR_PAIR_WORK; w++)
+            sp[w] = &pairs[w];
+        sp[W_LIFE] = &life;
+        print_header();
+        print_one_thread(sp);
+        kmm_destroy(g_mm);
+        return 0;
+    }
 
     /* 2. two threads, cross-thread frees. */
     static struct xt_result xt;
@@ -1273,15 +1300,7 @@ int main(int argc, char **argv)
 
     print_header();
 
-    printf("\n1. one thread: alloc+free pairs (the first byte of each object written), ns per pair;\n"
-           "   mixed = a precomputed sequence of %d sizes uniform in %d..%d. Random lifetime: %d live objects\n"
-           "   of sizes %d..%d; each step frees a random one and allocates a new one in its place (first byte\n"
-           "   written), ns per step; %ld steps per repetition, the same sequence for every allocator.\n"
-           "   Every allocator holds %d other objects live meanwhile (sizes 16..1024; every second object of a\n"
-           "   fill freed, so no size class has only full pages), as a program's heap does\n",
-           MIX_N, MIX_MIN, MIX_MAX, LIFE_LIVE, MIX_MIN, MIX_MAX, opt.steps, BG_N / 2);
-    print_speed_table(sp, 0, W_XT, "ns per pair / step");
-    printf("   (\"peer time / kmm time\": per repetition, then the median; above 1 = kmm is faster)\n");
+    print_one_thread(sp);
 
     printf("\n2. two threads, cross-thread frees: a producer allocates (sizes of the mixed sequence, first byte\n"
            "   written) and passes the pointers in batches of %d through a ring of %d slots; a consumer reads\n"
