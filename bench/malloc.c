@@ -1162,7 +1162,8 @@ static void usage(FILE *f)
             "  --xt-objects N  objects per run of the cross-thread test (default 2000000)\n"
             "  --seed N        seed of the size sequences and of the random tests\n"
             "  --hot-loop N    only run N kmm_malloc(64)/kmm_free pairs (for valgrind --tool=callgrind\n"
-            "                  --toggle-collect=bench_kmm_pairs) and exit\n");
+            "                  --toggle-collect=bench_kmm_pairs) and exit\n"
+            "  --hot-mixed     with --hot-loop: pairs of the mixed sizes 16..1024 instead of 64 bytes\n");
 }
 
 int main(int argc, char **argv)
@@ -1173,6 +1174,7 @@ int main(int argc, char **argv)
 
     bool reps_given = false, steps_given = false, xt_given = false, one_thread = false;
     long hot_loop = 0;
+    bool hot_mixed = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_val = i + 1 < argc;
@@ -1195,6 +1197,8 @@ int main(int argc, char **argv)
             opt.seed = (uint64_t)parse_long(argv[++i], "--seed");
         } else if (!strcmp(a, "--hot-loop") && has_val) {
             hot_loop = parse_long(argv[++i], "--hot-loop");
+        } else if (!strcmp(a, "--hot-mixed")) {
+            hot_mixed = true;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -1240,8 +1244,17 @@ int main(int argc, char **argv)
     g_page = st.page_size ? st.page_size : 4096;
 
     if (hot_loop) {
-        bench_kmm_pairs(1000, &fixed_size[W_64], 0);     /* warm the magazine */
-        bench_kmm_pairs(hot_loop, &fixed_size[W_64], 0);
+        const uint16_t *sizes = &fixed_size[W_64];
+        unsigned mask = 0;
+        if (hot_mixed) {
+            uint64_t r = seed_init(opt.seed);
+            for (int i = 0; i < MIX_N; i++)
+                mix_sizes[i] = (uint16_t)(MIX_MIN + rnd(&r) % (MIX_MAX - MIX_MIN + 1));
+            sizes = mix_sizes;
+            mask = MIX_N - 1;
+        }
+        bench_kmm_pairs(MIX_N, sizes, mask);     /* warm the magazines */
+        bench_kmm_pairs(hot_loop, sizes, mask);
         kmm_destroy(g_mm);
         return 0;
     }

@@ -113,30 +113,45 @@ struct kmm_area {
 #define NO_MAG_ID KMM_MAX_CACHES          /* the id of caches beyond those: no magazines, always empty */
 struct mag_chunk;
 
-/* A thread's magazine of one cache (slab/magazine.c), kept inline in the
- * thread's cache, so that the fast paths find count, slot array and secret
- * in one line of one table, with one load less than a pointer to a
- * magazine would cost, and a mixed-size workload touches two heads per line
- * of one table instead of a line per magazine all over.
+/* A free slot on its way through magazines and depots: its address, and
+ * where its slab keeps its held byte (so that handing it out sets the byte
+ * without looking the slab up). */
+struct free_slot {
+    uintptr_t addr;
+    uint8_t *held;
+};
+
+/* A thread's magazine of one cache (slab/magazine.c): a stack of free slots
+ * from slot to end, filled up to top. The head is kept inline in the
+ * thread's cache, so that the fast paths find it in one line of one table,
+ * with one load less than a pointer to a magazine would cost, and a
+ * mixed-size workload touches two heads per line of one table instead of a
+ * line per magazine all over. A pop tests top != slot, a push top != end:
+ * one load and one compare each.
  *
  * Invariants (checked by kmm_check):
- *  - cache == NULL (no magazine): count == cap == 0, so the allocation fast
- *    path (count != 0) and the free fast path (count < cap) both fall to
- *    the slow path without a test of their own;
- *  - otherwise cache->id is the index of this head, count <= cap ==
- *    cache->mag_cap <= MAG_MAX, secret == cache->secret, and slot[0..count)
- *    are distinct free slots of cache, each out of its slab, canary intact.
- * Written by the owner thread (count with relaxed stores), and under
+ *  - cache == NULL (no magazine): slot == top == end == NULL, so the
+ *    allocation fast path (top != slot) and the free fast path (top != end)
+ *    both fall to the slow path without a test of their own;
+ *  - otherwise cache->id is the index of this head, slot <= top <= end ==
+ *    slot + cache->mag_cap, mag_cap <= MAG_MAX, and slot[0..top) are
+ *    distinct free slots of cache, each out of its slab, not held, canary
+ *    intact, with the address of its own held byte.
+ * Written by the owner thread (top with relaxed stores), and under
  * mm->tcache_lock by kmm_cache_destroy; others read cache with acquire, then
- * count and slot[] relaxed. */
+ * slot, top and the slots relaxed. */
 struct kmm_magazine {
-    uint32_t count;                       /* slots held: slot[count - 1] goes first */
-    uint32_t cap;                         /* 0 when there is no magazine */
-    uintptr_t *slot;                      /* MAG_MAX slots carved from the thread's chunks */
-    uintptr_t secret;                     /* the cache's, for the allocation fast path */
+    struct free_slot *top;                /* the next push goes here, the next pop takes top[-1] */
+    struct free_slot *slot;               /* MAG_MAX slots carved from the thread's chunks */
+    struct free_slot *end;                /* slot + the cache's mag_cap */
     struct kmm_cache *cache;              /* NULL when there is no magazine; published with release */
 };
 _Static_assert(sizeof(struct kmm_magazine) == 32, "two magazine heads per cache line");
+static inline uint32_t mag_count(const struct kmm_magazine *m) { return (uint32_t)(m->top - m->slot); }
+/* The head of magazine id in tc: one shift and one add (the table's offset
+ * folds into the loads' displacements). */
+#define tcache_mag(tc, id) \
+    ((struct kmm_magazine *)(void *)((char *)(tc) + offsetof(struct kmm_tcache, mag) + (size_t)(id) * sizeof(struct kmm_magazine)))
 
 /* A refill brings one block of this order's worth: 64 pages, whose 64
  * metadata bytes are one cache line. */
@@ -170,10 +185,13 @@ struct kmm_tcache {
      * the owner (published with release) and by kmm_cache_destroy under
      * mm->tcache_lock */
     struct kmm_magazine mag[KMM_MAX_CACHES + 1];   /* [NO_MAG_ID] never has one */
-    uintptr_t *mag_free;                  /* unused slot arrays of this thread, linked through slot[0] */
+    struct free_slot *mag_free;           /* unused slot arrays of this thread, linked through slot[0].addr */
     struct mag_chunk *mag_chunks;         /* memory of this thread's magazines */
 };
 #define NO_AREA KMM_MAX_AREAS
+
+/* kmm_malloc's slab classes stop below min(page size, this) */
+#define KMALLOC_SMALL_LIMIT 65536
 
 #define TLS_SLOTS 4
 struct tls_slot {
@@ -188,9 +206,10 @@ struct kmm {
     /* hot fields first */
     uint64_t cache_key;                   /* id << KEY_EPOCH_BITS | drain epoch; atomic */
     size_t kmalloc_max;                   /* largest slab size of kmm_malloc; 0 until the slab layer is up (acquire) */
-    const uint8_t *class_of;              /* the root's class_of[], set before kmalloc_max */
+    uintptr_t slab_secret;                /* canaries of free slots are slab_secret ^ address (set with kmalloc_max) */
     uintptr_t span_start;                 /* direct-map address of frame base_pfn */
     uint64_t span_bytes;                  /* (end_pfn - base_pfn) pages, in bytes */
+    uint64_t slab_span_bytes;             /* span_bytes once slab_map is made, 0 before (acquire): one test for both */
     kmm_meta_t *meta;                     /* meta[pfn - base_pfn]; one spare 0 byte at the end */
     unsigned page_shift;
     size_t page_size;
@@ -229,6 +248,10 @@ struct kmm {
     struct kmm_slab_root *slabs;          /* made on first use; published with release */
     struct kmm_slab **slab_map;           /* slab_map[pfn - base_pfn]: the slab a page belongs to, or NULL */
     struct kmm_lock slab_lock;            /* making the root, the list of caches, cache ids */
+    /* kmm_malloc's size class of a size, by (size + 15) / 16; filled before
+     * kmalloc_max is published. Here rather than behind a pointer: one
+     * load less on the allocation fast path. */
+    uint8_t kmalloc_class[KMALLOC_SMALL_LIMIT / 16 + 1];
 
     /* vmalloc layer (vm/) */
     struct kmm_vm *vm;                    /* made on first use; published with release */
@@ -463,8 +486,13 @@ KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages);
  *    (page_size << s->order) / slot_size, and the other copied fields equal
  *    the cache's.
  *  - Bit i of s->out is set iff slot i is out of the slab: held by a caller
- *    or in some thread's magazine; bits from s->objects to c->words * 64 are
- *    set for good; s->inuse is the number of slots out.
+ *    or in some thread's magazine or the depot; bits from s->objects to
+ *    c->words * 64 are set for good; s->inuse is the number of slots out.
+ *  - s->held[i] is 1 iff a caller holds slot i (so bit i is set), else 0.
+ *    The free fast path tests it instead of reading the object: a free of a
+ *    slot not held is a double free (or of memory never handed out), and
+ *    the byte sits in dense metadata that stays in cache while a big heap's
+ *    objects do not (the random-lifetime benchmark: 51 -> 3x ns per step).
  *  - s is on exactly one list of its cache: empty (inuse 0), full (inuse ==
  *    s->objects) or partial (otherwise); the lists' counts, objects_out,
  *    total_slots and total_pages agree with the slabs on them.
@@ -475,21 +503,38 @@ KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages);
  *  - So does a cache's depot, at most depot_cap(c) of them.
  */
 struct kmm_slab {
-    /* what a free needs, copied from the cache so it is one load away */
+    /* what a free needs, copied from the cache so it is one load away; 32
+     * bytes that share their cache line with the held bytes of slots 0..31
+     * (see slab_held) */
     uintptr_t base;                       /* direct-map address of slot 0 */
-    uint64_t divtest;                     /* UINT64_MAX / slot_size + 1: see starts_slot */
-    uintptr_t secret;
-    uint32_t span;                        /* objects * slot_size: the bytes the slots cover */
-    uint32_t canary_offset, id;
-    uint32_t slot_size, objects;
-    uint64_t recip;
+    uint64_t recip;                       /* slot index = (offset * recip) >> RECIP_SHIFT, exact */
+    uint32_t slot_size;
+    uint32_t canary_offset;
+    uint32_t mag_offset;                  /* of the cache's magazine head in a struct kmm_tcache */
+    uint32_t objects;
+    /* the rest is for the slow paths, under the cache's lock */
     struct kmm_cache *cache;
     struct kmm_slab *next, *prev;         /* in one list of the cache */
     uint32_t order;                       /* pages: 2^order (slab_order, or min_order as a fallback) */
     uint32_t inuse;                       /* slots out */
     uint32_t scan;                        /* first word of out[] that may have a clear bit */
-    uint64_t out[];                       /* bit i: slot i is out */
+    uint64_t out[];                       /* bit i: slot i is out (c->words words) */
 };
+_Static_assert(offsetof(struct kmm_slab, cache) == 32, "a free's fields are the first 32 bytes of a descriptor");
+/* The held bytes of a slab lie just below its descriptor, slot i's at
+ * s - 1 - i, and descriptors start half-way into a cache line: so a free
+ * of one of the first 32 slots (every slot of a slab of 32 objects or
+ * fewer: every class from 128 bytes up on 4 KiB pages) reads one line of
+ * metadata besides the slab map, not two; in a big heap that line is the
+ * free's one cache miss of metadata. Byte i: 1 while a caller holds slot
+ * i; written by the threads that hand the slot out and free it (relaxed: a
+ * pointer passes between threads only with the program's own
+ * synchronization). One byte more than slots, always 0: the free fast path
+ * may index it with the "slot" started by the end of the last one. */
+static inline uint8_t *slab_held(struct kmm_slab *s, uint64_t idx) { return (uint8_t *)s - 1 - idx; }
+/* Bytes of held bytes (and padding) below a descriptor of a cache with this
+ * many slots per slab: at least objects + 1, and a multiple of 64 plus 32. */
+static inline size_t held_bytes(uint32_t objects) { return (((size_t)objects + 1 + 32 + 63) & ~(size_t)63) - 32; }
 
 struct slab_list {
     struct kmm_slab *head;
@@ -509,7 +554,6 @@ struct kmm_cache {
     /* read on every allocation and free: */
     size_t slot_size;
     size_t canary_offset;                 /* where the canary of a free slot is (see kmm__cache_init) */
-    uintptr_t secret;
     uint64_t recip;                       /* slot index = (offset * recip) >> RECIP_SHIFT */
     uint32_t objects;                     /* slots per slab of slab_order */
     uint32_t mag_cap;                     /* magazine capacity for this cache */
@@ -529,7 +573,7 @@ struct kmm_cache {
      * those in magazines. At most depot_cap(c); kmm__cache_shrink (so
      * kmm_drain and kmm_cache_destroy) empties it. */
     uint32_t depot_count;
-    uintptr_t depot[DEPOT_MAX];
+    struct free_slot depot[DEPOT_MAX];
     size_t max_empty;                     /* empty slabs kept before they go back */
     struct desc_chunk *desc_chunks;
     void *desc_free;                      /* free descriptors, linked through their first word */
@@ -556,18 +600,13 @@ static inline uint32_t depot_cap(const struct kmm_cache *c) { return 2 * c->mag_
 _Static_assert(DEPOT_MAX >= 2 * MAG_MAX, "a depot holds two full magazines");
 
 /* The slot of slab s that p lies in (p inside the slab). */
+/* The quotient is exact for every offset below 2^19 + slot_size (a slab
+ * is at most 8 pages of 64 KiB) and every slot size that is a multiple of
+ * 8: checked for all of them (docs/decisions.md), so idx * slot_size ==
+ * offset tells whether p starts a slot. */
 static inline uint64_t slot_of(const struct kmm_slab *s, uintptr_t p)
 {
     return ((p - s->base) * s->recip) >> RECIP_SHIFT;
-}
-/* Does p (inside slab s) start a slot? Lemire's divisibility test: for
- * off < 2^32, off % d == 0 iff off * (UINT64_MAX / d + 1) mod 2^64 <
- * UINT64_MAX / d + 1; one multiply, no shift, no second multiply (slabs are
- * at most 8 pages of 64 KiB, so off < 2^19). */
-static inline bool starts_slot(const struct kmm_slab *s, uintptr_t p)
-{
-    uint64_t off = p - s->base;
-    return off < s->span && off * s->divtest < s->divtest;
 }
 /* The slot that p starts, or UINT64_MAX when p is not the start of a slot. */
 static inline uint64_t slot_started_by(const struct kmm_slab *s, uintptr_t p)
@@ -593,7 +632,6 @@ struct kmm_slab_root {
     struct kmm_cache *kmalloc[KMM_AREA_MASK + 1];
     struct kmm_cache *caches;             /* every cache, newest first (mm->slab_lock) */
     uint64_t used_ids[KMM_MAX_CACHES / 64];   /* mm->slab_lock */
-    uint8_t class_of[];                   /* class of a size, by (size + 15) / 16 */
 };
 
 /* slab/slab.c */
@@ -613,13 +651,13 @@ KMM_HIDDEN void kmm__cache_fini(struct kmm_cache *c);
 KMM_HIDDEN void kmm__cache_register(struct kmm_slab_root *r, struct kmm_cache *c);
 /* Moves up to n slots out of c's slabs (making a slab when needed) into
  * dst[]; returns how many. */
-KMM_HIDDEN uint32_t kmm__cache_take(struct kmm_cache *c, uintptr_t *dst, uint32_t n, unsigned flags);
+KMM_HIDDEN uint32_t kmm__cache_take(struct kmm_cache *c, struct free_slot *dst, uint32_t n, unsigned flags);
 /* Gives n free slots (the older half of a full magazine) back to c: into
  * its depot while it has room, the rest into their slabs (kmm__cache_put). */
-KMM_HIDDEN void kmm__cache_stash(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const char *fn);
+KMM_HIDDEN void kmm__cache_stash(struct kmm_cache *c, const struct free_slot *src, uint32_t n, const char *fn);
 /* Puts n slots back into their slabs; checks each is out (else a double free
  * from fn). Empty slabs beyond max_empty go back to the page allocator. */
-KMM_HIDDEN void kmm__cache_put(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const char *fn);
+KMM_HIDDEN void kmm__cache_put(struct kmm_cache *c, const struct free_slot *src, uint32_t n, const char *fn);
 /* Empties c's depot into the slabs, then gives every empty slab of c back
  * to the page allocator. */
 KMM_HIDDEN void kmm__cache_shrink(struct kmm_cache *c);
@@ -627,10 +665,10 @@ KMM_HIDDEN void kmm__cache_shrink(struct kmm_cache *c);
 KMM_HIDDEN void kmm__slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct kmm_slab *s);
 /* Reports misuse of slot p of c ("kmm: fn: why p (cache ...)") and aborts. */
 KMM_HIDDEN KMM_NORETURN void kmm__slot_fatal(struct kmm_cache *c, const char *fn, const char *why, const void *p);
-/* A free found p's canary intact: aborts (fn: why p) if p is free, in its
- * slab or a magazine; returns if the canary was only the caller's data. */
-KMM_HIDDEN void kmm__check_double_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const char *fn,
-                                       const char *why);
+/* A free slot of c in a magazine or depot: the start of a slot of c's
+ * slabs, out of its slab, not held, f.held its held byte, canary intact;
+ * 0, or kmm__check_fail's -1. */
+KMM_HIDDEN int kmm__free_slot_check(struct kmm_cache *c, struct free_slot f);
 KMM_HIDDEN int kmm__slab_check(struct kmm *mm);
 KMM_HIDDEN void kmm__slab_destroy_all(struct kmm *mm);
 KMM_HIDDEN void kmm__slab_drain(struct kmm *mm);   /* shrink every cache */
@@ -642,15 +680,13 @@ KMM_HIDDEN struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *
 /* Empties every magazine of tc into its cache (mm->tcache_lock held). */
 KMM_HIDDEN void kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc);
 KMM_HIDDEN void kmm__mag_release_all(struct kmm *mm, struct kmm_tcache *tc);
-/* Is p in any thread's magazine of c? (takes mm->tcache_lock) */
-KMM_HIDDEN bool kmm__mag_holds(struct kmm *mm, struct kmm_cache *c, uintptr_t p);
 /* Objects of c in magazines, all threads (takes mm->tcache_lock). */
 KMM_HIDDEN size_t kmm__mag_count(struct kmm *mm, struct kmm_cache *c);
 /* Empties and detaches c's magazine from every thread (kmm_cache_destroy). */
 KMM_HIDDEN void kmm__mag_detach(struct kmm *mm, struct kmm_cache *c);
 KMM_HIDDEN int kmm__mag_check(struct kmm *mm, struct kmm_tcache *tc);
 
-static inline uintptr_t slot_canary(const struct kmm_cache *c, uintptr_t p) { return c->secret ^ p; }
+static inline uintptr_t slot_canary(const struct kmm_cache *c, uintptr_t p) { return c->mm->slab_secret ^ p; }
 
 /* Objects are poisoned for ASan and Valgrind while free, but for the canary. */
 static inline void obj_poison(const struct kmm_cache *c, uintptr_t p)
@@ -680,33 +716,36 @@ static inline void obj_unpoison(const struct kmm_cache *c, uintptr_t p)
 }
 
 /* slab/object.c: one object in or out of a cache */
-/* Hands out free slot p of cache c: checks and clears its canary. */
-static inline void *slot_claim(struct kmm_cache *c, uintptr_t p, uintptr_t secret, size_t canary_offset,
+/* Hands out free slot f of cache c: checks and clears its canary, marks it
+ * held. */
+static inline void *slot_claim(struct kmm_cache *c, struct free_slot f, uintptr_t secret, size_t canary_offset,
                                const char *fn)
 {
-    uintptr_t *canary = (uintptr_t *)(p + canary_offset);
-    if (KMM_UNLIKELY(*canary != (secret ^ p)))
-        kmm__slot_fatal(c, fn, "free object overwritten (write after free?) at", (void *)p);
-    obj_unpoison(c, p);
+    uintptr_t *canary = (uintptr_t *)(f.addr + canary_offset);
+    if (KMM_UNLIKELY(*canary != (secret ^ f.addr)))
+        kmm__slot_fatal(c, fn, "free object overwritten (write after free?) at", (void *)f.addr);
+    obj_unpoison(c, f.addr);
     *canary = 0;
-    return (void *)p;
+    store_relaxed(f.held, 1);
+    return (void *)f.addr;
 }
 /* Reports a popped slot whose canary was overwritten, and aborts (out of
  * line: the fast path does not load the magazine's cache). */
 KMM_HIDDEN KMM_NORETURN void kmm__mag_overwritten(struct kmm_magazine *m, uintptr_t p, const char *fn);
 /* Pops the newest slot of a non-empty magazine, checking its canary;
  * canary_offset is the cache's (KMALLOC_CANARY_OFFSET for kmm_malloc's). */
-static inline void *mag_pop(struct kmm_magazine *m, size_t canary_offset, const char *fn)
+static inline void *mag_pop(struct kmm *mm, struct kmm_magazine *m, size_t canary_offset, const char *fn)
 {
-    uint32_t n = m->count - 1;
-    uintptr_t p = m->slot[n];
-    store_relaxed(&m->count, n);
-    uintptr_t *canary = (uintptr_t *)(p + canary_offset);
-    if (KMM_UNLIKELY(*canary != (m->secret ^ p)))
-        kmm__mag_overwritten(m, p, fn);
-    obj_unpoison(m->cache, p);
+    struct free_slot *top = m->top - 1;
+    struct free_slot f = *top;
+    store_relaxed(&m->top, top);
+    uintptr_t *canary = (uintptr_t *)(f.addr + canary_offset);
+    if (KMM_UNLIKELY(*canary != (mm->slab_secret ^ f.addr)))
+        kmm__mag_overwritten(m, f.addr, fn);
+    obj_unpoison(m->cache, f.addr);
     *canary = 0;
-    return (void *)p;
+    store_relaxed(f.held, 1);
+    return (void *)f.addr;
 }
 /* An object of c (the magazine, else the slabs), zeroed if flags say so;
  * NULL with errno ENOMEM. */
@@ -714,23 +753,28 @@ KMM_HIDDEN void *kmm__obj_alloc(struct kmm_cache *c, unsigned flags, const char 
 /* Frees p, an address inside slab s of cache c: checks it starts a slot and
  * is not free already. */
 KMM_HIDDEN void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const char *fn);
-/* The common free: p starts a slot, its canary is not there, and the
- * thread's magazine for c has room. Returns false for kmm__obj_free to do
- * the rest (and all the reporting). */
+/* The common free: p starts a slot a caller holds, and the thread's
+ * magazine for c has room. Reads no byte of the object (in a big heap it is
+ * cold; its held byte in the descriptor is not), only writes its canary.
+ * Returns false for kmm__obj_free to do the rest (and all the reporting).
+ * p past the last slot computes index objects, whose held byte is 0;
+ * LARGE_BLOCK has slot size 0 and base 0, so no p starts a slot of it. */
 static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uintptr_t p)
 {
 #if KMM_THREAD_CACHE
-    uintptr_t *canary = (uintptr_t *)(p + s->canary_offset);
-    uintptr_t mark = s->secret ^ p;
-    if (KMM_LIKELY(starts_slot(s, p) && *canary != mark &&
+    uint64_t off = p - s->base, idx = (off * s->recip) >> RECIP_SHIFT;
+    uint8_t *held = slab_held(s, idx);
+    if (KMM_LIKELY(idx * s->slot_size == off && load_relaxed(held) == 1 &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
-        struct kmm_magazine *m = &kmm__tls[0].tc->mag[s->id];
-        uint32_t count = m->count;
-        if (KMM_LIKELY(count < m->cap)) {
-            *canary = mark;
+        struct kmm_magazine *m = (struct kmm_magazine *)(void *)((char *)kmm__tls[0].tc + s->mag_offset);
+        struct free_slot *top = m->top;
+        if (KMM_LIKELY(top != m->end)) {
+            store_relaxed(held, 0);
+            *(uintptr_t *)(p + s->canary_offset) = mm->slab_secret ^ p;
             obj_poison(s->cache, p);
-            store_relaxed(&m->slot[count], p);
-            store_relaxed(&m->count, count + 1);
+            store_relaxed(&top->addr, p);
+            store_relaxed(&top->held, held);
+            store_relaxed(&m->top, top + 1);
             return true;
         }
     }

@@ -183,11 +183,12 @@ void kmm__slab_destroy_all(struct kmm *mm)
         }
         for (unsigned mask = 0; mask <= KMM_AREA_MASK; mask++)
             kmm__meta_free(mm, r->kmalloc[mask], r->nr_classes * sizeof(struct kmm_cache));
-        kmm__meta_free(mm, r, sizeof(*r) + r->max_small / 16 + 1);
+        kmm__meta_free(mm, r, sizeof(*r));
     }
     kmm__meta_free(mm, mm->slab_map, (size_t)(mm->end_pfn - mm->base_pfn) * sizeof(struct kmm_slab *));
     mm->slabs = NULL;
     mm->slab_map = NULL;
+    mm->slab_span_bytes = 0;
 }
 
 /* ---- check ------------------------------------------------------------------------------ */
@@ -200,8 +201,8 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
         return kmm__check_fail(mm, "slab descriptor names another cache or lies outside memory", pfn);
     if ((s->order != c->slab_order && s->order != c->min_order) ||
         s->objects != (mm->page_size << s->order) / c->slot_size || s->slot_size != c->slot_size ||
-        s->secret != c->secret || s->canary_offset != c->canary_offset || s->id != c->id || s->recip != c->recip ||
-        s->span != s->objects * c->slot_size || s->divtest != UINT64_MAX / c->slot_size + 1)
+        s->canary_offset != c->canary_offset || s->recip != c->recip ||
+        s->mag_offset != offsetof(struct kmm_tcache, mag) + c->id * sizeof(struct kmm_magazine))
         return kmm__check_fail(mm, "slab descriptor's order, object count or copied cache fields are wrong", pfn);
     if (meta_get(mm, pfn) != meta_make(META_ALLOC, s->order))
         return kmm__check_fail(mm, "slab pages are not one allocated block of the slab's order", pfn);
@@ -220,34 +221,47 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
     for (uint32_t w = 0; w < s->scan && w < c->words; w++)
         if (~s->out[w])
             return kmm__check_fail(mm, "slab's search hint skips a free slot", pfn);
-    for (uint32_t i = 0; i < s->objects; i++) {
+    for (uint32_t i = 0; i < c->objects; i++) {
         uintptr_t p = s->base + i * c->slot_size;
-        if (!((s->out[i / 64] >> (i % 64)) & 1) && *(uintptr_t *)(p + c->canary_offset) != slot_canary(c, p))
+        bool out_bit = (s->out[i / 64] >> (i % 64)) & 1;
+        uint8_t held = load_relaxed(slab_held(s, i));
+        if (held > 1 || (held && (i >= s->objects || !out_bit)) || load_relaxed(slab_held(s, c->objects)))
+            return kmm__check_fail(mm, "slab's held byte is set for a slot that is not out of it", pfn);
+        if (i < s->objects && !out_bit && *(uintptr_t *)(p + c->canary_offset) != slot_canary(c, p))
             return kmm__check_fail(mm, "free object in a slab was overwritten (write after free?)", virt_to_pfn(mm, (void *)p));
     }
     return 0;
 }
 
-/* The depot: distinct slot starts of c's slabs, each out of its slab and
- * still carrying its canary. */
+int kmm__free_slot_check(struct kmm_cache *c, struct free_slot f)
+{
+    struct kmm *mm = c->mm;
+    uint64_t pfn = virt_to_pfn(mm, (void *)f.addr);
+    struct kmm_slab *s = pfn == UINT64_MAX ? NULL : mm->slab_map[pfn - mm->base_pfn];
+    if (!s || s == LARGE_BLOCK || s->cache != c)
+        return kmm__check_fail(mm, "a magazine or depot holds an address outside its cache's slabs", pfn);
+    uint64_t idx = slot_started_by(s, f.addr);
+    if (idx == UINT64_MAX || !((s->out[idx / 64] >> (idx % 64)) & 1))
+        return kmm__check_fail(mm, "a magazine or depot holds a slot that is not out of its slab", pfn);
+    if (f.held != slab_held(s, idx) || load_relaxed(f.held) != 0)
+        return kmm__check_fail(mm, "a magazine or depot holds a slot marked held, or the wrong held byte", pfn);
+    if (*(uintptr_t *)(f.addr + c->canary_offset) != slot_canary(c, f.addr))
+        return kmm__check_fail(mm, "free object in a magazine or depot was overwritten (write after free?)", pfn);
+    return 0;
+}
+
+/* The depot: distinct free slots of c (kmm__free_slot_check). */
 static int check_depot(struct kmm *mm, struct kmm_cache *c)
 {
     if (c->depot_count > depot_cap(c))
         return kmm__check_fail(mm, "cache's depot holds more than its capacity", UINT64_MAX);
     for (uint32_t i = 0; i < c->depot_count; i++) {
-        uintptr_t p = c->depot[i];
-        uint64_t pfn = virt_to_pfn(mm, (void *)p);
-        struct kmm_slab *s = pfn == UINT64_MAX ? NULL : mm->slab_map[pfn - mm->base_pfn];
-        if (!s || s == LARGE_BLOCK || s->cache != c)
-            return kmm__check_fail(mm, "cache's depot holds an address outside its slabs", pfn);
-        uint64_t idx = slot_started_by(s, p);
-        if (idx == UINT64_MAX || !((s->out[idx / 64] >> (idx % 64)) & 1))
-            return kmm__check_fail(mm, "cache's depot holds a slot that is not out of its slab", pfn);
-        if (*(uintptr_t *)(p + c->canary_offset) != slot_canary(c, p))
-            return kmm__check_fail(mm, "free object in a cache's depot was overwritten (write after free?)", pfn);
+        int rc = kmm__free_slot_check(c, c->depot[i]);
+        if (rc)
+            return rc;
         for (uint32_t j = 0; j < i; j++)
-            if (c->depot[j] == p)
-                return kmm__check_fail(mm, "cache's depot holds one slot twice", pfn);
+            if (c->depot[j].addr == c->depot[i].addr)
+                return kmm__check_fail(mm, "cache's depot holds one slot twice", virt_to_pfn(mm, (void *)c->depot[i].addr));
     }
     return 0;
 }

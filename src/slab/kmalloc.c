@@ -15,12 +15,19 @@
  */
 #include "internal.h"
 
-#define SMALL_LIMIT 65536   /* classes stop below min(page size, this) */
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
 
 /* The classes for this page size; returns how many. */
 static unsigned make_classes(size_t ps, size_t *size, unsigned *order)
 {
-    size_t limit = ps < SMALL_LIMIT ? ps : SMALL_LIMIT;
+    size_t limit = ps < KMALLOC_SMALL_LIMIT ? ps : KMALLOC_SMALL_LIMIT;
     unsigned n = 0;
     for (size_t g = 16; g < limit;) {
         unsigned o = 0;
@@ -86,9 +93,11 @@ struct kmm_slab_root *kmm__slab_root_slow(struct kmm *mm)
         return r;
     }
     struct kmm_slab **map = mm->slab_map ? mm->slab_map : kmm__meta_alloc(mm, map_len);
-    if (map)
+    if (map) {
         __atomic_store_n(&mm->slab_map, map, __ATOMIC_RELEASE);
-    r = map ? kmm__meta_alloc(mm, sizeof(*r) + table) : NULL;
+        __atomic_store_n(&mm->slab_span_bytes, mm->span_bytes, __ATOMIC_RELEASE);
+    }
+    r = map ? kmm__meta_alloc(mm, sizeof(*r)) : NULL;
     if (r) {
         r->nr_classes = n;
         r->max_small = sizes[n - 1];
@@ -99,15 +108,19 @@ struct kmm_slab_root *kmm__slab_root_slow(struct kmm *mm)
         for (size_t t = 0, cls = 0; t < table; t++) {
             while (sizes[cls] < t * 16)
                 cls++;
-            r->class_of[t] = (uint8_t)cls;
+            mm->kmalloc_class[t] = (uint8_t)cls;
         }
+        /* one secret for every cache's canaries: the address of a static,
+         * of the root and the memory system's id, mixed (ASLR's entropy) */
+        static unsigned long counter;
+        mm->slab_secret = (uintptr_t)mix64(mm->id ^ ((uint64_t)(uintptr_t)r << 16) ^ (uint64_t)(uintptr_t)&counter ^
+                                           add_relaxed(&counter, 1) * 0x9e3779b97f4a7c15ULL);
         r->kmalloc[0] = make_kmalloc_caches(mm, r, 0);
         if (r->kmalloc[0]) {
             __atomic_store_n(&mm->slabs, r, __ATOMIC_RELEASE);
-            mm->class_of = r->class_of;
             __atomic_store_n(&mm->kmalloc_max, r->max_small, __ATOMIC_RELEASE);
         } else {
-            kmm__meta_free(mm, r, sizeof(*r) + table);
+            kmm__meta_free(mm, r, sizeof(*r));
             r = NULL;
         }
     }
@@ -145,6 +158,8 @@ size_t kmm_malloc_max_slab_size(struct kmm *mm)
     return r ? r->max_small : 0;
 }
 
+/* All zero: base 0 and slot size 0, so that no address starts a slot of it
+ * and the free fast path needs no test of its own (obj_free_fast). */
 struct kmm_slab kmm__large_block;
 
 static inline struct kmm_slab **map_entry(struct kmm *mm, const void *p)
@@ -193,7 +208,7 @@ static __attribute__((noinline)) void *malloc_slow(struct kmm *mm, size_t size, 
         kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
         return NULL;
     }
-    return kmm__obj_alloc(&cs[r->class_of[(size + 15) >> 4]], flags, fn);
+    return kmm__obj_alloc(&cs[mm->kmalloc_class[(size + 15) >> 4]], flags, fn);
 }
 
 void *kmm_malloc(struct kmm *mm, size_t size, unsigned flags)
@@ -203,10 +218,9 @@ void *kmm_malloc(struct kmm *mm, size_t size, unsigned flags)
      * with an object in it */
     if (KMM_LIKELY(flags == 0 && size <= __atomic_load_n(&mm->kmalloc_max, __ATOMIC_ACQUIRE) &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
-        unsigned cls = mm->class_of[(size + 15) >> 4];
-        struct kmm_magazine *m = &kmm__tls[0].tc->mag[cls];
-        if (KMM_LIKELY(m->count))
-            return mag_pop(m, KMALLOC_CANARY_OFFSET, "kmm_malloc");
+        struct kmm_magazine *m = tcache_mag(kmm__tls[0].tc, mm->kmalloc_class[(size + 15) >> 4]);
+        if (KMM_LIKELY(m->top != m->slot))
+            return mag_pop(mm, m, KMALLOC_CANARY_OFFSET, "kmm_malloc");
     }
 #endif
     return malloc_slow(mm, size, flags, "kmm_malloc");
@@ -242,7 +256,7 @@ void *kmm_malloc_aligned(struct kmm *mm, size_t size, size_t align, unsigned fla
     if (size <= r->max_small && align < mm->page_size) {
         /* slabs start on a page, so every object of a class whose size is a
          * multiple of align is aligned; powers of two are classes */
-        for (unsigned cls = r->class_of[(size + 15) >> 4]; cls < r->nr_classes; cls++) {
+        for (unsigned cls = mm->kmalloc_class[(size + 15) >> 4]; cls < r->nr_classes; cls++) {
             if (r->class_size[cls] % align == 0) {
                 struct kmm_cache *cs = kmalloc_caches(mm, r, flags);
                 if (!cs) {
@@ -288,22 +302,30 @@ static __attribute__((noinline)) void free_not_slab(struct kmm *mm, void *p)
                                         : "double free (or a pointer never from kmm_malloc) of", p);
 }
 
+/* kmm_free of what the fast path did not take: a slab object (magazine
+ * full, no thread cache, or misuse) or a block of whole pages. */
+static __attribute__((noinline)) void free_slow(struct kmm *mm, struct kmm_slab *s, void *p)
+{
+    if (s == LARGE_BLOCK)
+        free_not_slab(mm, p);
+    else
+        kmm__obj_free(s->cache, s, (uintptr_t)p, "kmm_free");
+}
+
 void kmm_free(struct kmm *mm, void *p)
 {
-    /* The free reads and writes the object's canary (word 1 of kmm_malloc
-     * slots), and the object is often cold in a big heap: start that miss
-     * now, so it overlaps the slab-map and descriptor loads, instead of
-     * after them, where it used to hold up the whole free (the random-
-     * lifetime benchmark went from 150 to 58 ns per step). A prefetch never
-     * faults, whatever p is. */
+    /* The free writes the object's canary (word 1 of kmm_malloc slots), and
+     * the object is often cold in a big heap: start fetching its line now,
+     * so that the store does not wait in the store buffer for it while the
+     * slab-map and descriptor loads run (random lifetime: 46 -> 37 ns per
+     * step without and with). A prefetch never faults, whatever p is. */
     __builtin_prefetch((char *)p + 8, 1);
     uint64_t off = (uint64_t)((uintptr_t)p - mm->span_start);
-    if (KMM_LIKELY(off < mm->span_bytes)) {
-        struct kmm_slab **map = load_relaxed(&mm->slab_map);
-        struct kmm_slab *s = map ? load_relaxed(&map[off >> mm->page_shift]) : NULL;
-        if (KMM_LIKELY(s != NULL && s != LARGE_BLOCK)) {
+    if (KMM_LIKELY(off < __atomic_load_n(&mm->slab_span_bytes, __ATOMIC_ACQUIRE))) {
+        struct kmm_slab *s = load_relaxed(&mm->slab_map[off >> mm->page_shift]);
+        if (KMM_LIKELY(s != NULL)) {
             if (!obj_free_fast(mm, s, (uintptr_t)p))
-                kmm__obj_free(s->cache, s, (uintptr_t)p, "kmm_free");
+                free_slow(mm, s, p);
             return;
         }
     }
@@ -324,10 +346,11 @@ static size_t usable(struct kmm *mm, const void *p, struct kmm_slab **slab, cons
     *slab = s == LARGE_BLOCK ? NULL : s;
     if (s && s != LARGE_BLOCK) {
         struct kmm_cache *c = s->cache;
-        if (slot_started_by(s, (uintptr_t)p) == UINT64_MAX)
+        uint64_t idx = slot_started_by(s, (uintptr_t)p);
+        if (idx == UINT64_MAX)
             kmm__slot_fatal(c, fn, "pointer into the middle of an object:", p);
-        if (*(const uintptr_t *)((uintptr_t)p + c->canary_offset) == slot_canary(c, (uintptr_t)p))
-            kmm__check_double_free(c, s, (uintptr_t)p, fn, "pointer to a free object (use after free, or double free) at");
+        if (load_relaxed(slab_held(s, idx)) != 1)
+            kmm__slot_fatal(c, fn, "pointer to a free object (use after free, or double free) at", p);
         return c->kmalloc ? c->slot_size : c->object_size;
     }
     size_t pages = s == LARGE_BLOCK && !(off & (mm->page_size - 1)) ? kmm_page_alloc_size(mm, p) : 0;

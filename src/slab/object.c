@@ -18,17 +18,17 @@ void *kmm__obj_alloc(struct kmm_cache *c, unsigned flags, const char *fn)
     if (m && !m->cache)
         m = kmm__mag_get(mm, tc, c);
     if (m) {
-        if (!m->count) {
-            uint32_t want = m->cap / 2;
-            store_relaxed(&m->count, kmm__cache_take(c, m->slot, want ? want : 1, flags));
+        if (m->top == m->slot) {
+            uint32_t want = c->mag_cap / 2;
+            store_relaxed(&m->top, m->slot + kmm__cache_take(c, m->slot, want ? want : 1, flags));
         }
-        if (m->count)
-            return finish(c, mag_pop(m, c->canary_offset, fn), flags);
+        if (m->top != m->slot)
+            return finish(c, mag_pop(mm, m, c->canary_offset, fn), flags);
     } else {
         /* no magazine (no thread cache, or no memory for one): straight from a slab */
-        uintptr_t p;
-        if (kmm__cache_take(c, &p, 1, flags) == 1)
-            return finish(c, slot_claim(c, p, c->secret, c->canary_offset, fn), flags);
+        struct free_slot f;
+        if (kmm__cache_take(c, &f, 1, flags) == 1)
+            return finish(c, slot_claim(c, f, mm->slab_secret, c->canary_offset, fn), flags);
     }
     kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
     return NULL;
@@ -36,31 +36,36 @@ void *kmm__obj_alloc(struct kmm_cache *c, unsigned flags, const char *fn)
 
 void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const char *fn)
 {
-    if (KMM_UNLIKELY(slot_started_by(s, p) == UINT64_MAX))
+    uint64_t idx = slot_started_by(s, p);
+    if (KMM_UNLIKELY(idx == UINT64_MAX))
         kmm__slot_fatal(c, fn, "pointer into the middle of an object:", (void *)p);
-    uintptr_t *canary = (uintptr_t *)(p + c->canary_offset);
-    if (KMM_UNLIKELY(*canary == slot_canary(c, p)))
-        kmm__check_double_free(c, s, p, fn, "double free of");
+    struct free_slot f = { p, slab_held(s, idx) };
+    if (KMM_UNLIKELY(load_relaxed(f.held) != 1))
+        kmm__slot_fatal(c, fn, "double free of", (void *)p);   /* in a slab, a magazine or the depot */
     struct kmm *mm = c->mm;
     struct kmm_tcache *tc = tcache_get(mm);
     struct kmm_magazine *m = tc ? &tc->mag[c->id] : NULL;
     if (m && !m->cache)
         m = kmm__mag_get(mm, tc, c);
-    *canary = slot_canary(c, p);
+    store_relaxed(f.held, 0);
+    *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
     obj_poison(c, p);
     if (!m) {
-        kmm__cache_put(c, &p, 1, fn);
+        kmm__cache_put(c, &f, 1, fn);
         return;
     }
-    if (m->count == m->cap) {   /* full: the older half goes back to the cache */
-        uint32_t half = m->cap / 2 ? m->cap / 2 : 1;
+    if (m->top == m->end) {   /* full: the older half goes back to the cache */
+        uint32_t half = c->mag_cap / 2 ? c->mag_cap / 2 : 1, count = mag_count(m);
         kmm__cache_stash(c, m->slot, half, fn);
-        for (uint32_t i = half; i < m->count; i++)
-            store_relaxed(&m->slot[i - half], m->slot[i]);
-        store_relaxed(&m->count, m->count - half);
+        for (uint32_t i = half; i < count; i++) {
+            store_relaxed(&m->slot[i - half].addr, m->slot[i].addr);
+            store_relaxed(&m->slot[i - half].held, m->slot[i].held);
+        }
+        store_relaxed(&m->top, m->top - half);
     }
-    store_relaxed(&m->slot[m->count], p);
-    store_relaxed(&m->count, m->count + 1);
+    store_relaxed(&m->top->addr, f.addr);
+    store_relaxed(&m->top->held, f.held);
+    store_relaxed(&m->top, m->top + 1);
 }
 
 void *kmm_cache_alloc(struct kmm_cache *c, unsigned flags)
@@ -72,9 +77,9 @@ void *kmm_cache_alloc(struct kmm_cache *c, unsigned flags)
 #if KMM_THREAD_CACHE
     struct kmm *mm = c->mm;
     if (KMM_LIKELY(!(flags & KMM_ZERO) && kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
-        struct kmm_magazine *m = &kmm__tls[0].tc->mag[c->id];
-        if (KMM_LIKELY(m->count))
-            return mag_pop(m, c->canary_offset, "kmm_cache_alloc");
+        struct kmm_magazine *m = tcache_mag(kmm__tls[0].tc, c->id);
+        if (KMM_LIKELY(m->top != m->slot))
+            return mag_pop(mm, m, c->canary_offset, "kmm_cache_alloc");
     }
 #endif
     return kmm__obj_alloc(c, flags, "kmm_cache_alloc");

@@ -12,15 +12,6 @@
  */
 #include "internal.h"
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 static inline size_t round_up(size_t v, size_t align) { return (v + align - 1) & ~(align - 1); }
 
 /* ---- lists ---------------------------------------------------------------- */
@@ -51,7 +42,6 @@ static void list_del(struct slab_list *l, struct kmm_slab *s)
 int kmm__cache_init(struct kmm *mm, struct kmm_cache *c, const char *name, size_t size, size_t align,
                     void (*ctor)(void *), unsigned page_flags, unsigned slab_order)
 {
-    static unsigned long counter;
     size_t ps = mm->page_size;
     if (size == 0 || (align & (align - 1)) || align > ps || size > (ps << 3))
         return -KMM_EINVAL;
@@ -93,15 +83,13 @@ int kmm__cache_init(struct kmm *mm, struct kmm_cache *c, const char *name, size_
     c->objects = (uint32_t)((ps << slab_order) / c->slot_size);
     c->words = (c->objects + 63) / 64;
     c->recip = ((uint64_t)1 << RECIP_SHIFT) / c->slot_size + 1;
-    c->desc_size = round_up(sizeof(struct kmm_slab) + c->words * sizeof(uint64_t), 16);
+    c->desc_size = round_up(held_bytes(c->objects) + sizeof(struct kmm_slab) + c->words * sizeof(uint64_t), 64);
     c->mag_cap = (uint32_t)(32768 / c->slot_size);
     if (c->mag_cap < 8)
         c->mag_cap = 8;
     if (c->mag_cap > MAG_MAX)
         c->mag_cap = MAG_MAX;
     c->max_empty = slab_order >= 2 ? 1 : 2;
-    c->secret = (uintptr_t)mix64(mm->id ^ ((uint64_t)(uintptr_t)c << 16) ^ (uint64_t)(uintptr_t)&counter ^
-                                 add_relaxed(&counter, 1) * 0x9e3779b97f4a7c15ULL);
     size_t n = 0;
     for (; name && name[n] && n < sizeof(c->name) - 1; n++)
         c->name[n] = name[n];
@@ -121,7 +109,9 @@ void kmm__cache_fini(struct kmm_cache *c)
     mm->pf->lock_fini(&c->lock);
 }
 
-/* ---- descriptors (cache lock held) ----------------------------------------- */
+/* ---- descriptors (cache lock held) -----------------------------------------
+ * A descriptor is a block of desc_size bytes (whole cache lines): the held
+ * bytes (held_bytes(objects)), then the struct kmm_slab, then out[]. */
 
 static struct kmm_slab *desc_alloc(struct kmm_cache *c)
 {
@@ -136,20 +126,26 @@ static struct kmm_slab *desc_alloc(struct kmm_cache *c)
         return NULL;
     }
     __builtin_memset(d, 0, c->desc_size);
-    return d;
+    return (struct kmm_slab *)(void *)((char *)d + held_bytes(c->objects));
 }
 
 static void desc_free(struct kmm_cache *c, struct kmm_slab *s)
 {
-    *(void **)s = c->desc_free;
-    c->desc_free = s;
+    void *d = (char *)s - held_bytes(c->objects);
+    *(void **)d = c->desc_free;
+    c->desc_free = d;
 }
 
 /* Takes a new chunk of descriptors; called without the lock (meta_alloc may
- * be a system call), added under it. */
+ * be a system call), added under it. Descriptors are whole cache lines, and
+ * each cache's chunks start them at a colour of their own (a line per cache
+ * id, over two KiB): chunks are page aligned, and the first descriptors of
+ * every cache on one line offset would all compete for one set of the L1
+ * cache in a mixed-size workload (Bonwick's slab colouring, for metadata). */
 static bool desc_grow(struct kmm_cache *c)
 {
-    size_t len = round_up(sizeof(struct desc_chunk) + 16 * c->desc_size, 4096);
+    size_t colour = 64 + (c->id % 32) * 64;
+    size_t len = round_up(colour + 16 * c->desc_size, 4096);
     struct desc_chunk *ch = kmm__meta_alloc(c->mm, len);
     if (!ch)
         return false;
@@ -158,8 +154,8 @@ static bool desc_grow(struct kmm_cache *c)
     ch->next = c->desc_chunks;
     c->desc_chunks = ch;
     /* the rest of the previous chunk is dropped: less than one descriptor */
-    c->desc_next = (char *)ch + round_up(sizeof(*ch), 16);
-    c->desc_left = len - round_up(sizeof(*ch), 16);
+    c->desc_next = (char *)ch + colour;
+    c->desc_left = len - colour;
     kmm_unlock(c->mm, &c->lock);
     return true;
 }
@@ -209,12 +205,9 @@ static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
     s->recip = c->recip;
     s->slot_size = (uint32_t)c->slot_size;
     s->objects = (uint32_t)((mm->page_size << order) / c->slot_size);
-    s->span = s->objects * (uint32_t)c->slot_size;
-    s->divtest = UINT64_MAX / c->slot_size + 1;
     s->order = order;
-    s->secret = c->secret;
     s->canary_offset = (uint32_t)c->canary_offset;
-    s->id = c->id;
+    s->mag_offset = (uint32_t)(offsetof(struct kmm_tcache, mag) + c->id * sizeof(struct kmm_magazine));
     /* bits past the last slot are out for good, so searches need no bound */
     for (uint32_t w = s->objects / 64; w < c->words; w++)
         s->out[w] = w * 64 >= s->objects ? ~(uint64_t)0 : ~(uint64_t)0 << (s->objects % 64);
@@ -231,7 +224,7 @@ static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
 
 /* ---- taking slots out ----------------------------------------------------------- */
 
-static uint32_t take_from(struct kmm_cache *c, struct kmm_slab *s, uintptr_t *dst, uint32_t want)
+static uint32_t take_from(struct kmm_cache *c, struct kmm_slab *s, struct free_slot *dst, uint32_t want)
 {
     uint32_t got = 0;
     for (uint32_t w = s->scan; w < c->words && got < want; w++) {
@@ -240,7 +233,9 @@ static uint32_t take_from(struct kmm_cache *c, struct kmm_slab *s, uintptr_t *ds
             unsigned b = (unsigned)__builtin_ctzll(avail);
             avail &= avail - 1;
             s->out[w] |= (uint64_t)1 << b;
-            store_relaxed(&dst[got], s->base + ((size_t)w * 64 + b) * c->slot_size);
+            size_t idx = (size_t)w * 64 + b;
+            store_relaxed(&dst[got].addr, s->base + idx * c->slot_size);
+            store_relaxed(&dst[got].held, slab_held(s, idx));
             got++;
         }
         if (avail == 0)
@@ -250,7 +245,7 @@ static uint32_t take_from(struct kmm_cache *c, struct kmm_slab *s, uintptr_t *ds
     return got;
 }
 
-uint32_t kmm__cache_take(struct kmm_cache *c, uintptr_t *dst, uint32_t n, unsigned flags)
+uint32_t kmm__cache_take(struct kmm_cache *c, struct free_slot *dst, uint32_t n, unsigned flags)
 {
     struct kmm *mm = c->mm;
     kmm_lock(mm, &c->lock);
@@ -259,8 +254,10 @@ uint32_t kmm__cache_take(struct kmm_cache *c, uintptr_t *dst, uint32_t n, unsign
      * them would otherwise pull back and forth with this one */
     uint32_t got = n < c->depot_count ? n : c->depot_count;
     c->depot_count -= got;
-    for (uint32_t i = 0; i < got; i++)
-        store_relaxed(&dst[i], c->depot[c->depot_count + i]);
+    for (uint32_t i = 0; i < got; i++) {
+        store_relaxed(&dst[i].addr, c->depot[c->depot_count + i].addr);
+        store_relaxed(&dst[i].held, c->depot[c->depot_count + i].held);
+    }
     while (got < n) {
         struct kmm_slab *s = c->partial.head ? c->partial.head : c->empty.head;
         if (!s) {
@@ -309,7 +306,7 @@ static void free_slab_pages(struct kmm_cache *c, const uintptr_t *bases, uint32_
         kmm__free_pages_as(c->mm, "kmm_free", (void *)bases[i], false);
 }
 
-void kmm__cache_put(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const char *fn)
+void kmm__cache_put(struct kmm_cache *c, const struct free_slot *src, uint32_t n, const char *fn)
 {
     struct kmm *mm = c->mm;
     uintptr_t freed[MAG_MAX];
@@ -317,7 +314,7 @@ void kmm__cache_put(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const
         uint32_t batch = n < MAG_MAX ? n : MAG_MAX, nfreed = 0;
         kmm_lock(mm, &c->lock);
         for (uint32_t i = 0; i < batch; i++) {
-            uintptr_t p = src[i];
+            uintptr_t p = src[i].addr;
             struct kmm_slab *s = load_relaxed(&mm->slab_map[virt_to_index(mm, (void *)p)]);
             uint64_t idx = slot_of(s, p);
             uint64_t bit = (uint64_t)1 << (idx % 64);
@@ -350,7 +347,7 @@ void kmm__cache_put(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const
     }
 }
 
-void kmm__cache_stash(struct kmm_cache *c, const uintptr_t *src, uint32_t n, const char *fn)
+void kmm__cache_stash(struct kmm_cache *c, const struct free_slot *src, uint32_t n, const char *fn)
 {
     kmm_lock(c->mm, &c->lock);
     uint32_t room = depot_cap(c) - c->depot_count, k = n < room ? n : room;
@@ -364,7 +361,7 @@ void kmm__cache_stash(struct kmm_cache *c, const uintptr_t *src, uint32_t n, con
 
 void kmm__cache_shrink(struct kmm_cache *c)
 {
-    uintptr_t parked[DEPOT_MAX];
+    struct free_slot parked[DEPOT_MAX];
     kmm_lock(c->mm, &c->lock);
     uint32_t nparked = c->depot_count;
     __builtin_memcpy(parked, c->depot, nparked * sizeof(parked[0]));
@@ -402,17 +399,4 @@ void kmm__slot_fatal(struct kmm_cache *c, const char *fn, const char *why, const
     kmm__msg_dec(&m, c->object_size);
     kmm__msg_str(&m, ")");
     kmm__fatal(c->mm, &m);
-}
-
-void kmm__check_double_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const char *fn, const char *why)
-{
-    uint64_t idx = slot_of(s, p);
-    kmm_lock(c->mm, &c->lock);
-    bool out = (s->out[idx / 64] >> (idx % 64)) & 1, parked = false;
-    for (uint32_t i = 0; i < c->depot_count; i++)
-        parked |= c->depot[i] == p;
-    kmm_unlock(c->mm, &c->lock);
-    if (!out || parked || kmm__mag_holds(c->mm, c, p))
-        kmm__slot_fatal(c, fn, why, (void *)p);
-    /* out and in no magazine or depot: a caller holds it, and the canary was its data */
 }
