@@ -43,8 +43,9 @@
  *    it purges lazily freed areas and, if that is not enough, returns NULL
  *    with errno ENOMEM and a report saying so; it never crashes.
  *
- * kmm_kvmalloc picks: kmm_malloc up to a page (vmalloc if that fails),
- * kmm_vmalloc above. Below a
+ * kmm_kvmalloc picks: kmm_malloc up to a page (if that fails, a purge of
+ * lazily freed areas and kmm_malloc again, then vmalloc), kmm_vmalloc
+ * above. Below a
  * page, vmalloc would spend a whole page, a guard page and a mapping call on
  * a few bytes, while a slab object costs nothing of the kind; above a page,
  * physically contiguous memory is what fragmentation makes scarce and what

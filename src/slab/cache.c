@@ -185,9 +185,10 @@ void kmm__slab_destroy_all(struct kmm *mm)
             kmm__meta_free(mm, r->kmalloc[mask], r->nr_classes * sizeof(struct kmm_cache));
         kmm__meta_free(mm, r, sizeof(*r));
     }
-    kmm__meta_free(mm, mm->slab_map, (size_t)(mm->end_pfn - mm->base_pfn) * sizeof(struct kmm_slab *));
+    kmm__meta_free(mm, mm->slab_map, kmm__slab_map_bytes(mm));
     mm->slabs = NULL;
     mm->slab_map = NULL;
+    mm->slab_mag = NULL;
     mm->slab_span_bytes = 0;
 }
 
@@ -207,8 +208,8 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
     if (meta_get(mm, pfn) != meta_make(META_ALLOC, s->order))
         return kmm__check_fail(mm, "slab pages are not one allocated block of the slab's order", pfn);
     for (uint64_t i = 0; i < ((uint64_t)1 << s->order); i++)
-        if (mm->slab_map[pfn - mm->base_pfn + i] != s)
-            return kmm__check_fail(mm, "slab map does not name the slab for one of its pages", pfn + i);
+        if (mm->slab_map[pfn - mm->base_pfn + i] != s || mm->slab_mag[pfn - mm->base_pfn + i] != s->mag_offset)
+            return kmm__check_fail(mm, "slab map does not name the slab, or its magazine offset, for one of its pages", pfn + i);
     uint32_t out = 0;
     for (uint32_t w = 0; w < c->words; w++)
         out += (uint32_t)__builtin_popcountll(s->out[w]);

@@ -84,7 +84,7 @@ struct kmm_slab_root *kmm__slab_root_slow(struct kmm *mm)
     unsigned orders[KMM_MAX_CLASSES];
     unsigned n = make_classes(mm->page_size, sizes, orders);
     size_t table = sizes[n - 1] / 16 + 1;
-    size_t map_len = (size_t)(mm->end_pfn - mm->base_pfn) * sizeof(struct kmm_slab *);
+    size_t map_len = kmm__slab_map_bytes(mm);
 
     kmm_lock(mm, &mm->slab_lock);
     struct kmm_slab_root *r = mm->slabs;
@@ -94,6 +94,7 @@ struct kmm_slab_root *kmm__slab_root_slow(struct kmm *mm)
     }
     struct kmm_slab **map = mm->slab_map ? mm->slab_map : kmm__meta_alloc(mm, map_len);
     if (map) {
+        mm->slab_mag = (uint32_t *)(void *)(map + (mm->end_pfn - mm->base_pfn));
         __atomic_store_n(&mm->slab_map, map, __ATOMIC_RELEASE);
         __atomic_store_n(&mm->slab_span_bytes, mm->span_bytes, __ATOMIC_RELEASE);
     }
@@ -322,9 +323,10 @@ void kmm_free(struct kmm *mm, void *p)
     __builtin_prefetch((char *)p + 8, 1);
     uint64_t off = (uint64_t)((uintptr_t)p - mm->span_start);
     if (KMM_LIKELY(off < __atomic_load_n(&mm->slab_span_bytes, __ATOMIC_ACQUIRE))) {
-        struct kmm_slab *s = load_relaxed(&mm->slab_map[off >> mm->page_shift]);
+        uint64_t page = off >> mm->page_shift;
+        struct kmm_slab *s = load_relaxed(&mm->slab_map[page]);
         if (KMM_LIKELY(s != NULL)) {
-            if (!obj_free_fast(mm, s, (uintptr_t)p))
+            if (!obj_free_fast(mm, s, load_relaxed(&mm->slab_mag[page]), (uintptr_t)p))
                 free_slow(mm, s, p);
             return;
         }

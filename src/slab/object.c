@@ -94,6 +94,6 @@ void kmm_cache_free(struct kmm_cache *c, void *p)
         kmm__fatal_page(c->mm, "kmm_cache_free", "pointer not from kmm (no slab there):", p);
     if (s->cache != c)
         kmm__slot_fatal(c, "kmm_cache_free", "object of another cache:", p);
-    if (!obj_free_fast(c->mm, s, (uintptr_t)p))
+    if (!obj_free_fast(c->mm, s, s->mag_offset, (uintptr_t)p))
         kmm__obj_free(c, s, (uintptr_t)p, "kmm_cache_free");
 }

@@ -164,9 +164,16 @@ static bool desc_grow(struct kmm_cache *c)
 
 void kmm__slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct kmm_slab *s)
 {
-    uint64_t idx = virt_to_index(mm, (void *)base);
-    for (uint64_t i = 0; i < ((uint64_t)1 << order); i++)
-        store_relaxed(&mm->slab_map[idx + i], s);
+    uint64_t idx = virt_to_index(mm, (void *)base), n = (uint64_t)1 << order;
+    uint32_t mag_offset = s ? s->mag_offset : 0;
+    /* the magazine offset first when a slab comes, last when it goes: a
+     * page's map entry never names a slab whose offset is not there */
+    for (uint64_t i = 0; s && i < n; i++)
+        __atomic_store_n(&mm->slab_mag[idx + i], mag_offset, __ATOMIC_RELEASE);
+    for (uint64_t i = 0; i < n; i++)
+        __atomic_store_n(&mm->slab_map[idx + i], s, __ATOMIC_RELEASE);
+    for (uint64_t i = 0; !s && i < n; i++)
+        store_relaxed(&mm->slab_mag[idx + i], 0);
 }
 
 /* A new slab, every slot free (constructed, canary written, poisoned); not on

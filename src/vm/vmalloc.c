@@ -1092,6 +1092,11 @@ void *kmm_kvmalloc(struct kmm *mm, size_t size, unsigned flags)
          * longer has: then a page of vmalloc serves (Linux's kvmalloc falls
          * back the same way) */
         void *p = kmm_malloc(mm, size, flags);
+        /* the pages of lazily freed areas are no one's: take them back and
+         * try again before settling for an area (vm_model found kmm_malloc
+         * failing for want of pages that lazy areas held) */
+        if (!p && !(flags & ~(unsigned)(KMM_AREA_MASK | KMM_ZERO)) && kmm_vmalloc_purge(mm))
+            p = kmm_malloc(mm, size, flags);
         if (p || (flags & ~(unsigned)(KMM_AREA_MASK | KMM_ZERO)))
             return p;
     }

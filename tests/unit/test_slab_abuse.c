@@ -483,6 +483,37 @@ static void realloc_middle(void *arg)
     (void)kmm_realloc(mm, p + 16, 100, 0);
 }
 
+/* The program wrote over the freed object (canary included) and then freed
+ * it again: the double free is still seen at the second free, since the
+ * check reads the slot's held byte in the slab's metadata, not the object. */
+static void double_free_after_write_after_free(void *arg)
+{
+    (void)arg;
+    struct kmm *mm = child_mm();
+    void *keep = malloc_or_exit(mm, 64);
+    (void)keep;
+    void *p = malloc_or_exit(mm, 64);
+    kmm_free(mm, p);
+    stray_write(p, 16);
+    kmm_free(mm, p);
+}
+
+/* The same for a cache object that went back into its slab in between
+ * (a neighbour keeps the slab). */
+static void double_free_after_write_after_free_cache(void *arg)
+{
+    (void)arg;
+    struct kmm *mm = child_mm();
+    struct kmm_cache *c = cache_or_exit(mm, "abuse", 48);
+    void *keep = cache_alloc_or_exit(c);
+    (void)keep;
+    void *p = cache_alloc_or_exit(c);
+    kmm_cache_free(c, p);
+    kmm_drain(mm);
+    stray_write(p, 16);
+    kmm_cache_free(c, p);
+}
+
 /* ---- write after free ---------------------------------------------------------- */
 
 /* The next kmm_malloc of the size in the same thread takes the object back
@@ -712,6 +743,8 @@ int main(int argc, char **argv)
         ABUSE(double_free_other_thread_exited, "double free"),
         ABUSE(double_free_other_thread_live, "double free"),
         ABUSE(double_free_second_in_other_thread, "double free"),
+        ABUSE(double_free_after_write_after_free, "double free"),
+        ABUSE(double_free_after_write_after_free_cache, "double free"),
         ABUSE(free_middle_64, "middle of an object"),
         ABUSE(free_middle_16, "middle of an object"),
         ABUSE(free_middle_last_byte, "middle of an object"),
