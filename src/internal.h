@@ -252,6 +252,10 @@ struct kmm {
      * magazine with one load after the page's number, in parallel with
      * the descriptor, not after it (mixed sizes: 7.0 -> 6.x ns per pair) */
     uint32_t *slab_mag;
+    /* KMM_SLAB_POISON: free slots carry canaries; kmalloc_max and
+     * slab_span_bytes stay 0, so every call takes the slow paths, which
+     * write and check them */
+    bool slab_poison;
     struct kmm_lock slab_lock;            /* making the root, the list of caches, cache ids */
     /* kmm_malloc's size class of a size, by (size + 15) / 16; filled before
      * kmalloc_max is published. Here rather than behind a pointer: one
@@ -700,12 +704,13 @@ KMM_HIDDEN int kmm__mag_check(struct kmm *mm, struct kmm_tcache *tc);
 
 static inline uintptr_t slot_canary(const struct kmm_cache *c, uintptr_t p) { return c->mm->slab_secret ^ p; }
 
-/* Objects are poisoned for ASan and Valgrind while free, but for the canary. */
+/* Objects are poisoned for ASan and Valgrind while free, but for the canary
+ * (KMM_SLAB_POISON). */
 static inline void obj_poison(const struct kmm_cache *c, uintptr_t p)
 {
     (void)c, (void)p;
 #if KMM_ASAN || KMM_VALGRIND
-    uintptr_t after = p + c->canary_offset + 8, end = p + c->slot_size;
+    uintptr_t after = p + c->canary_offset + (c->mm->slab_poison ? 8 : 0), end = p + c->slot_size;
 #if KMM_ASAN
     __asan_poison_memory_region((void *)p, c->canary_offset);
     __asan_poison_memory_region((void *)after, end - after);
@@ -728,34 +733,32 @@ static inline void obj_unpoison(const struct kmm_cache *c, uintptr_t p)
 }
 
 /* slab/object.c: one object in or out of a cache */
-/* Hands out free slot f of cache c: checks and clears its canary, marks it
- * held. */
-static inline void *slot_claim(struct kmm_cache *c, struct free_slot f, uintptr_t secret, size_t canary_offset,
-                               const char *fn)
+/* Hands out free slot f of cache c: with KMM_SLAB_POISON checks and clears
+ * its canary; marks it held. */
+static inline void *slot_claim(struct kmm_cache *c, struct free_slot f, const char *fn)
 {
-    uintptr_t *canary = (uintptr_t *)(f.addr + canary_offset);
-    if (KMM_UNLIKELY(*canary != (secret ^ f.addr)))
+    uintptr_t *canary = (uintptr_t *)(f.addr + c->canary_offset);
+    if (c->mm->slab_poison && KMM_UNLIKELY(*canary != slot_canary(c, f.addr)))
         kmm__slot_fatal(c, fn, "free object overwritten (write after free?) at", (void *)f.addr);
     obj_unpoison(c, f.addr);
-    *canary = 0;
+    if (c->mm->slab_poison)
+        *canary = 0;
     store_relaxed(f.held, 1);
     return (void *)f.addr;
 }
-/* Reports a popped slot whose canary was overwritten, and aborts (out of
- * line: the fast path does not load the magazine's cache). */
-KMM_HIDDEN KMM_NORETURN void kmm__mag_overwritten(struct kmm_magazine *m, uintptr_t p, const char *fn);
-/* Pops the newest slot of a non-empty magazine, checking its canary;
- * canary_offset is the cache's (KMALLOC_CANARY_OFFSET for kmm_malloc's). */
-static inline void *mag_pop(struct kmm *mm, struct kmm_magazine *m, size_t canary_offset, const char *fn)
+/* Takes the newest slot of a non-empty magazine. */
+static inline struct free_slot mag_take(struct kmm_magazine *m)
 {
     struct free_slot *top = m->top - 1;
-    struct free_slot f = *top;
     store_relaxed(&m->top, top);
-    uintptr_t *canary = (uintptr_t *)(f.addr + canary_offset);
-    if (KMM_UNLIKELY(*canary != (mm->slab_secret ^ f.addr)))
-        kmm__mag_overwritten(m, f.addr, fn);
+    return *top;
+}
+/* The allocation fast path (no KMM_SLAB_POISON): the newest slot of a
+ * non-empty magazine, marked held. Reads no byte of the object. */
+static inline void *mag_pop(struct kmm_magazine *m)
+{
+    struct free_slot f = mag_take(m);
     obj_unpoison(m->cache, f.addr);
-    *canary = 0;
     store_relaxed(f.held, 1);
     return (void *)f.addr;
 }
@@ -765,9 +768,9 @@ KMM_HIDDEN void *kmm__obj_alloc(struct kmm_cache *c, unsigned flags, const char 
 /* Frees p, an address inside slab s of cache c: checks it starts a slot and
  * is not free already. */
 KMM_HIDDEN void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const char *fn);
-/* The common free: p starts a slot a caller holds, and the thread's
- * magazine for c has room. Reads no byte of the object (in a big heap it is
- * cold; its held byte in the descriptor is not), only writes its canary.
+/* The common free (no KMM_SLAB_POISON): p starts a slot a caller holds, and
+ * the thread's magazine for c has room. Touches no byte of the object (in
+ * a big heap it is cold; its held byte in the descriptor is not).
  * Returns false for kmm__obj_free to do the rest (and all the reporting).
  * p past the last slot computes index objects, whose held byte is 0;
  * LARGE_BLOCK has slot size 0 and base 0, so no p starts a slot of it. */
@@ -782,7 +785,6 @@ static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uint32_t ma
         struct free_slot *top = m->top;
         if (KMM_LIKELY(top != m->end)) {
             store_relaxed(held, 0);
-            *(uintptr_t *)(p + s->canary_offset) = mm->slab_secret ^ p;
             obj_poison(s->cache, p);
             store_relaxed(&top->addr, p);
             store_relaxed(&top->held, held);

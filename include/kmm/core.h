@@ -56,11 +56,24 @@ struct kmm_config {
     uint64_t vmalloc_size;               /* bytes of address space for vmalloc; default 2 x memory, at least 1 GiB */
     size_t   vmalloc_max_mappings;       /* mappings vmalloc may hold; default half the platform's limit */
     unsigned vmalloc_flags;              /* KMM_VMALLOC_STRICT */
+    /* small objects (kmm/slab.h) */
+    unsigned slab_flags;                 /* KMM_SLAB_POISON */
 };
 
 /* vmalloc_flags: unmap every freed vmalloc area before kmm_vfree returns,
  * instead of in batches (see kmm/vm.h). */
 #define KMM_VMALLOC_STRICT 1u
+
+/* slab_flags: catch writes after free (Linux's slub_debug=P, in part).
+ * Every free slot then carries a canary word (secret ^ address) that each
+ * allocation checks and kmm_check verifies, so a write into freed memory is
+ * reported ("free object overwritten (write after free?)") when the slot is
+ * next handed out. It costs the fast paths: every kmm_malloc, kmm_free and
+ * cache call takes the slow path, and each touches the object's line on
+ * free. Without it (the default), a double free, a free of the middle of
+ * an object or of memory kmm never handed out is still caught at once:
+ * those checks use the slabs' metadata, not the objects. */
+#define KMM_SLAB_POISON 1u
 
 /* Default areas (area_limits == NULL): like Linux's DMA, DMA32 and NORMAL zones. */
 #define KMM_DEFAULT_AREA_LIMITS { 16ull << 20, 4ull << 30, UINT64_MAX }

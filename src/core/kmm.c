@@ -42,7 +42,7 @@ static bool config_ok(const struct kmm_config *cfg, size_t page_size, const uint
         if (i > 0 && limits[i] <= limits[i - 1])
             return false;
     }
-    return cfg == NULL || (cfg->mem_size & (page_size - 1)) == 0;
+    return cfg == NULL || ((cfg->mem_size & (page_size - 1)) == 0 && (cfg->slab_flags & ~KMM_SLAB_POISON) == 0);
 }
 
 static bool memory_ok(const struct kmm_memory *mem, size_t page_size)
@@ -265,6 +265,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
         mm->vm_size = cfg->vmalloc_size;
         mm->vm_max_mappings = cfg->vmalloc_max_mappings;
         mm->vm_flags = cfg->vmalloc_flags;
+        mm->slab_poison = (cfg->slab_flags & KMM_SLAB_POISON) != 0;
     }
     /* memory is released in chunks of 2 MiB, once 16 MiB were freed since the last pass */
     mm->release_order = shift >= 21 ? 1 : 21 - shift;

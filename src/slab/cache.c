@@ -228,7 +228,7 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
         uint8_t held = load_relaxed(slab_held(s, i));
         if (held > 1 || (held && (i >= s->objects || !out_bit)) || load_relaxed(slab_held(s, c->objects)))
             return kmm__check_fail(mm, "slab's held byte is set for a slot that is not out of it", pfn);
-        if (i < s->objects && !out_bit && *(uintptr_t *)(p + c->canary_offset) != slot_canary(c, p))
+        if (mm->slab_poison && i < s->objects && !out_bit && *(uintptr_t *)(p + c->canary_offset) != slot_canary(c, p))
             return kmm__check_fail(mm, "free object in a slab was overwritten (write after free?)", virt_to_pfn(mm, (void *)p));
     }
     return 0;
@@ -246,7 +246,7 @@ int kmm__free_slot_check(struct kmm_cache *c, struct free_slot f)
         return kmm__check_fail(mm, "a magazine or depot holds a slot that is not out of its slab", pfn);
     if (f.held != slab_held(s, idx) || load_relaxed(f.held) != 0)
         return kmm__check_fail(mm, "a magazine or depot holds a slot marked held, or the wrong held byte", pfn);
-    if (*(uintptr_t *)(f.addr + c->canary_offset) != slot_canary(c, f.addr))
+    if (mm->slab_poison && *(uintptr_t *)(f.addr + c->canary_offset) != slot_canary(c, f.addr))
         return kmm__check_fail(mm, "free object in a magazine or depot was overwritten (write after free?)", pfn);
     return 0;
 }

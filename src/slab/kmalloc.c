@@ -96,7 +96,8 @@ struct kmm_slab_root *kmm__slab_root_slow(struct kmm *mm)
     if (map) {
         mm->slab_mag = (uint32_t *)(void *)(map + (mm->end_pfn - mm->base_pfn));
         __atomic_store_n(&mm->slab_map, map, __ATOMIC_RELEASE);
-        __atomic_store_n(&mm->slab_span_bytes, mm->span_bytes, __ATOMIC_RELEASE);
+        if (!mm->slab_poison)   /* the free fast path writes no canary */
+            __atomic_store_n(&mm->slab_span_bytes, mm->span_bytes, __ATOMIC_RELEASE);
     }
     r = map ? kmm__meta_alloc(mm, sizeof(*r)) : NULL;
     if (r) {
@@ -119,7 +120,8 @@ struct kmm_slab_root *kmm__slab_root_slow(struct kmm *mm)
         r->kmalloc[0] = make_kmalloc_caches(mm, r, 0);
         if (r->kmalloc[0]) {
             __atomic_store_n(&mm->slabs, r, __ATOMIC_RELEASE);
-            __atomic_store_n(&mm->kmalloc_max, r->max_small, __ATOMIC_RELEASE);
+            if (!mm->slab_poison)   /* the allocation fast path checks no canary */
+                __atomic_store_n(&mm->kmalloc_max, r->max_small, __ATOMIC_RELEASE);
         } else {
             kmm__meta_free(mm, r, sizeof(*r));
             r = NULL;
@@ -221,7 +223,7 @@ void *kmm_malloc(struct kmm *mm, size_t size, unsigned flags)
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct kmm_magazine *m = tcache_mag(kmm__tls[0].tc, mm->kmalloc_class[(size + 15) >> 4]);
         if (KMM_LIKELY(m->top != m->slot))
-            return mag_pop(mm, m, KMALLOC_CANARY_OFFSET, "kmm_malloc");
+            return mag_pop(m);
     }
 #endif
     return malloc_slow(mm, size, flags, "kmm_malloc");
@@ -278,9 +280,10 @@ static KMM_NORETURN void not_from_kmm(struct kmm *mm, const char *fn, const void
     kmm__fatal_page(mm, fn, "pointer not from kmm (not in this memory system):", p);
 }
 
-/* kmm_free of anything but a slab object: NULL, a block of whole pages, or
- * misuse. Out of line, so that the slab path calls nothing and needs no
- * stack frame. */
+/* kmm_free of what the fast path did not look at: NULL, vmalloc memory,
+ * any slab object with KMM_SLAB_POISON (or before the slab map exists), a
+ * block of whole pages, or misuse. Out of line, so that the fast path calls
+ * nothing and needs no stack frame. */
 static __attribute__((noinline)) void free_not_slab(struct kmm *mm, void *p)
 {
     uint64_t off = (uint64_t)((uintptr_t)p - mm->span_start);
@@ -294,6 +297,10 @@ static __attribute__((noinline)) void free_not_slab(struct kmm *mm, void *p)
     struct kmm_slab *s = slab_of(mm, p);
     if (s == LARGE_BLOCK && !(off & (mm->page_size - 1))) {
         large_free(mm, p, "kmm_free");
+        return;
+    }
+    if (s && s != LARGE_BLOCK) {   /* KMM_SLAB_POISON: every slab free comes here */
+        kmm__obj_free(s->cache, s, (uintptr_t)p, "kmm_free");
         return;
     }
     if (off & (mm->page_size - 1))

@@ -56,12 +56,6 @@ struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *tc, struct 
     return m;
 }
 
-void kmm__mag_overwritten(struct kmm_magazine *m, uintptr_t p, const char *fn)
-{
-    /* the head is of cache m->cache, which the fast path did not load */
-    kmm__slot_fatal(m->cache, fn, "free object overwritten (write after free?) at", (void *)p);
-}
-
 void kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc)
 {
     kmm_lock(mm, &mm->tcache_lock);

@@ -23,12 +23,12 @@ void *kmm__obj_alloc(struct kmm_cache *c, unsigned flags, const char *fn)
             store_relaxed(&m->top, m->slot + kmm__cache_take(c, m->slot, want ? want : 1, flags));
         }
         if (m->top != m->slot)
-            return finish(c, mag_pop(mm, m, c->canary_offset, fn), flags);
+            return finish(c, slot_claim(c, mag_take(m), fn), flags);
     } else {
         /* no magazine (no thread cache, or no memory for one): straight from a slab */
         struct free_slot f;
         if (kmm__cache_take(c, &f, 1, flags) == 1)
-            return finish(c, slot_claim(c, f, mm->slab_secret, c->canary_offset, fn), flags);
+            return finish(c, slot_claim(c, f, fn), flags);
     }
     kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
     return NULL;
@@ -48,7 +48,8 @@ void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const c
     if (m && !m->cache)
         m = kmm__mag_get(mm, tc, c);
     store_relaxed(f.held, 0);
-    *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
+    if (mm->slab_poison)
+        *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
     obj_poison(c, p);
     if (!m) {
         kmm__cache_put(c, &f, 1, fn);
@@ -76,10 +77,12 @@ void *kmm_cache_alloc(struct kmm_cache *c, unsigned flags)
     }
 #if KMM_THREAD_CACHE
     struct kmm *mm = c->mm;
-    if (KMM_LIKELY(!(flags & KMM_ZERO) && kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
+    /* kmalloc_max is 0 with KMM_SLAB_POISON: no fast path */
+    if (KMM_LIKELY(!(flags & KMM_ZERO) && load_relaxed(&mm->kmalloc_max) &&
+                   kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct kmm_magazine *m = tcache_mag(kmm__tls[0].tc, c->id);
         if (KMM_LIKELY(m->top != m->slot))
-            return mag_pop(mm, m, c->canary_offset, "kmm_cache_alloc");
+            return mag_pop(m);
     }
 #endif
     return kmm__obj_alloc(c, flags, "kmm_cache_alloc");
@@ -94,6 +97,7 @@ void kmm_cache_free(struct kmm_cache *c, void *p)
         kmm__fatal_page(c->mm, "kmm_cache_free", "pointer not from kmm (no slab there):", p);
     if (s->cache != c)
         kmm__slot_fatal(c, "kmm_cache_free", "object of another cache:", p);
-    if (!obj_free_fast(c->mm, s, s->mag_offset, (uintptr_t)p))
+    /* slab_span_bytes is 0 with KMM_SLAB_POISON: no fast path */
+    if (!load_relaxed(&c->mm->slab_span_bytes) || !obj_free_fast(c->mm, s, s->mag_offset, (uintptr_t)p))
         kmm__obj_free(c, s, (uintptr_t)p, "kmm_cache_free");
 }

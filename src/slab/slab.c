@@ -222,7 +222,8 @@ static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
         uintptr_t p = s->base + i * c->slot_size;
         if (c->ctor)
             c->ctor((void *)p);
-        *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
+        if (mm->slab_poison)
+            *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
         obj_poison(c, p);
     }
     kmm__slab_map_set(mm, s->base, order, s);

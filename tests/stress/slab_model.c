@@ -97,6 +97,7 @@ struct config {
     size_t page_size;
     uint64_t mem_size;
     unsigned share;                /* of the total operations, in percent */
+    unsigned slab_flags;           /* KMM_SLAB_POISON: canaries, slow paths only */
 };
 
 struct model {
@@ -1112,7 +1113,12 @@ static void run_config(const struct config *cfg, unsigned long nops, uint64_t se
     g_model = m;
     m->cfg = cfg;
     m->rng = seed;
-    m->mm = kmm_test_create(cfg->page_size, cfg->mem_size);
+    struct kmm_config kc = { .page_size = cfg->page_size, .mem_size = cfg->mem_size, .slab_flags = cfg->slab_flags };
+    m->mm = kmm_create(&kc);
+    if (!m->mm) {
+        perror("kmm_create");
+        abort();
+    }
     m->ps = cfg->page_size;
     m->live = calloc(MAX_LIVE, sizeof(*m->live));
     m->sorted = calloc(MAX_LIVE, sizeof(*m->sorted));
@@ -1207,9 +1213,10 @@ static void run_config(const struct config *cfg, unsigned long nops, uint64_t se
 int main(void)
 {
     static const struct config configs[] = {
-        { "4 KiB pages, 256 MiB", 4096, 256ull << 20, 50 },
-        { "16 KiB pages, 256 MiB", 16384, 256ull << 20, 30 },
-        { "64 KiB pages, 512 MiB", 65536, 512ull << 20, 20 },
+        { "4 KiB pages, 256 MiB", 4096, 256ull << 20, 40, 0 },
+        { "4 KiB pages, 256 MiB, KMM_SLAB_POISON", 4096, 256ull << 20, 15, KMM_SLAB_POISON },
+        { "16 KiB pages, 256 MiB", 16384, 256ull << 20, 25, 0 },
+        { "64 KiB pages, 512 MiB", 65536, 512ull << 20, 20, 0 },
     };
     g_seed = kmm_test_seed("slab_model");
     const char *env = getenv("KMM_MODEL_OPS");

@@ -264,6 +264,7 @@ static void test_bad_configs(void **state)
         { .page_size = 12 * KiB, .mem_size = SMALL_MEM },
         { .page_size = 2048, .mem_size = SMALL_MEM },
         { .page_size = 1024, .mem_size = SMALL_MEM },
+        { .mem_size = SMALL_MEM, .slab_flags = KMM_SLAB_POISON << 1 },   /* an unknown slab flag */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         errno = 0;

@@ -39,9 +39,28 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+/* The second pass of main runs every test again with KMM_SLAB_POISON: the
+ * misuse the metadata catches is caught the same with canaries. */
+static bool poison_pass;
+
+static struct kmm *child_mm_with(unsigned slab_flags)
+{
+    struct kmm_config cfg = { .page_size = PS, .mem_size = MEM, .slab_flags = slab_flags };
+    struct kmm *mm = kmm_create(&cfg);
+    if (!mm)
+        exit(3);
+    return mm;
+}
+
 static struct kmm *child_mm(void)
 {
-    return kmm_test_create(PS, MEM);
+    return child_mm_with(poison_pass ? KMM_SLAB_POISON : 0);
+}
+
+/* Writes after free are seen only with canaries. */
+static struct kmm *child_mm_poison(void)
+{
+    return child_mm_with(KMM_SLAB_POISON);
 }
 
 static void *malloc_or_exit(struct kmm *mm, size_t size)
@@ -522,7 +541,7 @@ static void double_free_after_write_after_free_cache(void *arg)
 static void write_after_free(void *arg)
 {
     (void)arg;
-    struct kmm *mm = child_mm();
+    struct kmm *mm = child_mm_poison();
     void *keep = malloc_or_exit(mm, 64);
     (void)keep;
     void *p = malloc_or_exit(mm, 64);
@@ -538,7 +557,7 @@ static void write_after_free(void *arg)
 static void write_after_free_in_slab(void *arg)
 {
     (void)arg;
-    struct kmm *mm = child_mm();
+    struct kmm *mm = child_mm_poison();
     void *keep = malloc_or_exit(mm, 64);
     (void)keep;
     void *p = malloc_or_exit(mm, 64);
@@ -554,7 +573,7 @@ static void write_after_free_in_slab(void *arg)
 static void write_after_free_cache(void *arg)
 {
     (void)arg;
-    struct kmm *mm = child_mm();
+    struct kmm *mm = child_mm_poison();
     struct kmm_cache *c = cache_or_exit(mm, "abuse", 48);
     void *keep = cache_alloc_or_exit(c);
     (void)keep;
@@ -773,5 +792,7 @@ int main(int argc, char **argv)
         ASAN_ABUSE(asan_read_freed_cache, "AddressSanitizer"),
         ASAN_ABUSE(asan_read_freed_large, "AddressSanitizer"),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("slab abuse", tests, NULL, NULL);
+    poison_pass = true;
+    return failed + cmocka_run_group_tests_name("slab abuse, KMM_SLAB_POISON", tests, NULL, NULL);
 }
