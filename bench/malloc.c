@@ -1163,7 +1163,9 @@ static void usage(FILE *f)
             "  --seed N        seed of the size sequences and of the random tests\n"
             "  --hot-loop N    only run N kmm_malloc(64)/kmm_free pairs (for valgrind --tool=callgrind\n"
             "                  --toggle-collect=bench_kmm_pairs) and exit\n"
-            "  --hot-mixed     with --hot-loop: pairs of the mixed sizes 16..1024 instead of 64 bytes\n");
+            "  --hot-mixed     with --hot-loop: pairs of the mixed sizes 16..1024 instead of 64 bytes\n"
+            "  --hot-lifetime  with --hot-loop: N steps of the random-lifetime test instead (toggle\n"
+            "                  bench_kmm_steps)\n");
 }
 
 int main(int argc, char **argv)
@@ -1174,7 +1176,7 @@ int main(int argc, char **argv)
 
     bool reps_given = false, steps_given = false, xt_given = false, one_thread = false;
     long hot_loop = 0;
-    bool hot_mixed = false;
+    bool hot_mixed = false, hot_lifetime = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_val = i + 1 < argc;
@@ -1199,6 +1201,8 @@ int main(int argc, char **argv)
             hot_loop = parse_long(argv[++i], "--hot-loop");
         } else if (!strcmp(a, "--hot-mixed")) {
             hot_mixed = true;
+        } else if (!strcmp(a, "--hot-lifetime")) {
+            hot_lifetime = true;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -1243,6 +1247,27 @@ int main(int argc, char **argv)
     kmm_page_stats(g_mm, &st);
     g_page = st.page_size ? st.page_size : 4096;
 
+    if (hot_loop && hot_lifetime) {
+        /* the random-lifetime steps of test 1, kmm only (valgrind
+         * --tool=cachegrind --cache-sim=yes shows where its misses are) */
+        uint64_t r = seed_init(opt.seed ^ 0x6c696665u);
+        uint16_t *init = malloc(LIFE_LIVE * sizeof *init);
+        uint32_t *steps = malloc((size_t)hot_loop * sizeof *steps);
+        void **live = calloc(LIFE_LIVE, sizeof *live);
+        if (!init || !steps || !live)
+            die("out of memory for --hot-lifetime");
+        for (long i = 0; i < LIFE_LIVE; i++)
+            init[i] = (uint16_t)(MIX_MIN + rnd(&r) % (MIX_MAX - MIX_MIN + 1));
+        for (long i = 0; i < hot_loop; i++) {
+            uint64_t x = rnd(&r);
+            steps[i] = (uint32_t)((x >> 32) % LIFE_LIVE) << 10 | (uint32_t)((x & 0xffffffffu) % (MIX_MAX - MIX_MIN + 1));
+        }
+        bench_kmm_fill(live, init, LIFE_LIVE);
+        bench_kmm_steps(live, steps, hot_loop);
+        bench_kmm_empty(live, LIFE_LIVE);
+        kmm_destroy(g_mm);
+        return 0;
+    }
     if (hot_loop) {
         const uint16_t *sizes = &fixed_size[W_64];
         unsigned mask = 0;

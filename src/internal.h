@@ -192,6 +192,10 @@ struct kmm_tcache {
 
 /* kmm_malloc's slab classes stop below min(page size, this) */
 #define KMALLOC_SMALL_LIMIT 65536
+/* Sizes up to this have a class each 16 bytes: class (size - 1) / 16, which
+ * is also the cache id of kmm_malloc's any-area caches, with no table (what
+ * glibc's tcache and mimalloc's direct pages do up to 1 KiB). */
+#define KMALLOC_DIRECT 1024
 
 #define TLS_SLOTS 4
 struct tls_slot {
@@ -206,6 +210,7 @@ struct kmm {
     /* hot fields first */
     uint64_t cache_key;                   /* id << KEY_EPOCH_BITS | drain epoch; atomic */
     size_t kmalloc_max;                   /* largest slab size of kmm_malloc; 0 until the slab layer is up (acquire) */
+    size_t kmalloc_direct;                /* KMALLOC_DIRECT once the slab layer is up (acquire), else 0 */
     uintptr_t slab_secret;                /* canaries of free slots are slab_secret ^ address (set with kmalloc_max) */
     uintptr_t span_start;                 /* direct-map address of frame base_pfn */
     uint64_t span_bytes;                  /* (end_pfn - base_pfn) pages, in bytes */
@@ -246,12 +251,7 @@ struct kmm {
 
     /* slab layer (slab/) */
     struct kmm_slab_root *slabs;          /* made on first use; published with release */
-    struct kmm_slab **slab_map;           /* slab_map[pfn - base_pfn]: the slab a page belongs to, or NULL */
-    /* slab_mag[pfn - base_pfn]: the slab's mag_offset (0 for no slab and
-     * LARGE_BLOCK), set before slab_map names a slab: a free finds its
-     * magazine with one load after the page's number, in parallel with
-     * the descriptor, not after it (mixed sizes: 7.0 -> 6.x ns per pair) */
-    uint32_t *slab_mag;
+    struct slab_map_entry *slab_map;      /* slab_map[pfn - base_pfn]: the page's slab (see the slab layer) */
     /* KMM_SLAB_POISON: free slots carry canaries; kmalloc_max and
      * slab_span_bytes stay 0, so every call takes the slow paths, which
      * write and check them */
@@ -550,6 +550,19 @@ struct slab_list {
     size_t count;
 };
 
+/* The slab map: one entry per page, the page's slab and that slab's
+ * magazine offset side by side, so that a free gets both with one cache
+ * line, and its magazine head without waiting for the descriptor (random
+ * lifetime: a second array for the offsets cost every free a second miss;
+ * mixed sizes: the offset read from the descriptor put one more load on
+ * the free's chain). mag_offset is set before slab names a slab and
+ * cleared after it stops naming one: a free never finds a slab with
+ * another slab's offset. */
+struct slab_map_entry {
+    struct kmm_slab *slab;                /* the slab, LARGE_BLOCK, or NULL */
+    uint64_t mag_offset;                  /* slab->mag_offset; 0 without a slab */
+};
+
 /* A pool of descriptors of one size (each cache has its own). */
 struct desc_chunk {
     struct desc_chunk *next;
@@ -632,7 +645,7 @@ static inline struct slab_list *slab_list_of(struct kmm_cache *c, const struct k
 }
 
 /* Size classes and kmm_malloc's caches, made on first use of the layer. */
-#define KMM_MAX_CLASSES 160
+#define KMM_MAX_CLASSES 192
 struct kmm_slab_root {
     size_t max_small;                     /* largest size served from a slab */
     unsigned nr_classes;
@@ -674,10 +687,10 @@ KMM_HIDDEN void kmm__cache_put(struct kmm_cache *c, const struct free_slot *src,
 KMM_HIDDEN void kmm__cache_shrink(struct kmm_cache *c);
 /* Points the slab map of the 2^order pages at base to s (or NULL). */
 KMM_HIDDEN void kmm__slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct kmm_slab *s);
-/* Bytes of the slab map and, after it, slab_mag (one allocation). */
+/* Bytes of the slab map. */
 static inline size_t kmm__slab_map_bytes(const struct kmm *mm)
 {
-    return (size_t)(mm->end_pfn - mm->base_pfn) * (sizeof(struct kmm_slab *) + sizeof(uint32_t));
+    return (size_t)(mm->end_pfn - mm->base_pfn) * sizeof(struct slab_map_entry);
 }
 /* Reports misuse of slot p of c ("kmm: fn: why p (cache ...)") and aborts. */
 KMM_HIDDEN KMM_NORETURN void kmm__slot_fatal(struct kmm_cache *c, const char *fn, const char *why, const void *p);
@@ -774,7 +787,7 @@ KMM_HIDDEN void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t
  * Returns false for kmm__obj_free to do the rest (and all the reporting).
  * p past the last slot computes index objects, whose held byte is 0;
  * LARGE_BLOCK has slot size 0 and base 0, so no p starts a slot of it. */
-static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uint32_t mag_offset, uintptr_t p)
+static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uint64_t mag_offset, uintptr_t p)
 {
 #if KMM_THREAD_CACHE
     uint64_t off = p - s->base, idx = (off * s->recip) >> RECIP_SHIFT;
@@ -805,9 +818,9 @@ extern struct kmm_slab kmm__large_block KMM_HIDDEN;
 /* The slab holding the direct-map address p, LARGE_BLOCK, or NULL. */
 static inline struct kmm_slab *slab_of(struct kmm *mm, const void *p)
 {
-    struct kmm_slab **map = load_relaxed(&mm->slab_map);
+    struct slab_map_entry *map = load_relaxed(&mm->slab_map);
     uint64_t off = (uint64_t)((uintptr_t)p - mm->span_start);
-    return map && off < mm->span_bytes ? load_relaxed(&map[off >> mm->page_shift]) : NULL;
+    return map && off < mm->span_bytes ? load_relaxed(&map[off >> mm->page_shift].slab) : NULL;
 }
 
 /* ---- The vmalloc layer (vm/), for the layers beside it ---------------------- */

@@ -188,7 +188,6 @@ void kmm__slab_destroy_all(struct kmm *mm)
     kmm__meta_free(mm, mm->slab_map, kmm__slab_map_bytes(mm));
     mm->slabs = NULL;
     mm->slab_map = NULL;
-    mm->slab_mag = NULL;
     mm->slab_span_bytes = 0;
 }
 
@@ -208,7 +207,7 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
     if (meta_get(mm, pfn) != meta_make(META_ALLOC, s->order))
         return kmm__check_fail(mm, "slab pages are not one allocated block of the slab's order", pfn);
     for (uint64_t i = 0; i < ((uint64_t)1 << s->order); i++)
-        if (mm->slab_map[pfn - mm->base_pfn + i] != s || mm->slab_mag[pfn - mm->base_pfn + i] != s->mag_offset)
+        if (mm->slab_map[pfn - mm->base_pfn + i].slab != s || mm->slab_map[pfn - mm->base_pfn + i].mag_offset != s->mag_offset)
             return kmm__check_fail(mm, "slab map does not name the slab, or its magazine offset, for one of its pages", pfn + i);
     uint32_t out = 0;
     for (uint32_t w = 0; w < c->words; w++)
@@ -238,7 +237,7 @@ int kmm__free_slot_check(struct kmm_cache *c, struct free_slot f)
 {
     struct kmm *mm = c->mm;
     uint64_t pfn = virt_to_pfn(mm, (void *)f.addr);
-    struct kmm_slab *s = pfn == UINT64_MAX ? NULL : mm->slab_map[pfn - mm->base_pfn];
+    struct kmm_slab *s = pfn == UINT64_MAX ? NULL : mm->slab_map[pfn - mm->base_pfn].slab;
     if (!s || s == LARGE_BLOCK || s->cache != c)
         return kmm__check_fail(mm, "a magazine or depot holds an address outside its cache's slabs", pfn);
     uint64_t idx = slot_started_by(s, f.addr);
@@ -302,6 +301,15 @@ int kmm__slab_check(struct kmm *mm)
         return 0;
     int rc = 0;
     kmm_lock(mm, &mm->slab_lock);
+    /* the allocation fast path takes a class for a cache id, and below
+     * KMALLOC_DIRECT (size - 1) / 16 for a class */
+    for (unsigned cls = 0; cls < r->nr_classes && rc == 0; cls++) {
+        size_t size = r->class_size[cls];
+        if (r->kmalloc[0][cls].id != cls || r->kmalloc[0][cls].slot_size != size ||
+            mm->kmalloc_class[(size + 15) >> 4] != cls || (cls && mm->kmalloc_class[(r->class_size[cls - 1] + 16) >> 4] != cls) ||
+            (size <= KMALLOC_DIRECT && size != 16 * (cls + 1)))
+            rc = kmm__check_fail(mm, "kmm_malloc's classes, their table or their caches' ids disagree", UINT64_MAX);
+    }
     for (struct kmm_cache *c = r->caches; c && rc == 0; c = c->next) {
         if (c->id != NO_MAG_ID && !(r->used_ids[c->id / 64] >> (c->id % 64) & 1))
             rc = kmm__check_fail(mm, "a cache's id is not marked used", UINT64_MAX);

@@ -33,8 +33,15 @@ static unsigned make_classes(size_t ps, size_t *size, unsigned *order)
         unsigned o = 0;
         while (o < 3 && (ps << o) / g < 8)
             o++;
+        /* a class of its own up to KMALLOC_DIRECT cannot be stretched to
+         * fill its slab: a larger slab then keeps the tail below 1/16 of
+         * it (SLUB's fraction; at most 5.4%, 912 bytes in 16 KiB) */
+        while (g <= KMALLOC_DIRECT && o < 3 && ((ps << o) % g) * 16 > (ps << o))
+            o++;
         size_t per_slab = (ps << o) / g;
-        size_t stretched = ((ps << o) / per_slab) & ~(size_t)15;
+        /* up to KMALLOC_DIRECT every multiple of 16 is a class of its own,
+         * so that the fast path's class is (size - 1) / 16 */
+        size_t stretched = g <= KMALLOC_DIRECT ? g : ((ps << o) / per_slab) & ~(size_t)15;
         if (stretched >= limit)
             break;
         if (n == 0 || stretched > size[n - 1]) {
@@ -42,7 +49,7 @@ static unsigned make_classes(size_t ps, size_t *size, unsigned *order)
             order[n] = o;
             n++;
         }
-        g += g < 256 ? 16 : (size_t)1 << (floor_log2(g) - 4);
+        g += g < KMALLOC_DIRECT ? 16 : (size_t)1 << (floor_log2(g) - 4);
     }
     return n;
 }
@@ -92,9 +99,8 @@ struct kmm_slab_root *kmm__slab_root_slow(struct kmm *mm)
         kmm_unlock(mm, &mm->slab_lock);
         return r;
     }
-    struct kmm_slab **map = mm->slab_map ? mm->slab_map : kmm__meta_alloc(mm, map_len);
+    struct slab_map_entry *map = mm->slab_map ? mm->slab_map : kmm__meta_alloc(mm, map_len);
     if (map) {
-        mm->slab_mag = (uint32_t *)(void *)(map + (mm->end_pfn - mm->base_pfn));
         __atomic_store_n(&mm->slab_map, map, __ATOMIC_RELEASE);
         if (!mm->slab_poison)   /* the free fast path writes no canary */
             __atomic_store_n(&mm->slab_span_bytes, mm->span_bytes, __ATOMIC_RELEASE);
@@ -120,8 +126,10 @@ struct kmm_slab_root *kmm__slab_root_slow(struct kmm *mm)
         r->kmalloc[0] = make_kmalloc_caches(mm, r, 0);
         if (r->kmalloc[0]) {
             __atomic_store_n(&mm->slabs, r, __ATOMIC_RELEASE);
-            if (!mm->slab_poison)   /* the allocation fast path checks no canary */
+            if (!mm->slab_poison) {   /* the allocation fast path checks no canary */
                 __atomic_store_n(&mm->kmalloc_max, r->max_small, __ATOMIC_RELEASE);
+                __atomic_store_n(&mm->kmalloc_direct, KMALLOC_DIRECT, __ATOMIC_RELEASE);
+            }
         } else {
             kmm__meta_free(mm, r, sizeof(*r));
             r = NULL;
@@ -167,7 +175,7 @@ struct kmm_slab kmm__large_block;
 
 static inline struct kmm_slab **map_entry(struct kmm *mm, const void *p)
 {
-    return &mm->slab_map[virt_to_index(mm, p)];
+    return &mm->slab_map[virt_to_index(mm, p)].slab;
 }
 
 /* Whole pages for sizes above the classes (or aligned beyond a page),
@@ -218,13 +226,22 @@ void *kmm_malloc(struct kmm *mm, size_t size, unsigned flags)
 {
 #if KMM_THREAD_CACHE
     /* the fast path: any area, no zeroing, a magazine of the size's class
-     * with an object in it */
-    if (KMM_LIKELY(flags == 0 && size <= __atomic_load_n(&mm->kmalloc_max, __ATOMIC_ACQUIRE) &&
-                   kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
-        struct kmm_magazine *m = tcache_mag(kmm__tls[0].tc, mm->kmalloc_class[(size + 15) >> 4]);
+     * with an object in it; the class by arithmetic up to KMALLOC_DIRECT,
+     * by the table above (kmalloc_direct and kmalloc_max are 0 until the
+     * slab layer is up, and with KMM_SLAB_POISON) */
+    if (KMM_LIKELY(flags == 0 && kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
+        size_t id;
+        if (KMM_LIKELY(size - 1 < __atomic_load_n(&mm->kmalloc_direct, __ATOMIC_ACQUIRE)))
+            id = (size - 1) >> 4;
+        else if (size <= __atomic_load_n(&mm->kmalloc_max, __ATOMIC_ACQUIRE))
+            id = mm->kmalloc_class[(size + 15) >> 4];
+        else
+            goto slow;
+        struct kmm_magazine *m = tcache_mag(kmm__tls[0].tc, id);
         if (KMM_LIKELY(m->top != m->slot))
             return mag_pop(m);
     }
+slow:
 #endif
     return malloc_slow(mm, size, flags, "kmm_malloc");
 }
@@ -322,18 +339,12 @@ static __attribute__((noinline)) void free_slow(struct kmm *mm, struct kmm_slab 
 
 void kmm_free(struct kmm *mm, void *p)
 {
-    /* The free writes the object's canary (word 1 of kmm_malloc slots), and
-     * the object is often cold in a big heap: start fetching its line now,
-     * so that the store does not wait in the store buffer for it while the
-     * slab-map and descriptor loads run (random lifetime: 46 -> 37 ns per
-     * step without and with). A prefetch never faults, whatever p is. */
-    __builtin_prefetch((char *)p + 8, 1);
     uint64_t off = (uint64_t)((uintptr_t)p - mm->span_start);
     if (KMM_LIKELY(off < __atomic_load_n(&mm->slab_span_bytes, __ATOMIC_ACQUIRE))) {
         uint64_t page = off >> mm->page_shift;
-        struct kmm_slab *s = load_relaxed(&mm->slab_map[page]);
+        struct kmm_slab *s = load_relaxed(&mm->slab_map[page].slab);
         if (KMM_LIKELY(s != NULL)) {
-            if (!obj_free_fast(mm, s, load_relaxed(&mm->slab_mag[page]), (uintptr_t)p))
+            if (!obj_free_fast(mm, s, load_relaxed(&mm->slab_map[page].mag_offset), (uintptr_t)p))
                 free_slow(mm, s, p);
             return;
         }

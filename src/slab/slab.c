@@ -165,15 +165,15 @@ static bool desc_grow(struct kmm_cache *c)
 void kmm__slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct kmm_slab *s)
 {
     uint64_t idx = virt_to_index(mm, (void *)base), n = (uint64_t)1 << order;
-    uint32_t mag_offset = s ? s->mag_offset : 0;
+    uint64_t mag_offset = s ? s->mag_offset : 0;
     /* the magazine offset first when a slab comes, last when it goes: a
      * page's map entry never names a slab whose offset is not there */
     for (uint64_t i = 0; s && i < n; i++)
-        __atomic_store_n(&mm->slab_mag[idx + i], mag_offset, __ATOMIC_RELEASE);
+        __atomic_store_n(&mm->slab_map[idx + i].mag_offset, mag_offset, __ATOMIC_RELEASE);
     for (uint64_t i = 0; i < n; i++)
-        __atomic_store_n(&mm->slab_map[idx + i], s, __ATOMIC_RELEASE);
+        __atomic_store_n(&mm->slab_map[idx + i].slab, s, __ATOMIC_RELEASE);
     for (uint64_t i = 0; !s && i < n; i++)
-        store_relaxed(&mm->slab_mag[idx + i], 0);
+        store_relaxed(&mm->slab_map[idx + i].mag_offset, 0);
 }
 
 /* A new slab, every slot free (constructed, canary written, poisoned); not on
@@ -323,7 +323,7 @@ void kmm__cache_put(struct kmm_cache *c, const struct free_slot *src, uint32_t n
         kmm_lock(mm, &c->lock);
         for (uint32_t i = 0; i < batch; i++) {
             uintptr_t p = src[i].addr;
-            struct kmm_slab *s = load_relaxed(&mm->slab_map[virt_to_index(mm, (void *)p)]);
+            struct kmm_slab *s = load_relaxed(&mm->slab_map[virt_to_index(mm, (void *)p)].slab);
             uint64_t idx = slot_of(s, p);
             uint64_t bit = (uint64_t)1 << (idx % 64);
             if (!(s->out[idx / 64] & bit)) {

@@ -33,7 +33,8 @@
  *    of each cache (summed over the kmalloc caches of one size class) is the
  *    model's live count, total >= active + cached, the derived figures
  *    (pages, total, waste) follow from the others, kmalloc classes waste at
- *    most 16 bytes per object, ordering as documented, no cached objects
+ *    most 16 bytes per object (above 1 KiB; up to it, where every multiple
+ *    of 16 is a class, 1/16 of a slab), ordering as documented, no cached objects
  *    right after kmm_drain, destroyed caches are gone;
  *  - kmm_check passes every ~1000 operations; at the end everything is freed,
  *    the caches destroyed, kmm_drain called, and the page allocator's
@@ -460,8 +461,9 @@ static void check_stats(struct model *m)
         check_entry(m, &st[i], "kmm_slab_stats");
         if (st[i].slabs == 0 && st[i].active_objects == 0 && st[i].cached_objects == 0)
             fail("kmm_slab_stats lists \"%s\", which has no slab and no object", st[i].name);
-        size_t waste = st[i].pages_per_slab * m->ps - st[i].objects_per_slab * st[i].slot_size;
-        if (waste > 16 * st[i].objects_per_slab)
+        size_t slab_bytes = st[i].pages_per_slab * m->ps;
+        size_t waste = slab_bytes - st[i].objects_per_slab * st[i].slot_size;
+        if (sz <= 1024 ? waste * 16 > slab_bytes : waste > 16 * st[i].objects_per_slab)
             fail("kmalloc class \"%s\" (%zu bytes, slot %zu) wastes %zu bytes of its %zu-page slab of %zu objects",
                  st[i].name, sz, st[i].slot_size, waste, st[i].pages_per_slab, st[i].objects_per_slab);
         if (sz > m->max_slab)
