@@ -569,7 +569,7 @@ struct desc_chunk {
     size_t len;
 };
 
-#define MAG_MAX 64                        /* slots of a magazine */
+#define MAG_MAX 128                       /* slots of a magazine */
 #define DEPOT_MAX (2 * MAG_MAX)           /* slots of a cache's depot */
 
 struct kmm_cache {

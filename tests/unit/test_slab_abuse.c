@@ -211,7 +211,7 @@ static void double_free_cache_in_depot(void *arg)
     (void)arg;
     struct kmm *mm = child_mm();
     struct kmm_cache *c = cache_or_exit(mm, "abuse", 64);
-    enum { N = 96 };
+    enum { N = 300 };   /* more than a magazine (128 slots of 64 bytes) */
     void *others[N];
     void *p = cache_alloc_or_exit(c);
     for (int i = 0; i < N; i++)
