@@ -622,21 +622,22 @@ static inline uint32_t depot_cap(const struct kmm_cache *c) { return 2 * c->mag_
 _Static_assert(DEPOT_MAX >= 2 * MAG_MAX, "a depot holds two full magazines");
 
 /* The slot of slab s that p lies in (p inside the slab). */
-/* The quotient is exact: with recip = floor(2^44 / d) + 1 = (2^44 + e) / d,
- * 0 < e <= d, off * recip / 2^44 = off / d + off * e / (d * 2^44), and the
- * second term stays below 1/d, so below the distance to the next integer,
- * while off * e < 2^44: true for off < 2^20 (a slab is at most 8 pages of
- * 64 KiB, 2^19 bytes) and d <= 2^19. So idx * slot_size == offset tells
- * whether p starts a slot. */
-static inline uint64_t slot_of(const struct kmm_slab *s, uintptr_t p)
-{
-    return ((p - s->base) * s->recip) >> RECIP_SHIFT;
-}
+/* One multiply gives both the slot and whether p starts it. With recip =
+ * floor(2^44 / d) + 1 = (2^44 + e) / d, 0 < e <= d, and off = q * d + r,
+ * off * recip = q * 2^44 + q * e + r * recip. For off < 2^20 (a slab is at
+ * most 8 pages of 64 KiB, 2^19 bytes) and d <= 2^19: q * e <= off < 2^20,
+ * so r == 0 leaves the low 44 bits below 2^20, while r >= 1 adds at least
+ * recip >= 2^25; and the low part stays below 2^44, so the top bits are q,
+ * exactly. Hence: slot = product >> 44, and p starts it iff bits 20..43 of
+ * the product are 0. */
+#define SLOT_START_BITS ((((uint64_t)1 << RECIP_SHIFT) - 1) & ~(((uint64_t)1 << 20) - 1))
+static inline uint64_t slot_product(const struct kmm_slab *s, uintptr_t p) { return (p - s->base) * s->recip; }
+static inline uint64_t slot_of(const struct kmm_slab *s, uintptr_t p) { return slot_product(s, p) >> RECIP_SHIFT; }
 /* The slot that p starts, or UINT64_MAX when p is not the start of a slot. */
 static inline uint64_t slot_started_by(const struct kmm_slab *s, uintptr_t p)
 {
-    uint64_t idx = slot_of(s, p);
-    return idx * s->slot_size == p - s->base && idx < s->objects ? idx : UINT64_MAX;
+    uint64_t t = slot_product(s, p), idx = t >> RECIP_SHIFT;
+    return !(t & SLOT_START_BITS) && idx < s->objects ? idx : UINT64_MAX;
 }
 /* The list slab s belongs on, by its slots out. */
 static inline struct slab_list *slab_list_of(struct kmm_cache *c, const struct kmm_slab *s)
@@ -786,13 +787,14 @@ KMM_HIDDEN void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t
  * a big heap it is cold; its held byte in the descriptor is not).
  * Returns false for kmm__obj_free to do the rest (and all the reporting).
  * p past the last slot computes index objects, whose held byte is 0;
- * LARGE_BLOCK has slot size 0 and base 0, so no p starts a slot of it. */
+ * LARGE_BLOCK has recip 0, so every p "starts" its slot 0, whose held byte
+ * (padding before it) is 0. */
 static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uint64_t mag_offset, uintptr_t p)
 {
 #if KMM_THREAD_CACHE
-    uint64_t off = p - s->base, idx = (off * s->recip) >> RECIP_SHIFT;
-    uint8_t *held = slab_held(s, idx);
-    if (KMM_LIKELY(idx * s->slot_size == off && load_relaxed(held) == 1 &&
+    uint64_t t = slot_product(s, p);
+    uint8_t *held = slab_held(s, t >> RECIP_SHIFT);
+    if (KMM_LIKELY(!(t & SLOT_START_BITS) && load_relaxed(held) == 1 &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct kmm_magazine *m = (struct kmm_magazine *)(void *)((char *)kmm__tls[0].tc + mag_offset);
         struct free_slot *top = m->top;
@@ -813,8 +815,12 @@ static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uint64_t ma
 /* What the slab map holds for the first page of a kmm_malloc block of whole
  * pages (its other pages hold NULL): kmm_free frees only such blocks, not
  * any page allocation. */
-extern struct kmm_slab kmm__large_block KMM_HIDDEN;
-#define LARGE_BLOCK (&kmm__large_block)
+struct large_block_sentinel {
+    uint8_t held[32];                     /* "slot 0" is never held: the free fast path reads held[31] */
+    struct kmm_slab slab;                 /* all zero */
+};
+extern struct large_block_sentinel kmm__large_block KMM_HIDDEN;
+#define LARGE_BLOCK (&kmm__large_block.slab)
 /* The slab holding the direct-map address p, LARGE_BLOCK, or NULL. */
 static inline struct kmm_slab *slab_of(struct kmm *mm, const void *p)
 {

@@ -173,9 +173,9 @@ size_t kmm_malloc_max_slab_size(struct kmm *mm)
     return r ? r->max_small : 0;
 }
 
-/* All zero: base 0 and slot size 0, so that no address starts a slot of it
- * and the free fast path needs no test of its own (obj_free_fast). */
-struct kmm_slab kmm__large_block;
+/* All zero: recip 0, so the free fast path takes every address for its
+ * slot 0, which is never held, and needs no test of its own (obj_free_fast). */
+struct large_block_sentinel kmm__large_block;
 
 static inline struct kmm_slab **map_entry(struct kmm *mm, const void *p)
 {
