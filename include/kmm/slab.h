@@ -8,27 +8,30 @@
  * A slab is one buddy block of 1, 2, 4 or 8 pages, taken from the page
  * allocator when a cache needs one and given back when it empties (a few
  * empty slabs are kept per cache, so a cache that breathes does not churn the
- * page allocator). Every size class is sized to fill its slab, so a slab
- * wastes at most 16 bytes per object.
+ * page allocator). Every size class above 1 KiB is sized to fill its slab,
+ * so such a slab wastes at most 16 bytes per object; up to 1 KiB there is a
+ * class every 16 bytes, and a slab wastes at most 1/16 of itself.
  *
  * Ownership is kept apart from the objects: a per-page map names the slab a
  * page belongs to, and each slab has a bitmap of the objects it has handed
- * out. There is no header in front of an object, so no buffer overflow can
- * change what kmm_free believes. A free is checked against that metadata: a
- * pointer kmm never gave out, one into the middle of an object, or a double
- * free is reported with the address and the reason, and the process aborts.
+ * out and a byte per object saying whether a caller holds it. There is no
+ * header in front of an object, so no buffer overflow can change what
+ * kmm_free believes, and a free reads no byte of the object. A free is
+ * checked against that metadata: a pointer kmm never gave out, one into the
+ * middle of an object, or a double free is reported with the address and
+ * the reason, and the process aborts.
  *
- * Each thread keeps, per cache, a magazine of free objects (an array of
- * pointers, Bonwick's magazines): kmm_malloc and kmm_free touch no lock and
- * no shared cache line unless the magazine is empty or full, and then move
- * half a magazine at once under the cache's lock. A free from another thread
- * than the allocating one costs the same as a local one.
+ * Each thread keeps, per cache, a magazine of free objects (a stack of up
+ * to 64 KiB of them, Bonwick's magazines): kmm_malloc and kmm_free touch no
+ * lock and no shared cache line unless the magazine is empty or full, and
+ * then move half a magazine at once under the cache's lock. A free from
+ * another thread than the allocating one costs the same as a local one.
  *
- * A free object holds a canary (a per-cache secret mixed with its address) in
- * its second word (the first in 8-byte objects; after the object when the
- * cache has a constructor): a free finding it intact is checked as a
- * possible double free, and an allocation finding it overwritten reports a
- * write after free.
+ * With KMM_SLAB_POISON (config.slab_flags, kmm/core.h) a free object holds
+ * a canary (a secret mixed with its address) in its second word (the first
+ * in 8-byte objects; after the object when the cache has a constructor),
+ * and an allocation finding it overwritten reports a write after free;
+ * every call then takes the slow path.
  *
  * All functions are thread-safe, and none costs more than O(objects in one
  * magazine) except kmm_cache_destroy, kmm_check and the stats.

@@ -27,6 +27,13 @@ struct mag_chunk {
 };
 
 #define MAG_BYTES (MAG_MAX * sizeof(struct free_slot))
+/* Slot arrays are carved this far apart, not a divisor of 4 KiB: the tops
+ * of many magazines sit at the same index (a refill fills to half), and at
+ * a 2 KiB stride every other cache's top line fell in one L1 set
+ * (callgrind --cache-sim, mixed-size pairs: 0.2 read misses per
+ * kmm_malloc, none with this stride; no change in time measurable on this
+ * machine). */
+#define MAG_STRIDE (MAG_BYTES + 144)
 #define MAG_CHUNK_BYTES 16384
 
 struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *tc, struct kmm_cache *c)
@@ -41,7 +48,7 @@ struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *tc, struct 
         ch->len = MAG_CHUNK_BYTES;
         ch->next = tc->mag_chunks;
         tc->mag_chunks = ch;
-        for (size_t off = 64; off + MAG_BYTES <= MAG_CHUNK_BYTES; off += MAG_BYTES) {
+        for (size_t off = 64; off + MAG_BYTES <= MAG_CHUNK_BYTES; off += MAG_STRIDE) {
             struct free_slot *fresh = (struct free_slot *)(void *)((char *)ch + off);
             fresh[0].addr = (uintptr_t)slots;
             slots = fresh;
