@@ -135,8 +135,9 @@ struct free_slot {
  *    both fall to the slow path without a test of their own;
  *  - otherwise cache->id is the index of this head, slot <= top <= end ==
  *    slot + cache->mag_cap, mag_cap <= MAG_MAX, and slot[0..top) are
- *    distinct free slots of cache, each out of its slab, not held, canary
- *    intact, with the address of its own held byte.
+ *    distinct free slots of cache, each out of its slab, not held, with
+ *    the address of its own held byte (and, with KMM_SLAB_POISON, its
+ *    canary intact).
  * Written by the owner thread (top with relaxed stores), and under
  * mm->tcache_lock by kmm_cache_destroy; others read cache with acquire, then
  * slot, top and the slots relaxed. */
@@ -505,9 +506,10 @@ KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages);
  *  - s is on exactly one list of its cache: empty (inuse 0), full (inuse ==
  *    s->objects) or partial (otherwise); the lists' counts, objects_out,
  *    total_slots and total_pages agree with the slabs on them.
- *  - Every slot not held by a caller holds the canary secret ^ address at
- *    canary_offset (8, or 0 in 8-byte slots, or after the object when the
- *    cache has a constructor): the free ones in the slab and those in magazines.
+ *  - With KMM_SLAB_POISON, every slot not held by a caller holds the canary
+ *    slab_secret ^ address at canary_offset (8, or 0 in 8-byte slots, or
+ *    after the object when the cache has a constructor): the free ones in
+ *    the slab and those in magazines and the depot.
  *  - A magazine holds distinct slots of its cache, each with its bit set.
  *  - So does a cache's depot, at most depot_cap(c) of them.
  */
@@ -612,9 +614,6 @@ struct kmm_cache {
     struct kmm_cache *next;               /* in the root's list, protected by mm->slab_lock */
 };
 #define RECIP_SHIFT 44
-/* Where every kmm_malloc cache keeps its canary: slots of 16 bytes and up,
- * no constructor (kmm__cache_init); kmm_check verifies it. */
-#define KMALLOC_CANARY_OFFSET 8
 
 /* Two magazines' worth: a producer thread's refill finds what a consumer
  * thread's last two overflows gave back. */
@@ -696,8 +695,8 @@ static inline size_t kmm__slab_map_bytes(const struct kmm *mm)
 /* Reports misuse of slot p of c ("kmm: fn: why p (cache ...)") and aborts. */
 KMM_HIDDEN KMM_NORETURN void kmm__slot_fatal(struct kmm_cache *c, const char *fn, const char *why, const void *p);
 /* A free slot of c in a magazine or depot: the start of a slot of c's
- * slabs, out of its slab, not held, f.held its held byte, canary intact;
- * 0, or kmm__check_fail's -1. */
+ * slabs, out of its slab, not held, f.held its held byte, and with
+ * KMM_SLAB_POISON its canary intact; 0, or kmm__check_fail's -1. */
 KMM_HIDDEN int kmm__free_slot_check(struct kmm_cache *c, struct free_slot f);
 KMM_HIDDEN int kmm__slab_check(struct kmm *mm);
 KMM_HIDDEN void kmm__slab_destroy_all(struct kmm *mm);
