@@ -206,9 +206,11 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
         return kmm__check_fail(mm, "slab descriptor's order, object count or copied cache fields are wrong", pfn);
     if (meta_get(mm, pfn) != meta_make(META_ALLOC, s->order))
         return kmm__check_fail(mm, "slab pages are not one allocated block of the slab's order", pfn);
-    for (uint64_t i = 0; i < ((uint64_t)1 << s->order); i++)
-        if (mm->slab_map[pfn - mm->base_pfn + i].slab != s || mm->slab_map[pfn - mm->base_pfn + i].mag_offset != s->mag_offset)
-            return kmm__check_fail(mm, "slab map does not name the slab, or its magazine offset, for one of its pages", pfn + i);
+    for (uint64_t i = 0; i < ((uint64_t)1 << s->order); i++) {
+        const struct slab_map_entry *e = &mm->slab_map[pfn - mm->base_pfn + i];
+        if (e->slab != s || e->base != s->base || e->recip != s->recip || e->mag_offset != s->mag_offset)
+            return kmm__check_fail(mm, "slab map does not name the slab, or its fields, for one of its pages", pfn + i);
+    }
     uint32_t out = 0;
     for (uint32_t w = 0; w < c->words; w++)
         out += (uint32_t)__builtin_popcountll(s->out[w]);

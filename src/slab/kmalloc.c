@@ -346,9 +346,11 @@ void kmm_free(struct kmm *mm, void *p)
     uint64_t off = (uint64_t)((uintptr_t)p - mm->span_start);
     if (KMM_LIKELY(off < __atomic_load_n(&mm->slab_span_bytes, __ATOMIC_ACQUIRE))) {
         uint64_t page = off >> mm->page_shift;
-        struct kmm_slab *s = load_relaxed(&mm->slab_map[page].slab);
+        struct slab_map_entry *e = &mm->slab_map[page];
+        struct kmm_slab *s = load_relaxed(&e->slab);
         if (KMM_LIKELY(s != NULL)) {
-            if (!obj_free_fast(mm, s, load_relaxed(&mm->slab_map[page].mag_offset), (uintptr_t)p))
+            if (!obj_free_fast(mm, s, load_relaxed(&e->base), load_relaxed(&e->recip), load_relaxed(&e->mag_offset),
+                               (uintptr_t)p))
                 free_slow(mm, s, p);
             return;
         }

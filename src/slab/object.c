@@ -98,6 +98,6 @@ void kmm_cache_free(struct kmm_cache *c, void *p)
     if (s->cache != c)
         kmm__slot_fatal(c, "kmm_cache_free", "object of another cache:", p);
     /* slab_span_bytes is 0 with KMM_SLAB_POISON: no fast path */
-    if (!load_relaxed(&c->mm->slab_span_bytes) || !obj_free_fast(c->mm, s, s->mag_offset, (uintptr_t)p))
+    if (!load_relaxed(&c->mm->slab_span_bytes) || !obj_free_fast(c->mm, s, s->base, s->recip, s->mag_offset, (uintptr_t)p))
         kmm__obj_free(c, s, (uintptr_t)p, "kmm_cache_free");
 }

@@ -168,15 +168,22 @@ static bool desc_grow(struct kmm_cache *c)
 void kmm__slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct kmm_slab *s)
 {
     uint64_t idx = virt_to_index(mm, (void *)base), n = (uint64_t)1 << order;
-    uint64_t mag_offset = s ? s->mag_offset : 0;
-    /* the magazine offset first when a slab comes, last when it goes: a
-     * page's map entry never names a slab whose offset is not there */
-    for (uint64_t i = 0; s && i < n; i++)
-        __atomic_store_n(&mm->slab_map[idx + i].mag_offset, mag_offset, __ATOMIC_RELEASE);
+    /* the copied fields first when a slab comes, last when it goes: a
+     * page's map entry never names a slab with fields not its own */
+    for (uint64_t i = 0; s && i < n; i++) {
+        struct slab_map_entry *e = &mm->slab_map[idx + i];
+        store_relaxed(&e->base, s->base);
+        store_relaxed(&e->recip, s->recip);
+        __atomic_store_n(&e->mag_offset, (uint64_t)s->mag_offset, __ATOMIC_RELEASE);
+    }
     for (uint64_t i = 0; i < n; i++)
         __atomic_store_n(&mm->slab_map[idx + i].slab, s, __ATOMIC_RELEASE);
-    for (uint64_t i = 0; !s && i < n; i++)
-        store_relaxed(&mm->slab_map[idx + i].mag_offset, 0);
+    for (uint64_t i = 0; !s && i < n; i++) {
+        struct slab_map_entry *e = &mm->slab_map[idx + i];
+        store_relaxed(&e->base, 0);
+        store_relaxed(&e->recip, 0);
+        store_relaxed(&e->mag_offset, 0);
+    }
 }
 
 /* A new slab, every slot free (constructed, canary written, poisoned); not on
