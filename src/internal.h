@@ -514,12 +514,12 @@ KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages);
  *  - So does a cache's depot, at most depot_cap(c) of them.
  */
 struct kmm_slab {
-    /* what a free needs, copied from the cache so it is one load away; 32
-     * bytes that share their cache line with the held bytes of slots 0..31
-     * (see slab_held) */
+    /* what a free needs (kmm_free reads base, recip and mag_offset from the
+     * slab map's copies; kmm_cache_free and the slow paths from here), in
+     * the cache line it shares with the held bytes of slots 0..31 (see
+     * slab_held) */
     uintptr_t base;                       /* direct-map address of slot 0 */
     uint64_t recip;                       /* slot index = (offset * recip) >> RECIP_SHIFT, exact */
-    uint32_t slot_size;
     uint32_t canary_offset;
     uint32_t mag_offset;                  /* of the cache's magazine head in a struct kmm_tcache */
     uint32_t objects;
@@ -531,7 +531,7 @@ struct kmm_slab {
     uint32_t scan;                        /* first word of out[] that may have a clear bit */
     uint64_t out[];                       /* bit i: slot i is out (c->words words) */
 };
-_Static_assert(offsetof(struct kmm_slab, cache) == 32, "a free's fields are the first 32 bytes of a descriptor");
+_Static_assert(offsetof(struct kmm_slab, cache) <= 32, "a free's fields are within the first 32 bytes of a descriptor");
 /* The held bytes of a slab lie just below its descriptor, slot i's at
  * s - 1 - i, and descriptors start half-way into a cache line: so a free
  * of one of the first 32 slots (every slot of a slab of 32 objects or

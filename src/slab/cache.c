@@ -200,7 +200,7 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
     if (s->cache != c || pfn == UINT64_MAX)
         return kmm__check_fail(mm, "slab descriptor names another cache or lies outside memory", pfn);
     if ((s->order != c->slab_order && s->order != c->min_order) ||
-        s->objects != (mm->page_size << s->order) / c->slot_size || s->slot_size != c->slot_size ||
+        s->objects != (mm->page_size << s->order) / c->slot_size ||
         s->canary_offset != c->canary_offset || s->recip != c->recip ||
         s->mag_offset != offsetof(struct kmm_tcache, mag) + c->id * sizeof(struct kmm_magazine))
         return kmm__check_fail(mm, "slab descriptor's order, object count or copied cache fields are wrong", pfn);

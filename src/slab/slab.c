@@ -220,7 +220,6 @@ static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
     s->cache = c;
     s->base = (uintptr_t)pages;
     s->recip = c->recip;
-    s->slot_size = (uint32_t)c->slot_size;
     s->objects = (uint32_t)((mm->page_size << order) / c->slot_size);
     s->order = order;
     s->canary_offset = (uint32_t)c->canary_offset;
