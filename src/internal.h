@@ -58,6 +58,15 @@
  *    blocks of strictly decreasing order (exact and aligned sizes: 5 pages
  *    are an order-2 ALLOC and an order-0 ALLOC_CONT).
  *  - A CACHED block is in exactly one per-thread cache, of its area and order.
+ *  - An allocation made by a layer above (slab, kmm_malloc's large blocks,
+ *    vmalloc, metadata pages, and the layers to come) starts with an OWNED
+ *    head instead of ALLOC, and owner[pfn] of that head names the layer
+ *    (enum kmm_owner, never OWNER_PAGES). Only that layer frees it: the
+ *    free paths of the others find OWNED, or the wrong owner, and abort
+ *    naming the owner. owner[] is read only at OWNED heads (what it holds
+ *    elsewhere is stale and means nothing), so marking costs one store when
+ *    a layer takes pages and nothing on the page allocator's fast paths:
+ *    their test for ALLOC already refuses OWNED.
  */
 typedef uint8_t kmm_meta_t;
 
@@ -71,8 +80,24 @@ enum meta_kind {
     META_CACHED     = 4,   /* free block held in a per-thread cache */
     META_RESERVED   = 5,   /* kmm_reserve_pages */
     META_ABSENT     = 6,   /* no memory here (hole between ranges, kmm's own metadata) */
+    META_OWNED      = 7,   /* first block of an allocation a layer above owns (owner[] says which) */
 };
 _Static_assert(KMM_MAX_ORDER <= META_ORDER_MASK, "order must fit the metadata byte");
+
+/* Who owns a page allocation: the page allocator's caller, or a layer. */
+enum kmm_owner {
+    OWNER_PAGES = 0,       /* kmm_alloc_pages* for its caller: an ALLOC head */
+    OWNER_SLAB,            /* a slab of a kmm_cache or of kmm_malloc's classes */
+    OWNER_KMALLOC,         /* a kmm_malloc block of whole pages */
+    OWNER_VMALLOC,         /* frames mapped into a kmm_vmalloc area */
+    OWNER_META,            /* kmm's metadata memory, on platforms without meta_alloc */
+    OWNER_LEAKED,          /* slabs of a cache destroyed with objects still allocated: kept for good */
+    OWNER_ZSMALLOC,        /* the layers to come */
+    OWNER_UNMAPPED,
+    OWNER_SECRET,
+    OWNER_EXECMEM,
+    NR_OWNERS
+};
 
 static inline kmm_meta_t meta_make(enum meta_kind kind, unsigned order)
 {
@@ -217,6 +242,7 @@ struct kmm {
     uint64_t span_bytes;                  /* (end_pfn - base_pfn) pages, in bytes */
     uint64_t slab_span_bytes;             /* span_bytes once slab_map is made, 0 before (acquire): one test for both */
     kmm_meta_t *meta;                     /* meta[pfn - base_pfn]; one spare 0 byte at the end */
+    uint8_t *owner;                       /* owner[pfn - base_pfn]: enum kmm_owner at OWNED heads (meta + meta_len) */
     unsigned page_shift;
     size_t page_size;
     uint64_t base_pfn, end_pfn;           /* frames covered by meta[] */
@@ -242,7 +268,7 @@ struct kmm {
     const struct kmm_platform *pf;
     void *ctx;
     struct kmm_memory mem;
-    size_t meta_len;                      /* bytes of meta[], the spare one included */
+    size_t meta_len;                      /* bytes of meta[], the spare one included; owner[] has as many */
     bool meta_carved;                     /* meta[] and this struct live in memory, not meta_alloc */
 
     struct kmm_lock tcache_lock;
@@ -472,13 +498,37 @@ KMM_HIDDEN void kmm__meta_free(struct kmm *mm, void *p, size_t len);
 KMM_HIDDEN bool kmm__fault(struct kmm *mm, unsigned site);
 
 /* ---- page/buddy.c, for the layers above ---------------------------------- */
-/* kmm_free_pages, reporting misuse as coming from fn; with cache false the
- * pages go straight to the buddy lists, never into a per-thread cache
- * (for frees made while a cache is being drained or retired). */
-KMM_HIDDEN void kmm__free_pages_as(struct kmm *mm, const char *fn, void *addr, bool cache);
-/* Keeps the first npages (>= 1, at most what it holds) of the page
+/* The layer's name for messages ("the slab layer"). */
+KMM_HIDDEN const char *kmm__owner_name(enum kmm_owner owner);
+/* "kmm: fn: free of memory owned by <found>, not by the caller ...: addr",
+ * then abort. */
+KMM_HIDDEN KMM_NORETURN void kmm__owner_fatal(struct kmm *mm, const char *fn, const void *addr, enum kmm_owner found);
+/* Makes the page allocation at addr, which the caller just got from
+ * kmm_alloc_pages*, owner's: from now on only owner's frees take it. */
+KMM_HIDDEN void kmm__pages_own(struct kmm *mm, void *addr, enum kmm_owner owner);
+/* Hands owner from's page allocation at addr over to owner to. */
+KMM_HIDDEN void kmm__pages_hand_over(struct kmm *mm, void *addr, enum kmm_owner from, enum kmm_owner to);
+/* Frees the page allocation at addr, which owner must own (OWNER_PAGES: an
+ * allocation no layer owns), reporting misuse as coming from fn; with cache
+ * false the pages go straight to the buddy lists, never into a per-thread
+ * cache (for frees made while a cache is being drained or retired). */
+KMM_HIDDEN void kmm__free_pages_as(struct kmm *mm, enum kmm_owner owner, const char *fn, void *addr, bool cache);
+/* Keeps the first npages (>= 1, at most what it holds) of owner's page
  * allocation at addr and frees the rest. */
-KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages);
+KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, enum kmm_owner owner, void *addr, size_t npages);
+/* Pages of owner's live page allocation starting at addr, 0 if addr is not one. */
+KMM_HIDDEN size_t kmm__pages_size(struct kmm *mm, enum kmm_owner owner, const void *addr);
+/* The owner of the allocation whose head is at pfn, or NR_OWNERS when pfn
+ * is no allocation's head. */
+static inline enum kmm_owner pages_owner(const struct kmm *mm, uint64_t pfn)
+{
+    kmm_meta_t m = load_relaxed(&mm->meta[pfn - mm->base_pfn]);
+    if (meta_kind(m) == META_ALLOC)
+        return OWNER_PAGES;
+    if (meta_kind(m) == META_OWNED)
+        return (enum kmm_owner)load_relaxed(&mm->owner[pfn - mm->base_pfn]);
+    return NR_OWNERS;
+}
 
 /* ---- The slab layer (slab/) ------------------------------------------------
  *
@@ -691,6 +741,16 @@ KMM_HIDDEN void kmm__cache_put(struct kmm_cache *c, const struct free_slot *src,
 KMM_HIDDEN void kmm__cache_shrink(struct kmm_cache *c);
 /* Points the slab map of the 2^order pages at base to s (or NULL). */
 KMM_HIDDEN void kmm__slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct kmm_slab *s);
+/* The magazine offset a slab's map entries carry: its own for kmm_malloc's
+ * classes; for a kmm_cache_create cache, that of NO_MAG_ID's head, which
+ * never has a magazine (top == end == NULL), so kmm_free's fast path never
+ * takes such an object and its slow path reports the misuse (kmm_cache_free
+ * reads the slab's own mag_offset). */
+static inline uint64_t slab_map_mag_offset(const struct kmm_slab *s)
+{
+    return s->cache->kmalloc ? s->mag_offset
+                             : offsetof(struct kmm_tcache, mag) + (uint64_t)NO_MAG_ID * sizeof(struct kmm_magazine);
+}
 /* Bytes of the slab map. */
 static inline size_t kmm__slab_map_bytes(const struct kmm *mm)
 {

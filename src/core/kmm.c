@@ -167,7 +167,7 @@ static void destroy_metadata(struct kmm *mm)
         return;
     if (mm->release_map)
         pf->meta_free(mm->ctx, mm->release_map, 2 * mm->release_map_words * sizeof(uint64_t));
-    pf->meta_free(mm->ctx, mm->meta, mm->meta_len);
+    pf->meta_free(mm->ctx, mm->meta, 2 * mm->meta_len);
     pf->meta_free(mm->ctx, mm, sizeof(*mm));
 }
 
@@ -224,19 +224,19 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     bool carved = pf->meta_alloc == NULL;
     if (carved) {
         /* zeroed by hand: caller-given memory holds anything */
-        void *p = carve_metadata(&mem, sizeof(*mm) + meta_len, page_size);
+        void *p = carve_metadata(&mem, sizeof(*mm) + 2 * meta_len, page_size);
         if (!p) {
             pf->close(ctx);
             if (pf->error)
                 pf->error(KMM_ENOMEM);
             return NULL;
         }
-        __builtin_memset(p, 0, sizeof(*mm) + meta_len);
+        __builtin_memset(p, 0, sizeof(*mm) + 2 * meta_len);
         mm = p;
         meta = (kmm_meta_t *)(mm + 1);
     } else {
         mm = pf->meta_alloc(ctx, sizeof(*mm));
-        meta = mm ? pf->meta_alloc(ctx, meta_len) : NULL;
+        meta = mm ? pf->meta_alloc(ctx, 2 * meta_len) : NULL;   /* meta[], then owner[] */
         if (!meta) {
             if (mm)
                 pf->meta_free(ctx, mm, sizeof(*mm));
@@ -258,6 +258,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     mm->span_start = mem.direct_map + (uintptr_t)(base_pfn << shift);
     mm->span_bytes = (end_pfn - base_pfn) << shift;
     mm->meta = meta;
+    mm->owner = meta + meta_len;
     mm->meta_len = meta_len;
     mm->meta_carved = carved;
     mm->nr_areas = nr_areas;
@@ -364,10 +365,11 @@ struct kmm *kmm_default(void)
 
 int kmm_check(struct kmm *mm)
 {
-    int rc = kmm__vm_check(mm);
+    /* pages first: the slab map check walks the heads the page check verified */
+    int rc = kmm__page_check(mm);
     if (!rc)
         rc = kmm__slab_check(mm);
-    return rc ? rc : kmm__page_check(mm);
+    return rc ? rc : kmm__vm_check(mm);
 }
 
 void kmm_drain(struct kmm *mm)

@@ -40,7 +40,10 @@ void *kmm__meta_alloc(struct kmm *mm, size_t len)
         return NULL;
     if (mm->pf->meta_alloc)
         return mm->pf->meta_alloc(mm->ctx, len);
-    return kmm_alloc_pages_exact(mm, len, KMM_ZERO);
+    void *p = kmm_alloc_pages_exact(mm, len, KMM_ZERO);
+    if (p)
+        kmm__pages_own(mm, p, OWNER_META);
+    return p;
 }
 
 void kmm__meta_free(struct kmm *mm, void *p, size_t len)
@@ -50,5 +53,5 @@ void kmm__meta_free(struct kmm *mm, void *p, size_t len)
     if (mm->pf->meta_alloc)
         mm->pf->meta_free(mm->ctx, p, len);
     else
-        kmm_free_pages(mm, p);
+        kmm__free_pages_as(mm, OWNER_META, "kmm (metadata)", p, true);
 }

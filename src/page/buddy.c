@@ -368,9 +368,38 @@ void *kmm_alloc_pages_exact(struct kmm *mm, size_t size, unsigned flags)
 
 /* ---- free --------------------------------------------------------------- */
 
-/* Checks that addr starts a live allocation; returns its frame and head.
- * The one place that tells a bad free from a good one. */
-static uint64_t check_free(struct kmm *mm, const char *fn, const void *addr, kmm_meta_t *head)
+static const char *const owner_names[NR_OWNERS] = {
+    [OWNER_PAGES] = "the page allocator's caller (kmm_alloc_pages*)",
+    [OWNER_SLAB] = "the slab layer (a slab of kmm_malloc or a kmm_cache)",
+    [OWNER_KMALLOC] = "kmm_malloc (a block of whole pages)",
+    [OWNER_VMALLOC] = "kmm_vmalloc (frames of a vmalloc area)",
+    [OWNER_META] = "kmm's metadata",
+    [OWNER_LEAKED] = "a destroyed kmm_cache (a slab it left with live objects, kept for good)",
+    [OWNER_ZSMALLOC] = "zsmalloc",
+    [OWNER_UNMAPPED] = "the unmapped cache",
+    [OWNER_SECRET] = "secret memory",
+    [OWNER_EXECMEM] = "executable memory",
+};
+
+const char *kmm__owner_name(enum kmm_owner owner)
+{
+    return (unsigned)owner < NR_OWNERS ? owner_names[owner] : "an unknown owner (metadata corrupted)";
+}
+
+void kmm__owner_fatal(struct kmm *mm, const char *fn, const void *addr, enum kmm_owner found)
+{
+    struct kmm_msg m = { .len = 0 };
+    kmm__msg_str(&m, fn);
+    kmm__msg_str(&m, ": free of memory owned by ");
+    kmm__msg_str(&m, kmm__owner_name(found));
+    kmm__msg_str(&m, ", not by the caller (only its owner frees it): ");
+    kmm__msg_hex(&m, (uintptr_t)addr);
+    kmm__fatal(mm, &m);
+}
+
+/* Checks that addr starts a live allocation that owner owns; returns its
+ * frame and head. The one place that tells a bad free from a good one. */
+static uint64_t check_free(struct kmm *mm, enum kmm_owner owner, const char *fn, const void *addr, kmm_meta_t *head)
 {
     uint64_t pfn = virt_to_pfn(mm, addr);
     if (pfn == UINT64_MAX)
@@ -380,8 +409,13 @@ static uint64_t check_free(struct kmm *mm, const char *fn, const void *addr, kmm
     kmm_meta_t m = meta_get(mm, pfn);
     switch (meta_kind(m)) {
     case META_ALLOC:
+    case META_OWNED: {
+        enum kmm_owner found = pages_owner(mm, pfn);
+        if (KMM_UNLIKELY(found != owner))
+            kmm__owner_fatal(mm, fn, addr, found);
         *head = m;
         return pfn;
+    }
     case META_FREE:
     case META_CACHED:
         kmm__fatal_page(mm, fn, "double free of", addr);
@@ -394,6 +428,26 @@ static uint64_t check_free(struct kmm *mm, const char *fn, const void *addr, kmm
     default:
         kmm__fatal_page(mm, fn, "not the start of a page allocation", addr);
     }
+}
+
+void kmm__pages_own(struct kmm *mm, void *addr, enum kmm_owner owner)
+{
+    uint64_t idx = virt_to_index(mm, addr);
+    kmm_meta_t m = load_relaxed(&mm->meta[idx]);
+    if (KMM_UNLIKELY(meta_kind(m) != META_ALLOC || owner == OWNER_PAGES))
+        kmm__fatal_page(mm, kmm__owner_name(owner), "taking pages that are no fresh page allocation:", addr);
+    /* owner[] first: whoever sees the OWNED head reads the right owner */
+    store_relaxed(&mm->owner[idx], (uint8_t)owner);
+    store_relaxed(&mm->meta[idx], meta_make(META_OWNED, meta_order(m)));
+}
+
+void kmm__pages_hand_over(struct kmm *mm, void *addr, enum kmm_owner from, enum kmm_owner to)
+{
+    uint64_t pfn = virt_to_pfn(mm, addr);
+    enum kmm_owner found = pfn == UINT64_MAX ? NR_OWNERS : pages_owner(mm, pfn);
+    if (KMM_UNLIKELY(found != from || to == OWNER_PAGES || from == OWNER_PAGES))
+        kmm__owner_fatal(mm, kmm__owner_name(to), addr, found);
+    store_relaxed(&mm->owner[pfn - mm->base_pfn], (uint8_t)to);
 }
 
 /* Is the block after [pfn, pfn + 2^order) part of the same allocation?
@@ -417,12 +471,12 @@ static inline void tcache_push(struct kmm *mm, struct kmm_tcache *tc, uint64_t p
         kmm__tcache_flush(mm, tc, a, order, tcache_high(order) - tcache_batch(order));
 }
 
-void kmm__free_pages_as(struct kmm *mm, const char *fn, void *addr, bool cache)
+void kmm__free_pages_as(struct kmm *mm, enum kmm_owner owner, const char *fn, void *addr, bool cache)
 {
     if (!addr)
         return;
     kmm_meta_t m;
-    uint64_t pfn = check_free(mm, fn, addr, &m);
+    uint64_t pfn = check_free(mm, owner, fn, addr, &m);
     unsigned order = meta_order(m);
     if (cache && order <= KMM_PCP_MAX_ORDER && !continues(mm, pfn, order)) {
         struct kmm_tcache *tc = tcache_get(mm);
@@ -468,16 +522,16 @@ void kmm_free_pages(struct kmm *mm, void *addr)
         }
     }
 #endif
-    kmm__free_pages_as(mm, "kmm_free_pages", addr, true);
+    kmm__free_pages_as(mm, OWNER_PAGES, "kmm_free_pages", addr, true);
 }
 
-void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages)
+void kmm__pages_shrink(struct kmm *mm, enum kmm_owner owner, void *addr, size_t npages)
 {
     kmm_meta_t m;
-    uint64_t pfn = check_free(mm, "kmm_realloc", addr, &m);
+    uint64_t pfn = check_free(mm, owner, "kmm_realloc", addr, &m);
     struct kmm_area *ar = &mm->area[area_of_pfn(mm, pfn)];
     uint64_t before = 0;   /* pages of the allocation before the block at pfn */
-    enum meta_kind kind = META_ALLOC;
+    enum meta_kind kind = meta_kind(m);
     kmm_lock(mm, &ar->lock);
     for (;;) {
         unsigned order = meta_order(meta_get(mm, pfn));
@@ -500,23 +554,25 @@ void kmm__pages_shrink(struct kmm *mm, void *addr, size_t npages)
     kmm_unlock(mm, &ar->lock);
 }
 
-size_t kmm_page_alloc_size(struct kmm *mm, const void *addr)
+size_t kmm__pages_size(struct kmm *mm, enum kmm_owner owner, const void *addr)
 {
     uint64_t pfn = virt_to_pfn(mm, addr);
-    if (pfn == UINT64_MAX || (((uintptr_t)addr - mm->direct_map) & (mm->page_size - 1)))
-        return 0;
-    kmm_meta_t m = meta_get(mm, pfn);
-    if (meta_kind(m) != META_ALLOC)
+    if (pfn == UINT64_MAX || (((uintptr_t)addr - mm->direct_map) & (mm->page_size - 1)) ||
+        pages_owner(mm, pfn) != owner)
         return 0;
     size_t pages = 0;
-    for (;;) {
+    for (kmm_meta_t m = meta_get(mm, pfn);; m = meta_get(mm, pfn)) {
         unsigned order = meta_order(m);
         pages += (size_t)1 << order;
         if (!continues(mm, pfn, order))
             return pages;
         pfn += (uint64_t)1 << order;
-        m = meta_get(mm, pfn);
     }
+}
+
+size_t kmm_page_alloc_size(struct kmm *mm, const void *addr)
+{
+    return kmm__pages_size(mm, OWNER_PAGES, addr);
 }
 
 kmm_phys_t kmm_virt_to_phys(struct kmm *mm, const void *addr)

@@ -53,7 +53,8 @@ static int check_area(struct kmm *mm, unsigned a, const size_t *cached)
             return kmm__check_fail(mm, "a page inside a block has a non-zero metadata byte", pfn);
         if (k != META_ABSENT && !in_memory(mm, pfn, end))
             return kmm__check_fail(mm, "block outside the memory ranges is not ABSENT", pfn);
-        if (k == META_ALLOC_CONT && ((prev != META_ALLOC && prev != META_ALLOC_CONT) || o >= prev_order))
+        if (k == META_ALLOC_CONT && ((prev != META_ALLOC && prev != META_OWNED && prev != META_ALLOC_CONT) ||
+                                     o >= prev_order))
             return kmm__check_fail(mm, "ALLOC_CONT block does not follow a larger block of its allocation", pfn);
         if (meta_is_free(m)) {
             uint64_t buddy = pfn ^ ((uint64_t)1 << o);
@@ -68,6 +69,8 @@ static int check_area(struct kmm *mm, unsigned a, const size_t *cached)
                 return kmm__check_fail(mm, "CACHED block above KMM_PCP_MAX_ORDER", pfn);
             nr_cached[o]++;
         }
+        if (k == META_OWNED && (pages_owner(mm, pfn) == OWNER_PAGES || pages_owner(mm, pfn) >= NR_OWNERS))
+            return kmm__check_fail(mm, "OWNED allocation names no layer as its owner", pfn);
         if (k == META_RESERVED)
             reserved += (size_t)1 << o;
         if (k != META_ABSENT)

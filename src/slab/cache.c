@@ -80,6 +80,7 @@ void kmm_cache_destroy(struct kmm_cache *c)
         for (unsigned l = 0; l < 2; l++)
             for (struct kmm_slab *s = lists[l]->head; s; s = s->next) {
                 kmm__slab_map_set(mm, s->base, s->order, NULL);
+                kmm__pages_hand_over(mm, (void *)s->base, OWNER_SLAB, OWNER_LEAKED);
                 pages_unpoison(mm, (void *)s->base, (uint64_t)1 << s->order);
             }
     }
@@ -204,11 +205,12 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
         s->canary_offset != c->canary_offset || s->recip != c->recip ||
         s->mag_offset != offsetof(struct kmm_tcache, mag) + c->id * sizeof(struct kmm_magazine))
         return kmm__check_fail(mm, "slab descriptor's order, object count or copied cache fields are wrong", pfn);
-    if (meta_get(mm, pfn) != meta_make(META_ALLOC, s->order))
-        return kmm__check_fail(mm, "slab pages are not one allocated block of the slab's order", pfn);
+    if (meta_get(mm, pfn) != meta_make(META_OWNED, s->order) || pages_owner(mm, pfn) != OWNER_SLAB ||
+        meta_kind(meta_get(mm, pfn + ((uint64_t)1 << s->order))) == META_ALLOC_CONT)
+        return kmm__check_fail(mm, "slab pages are not one block of the slab's order owned by the slab layer", pfn);
     for (uint64_t i = 0; i < ((uint64_t)1 << s->order); i++) {
         const struct slab_map_entry *e = &mm->slab_map[pfn - mm->base_pfn + i];
-        if (e->slab != s || e->base != s->base || e->recip != s->recip || e->mag_offset != s->mag_offset)
+        if (e->slab != s || e->base != s->base || e->recip != s->recip || e->mag_offset != slab_map_mag_offset(s))
             return kmm__check_fail(mm, "slab map does not name the slab, or its fields, for one of its pages", pfn + i);
     }
     uint32_t out = 0;
@@ -294,11 +296,68 @@ static int check_cache(struct kmm *mm, struct kmm_cache *c)
     return check_depot(mm, c);
 }
 
+static bool map_entry_empty(const struct slab_map_entry *e)
+{
+    return !e->slab && !e->base && !e->recip && !e->mag_offset;
+}
+
+/* The slab map against the page metadata, block by block (the page check
+ * has verified that the heads tile memory): an OWNED block of the slab
+ * layer maps each page to a slab starting at the block; the head of an
+ * OWNED block of kmm_malloc maps to LARGE_BLOCK, the rest of that
+ * allocation to nothing; every other page maps to nothing. The pages of
+ * OWNED slab blocks add up to the caches' slab pages (slab_pages), so no
+ * block is the slab layer's without being some cache's slab. */
+static int check_slab_map(struct kmm *mm, size_t slab_pages)
+{
+    const struct slab_map_entry *map = mm->slab_map;
+    size_t seen = 0;
+    for (uint64_t pfn = mm->base_pfn; pfn < mm->end_pfn;) {
+        kmm_meta_t m = meta_get(mm, pfn);
+        uint64_t n = (uint64_t)1 << meta_order(m);
+        if (m == 0 || pfn + n > mm->end_pfn)
+            return kmm__check_fail(mm, "slab map check: the page metadata does not tile memory", pfn);
+        enum meta_kind k = meta_kind(m);
+        enum kmm_owner owner = k == META_OWNED ? pages_owner(mm, pfn) : NR_OWNERS;
+        if (!map) {
+            if (owner == OWNER_SLAB || owner == OWNER_KMALLOC)
+                return kmm__check_fail(mm, "pages owned by the slab layer or kmm_malloc, but no slab map", pfn);
+            pfn += n;
+            continue;
+        }
+        for (uint64_t i = 0; i < n; i++) {
+            const struct slab_map_entry *e = &map[pfn - mm->base_pfn + i];
+            if (owner == OWNER_SLAB) {
+                if (!e->slab || e->slab == LARGE_BLOCK || e->slab->base != (uintptr_t)pfn_to_virt(mm, pfn) ||
+                    e->slab->order != meta_order(m))
+                    return kmm__check_fail(mm, "a page of a slab block does not map to the slab made of that block",
+                                           pfn + i);
+            } else if (owner == OWNER_KMALLOC && i == 0) {
+                if (e->slab != LARGE_BLOCK || e->base || e->recip || e->mag_offset)
+                    return kmm__check_fail(mm, "the head of a kmm_malloc block of pages is not marked LARGE_BLOCK", pfn);
+            } else if (!map_entry_empty(e)) {
+                return kmm__check_fail(mm, e->slab == LARGE_BLOCK ? "LARGE_BLOCK mark on a page that starts no kmm_malloc block"
+                                                                 : "slab map names a slab for a page no slab holds",
+                                       pfn + i);
+            }
+        }
+        if (owner == OWNER_SLAB) {
+            if (meta_kind(meta_get(mm, pfn + n)) == META_ALLOC_CONT)
+                return kmm__check_fail(mm, "a slab block continues into another block", pfn);
+            seen += (size_t)n;
+        }
+        pfn += n;
+    }
+    if (seen != slab_pages)
+        return kmm__check_fail(mm, "pages owned by the slab layer differ from the pages of the caches' slabs", UINT64_MAX);
+    return 0;
+}
+
 int kmm__slab_check(struct kmm *mm)
 {
     struct kmm_slab_root *r = __atomic_load_n(&mm->slabs, __ATOMIC_ACQUIRE);
     if (!r)
-        return 0;
+        return check_slab_map(mm, 0);
     int rc = 0;
     kmm_lock(mm, &mm->slab_lock);
     /* the allocation fast path takes a class for a cache id, and below
@@ -310,14 +369,18 @@ int kmm__slab_check(struct kmm *mm)
             (size <= KMALLOC_DIRECT && size != 16 * (cls + 1)))
             rc = kmm__check_fail(mm, "kmm_malloc's classes, their table or their caches' ids disagree", UINT64_MAX);
     }
+    size_t slab_pages = 0;
     for (struct kmm_cache *c = r->caches; c && rc == 0; c = c->next) {
         if (c->id != NO_MAG_ID && !(r->used_ids[c->id / 64] >> (c->id % 64) & 1))
             rc = kmm__check_fail(mm, "a cache's id is not marked used", UINT64_MAX);
         kmm_lock(mm, &c->lock);
         if (rc == 0)
             rc = check_cache(mm, c);
+        slab_pages += c->total_pages;
         kmm_unlock(mm, &c->lock);
     }
+    if (rc == 0)
+        rc = check_slab_map(mm, slab_pages);
     kmm_lock(mm, &mm->tcache_lock);
     for (struct kmm_tcache *tc = mm->tcaches; tc && rc == 0; tc = tc->next)
         rc = kmm__mag_check(mm, tc);

@@ -193,15 +193,33 @@ static void *large_alloc(struct kmm *mm, size_t size, size_t align, unsigned fla
     void *p = align <= mm->page_size
                   ? kmm_alloc_pages_exact(mm, size, flags)
                   : kmm_alloc_pages_aligned(mm, (size + mm->page_size - 1) >> mm->page_shift, align, flags);
-    if (p)
+    if (p) {
+        kmm__pages_own(mm, p, OWNER_KMALLOC);
         store_relaxed(map_entry(mm, p), LARGE_BLOCK);
+    }
     return p;
 }
 
+/* The slab map says LARGE_BLOCK at p; the page metadata must agree (the
+ * owner check in kmm__free_pages_as) before the mark goes. */
 static void large_free(struct kmm *mm, void *p, const char *fn)
 {
+    enum kmm_owner owner = pages_owner(mm, virt_to_pfn(mm, p));
+    if (KMM_UNLIKELY(owner != OWNER_KMALLOC)) {
+        if (owner != NR_OWNERS)
+            kmm__owner_fatal(mm, fn, p, owner);
+        kmm__fatal_page(mm, fn, "double free (or a stale kmm_malloc mark) of", p);
+    }
     store_relaxed(map_entry(mm, p), NULL);
-    kmm__free_pages_as(mm, fn, p, true);
+    kmm__free_pages_as(mm, OWNER_KMALLOC, fn, p, true);
+}
+
+/* kmm_free and its kin take only kmm_malloc's classes. */
+static void check_kmalloc_slab(struct kmm_slab *s, const char *fn, const void *p)
+{
+    if (KMM_UNLIKELY(!s->cache->kmalloc))
+        kmm__slot_fatal(s->cache, fn, "object of a kmm_cache_create cache, not from kmm_malloc (use kmm_cache_free):",
+                        p);
 }
 
 static __attribute__((noinline)) void *malloc_slow(struct kmm *mm, size_t size, unsigned flags, const char *fn)
@@ -321,24 +339,28 @@ static __attribute__((noinline)) void free_not_slab(struct kmm *mm, void *p)
         return;
     }
     if (s && s != LARGE_BLOCK) {   /* KMM_SLAB_POISON: every slab free comes here */
+        check_kmalloc_slab(s, "kmm_free", p);
         kmm__obj_free(s->cache, s, (uintptr_t)p, "kmm_free");
         return;
     }
     if (off & (mm->page_size - 1))
         kmm__fatal_page(mm, "kmm_free", "pointer into the middle of an object, or not from kmm_malloc:", p);
-    kmm__fatal_page(mm, "kmm_free", meta_kind(meta_get(mm, mm->base_pfn + (off >> mm->page_shift))) == META_ALLOC
-                                        ? "not from kmm_malloc (a page allocation, or a destroyed cache's slab):"
-                                        : "double free (or a pointer never from kmm_malloc) of", p);
+    enum kmm_owner owner = pages_owner(mm, mm->base_pfn + (off >> mm->page_shift));
+    if (owner != NR_OWNERS)   /* a live allocation the slab map does not call kmm_malloc's */
+        kmm__owner_fatal(mm, "kmm_free", p, owner);
+    kmm__fatal_page(mm, "kmm_free", "double free (or a pointer never from kmm_malloc) of", p);
 }
 
 /* kmm_free of what the fast path did not take: a slab object (magazine
  * full, no thread cache, or misuse) or a block of whole pages. */
 static __attribute__((noinline)) void free_slow(struct kmm *mm, struct kmm_slab *s, void *p)
 {
-    if (s == LARGE_BLOCK)
+    if (s == LARGE_BLOCK) {
         free_not_slab(mm, p);
-    else
+    } else {
+        check_kmalloc_slab(s, "kmm_free", p);
         kmm__obj_free(s->cache, s, (uintptr_t)p, "kmm_free");
+    }
 }
 
 void kmm_free(struct kmm *mm, void *p)
@@ -372,16 +394,21 @@ static size_t usable(struct kmm *mm, const void *p, struct kmm_slab **slab, cons
     *slab = s == LARGE_BLOCK ? NULL : s;
     if (s && s != LARGE_BLOCK) {
         struct kmm_cache *c = s->cache;
+        check_kmalloc_slab(s, fn, p);
         uint64_t idx = slot_started_by(s, (uintptr_t)p);
         if (idx == UINT64_MAX)
             kmm__slot_fatal(c, fn, "pointer into the middle of an object:", p);
         if (load_relaxed(slab_held(s, idx)) != 1)
             kmm__slot_fatal(c, fn, "pointer to a free object (use after free, or double free) at", p);
-        return c->kmalloc ? c->slot_size : c->object_size;
+        return c->slot_size;
     }
-    size_t pages = s == LARGE_BLOCK && !(off & (mm->page_size - 1)) ? kmm_page_alloc_size(mm, p) : 0;
-    if (!pages)
+    size_t pages = s == LARGE_BLOCK && !(off & (mm->page_size - 1)) ? kmm__pages_size(mm, OWNER_KMALLOC, p) : 0;
+    if (!pages) {
+        enum kmm_owner owner = !(off & (mm->page_size - 1)) ? pages_owner(mm, virt_to_pfn(mm, p)) : NR_OWNERS;
+        if (owner != NR_OWNERS)
+            kmm__owner_fatal(mm, fn, p, owner);
         kmm__fatal_page(mm, fn, "not allocated (no live kmm_malloc memory here):", p);
+    }
     return pages << mm->page_shift;
 }
 
@@ -403,8 +430,6 @@ void *kmm_realloc(struct kmm *mm, void *p, size_t size, unsigned flags)
         return kmm__vrealloc(mm, p, size, flags, "kmm_realloc");
     struct kmm_slab *s;
     size_t old = usable(mm, p, &s, "kmm_realloc");
-    if (s && !s->cache->kmalloc)
-        kmm__slot_fatal(s->cache, "kmm_realloc", "object of a kmm_cache, not from kmm_malloc:", p);
     if (size <= old) {
         /* stays if the smaller size would not save at least half the class */
         if (s && size > old / 2)
@@ -414,7 +439,7 @@ void *kmm_realloc(struct kmm *mm, void *p, size_t size, unsigned flags)
             size_t keep = (size + mm->page_size - 1) >> mm->page_shift;
             if (!r || size > r->max_small) {
                 if (keep < (old >> mm->page_shift))
-                    kmm__pages_shrink(mm, p, keep);
+                    kmm__pages_shrink(mm, OWNER_KMALLOC, p, keep);
                 return p;
             }
         }

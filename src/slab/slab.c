@@ -174,7 +174,7 @@ void kmm__slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct km
         struct slab_map_entry *e = &mm->slab_map[idx + i];
         store_relaxed(&e->base, s->base);
         store_relaxed(&e->recip, s->recip);
-        __atomic_store_n(&e->mag_offset, (uint64_t)s->mag_offset, __ATOMIC_RELEASE);
+        __atomic_store_n(&e->mag_offset, slab_map_mag_offset(s), __ATOMIC_RELEASE);
     }
     for (uint64_t i = 0; i < n; i++)
         __atomic_store_n(&mm->slab_map[idx + i].slab, s, __ATOMIC_RELEASE);
@@ -205,12 +205,13 @@ static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
     }
     if (!pages)
         return NULL;
+    kmm__pages_own(mm, pages, OWNER_SLAB);
     kmm_lock(mm, &c->lock);
     struct kmm_slab *s = desc_alloc(c);
     kmm_unlock(mm, &c->lock);
     if (!s) {
         if (!desc_grow(c)) {
-            kmm__free_pages_as(mm, "kmm_malloc", pages, false);
+            kmm__free_pages_as(mm, OWNER_SLAB, "kmm_malloc", pages, false);
             return NULL;
         }
         kmm_lock(mm, &c->lock);
@@ -320,7 +321,7 @@ static uintptr_t retire_slab(struct kmm_cache *c, struct kmm_slab *s)
 static void free_slab_pages(struct kmm_cache *c, const uintptr_t *bases, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)
-        kmm__free_pages_as(c->mm, "kmm_free", (void *)bases[i], false);
+        kmm__free_pages_as(c->mm, OWNER_SLAB, "kmm_free", (void *)bases[i], false);
 }
 
 void kmm__cache_put(struct kmm_cache *c, const struct free_slot *src, uint32_t n, const char *fn)

@@ -97,7 +97,7 @@ static bool pages_allocated(struct kmm *mm, const struct vm_node *n)
         size_t end = i + 1 < n->nr_runs ? n->runs[i + 1].first : n->mapped;
         for (size_t page = n->runs[i].first; page < end;) {
             void *v = kmm_phys_to_virt(mm, n->runs[i].phys + ((kmm_phys_t)(page - n->runs[i].first) << mm->page_shift));
-            size_t len = v ? kmm_page_alloc_size(mm, v) : 0;
+            size_t len = v ? kmm__pages_size(mm, OWNER_VMALLOC, v) : 0;
             if (!len)
                 return false;
             page += len;

@@ -330,13 +330,13 @@ static void free_pages_from(struct kmm_vm *vm, struct vm_node *n, size_t from)
         size_t page = n->runs[i].first, end = run_end(n, i);
         while (page < end) {
             void *v = kmm_phys_to_virt(mm, n->runs[i].phys + ((kmm_phys_t)(page - n->runs[i].first) << mm->page_shift));
-            size_t len = kmm_page_alloc_size(mm, v);
+            size_t len = kmm__pages_size(mm, OWNER_VMALLOC, v);
             if (!len)
-                kmm__fatal_page(mm, "kmm_vfree", "a vmalloc area's page is not allocated (metadata broken):", v);
+                kmm__fatal_page(mm, "kmm_vfree", "a vmalloc area's page is not a vmalloc allocation (metadata broken):", v);
             if (page >= from)
-                kmm__free_pages_as(mm, "kmm_vfree", v, true);
+                kmm__free_pages_as(mm, OWNER_VMALLOC, "kmm_vfree", v, true);
             else if (page + len > from)
-                kmm__pages_shrink(mm, v, from - page);
+                kmm__pages_shrink(mm, OWNER_VMALLOC, v, from - page);
             page += len;
         }
     }
@@ -380,9 +380,10 @@ static int take_pages(struct kmm_vm *vm, struct vm_node *n, size_t from, size_t 
             cap = (size_t)1 << (ceil_log2(want) - 1);
             continue;
         }
+        kmm__pages_own(mm, v, OWNER_VMALLOC);
         size_t before = n->nr_runs;
         if (add_run(vm, n, kmm_virt_to_phys(mm, v), page) != 0) {
-            kmm__free_pages_as(mm, "kmm_vmalloc", v, true);
+            kmm__free_pages_as(mm, OWNER_VMALLOC, "kmm_vmalloc", v, true);
             n->nr_runs = before;
             goto fail;
         }
