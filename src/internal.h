@@ -516,7 +516,8 @@ KMM_HIDDEN void kmm__free_pages_as(struct kmm *mm, enum kmm_owner owner, const c
 /* Keeps the first npages (>= 1, at most what it holds) of owner's page
  * allocation at addr and frees the rest. */
 KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, enum kmm_owner owner, void *addr, size_t npages);
-/* Pages of owner's live page allocation starting at addr, 0 if addr is not one. */
+/* Pages of owner's live page allocation starting at addr (any owner's with
+ * NR_OWNERS), 0 if addr is not one. */
 KMM_HIDDEN size_t kmm__pages_size(struct kmm *mm, enum kmm_owner owner, const void *addr);
 /* The owner of the allocation whose head is at pfn, or NR_OWNERS when pfn
  * is no allocation's head. */

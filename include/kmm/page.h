@@ -60,13 +60,17 @@ KMM_API void *kmm_alloc_pages_exact(struct kmm *mm, size_t size, unsigned flags)
 /* Frees any allocation made by the kmm_alloc_pages* calls, by its address
  * alone: the size comes from the page metadata. NULL is a no-op. An address
  * that is not the start of a live page allocation (outside memory, inside a
- * block, already free, reserved) is reported and aborts.
+ * block, already free, reserved), or that starts pages a layer above owns
+ * (a slab, a kmm_malloc block, a vmalloc area's frames: only that layer
+ * frees them), is reported with the owner and aborts.
  * Cost: lock-free into the thread cache for small orders; else one area lock
  * and O(KMM_MAX_ORDER) merges per block of the allocation. */
 KMM_API void kmm_free_pages(struct kmm *mm, void *addr);
 
-/* Number of pages in the page allocation starting at addr (what
- * kmm_free_pages would free), or 0 if addr does not start one. */
+/* Number of pages in the live page allocation starting at addr, or 0 if
+ * addr does not start one. Whichever layer owns it: a kmm_malloc block of
+ * whole pages or a slab counts too, though kmm_free_pages frees only the
+ * allocations no layer owns (those of the kmm_alloc_pages* calls). */
 KMM_API size_t kmm_page_alloc_size(struct kmm *mm, const void *addr);
 
 /* Reserves the npages pages at physical address addr (page aligned) so that

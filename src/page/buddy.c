@@ -557,8 +557,10 @@ void kmm__pages_shrink(struct kmm *mm, enum kmm_owner owner, void *addr, size_t 
 size_t kmm__pages_size(struct kmm *mm, enum kmm_owner owner, const void *addr)
 {
     uint64_t pfn = virt_to_pfn(mm, addr);
-    if (pfn == UINT64_MAX || (((uintptr_t)addr - mm->direct_map) & (mm->page_size - 1)) ||
-        pages_owner(mm, pfn) != owner)
+    if (pfn == UINT64_MAX || (((uintptr_t)addr - mm->direct_map) & (mm->page_size - 1)))
+        return 0;
+    enum kmm_owner found = pages_owner(mm, pfn);
+    if (found == NR_OWNERS || (owner != NR_OWNERS && found != owner))
         return 0;
     size_t pages = 0;
     for (kmm_meta_t m = meta_get(mm, pfn);; m = meta_get(mm, pfn)) {
@@ -572,7 +574,7 @@ size_t kmm__pages_size(struct kmm *mm, enum kmm_owner owner, const void *addr)
 
 size_t kmm_page_alloc_size(struct kmm *mm, const void *addr)
 {
-    return kmm__pages_size(mm, OWNER_PAGES, addr);
+    return kmm__pages_size(mm, NR_OWNERS, addr);
 }
 
 kmm_phys_t kmm_virt_to_phys(struct kmm *mm, const void *addr)

@@ -268,7 +268,7 @@ static void test_owners_round_trip(void **state)
     void *pages = kmm_alloc_pages_exact(mm, 5 * PS, 0);
     assert_true(small && big && obj && v && pages);
     assert_int_equal(kmm_usable_size(mm, big), 6 * PS);
-    assert_int_equal(kmm_page_alloc_size(mm, big), 0);   /* not the page allocator's caller's */
+    assert_int_equal(kmm_page_alloc_size(mm, big), 6);   /* kmm_malloc's, and still 6 pages */
     assert_int_equal(kmm_page_alloc_size(mm, pages), 5);
     big = kmm_realloc(mm, big, 2 * PS, 0);   /* shrinks in place: kmm_malloc's pages still */
     assert_non_null(big);
