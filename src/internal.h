@@ -248,6 +248,12 @@ struct kmm {
     uint64_t base_pfn, end_pfn;           /* frames covered by meta[] */
     uintptr_t direct_map;                 /* virtual address of physical 0 */
     uint64_t id;                          /* unique over the process's life, never 0 */
+    /* KMM_LIVE from kmm_create until kmm_destroy, KMM_DEAD after: every
+     * public slow path tests it first (mm_live). With pf, it lies in the
+     * struct's first page, the one a destroyed memory system keeps (see
+     * kmm_destroy). */
+    uint64_t live;
+    const struct kmm_platform *pf;
     unsigned nr_areas;
     unsigned release_order;               /* free blocks this large are released */
     size_t release_budget;                /* pages an area may free between release passes */
@@ -265,7 +271,6 @@ struct kmm {
     uint8_t area_pref[KMM_AREA_MASK + 1][KMM_MAX_AREAS + 1];
     struct kmm_area area[KMM_MAX_AREAS];
 
-    const struct kmm_platform *pf;
     void *ctx;
     struct kmm_memory mem;
     size_t meta_len;                      /* bytes of meta[], the spare one included; owner[] has as many */
@@ -303,6 +308,20 @@ struct kmm {
 
 /* core/kmm.c */
 KMM_HIDDEN bool kmm__is_live(uint64_t id);     /* caller holds the registry lock */
+/* mm->live: "kmm-live", and "kmm-dead" once destroyed. */
+#define KMM_LIVE 0x6576696c2d6d6d6bull
+#define KMM_DEAD 0x646165642d6d6d6bull
+/* Reports a call (fn) on a destroyed memory system, or on something that is
+ * not one, and aborts. */
+KMM_HIDDEN KMM_NORETURN void kmm__not_live(struct kmm *mm, const char *fn);
+/* The test at the entry of every public slow path: one load of a line the
+ * call reads anyway. The fast paths have none: a destroyed memory system
+ * misses each of them (see kmm_destroy) and lands here. */
+static inline void mm_live(struct kmm *mm, const char *fn)
+{
+    if (KMM_UNLIKELY(mm->live != KMM_LIVE))
+        kmm__not_live(mm, fn);
+}
 KMM_HIDDEN void kmm__registry_lock(void);
 KMM_HIDDEN void kmm__registry_unlock(void);
 
@@ -513,6 +532,8 @@ KMM_HIDDEN void kmm__pages_hand_over(struct kmm *mm, void *addr, enum kmm_owner 
  * false the pages go straight to the buddy lists, never into a per-thread
  * cache (for frees made while a cache is being drained or retired). */
 KMM_HIDDEN void kmm__free_pages_as(struct kmm *mm, enum kmm_owner owner, const char *fn, void *addr, bool cache);
+/* kmm_alloc_pages_aligned, refusing as fn (kmm_malloc's large blocks). */
+KMM_HIDDEN void *kmm__alloc_run(struct kmm *mm, const char *fn, uint64_t npages, size_t align, unsigned flags);
 /* Keeps the first npages (>= 1, at most what it holds) of owner's page
  * allocation at addr and frees the rest. */
 KMM_HIDDEN void kmm__pages_shrink(struct kmm *mm, enum kmm_owner owner, void *addr, size_t npages);

@@ -100,14 +100,28 @@ struct kmm_config {
 
 /* Creates a memory system. cfg may be NULL (all defaults).
  * Returns NULL on failure with errno set (hosted) to EINVAL for a bad
- * configuration or ENOMEM when the platform cannot provide the memory.
+ * configuration or ENOMEM when the platform cannot provide the memory;
+ * nothing is printed (there is no memory system to report through yet).
+ *
+ * Errors of every call (README "Errors"): out of memory, and a size too
+ * large to ever be served, give NULL with errno ENOMEM and print nothing
+ * (as malloc); a bad argument (order, alignment not a power of two, zero
+ * pages, unknown flags) gives NULL with EINVAL and one line naming the
+ * function called; a refused call changes nothing. Misuse (a bad free,
+ * a call on a destroyed memory system) is reported and aborts.
  * Costs: the platform's set-up (hosted: memfd_create, ftruncate, two mmaps)
  * plus O(number of areas x KMM_MAX_ORDER); metadata is one byte per page,
  * left untouched (and so not resident) until used. */
 KMM_API struct kmm *kmm_create(const struct kmm_config *cfg);
 
 /* Destroys a memory system and everything allocated from it; pointers into it
- * become invalid. No other thread may be using it. NULL is a no-op. */
+ * become invalid. No other thread may be using it. NULL is a no-op.
+ * A later call on mm (this one included) is reported ("kmm: <call>:
+ * memory system 0x... was destroyed") and aborts: mm is left a tombstone
+ * that every fast path misses. Hosted, the tombstone is one page, and the
+ * last 64 are kept; on the static platform it stays in the caller's memory
+ * until reused; on other platforms with meta_alloc it is freed at once and
+ * a stale call is not recognised. */
 KMM_API void kmm_destroy(struct kmm *mm);
 
 /* The process-wide memory system, created with the defaults on first use

@@ -35,7 +35,8 @@ extern "C" {
 /* Allocates 2^order pages, physically contiguous and naturally aligned
  * (the physical address is a multiple of 2^order pages).
  * Returns the direct-map address, or NULL when no accepted area has such a
- * block (errno ENOMEM) or order > KMM_MAX_ORDER (errno EINVAL, reported).
+ * block (errno ENOMEM, silent), or for order > KMM_MAX_ORDER or flags other
+ * than an area mask and KMM_ZERO (errno EINVAL, one line reported).
  * Cost: lock-free from the thread cache for order <= KMM_PCP_MAX_ORDER when it
  * holds a block; else one area lock and O(KMM_MAX_ORDER) splits.
  * KMM_ZERO zeroes the pages. Free with kmm_free_pages(). */
@@ -46,15 +47,18 @@ KMM_API void *kmm_alloc_pages(struct kmm *mm, unsigned order, unsigned flags);
  * the page size). The block taken to satisfy the alignment is split and every
  * page beyond the npages kept goes back to the free lists at once: a small
  * allocation with a large alignment wastes nothing.
- * Returns NULL (errno ENOMEM, or EINVAL for align not a power of two, npages
- * 0 or a block needed beyond KMM_MAX_ORDER). Cost: one area lock,
+ * Returns NULL with errno EINVAL (one line reported) for align not a
+ * power of two, npages 0 or unknown flags; ENOMEM (silent) when no block
+ * fits, which includes npages or align beyond the largest block (2^
+ * KMM_MAX_ORDER pages): valid, but too large to serve. Cost: one area lock,
  * O(KMM_MAX_ORDER) blocks split or freed. Free with kmm_free_pages(). */
 KMM_API void *kmm_alloc_pages_aligned(struct kmm *mm, size_t npages, size_t align, unsigned flags);
 
 /* Allocates size bytes rounded up to whole pages, physically contiguous and
  * page aligned, with the unused tail of the power-of-two block given back
  * (Xen's xmalloc_whole_pages: 20 KiB takes 5 pages of 4 KiB, not 8).
- * Same results and costs as kmm_alloc_pages_aligned(mm, pages, 0, flags). */
+ * Same results and costs as kmm_alloc_pages_aligned(mm, pages, 0, flags):
+ * size 0 is EINVAL; a size whose rounding overflows (SIZE_MAX) is ENOMEM. */
 KMM_API void *kmm_alloc_pages_exact(struct kmm *mm, size_t size, unsigned flags);
 
 /* Frees any allocation made by the kmm_alloc_pages* calls, by its address
@@ -76,14 +80,16 @@ KMM_API size_t kmm_page_alloc_size(struct kmm *mm, const void *addr);
 /* Reserves the npages pages at physical address addr (page aligned) so that
  * no allocation returns them, if every one of them is free now.
  * Returns 0, -KMM_EBUSY if any page is allocated, reserved or not memory
- * (nothing changed), -KMM_EINVAL for a misaligned or out-of-range request.
+ * (nothing changed), -KMM_EINVAL for a misaligned or out-of-range request
+ * or npages 0; it sets no errno and prints nothing.
  * Drains the calling thread's cache first; pages in other threads' caches
  * count as busy. Cost: the area locks, O(KMM_MAX_ORDER) per block touched. */
 KMM_API int kmm_reserve_pages(struct kmm *mm, kmm_phys_t addr, size_t npages);
 
 /* Gives back pages reserved by kmm_reserve_pages (the whole range or any
- * part of it). A page in the range that is not reserved is reported and
- * aborts. */
+ * part of it). A page in the range that is not reserved, or a range that
+ * is misaligned or outside memory (it returns nothing, so it cannot
+ * refuse), is reported and aborts. */
 KMM_API void kmm_unreserve_pages(struct kmm *mm, kmm_phys_t addr, size_t npages);
 
 /* Physical address of a direct-map address, or KMM_PHYS_NONE if addr is not

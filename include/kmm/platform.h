@@ -73,7 +73,8 @@ struct kmm_platform {
     void (*report)(void *ctx, const char *line);
     /* A refused call: err is a KMM_E* number (hosted: sets errno). Optional. */
     void (*error)(int err);
-    /* Reports msg and stops the program; must not return. */
+    /* Reports msg and stops the program; must not return. ctx is NULL for
+     * a call on a destroyed memory system (its context is closed). */
     void (*fatal)(void *ctx, const char *msg);
     /* Virtual memory for kmm_vmalloc and kmm_vmap; optional as a set (without
      * them those calls refuse with ENOMEM). vm_reserve sets aside len bytes

@@ -54,14 +54,17 @@ struct kmm_cache;
 /* Allocates size bytes (size 0 is taken as 1), physically contiguous,
  * aligned to KMM_MALLOC_ALIGN; up to the largest size class from a slab,
  * above it page aligned from kmm_alloc_pages_exact. flags: an area mask
- * (KMM_AREA*) and KMM_ZERO. Returns NULL when memory is out (errno ENOMEM)
- * or the size cannot be represented (EINVAL).
+ * (KMM_AREA*) and KMM_ZERO. Returns NULL with errno ENOMEM, printing
+ * nothing, when memory is out or the size is too large to ever be served
+ * (above the largest block, SIZE_MAX), as POSIX malloc; EINVAL, with one
+ * line naming kmm_malloc, for any other flag. The kmm_malloc family
+ * (kmm_calloc, kmm_realloc, kmm_malloc_aligned) follows the same rule.
  * Cost: lock-free from the thread's magazine; otherwise one cache lock per
  * half magazine; above the largest class, kmm_alloc_pages_exact. */
 KMM_API void *kmm_malloc(struct kmm *mm, size_t size, unsigned flags);
 
 /* kmm_malloc of n * size bytes, zeroed. An n * size that overflows gives
- * NULL (errno ENOMEM), never a short block. */
+ * NULL (errno ENOMEM, silent, as glibc's calloc), never a short block. */
 KMM_API void *kmm_calloc(struct kmm *mm, size_t n, size_t size, unsigned flags);
 
 /* Resizes p (NULL: kmm_malloc). In place when the new size fits the object's
@@ -69,8 +72,9 @@ KMM_API void *kmm_calloc(struct kmm *mm, size_t n, size_t size, unsigned flags);
  * size above the largest class stays in place and gives its tail pages back
  * (to a class size, it moves into a slab). Otherwise allocates, copies
  * min(old, new) bytes and frees p. Size 0 frees p and returns NULL. On
- * failure returns NULL and leaves p intact. KMM_ZERO zeroes the bytes past
- * the old usable size. Only memory from kmm_malloc* / kmm_calloc / kmm_realloc. */
+ * failure returns NULL (errors as kmm_malloc) and leaves p intact. KMM_ZERO
+ * zeroes the bytes past the old usable size. Only memory from kmm_malloc* /
+ * kmm_calloc / kmm_realloc / kmm_vmalloc / kmm_kvmalloc. */
 KMM_API void *kmm_realloc(struct kmm *mm, void *p, size_t size, unsigned flags);
 
 /* kmm_malloc with the address a multiple of align (a power of two; smaller
@@ -78,7 +82,9 @@ KMM_API void *kmm_realloc(struct kmm *mm, void *p, size_t size, unsigned flags);
  * the smallest size class whose objects are all aligned so (every power of
  * two is a class), so nothing is wasted beyond that class's rounding; above
  * the page size, from kmm_alloc_pages_aligned, which gives the unused parts
- * of the aligned block back. align not a power of two: NULL, errno EINVAL. */
+ * of the aligned block back. align not a power of two (0 included): NULL,
+ * errno EINVAL, one line; a size or alignment too large to serve: ENOMEM,
+ * silent. */
 KMM_API void *kmm_malloc_aligned(struct kmm *mm, size_t size, size_t align, unsigned flags);
 
 /* Frees memory from kmm_malloc*, kmm_calloc, kmm_realloc (and, with the
@@ -108,7 +114,8 @@ KMM_API struct kmm_cache *kmm_cache_create(struct kmm *mm, const char *name, siz
 
 /* An object of the cache, or NULL when memory is out (errno ENOMEM).
  * flags: an area mask for the slab pages, KMM_ZERO (refused, EINVAL, for a
- * cache with a constructor: zeroing would undo it). Objects of a cache come
+ * cache with a constructor: zeroing would undo it); any other flag is
+ * refused (EINVAL, one line). Objects of a cache come
  * from slabs of any area its allocations asked for: a cache used with an
  * area mask should always be used with that mask.
  * Cost: lock-free from the thread's magazine. */

@@ -77,7 +77,10 @@ extern "C" {
  * contiguous, followed by a guard page. flags: an area mask for the pages
  * (KMM_AREA*; 0 = any) and KMM_ZERO. Returns NULL (errno ENOMEM) when pages,
  * address space or mappings run out (after purging lazily freed areas, whose
- * pages and addresses count as free), or (EINVAL, reported) for size 0.
+ * pages and addresses count as free) or the size is larger than the vmalloc
+ * space, printing nothing except when a configured limit refused (the
+ * mapping limit, or a platform without virtual-memory hooks: one line
+ * saying which); or (EINVAL, one line) for size 0 or other flags.
  * Cost: O(log areas) under the vmalloc lock; page allocations of the largest
  * free blocks (one when memory is not fragmented); one platform map call per
  * physically contiguous run. Free with kmm_vfree or kmm_free. */
@@ -85,7 +88,7 @@ KMM_API void *kmm_vmalloc(struct kmm *mm, size_t size, unsigned flags);
 
 /* kmm_vmalloc whose address is a multiple of align (a power of two; below a
  * page means a page). EINVAL (reported) for an align that is not a power of
- * two. The pages need no alignment: only the address space is aligned. */
+ * two; ENOMEM (silent) for one larger than the vmalloc space. The pages need no alignment: only the address space is aligned. */
 KMM_API void *kmm_vmalloc_aligned(struct kmm *mm, size_t size, size_t align, unsigned flags);
 
 /* Frees a kmm_vmalloc area by its start address. NULL is a no-op. Lazy
@@ -122,7 +125,8 @@ KMM_API bool kmm_is_vmalloc_addr(struct kmm *mm, const void *addr);
  * why). Up to a page, when kmm_malloc fails (its slabs may need a few
  * contiguous pages, which fragmented memory may not have) a one-page
  * kmm_vmalloc area serves instead, as Linux's kvmalloc falls back. flags as
- * for either. Free with kmm_kvfree or kmm_free. */
+ * for either; any other flag is refused (EINVAL, one line naming
+ * kmm_kvmalloc). Free with kmm_kvfree or kmm_free. */
 KMM_API void *kmm_kvmalloc(struct kmm *mm, size_t size, unsigned flags);
 
 /* Frees memory from kmm_kvmalloc, kmm_malloc or kmm_vmalloc (kmm_free). */

@@ -3,12 +3,27 @@
  * The registry (a list under a spin lock) exists for the per-thread caches:
  * a thread that exits, or evicts a cache, must know whether the memory
  * system behind it is still alive before touching it. Ids are never reused.
+ *
+ * A destroyed memory system leaves a tombstone where its struct was, so that
+ * a call through a stale pointer is reported instead of running on freed
+ * memory (see kmm_destroy).
  */
 #include "internal.h"
 
 static bool registry_spin;
 static struct kmm *registry;
 static uint64_t next_id = 1;
+
+/* The newest destroyed memory systems of the hosted platform, kept as
+ * tombstones of one page (registry lock). The oldest is unmapped when a
+ * new one comes: the cost is bounded (64 pages of address space and
+ * memory, 64 mappings), and a stale pointer is recognised for the next 63
+ * destructions. */
+#define TOMBSTONES 64
+static struct kmm *tombstones[TOMBSTONES];
+static unsigned tombstone_next;
+_Static_assert(offsetof(struct kmm, pf) + sizeof(void *) <= 4096,
+               "what a tombstone is read for lies in the first page of struct kmm");
 
 void kmm__registry_lock(void)
 {
@@ -159,8 +174,9 @@ static void *carve_metadata(struct kmm_memory *mem, size_t len, size_t page_size
     return (void *)(mem->direct_map + (uintptr_t)rg->end);
 }
 
-/* Frees what meta_alloc gave (nothing when the metadata was carved). */
-static void destroy_metadata(struct kmm *mm)
+/* Frees what meta_alloc gave (nothing when the metadata was carved); the
+ * struct itself unless keep_struct. */
+static void destroy_metadata(struct kmm *mm, bool keep_struct)
 {
     const struct kmm_platform *pf = mm->pf;
     if (mm->meta_carved)
@@ -168,7 +184,8 @@ static void destroy_metadata(struct kmm *mm)
     if (mm->release_map)
         pf->meta_free(mm->ctx, mm->release_map, 2 * mm->release_map_words * sizeof(uint64_t));
     pf->meta_free(mm->ctx, mm->meta, 2 * mm->meta_len);
-    pf->meta_free(mm->ctx, mm, sizeof(*mm));
+    if (!keep_struct)
+        pf->meta_free(mm->ctx, mm, sizeof(*mm));
 }
 
 #if KMM_HOSTED
@@ -278,7 +295,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
         mm->release_map = pf->meta_alloc(ctx, 2 * mm->release_map_words * sizeof(uint64_t));
         mm->aged_map = mm->release_map ? mm->release_map + mm->release_map_words : NULL;
         if (!mm->release_map) {
-            destroy_metadata(mm);
+            destroy_metadata(mm, false);
             pf->close(ctx);
             if (pf->error)
                 pf->error(KMM_ENOMEM);
@@ -303,6 +320,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     }
     build_preferences(mm);
 
+    mm->live = KMM_LIVE;
     kmm__registry_lock();
     mm->id = next_id++;
     mm->cache_key = mm->id << KEY_EPOCH_BITS;
@@ -312,10 +330,43 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     return mm;
 }
 
+/* Turns mm into a tombstone: every fast path misses (no thread's key is
+ * KEY_EPOCH_MASK, whose id is 0; the spans are empty; the slab limits 0),
+ * every slow path finds live == KMM_DEAD and reports, and the O(1) lookups
+ * find no memory. All these fields lie in the struct's first page. */
+static void bury(struct kmm *mm)
+{
+    store_relaxed(&mm->cache_key, (uint64_t)KEY_EPOCH_MASK);
+    store_relaxed(&mm->kmalloc_max, 0);
+    store_relaxed(&mm->kmalloc_direct, 0);
+    store_relaxed(&mm->slab_span_bytes, 0);
+    mm->span_bytes = 0;
+    mm->end_pfn = mm->base_pfn;
+    __atomic_store_n(&mm->live, KMM_DEAD, __ATOMIC_RELEASE);
+}
+
+/* Keeps the first page of a destroyed struct as a tombstone, the rest
+ * unmapped; returns the tombstone it displaces (to be unmapped), or NULL.
+ * Hosted platform only: its meta_free is munmap, which takes any
+ * page-aligned part of a mapping and needs no context (ctx is closed by
+ * then); other platforms' meta_free promises neither. */
+static struct kmm *entomb(struct kmm *mm)
+{
+    if (sizeof(*mm) > mm->page_size)
+        mm->pf->meta_free(NULL, (char *)mm + mm->page_size, sizeof(*mm) - mm->page_size);
+    kmm__registry_lock();
+    struct kmm *old = tombstones[tombstone_next];
+    tombstones[tombstone_next] = mm;
+    tombstone_next = (tombstone_next + 1) % TOMBSTONES;
+    kmm__registry_unlock();
+    return old;
+}
+
 void kmm_destroy(struct kmm *mm)
 {
     if (!mm)
         return;
+    mm_live(mm, "kmm_destroy");
     kmm__registry_lock();
     for (struct kmm **pp = &registry; *pp; pp = &(*pp)->registry_next) {
         if (*pp == mm) {
@@ -334,7 +385,19 @@ void kmm_destroy(struct kmm *mm)
         pf->lock_fini(&mm->area[a].lock);
     pf->lock_fini(&mm->tcache_lock);
     pf->lock_fini(&mm->slab_lock);
-    destroy_metadata(mm);
+    bury(mm);
+    /* A carved struct stays a tombstone in the caller's memory until the
+     * caller reuses it; a hosted one is kept (its first page) among the last
+     * TOMBSTONES; on other platforms it is freed at once. */
+#if KMM_HOSTED
+    bool keep = pf == &kmm_platform_hosted && !mm->meta_carved;
+#else
+    bool keep = false;
+#endif
+    destroy_metadata(mm, keep);
+    struct kmm *old = keep ? entomb(mm) : NULL;
+    if (old)
+        pf->meta_free(NULL, old, sizeof(*old) < old->page_size ? sizeof(*old) : old->page_size);
     pf->close(ctx);
 }
 
@@ -365,6 +428,7 @@ struct kmm *kmm_default(void)
 
 int kmm_check(struct kmm *mm)
 {
+    mm_live(mm, "kmm_check");
     /* pages first: the slab map check walks the heads the page check verified */
     int rc = kmm__page_check(mm);
     if (!rc)
@@ -374,6 +438,7 @@ int kmm_check(struct kmm *mm)
 
 void kmm_drain(struct kmm *mm)
 {
+    mm_live(mm, "kmm_drain");
     uint64_t key = load_relaxed(&mm->cache_key);
     /* a new epoch: every thread's next call misses its fast path and drains */
     while (!__atomic_compare_exchange_n(&mm->cache_key, &key,

@@ -20,6 +20,7 @@ bool kmm__fault(struct kmm *mm, unsigned site)
 
 void kmm_fault_inject(struct kmm *mm, unsigned sites, unsigned long nth, unsigned long times)
 {
+    mm_live(mm, "kmm_fault_inject");
     store_relaxed(&mm->fault_sites, 0);
     store_relaxed(&mm->fault_calls, 0);
     store_relaxed(&mm->fault_injected, 0);
@@ -31,6 +32,7 @@ void kmm_fault_inject(struct kmm *mm, unsigned sites, unsigned long nth, unsigne
 
 unsigned long kmm_fault_injected(struct kmm *mm)
 {
+    mm_live(mm, "kmm_fault_injected");
     return load_relaxed(&mm->fault_injected);
 }
 

@@ -68,6 +68,11 @@ void kmm__fatal_page(struct kmm *mm, const char *fn, const char *why, const void
     kmm__fatal(mm, &m);
 }
 
+/* The rule (README "Errors"): why is given for EINVAL, a bad argument (one
+ * line: the caller has a bug to find), and for ENOMEM only when a
+ * configured limit refused, not a lack of memory (the program cannot see
+ * the limit from its call). Out of memory and sizes too large to serve are
+ * silent: a program may probe. fn is the public function the caller called. */
 void kmm__refuse(struct kmm *mm, int err, const char *fn, const char *why)
 {
     if (why) {
@@ -93,4 +98,25 @@ int kmm__check_fail(struct kmm *mm, const char *what, uint64_t pfn)
     }
     kmm__report(mm, &m);
     return -1;
+}
+
+void kmm__not_live(struct kmm *mm, const char *fn)
+{
+    struct kmm_msg m = { .len = 0 };
+    kmm__msg_str(&m, "kmm: ");
+    kmm__msg_str(&m, fn);
+    kmm__msg_str(&m, ": memory system ");
+    kmm__msg_hex(&m, (uint64_t)(uintptr_t)mm);
+    if (__atomic_load_n(&mm->live, __ATOMIC_ACQUIRE) == KMM_DEAD) {
+        /* the tombstone keeps pf; the context closed with the memory */
+        kmm__msg_str(&m, " was destroyed (used after kmm_destroy)");
+        mm->pf->fatal(NULL, m.buf);
+    } else {
+        /* nothing here can be trusted to report through */
+        kmm__msg_str(&m, " is not a live memory system (not from kmm_create, or its memory was reused)");
+#if KMM_HOSTED
+        kmm_platform_hosted.fatal(NULL, m.buf);
+#endif
+    }
+    __builtin_trap();
 }

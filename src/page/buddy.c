@@ -224,8 +224,13 @@ static uint64_t take_run_or_drain(struct kmm *mm, unsigned order, uint64_t npage
 static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned order, unsigned flags)
 {
     void *p = NULL;
+    mm_live(mm, "kmm_alloc_pages");
     if (order > KMM_MAX_ORDER) {
         kmm__refuse(mm, KMM_EINVAL, "kmm_alloc_pages", "order above KMM_MAX_ORDER");
+        return NULL;
+    }
+    if (flags & ~(KMM_AREA_MASK | KMM_ZERO)) {
+        kmm__refuse(mm, KMM_EINVAL, "kmm_alloc_pages", "unknown flags (an area mask and KMM_ZERO are allowed)");
         return NULL;
     }
     struct kmm_tcache *tc = order <= KMM_PCP_MAX_ORDER ? tcache_get(mm) : NULL;
@@ -256,8 +261,9 @@ static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned
 void *kmm_alloc_pages(struct kmm *mm, unsigned order, unsigned flags)
 {
 #if KMM_THREAD_CACHE
-    /* the fast path: a small block of the preferred area from this thread's cache */
-    if (KMM_LIKELY(order <= KMM_PCP_MAX_ORDER && !(flags & KMM_ZERO) &&
+    /* the fast path: a small block of the preferred area from this thread's
+     * cache (flags an area mask alone: zeroing and unknown flags go slow) */
+    if (KMM_LIKELY(order <= KMM_PCP_MAX_ORDER && !(flags & ~KMM_AREA_MASK) &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct tcache_list *l = &kmm__tls[0].tc->list[mm->area_pref[flags & KMM_AREA_MASK][0]][order];
         if (KMM_LIKELY(l->count))
@@ -320,7 +326,7 @@ static uint64_t take_run_or_drain(struct kmm *mm, unsigned order, uint64_t npage
     return pfn;
 }
 
-static void *alloc_run(struct kmm *mm, const char *fn, uint64_t npages, size_t align, unsigned flags)
+void *kmm__alloc_run(struct kmm *mm, const char *fn, uint64_t npages, size_t align, unsigned flags)
 {
     if (npages == 0) {
         kmm__refuse(mm, KMM_EINVAL, fn, "size of 0 pages");
@@ -330,9 +336,14 @@ static void *alloc_run(struct kmm *mm, const char *fn, uint64_t npages, size_t a
         kmm__refuse(mm, KMM_EINVAL, fn, "alignment is not a power of two");
         return NULL;
     }
+    if (flags & ~(KMM_AREA_MASK | KMM_ZERO)) {
+        kmm__refuse(mm, KMM_EINVAL, fn, "unknown flags (an area mask and KMM_ZERO are allowed)");
+        return NULL;
+    }
+    /* valid but larger than any block: out of memory, silently (malloc's rule) */
     unsigned align_order = align > mm->page_size ? floor_log2(align) - mm->page_shift : 0;
     if (npages > ((uint64_t)1 << KMM_MAX_ORDER) || align_order > KMM_MAX_ORDER) {
-        kmm__refuse(mm, KMM_EINVAL, fn, "size or alignment above the largest block (KMM_MAX_ORDER)");
+        kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
         return NULL;
     }
     unsigned order = ceil_log2(npages);
@@ -354,16 +365,16 @@ static void *alloc_run(struct kmm *mm, const char *fn, uint64_t npages, size_t a
 
 void *kmm_alloc_pages_aligned(struct kmm *mm, size_t npages, size_t align, unsigned flags)
 {
-    return alloc_run(mm, "kmm_alloc_pages_aligned", npages, align, flags);
+    mm_live(mm, "kmm_alloc_pages_aligned");
+    return kmm__alloc_run(mm, "kmm_alloc_pages_aligned", npages, align, flags);
 }
 
 void *kmm_alloc_pages_exact(struct kmm *mm, size_t size, unsigned flags)
 {
-    if (size > SIZE_MAX - mm->page_size) {
-        kmm__refuse(mm, KMM_EINVAL, "kmm_alloc_pages_exact", "size overflows");
-        return NULL;
-    }
-    return alloc_run(mm, "kmm_alloc_pages_exact", (size + mm->page_size - 1) >> mm->page_shift, 0, flags);
+    mm_live(mm, "kmm_alloc_pages_exact");
+    /* rounding up would wrap: more than any block anyway */
+    uint64_t npages = size > SIZE_MAX - mm->page_size ? UINT64_MAX : (size + mm->page_size - 1) >> mm->page_shift;
+    return kmm__alloc_run(mm, "kmm_alloc_pages_exact", npages, 0, flags);
 }
 
 /* ---- free --------------------------------------------------------------- */
@@ -473,6 +484,7 @@ static inline void tcache_push(struct kmm *mm, struct kmm_tcache *tc, uint64_t p
 
 void kmm__free_pages_as(struct kmm *mm, enum kmm_owner owner, const char *fn, void *addr, bool cache)
 {
+    mm_live(mm, fn);
     if (!addr)
         return;
     kmm_meta_t m;

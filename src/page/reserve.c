@@ -125,6 +125,7 @@ static bool reserve_block(struct kmm *mm, struct kmm_area *ar, uint64_t head, km
 
 int kmm_reserve_pages(struct kmm *mm, kmm_phys_t addr, size_t npages)
 {
+    mm_live(mm, "kmm_reserve_pages");
     uint64_t start, end;
     if (!range_ok(mm, addr, npages, &start, &end))
         return -KMM_EINVAL;
@@ -157,9 +158,17 @@ static bool unreserve_block(struct kmm *mm, struct kmm_area *ar, uint64_t head, 
 void kmm_unreserve_pages(struct kmm *mm, kmm_phys_t addr, size_t npages)
 {
     uint64_t start, end;
+    mm_live(mm, "kmm_unreserve_pages");
+    /* it returns nothing, so it cannot refuse: a range that was never
+     * reserved is misuse, like a page in it that is not reserved */
     if (!range_ok(mm, addr, npages, &start, &end)) {
-        kmm__refuse(mm, KMM_EINVAL, "kmm_unreserve_pages", "range misaligned or outside memory");
-        return;
+        struct kmm_msg m = { .len = 0 };
+        kmm__msg_str(&m, "kmm: kmm_unreserve_pages: range misaligned or outside memory: phys ");
+        kmm__msg_hex(&m, addr);
+        kmm__msg_str(&m, ", ");
+        kmm__msg_dec(&m, npages);
+        kmm__msg_str(&m, " pages");
+        kmm__fatal(mm, &m);
     }
     lock_areas(mm, start, end);
     for_each_block(mm, start, end, is_reserved);

@@ -3,6 +3,7 @@
 
 void kmm_page_stats(struct kmm *mm, struct kmm_page_stats *st)
 {
+    mm_live(mm, "kmm_page_stats");
     __builtin_memset(st, 0, sizeof(*st));
     st->page_size = mm->page_size;
     st->nr_areas = mm->nr_areas;

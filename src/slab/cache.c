@@ -28,6 +28,7 @@ void kmm__cache_register(struct kmm_slab_root *r, struct kmm_cache *c)
 struct kmm_cache *kmm_cache_create(struct kmm *mm, const char *name, size_t size, size_t align,
                                    void (*ctor)(void *))
 {
+    mm_live(mm, "kmm_cache_create");
     struct kmm_slab_root *r = slab_root(mm);
     if (!r) {
         kmm__refuse(mm, KMM_ENOMEM, "kmm_cache_create", NULL);
@@ -141,6 +142,7 @@ static void list_cache(struct kmm_cache *c, struct kmm_cache_stats *st, size_t m
 
 size_t kmm_slab_stats(struct kmm *mm, struct kmm_cache_stats *st, size_t max)
 {
+    mm_live(mm, "kmm_slab_stats");
     struct kmm_slab_root *r = slab_root(mm);
     if (!r)
         return 0;

@@ -169,6 +169,7 @@ static struct kmm_cache *kmalloc_caches(struct kmm *mm, struct kmm_slab_root *r,
 
 size_t kmm_malloc_max_slab_size(struct kmm *mm)
 {
+    mm_live(mm, "kmm_malloc_max_slab_size");
     struct kmm_slab_root *r = slab_root(mm);
     return r ? r->max_small : 0;
 }
@@ -190,9 +191,9 @@ static void *large_alloc(struct kmm *mm, size_t size, size_t align, unsigned fla
         kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
         return NULL;
     }
-    void *p = align <= mm->page_size
-                  ? kmm_alloc_pages_exact(mm, size, flags)
-                  : kmm_alloc_pages_aligned(mm, (size + mm->page_size - 1) >> mm->page_shift, align, flags);
+    /* size <= SIZE_MAX - max(page size, align): the callers made sure */
+    void *p = kmm__alloc_run(mm, fn, (size + mm->page_size - 1) >> mm->page_shift,
+                             align <= mm->page_size ? 0 : align, flags);
     if (p) {
         kmm__pages_own(mm, p, OWNER_KMALLOC);
         store_relaxed(map_entry(mm, p), LARGE_BLOCK);
@@ -222,16 +223,28 @@ static void check_kmalloc_slab(struct kmm_slab *s, const char *fn, const void *p
                         p);
 }
 
+/* Flags kmm_malloc and its family take; anything else is refused (EINVAL). */
+static bool malloc_flags_ok(struct kmm *mm, unsigned flags, const char *fn)
+{
+    if (KMM_LIKELY(!(flags & ~(KMM_AREA_MASK | KMM_ZERO))))
+        return true;
+    kmm__refuse(mm, KMM_EINVAL, fn, "unknown flags (an area mask and KMM_ZERO are allowed)");
+    return false;
+}
+
 static __attribute__((noinline)) void *malloc_slow(struct kmm *mm, size_t size, unsigned flags, const char *fn)
 {
+    mm_live(mm, fn);
+    if (!malloc_flags_ok(mm, flags, fn))
+        return NULL;
     struct kmm_slab_root *r = slab_root(mm);
     if (!r) {
         kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
         return NULL;
     }
     if (size > r->max_small) {
-        if (size > SIZE_MAX - mm->page_size) {
-            kmm__refuse(mm, KMM_ENOMEM, fn, "size too large");
+        if (size > SIZE_MAX - mm->page_size) {   /* too large to serve: malloc's ENOMEM, silent */
+            kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
             return NULL;
         }
         return large_alloc(mm, size, 0, flags, fn);
@@ -271,8 +284,9 @@ slow:
 void *kmm_calloc(struct kmm *mm, size_t n, size_t size, unsigned flags)
 {
     size_t bytes;
-    if (__builtin_mul_overflow(n, size, &bytes)) {
-        kmm__refuse(mm, KMM_ENOMEM, "kmm_calloc", "n * size overflows");
+    if (__builtin_mul_overflow(n, size, &bytes)) {   /* glibc's calloc: ENOMEM, silent */
+        mm_live(mm, "kmm_calloc");
+        kmm__refuse(mm, KMM_ENOMEM, "kmm_calloc", NULL);
         return NULL;
     }
     return malloc_slow(mm, bytes, flags | KMM_ZERO, "kmm_calloc");
@@ -280,19 +294,22 @@ void *kmm_calloc(struct kmm *mm, size_t n, size_t size, unsigned flags)
 
 void *kmm_malloc_aligned(struct kmm *mm, size_t size, size_t align, unsigned flags)
 {
+    mm_live(mm, "kmm_malloc_aligned");
     if (align == 0 || (align & (align - 1))) {
         kmm__refuse(mm, KMM_EINVAL, "kmm_malloc_aligned", "alignment not a power of two");
         return NULL;
     }
     if (align <= KMM_MALLOC_ALIGN)
         return malloc_slow(mm, size, flags, "kmm_malloc_aligned");
+    if (!malloc_flags_ok(mm, flags, "kmm_malloc_aligned"))
+        return NULL;
     struct kmm_slab_root *r = slab_root(mm);
     if (!r) {
         kmm__refuse(mm, KMM_ENOMEM, "kmm_malloc_aligned", NULL);
         return NULL;
     }
-    if (size > SIZE_MAX - align) {
-        kmm__refuse(mm, KMM_ENOMEM, "kmm_malloc_aligned", "size too large");
+    if (size > SIZE_MAX - align || size > SIZE_MAX - mm->page_size) {   /* too large to serve: silent */
+        kmm__refuse(mm, KMM_ENOMEM, "kmm_malloc_aligned", NULL);
         return NULL;
     }
     if (size <= r->max_small && align < mm->page_size) {
@@ -325,6 +342,7 @@ static KMM_NORETURN void not_from_kmm(struct kmm *mm, const char *fn, const void
  * nothing and needs no stack frame. */
 static __attribute__((noinline)) void free_not_slab(struct kmm *mm, void *p)
 {
+    mm_live(mm, "kmm_free");
     uint64_t off = (uint64_t)((uintptr_t)p - mm->span_start);
     if (off >= mm->span_bytes) {
         if (p && kmm__vm_owns(mm, p))
@@ -383,6 +401,7 @@ void kmm_free(struct kmm *mm, void *p)
 /* Bytes usable at live kmm_malloc memory p; aborts (fn) on anything else. */
 static size_t usable(struct kmm *mm, const void *p, struct kmm_slab **slab, const char *fn)
 {
+    mm_live(mm, fn);
     uint64_t off = (uint64_t)((uintptr_t)p - mm->span_start);
     if (off >= mm->span_bytes) {
         *slab = NULL;
@@ -420,6 +439,9 @@ size_t kmm_usable_size(struct kmm *mm, const void *p)
 
 void *kmm_realloc(struct kmm *mm, void *p, size_t size, unsigned flags)
 {
+    mm_live(mm, "kmm_realloc");
+    if (!malloc_flags_ok(mm, flags, "kmm_realloc"))
+        return NULL;
     if (!p)
         return malloc_slow(mm, size, flags, "kmm_realloc");
     if (size == 0) {

@@ -71,20 +71,25 @@ void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const c
 
 void *kmm_cache_alloc(struct kmm_cache *c, unsigned flags)
 {
-    if (KMM_UNLIKELY((flags & KMM_ZERO) && c->ctor)) {
-        kmm__refuse(c->mm, KMM_EINVAL, "kmm_cache_alloc", "KMM_ZERO on a cache with a constructor");
-        return NULL;
-    }
 #if KMM_THREAD_CACHE
     struct kmm *mm = c->mm;
-    /* kmalloc_max is 0 with KMM_SLAB_POISON: no fast path */
-    if (KMM_LIKELY(!(flags & KMM_ZERO) && load_relaxed(&mm->kmalloc_max) &&
+    /* kmalloc_max is 0 with KMM_SLAB_POISON: no fast path; nor for flags
+     * beyond an area mask (zeroing, or refused below) */
+    if (KMM_LIKELY(!(flags & ~KMM_AREA_MASK) && load_relaxed(&mm->kmalloc_max) &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct kmm_magazine *m = tcache_mag(kmm__tls[0].tc, c->id);
         if (KMM_LIKELY(m->top != m->slot))
             return mag_pop(m);
     }
 #endif
+    if (KMM_UNLIKELY(flags & ~(KMM_AREA_MASK | KMM_ZERO))) {
+        kmm__refuse(c->mm, KMM_EINVAL, "kmm_cache_alloc", "unknown flags (an area mask and KMM_ZERO are allowed)");
+        return NULL;
+    }
+    if (KMM_UNLIKELY((flags & KMM_ZERO) && c->ctor)) {
+        kmm__refuse(c->mm, KMM_EINVAL, "kmm_cache_alloc", "KMM_ZERO on a cache with a constructor");
+        return NULL;
+    }
     return kmm__obj_alloc(c, flags, "kmm_cache_alloc");
 }
 

@@ -4,6 +4,7 @@
 
 void kmm_vmalloc_stats(struct kmm *mm, struct kmm_vmalloc_stats *st)
 {
+    mm_live(mm, "kmm_vmalloc_stats");
     __builtin_memset(st, 0, sizeof(*st));
     struct kmm_vm *vm = __atomic_load_n(&mm->vm, __ATOMIC_ACQUIRE);
     if (!vm)
@@ -61,6 +62,7 @@ static int info_one(void *arg, struct vm_node *n)
 
 void kmm_vmalloc_info(struct kmm *mm, void (*fn)(void *arg, const struct kmm_vmalloc_area_info *a), void *arg)
 {
+    mm_live(mm, "kmm_vmalloc_info");
     struct kmm_vm *vm = __atomic_load_n(&mm->vm, __ATOMIC_ACQUIRE);
     if (!vm)
         return;

@@ -178,7 +178,11 @@ bool kmm__vm_owns(struct kmm *mm, const void *p)
     return vm && (uintptr_t)p - vm->start < vm->bytes;
 }
 
-bool kmm_is_vmalloc_addr(struct kmm *mm, const void *addr) { return kmm__vm_owns(mm, addr); }
+bool kmm_is_vmalloc_addr(struct kmm *mm, const void *addr)
+{
+    mm_live(mm, "kmm_is_vmalloc_addr");
+    return kmm__vm_owns(mm, addr);
+}
 
 static inline void *area_addr(const struct kmm_vm *vm, const struct vm_node *n)
 {
@@ -597,6 +601,7 @@ static inline void va_forget(struct kmm_vm *vm, struct vm_node *n)
 static void *vmalloc_common(struct kmm *mm, size_t size, size_t align, unsigned flags, const char *fn,
                             const void *caller)
 {
+    mm_live(mm, fn);
     if (size == 0 || (align & (align - 1)) || (flags & ~(unsigned)(KMM_AREA_MASK | KMM_ZERO))) {
         kmm__refuse(mm, KMM_EINVAL, fn,
                     size == 0 ? "size 0" : (align & (align - 1)) ? "alignment not a power of two" : "unknown flags");
@@ -738,6 +743,7 @@ static void vfree_now(struct kmm_vm *vm, void *p, const char *fn)
 
 void kmm__vfree_as(struct kmm *mm, void *p, const char *fn)
 {
+    mm_live(mm, fn);
     struct kmm_vm *vm = vm_of(mm);
     if (!vm || (uintptr_t)p - vm->start >= vm->bytes)
         kmm__fatal_page(mm, fn,
@@ -757,6 +763,7 @@ void kmm__vfree_as(struct kmm *mm, void *p, const char *fn)
 
 void kmm_vfree(struct kmm *mm, void *addr)
 {
+    mm_live(mm, "kmm_vfree");
     if (addr)
         kmm__vfree_as(mm, addr, "kmm_vfree");
 }
@@ -786,6 +793,7 @@ static struct vm_node *sort_by_address(struct vm_node *list, size_t n)
 
 size_t kmm_vmalloc_purge(struct kmm *mm)
 {
+    mm_live(mm, "kmm_vmalloc_purge");
     struct kmm_vm *vm = vm_of(mm);
     if (!vm)
         return 0;
@@ -845,6 +853,7 @@ size_t kmm_vmalloc_purge(struct kmm *mm)
 void *kmm_vmap(struct kmm *mm, const kmm_phys_t *pages, size_t npages, unsigned prot)
 {
     const char *fn = "kmm_vmap";
+    mm_live(mm, fn);
     if (!pages || npages == 0 || !(prot & KMM_PROT_READ) || (prot & ~(KMM_PROT_READ | KMM_PROT_WRITE))) {
         kmm__refuse(mm, KMM_EINVAL, fn, !pages || !npages ? "no pages" : "prot must be KMM_PROT_READ, optionally | KMM_PROT_WRITE");
         return NULL;
@@ -894,6 +903,7 @@ fail_area:
 
 void kmm_vunmap(struct kmm *mm, void *addr)
 {
+    mm_live(mm, "kmm_vunmap");
     if (!addr)
         return;
     struct kmm_vm *vm = vm_of(mm);
@@ -906,6 +916,7 @@ void kmm_vunmap(struct kmm *mm, void *addr)
 
 kmm_phys_t kmm_vmalloc_to_phys(struct kmm *mm, const void *addr)
 {
+    mm_live(mm, "kmm_vmalloc_to_phys");
     struct kmm_vm *vm = vm_of(mm);
     if (!vm || (uintptr_t)addr - vm->start >= vm->bytes)
         return KMM_PHYS_NONE;
@@ -940,6 +951,7 @@ size_t kmm__vm_usable(struct kmm *mm, const void *p, const char *fn)
 
 void kmm_vmalloc_set_tag(struct kmm *mm, void *addr, const char *tag)
 {
+    mm_live(mm, "kmm_vmalloc_set_tag");
     struct kmm_vm *vm = vm_of(mm);
     if (!vm || (uintptr_t)addr - vm->start >= vm->bytes)
         kmm__fatal_page(mm, "kmm_vmalloc_set_tag", "pointer not in the vmalloc space:", addr);
@@ -1088,6 +1100,12 @@ void *kmm__vrealloc(struct kmm *mm, void *p, size_t size, unsigned flags, const 
 
 void *kmm_kvmalloc(struct kmm *mm, size_t size, unsigned flags)
 {
+    mm_live(mm, "kmm_kvmalloc");
+    /* checked here, so that no refusal names kmm_malloc */
+    if (flags & ~(unsigned)(KMM_AREA_MASK | KMM_ZERO)) {
+        kmm__refuse(mm, KMM_EINVAL, "kmm_kvmalloc", "unknown flags (an area mask and KMM_ZERO are allowed)");
+        return NULL;
+    }
     if (size <= mm->page_size) {
         /* a slab may need a few contiguous pages that fragmented memory no
          * longer has: then a page of vmalloc serves (Linux's kvmalloc falls
@@ -1096,15 +1114,19 @@ void *kmm_kvmalloc(struct kmm *mm, size_t size, unsigned flags)
         /* the pages of lazily freed areas are no one's: take them back and
          * try again before settling for an area (vm_model found kmm_malloc
          * failing for want of pages that lazy areas held) */
-        if (!p && !(flags & ~(unsigned)(KMM_AREA_MASK | KMM_ZERO)) && kmm_vmalloc_purge(mm))
+        if (!p && kmm_vmalloc_purge(mm))
             p = kmm_malloc(mm, size, flags);
-        if (p || (flags & ~(unsigned)(KMM_AREA_MASK | KMM_ZERO)))
+        if (p)
             return p;
     }
     return vmalloc_common(mm, size ? size : 1, 0, flags, "kmm_kvmalloc", __builtin_return_address(0));
 }
 
-void kmm_kvfree(struct kmm *mm, void *addr) { kmm_free(mm, addr); }
+void kmm_kvfree(struct kmm *mm, void *addr)
+{
+    mm_live(mm, "kmm_kvfree");
+    kmm_free(mm, addr);
+}
 
 /* ---- teardown, for kmm_destroy ----------------------------------------------------------------------------- */
 

@@ -5,9 +5,12 @@
  * hosted only to print and to catch the fatal hook. */
 #include <kmm.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define MEM_BYTES (8u << 20)
 static _Alignas(1 << 22) unsigned char memory[MEM_BYTES];
@@ -124,11 +127,74 @@ static void run(size_t page_size)
            page_size, before.total_pages, n, objects, rounds_pages[1]);
 }
 
+/* A call on a destroyed memory system, in a child: the carved struct is a
+ * tombstone in the caller's memory, so the call must reach the fatal hook
+ * with "kmm: <call>: memory system 0x... was destroyed". */
+enum late_call { LATE_MALLOC, LATE_FREE, LATE_ALLOC_PAGES, LATE_FREE_PAGES, LATE_VMALLOC, LATE_CHECK, LATE_DESTROY };
+static const char *const late_name[] = { "kmm_malloc", "kmm_free", "kmm_alloc_pages", "kmm_free_pages",
+                                         "kmm_vmalloc", "kmm_check", "kmm_destroy" };
+
+static void late_child(enum late_call call)
+{
+    uintptr_t base = (uintptr_t)memory;
+    struct kmm_memory mem = { .direct_map = 0, .nr_ranges = 1, .ranges = { { base, base + MEM_BYTES } } };
+    struct kmm_platform pf;
+    kmm_platform_static(&pf, &mem, fatal, report);
+    struct kmm_config cfg = { .platform = &pf };
+    struct kmm *mm = kmm_create(&cfg);
+    void *obj = mm ? kmm_malloc(mm, 64, 0) : NULL, *page = mm ? kmm_alloc_pages(mm, 0, 0) : NULL;
+    if (!obj || !page)
+        _exit(3);
+    kmm_destroy(mm);
+    switch (call) {
+    case LATE_MALLOC: kmm_malloc(mm, 64, 0); break;
+    case LATE_FREE: kmm_free(mm, obj); break;
+    case LATE_ALLOC_PAGES: kmm_alloc_pages(mm, 0, 0); break;
+    case LATE_FREE_PAGES: kmm_free_pages(mm, page); break;
+    case LATE_VMALLOC: kmm_vmalloc(mm, 4096, 0); break;
+    case LATE_CHECK: kmm_check(mm); break;
+    case LATE_DESTROY: kmm_destroy(mm); break;
+    }
+    _exit(0);   /* not stopped: the parent reports it */
+}
+
+static void use_after_destroy(enum late_call call)
+{
+    int fds[2];
+    EXPECT(pipe(fds) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        late_child(call);
+    }
+    close(fds[1]);
+    char out[2048];
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < sizeof out && (n = read(fds[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    char needle[96];
+    snprintf(needle, sizeof needle, "fatal: kmm: %s: memory system 0x", late_name[call]);
+    bool ok = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(out, needle) && strstr(out, " was destroyed");
+    if (!ok)
+        fprintf(stderr, "use after destroy, %s: expected an abort with \"%s... was destroyed\"; status %#x, stderr: %s\n",
+                late_name[call], needle, status, out);
+    EXPECT(ok);
+}
+
 int main(void)
 {
     run(4096);
     run(16384);
     run(65536);
+    for (enum late_call c = LATE_MALLOC; c <= LATE_DESTROY; c++)
+        use_after_destroy(c);
     printf("%d passed, %d failed\n", failures ? 0 : 3, failures ? 1 : 0);
     return failures ? 1 : 0;
 }

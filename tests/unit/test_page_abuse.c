@@ -230,6 +230,25 @@ static void unreserve_twice(void *arg)
     kmm_unreserve_pages(mm, phys, 4);
 }
 
+/* kmm_unreserve_pages returns nothing, so it cannot refuse a range that
+ * could never have been reserved: that aborts too. */
+static void unreserve_misaligned(void *arg)
+{
+    (void)arg;
+    struct kmm *mm = child_mm();
+    kmm_phys_t phys = 8ull << 20;
+    if (kmm_reserve_pages(mm, phys, 4) != 0)
+        exit(3);
+    kmm_unreserve_pages(mm, phys + 100, 1);
+}
+
+static void unreserve_outside_memory(void *arg)
+{
+    (void)arg;
+    struct kmm *mm = child_mm();
+    kmm_unreserve_pages(mm, MEM, 1);
+}
+
 /* ---- the tests ------------------------------------------------------------------ */
 
 struct abuse {
@@ -275,6 +294,8 @@ int main(int argc, char **argv)
         ABUSE(unreserve_allocated, "not reserved"),
         ABUSE(unreserve_beyond_reservation, "not reserved"),
         ABUSE(unreserve_twice, "not reserved"),
+        ABUSE(unreserve_misaligned, "kmm_unreserve_pages: range misaligned or outside memory"),
+        ABUSE(unreserve_outside_memory, "kmm_unreserve_pages: range misaligned or outside memory"),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
