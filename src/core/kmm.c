@@ -286,6 +286,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     }
     pf->lock_init(&mm->tcache_lock);
     pf->lock_init(&mm->slab_lock);
+    kmm__meta_obj_init(mm);
 
     uint64_t lo = base_pfn;
     for (unsigned a = 0; a < nr_areas; a++) {
@@ -329,6 +330,7 @@ void kmm_destroy(struct kmm *mm)
     kmm__vm_destroy(mm);
     kmm__tcache_destroy_all(mm);
     kmm__slab_destroy_all(mm);
+    kmm__meta_obj_destroy(mm);
     for (unsigned a = 0; a < mm->nr_areas; a++)
         pf->lock_fini(&mm->area[a].lock);
     pf->lock_fini(&mm->tcache_lock);
@@ -364,7 +366,9 @@ struct kmm *kmm_default(void)
 
 int kmm_check(struct kmm *mm)
 {
-    int rc = kmm__vm_check(mm);
+    int rc = kmm__meta_obj_check(mm);   /* first: the layers' checks read these objects */
+    if (!rc)
+        rc = kmm__vm_check(mm);
     if (!rc)
         rc = kmm__slab_check(mm);
     return rc ? rc : kmm__page_check(mm);
