@@ -223,6 +223,10 @@ struct tls_slot {
 #define META_CHUNK 4096
 #define META_OBJ_CLASSES 12
 #define META_OBJ_MAX 1024
+/* Empty chunks a class keeps for reuse (a chunk is a mapping: a purge of a
+ * few hundred vmalloc areas must not unmap and map one per area); kmm_drain
+ * gives them all back. */
+#define META_KEEP_EMPTY 8
 struct meta_chunk;
 struct meta_class {
     struct kmm_lock lock;
@@ -230,7 +234,7 @@ struct meta_class {
     struct meta_chunk *partial;           /* chunks with a free object (empty ones included) */
     struct meta_chunk *full;              /* chunks with none */
     size_t chunks;                        /* on both lists */
-    size_t empty;                         /* of them, chunks with no object in use (at most one stays) */
+    size_t empty;                         /* of them, chunks with no object in use (<= META_KEEP_EMPTY) */
     size_t objects;                       /* objects in use */
 };
 
@@ -511,6 +515,7 @@ KMM_HIDDEN void *kmm__meta_obj_alloc(struct kmm *mm, size_t size);
  * chunk back to the platform (meta_free): not under a lock either. */
 KMM_HIDDEN void kmm__meta_obj_free(struct kmm *mm, void *p, size_t size);
 KMM_HIDDEN void kmm__meta_obj_init(struct kmm *mm);
+KMM_HIDDEN void kmm__meta_obj_drain(struct kmm *mm);   /* empty chunks back to the platform */
 KMM_HIDDEN void kmm__meta_obj_destroy(struct kmm *mm);   /* every chunk back; large objects are their owners' */
 KMM_HIDDEN int kmm__meta_obj_check(struct kmm *mm);
 /* Should this call at site fail? (KMM_FAULT_*) */

@@ -133,7 +133,7 @@ KMM_API void kmm_drain(struct kmm *mm);
 struct kmm_meta_stats {
     size_t objects;           /* small objects in use */
     size_t object_bytes;      /* their bytes, by class size */
-    size_t chunks;            /* chunks held (at most one empty per class) */
+    size_t chunks;            /* chunks held (a few empty ones per class until kmm_drain) */
     size_t held_bytes;        /* chunks * 4 KiB */
     size_t large_objects;     /* objects above 1 KiB */
     size_t large_bytes;       /* their bytes as asked */

@@ -385,6 +385,7 @@ void kmm_drain(struct kmm *mm)
     kmm_vmalloc_purge(mm);
     kmm__tcache_drain_current(mm);
     kmm__slab_drain(mm);
+    kmm__meta_obj_drain(mm);
     for (unsigned a = 0; a < mm->nr_areas; a++) {
         kmm_lock(mm, &mm->area[a].lock);
         kmm__area_release(mm, &mm->area[a], true);

@@ -71,7 +71,7 @@ void kmm__meta_free(struct kmm *mm, void *p, size_t len)
  *  - a chunk is on its class's full list iff inuse == objects, else on its
  *    partial list; the lists are doubly linked, prev of the head NULL;
  *  - the class's chunks, empty and objects count what the lists hold, and
- *    empty <= 1 (a free that empties a second chunk gives it back).
+ *    empty <= META_KEEP_EMPTY (a free that empties one more gives it back).
  * The free state is a bitmap in the header, not links in the objects: a
  * stray write into a free object (by the layer that owns its neighbour)
  * changes no list, a double free is seen at once, and kmm_check reads
@@ -267,8 +267,8 @@ void kmm__meta_obj_free(struct kmm *mm, void *p, size_t size)
     mc->objects--;
     struct meta_chunk *give = NULL;
     if (--ch->inuse == 0) {
-        /* one empty chunk stays for the next allocation; a second goes */
-        if (mc->empty) {
+        /* a few empty chunks stay for the next allocations; one more goes */
+        if (mc->empty >= META_KEEP_EMPTY) {
             chunk_unlink(&mc->partial, ch);
             mc->chunks--;
             give = ch;
@@ -285,6 +285,31 @@ void kmm__meta_obj_init(struct kmm *mm)
 {
     for (unsigned c = 0; c < META_OBJ_CLASSES; c++)
         mm->pf->lock_init(&mm->meta_obj[c].lock);
+}
+
+void kmm__meta_obj_drain(struct kmm *mm)
+{
+    for (unsigned c = 0; c < META_OBJ_CLASSES; c++) {
+        struct meta_class *mc = &mm->meta_obj[c];
+        struct meta_chunk *give = NULL;
+        kmm_lock(mm, &mc->lock);
+        for (struct meta_chunk *ch = mc->partial, *next; ch && mc->empty; ch = next) {
+            next = ch->next;
+            if (ch->inuse == 0) {
+                chunk_unlink(&mc->partial, ch);
+                ch->next = give;
+                give = ch;
+                mc->chunks--;
+                mc->empty--;
+            }
+        }
+        kmm_unlock(mm, &mc->lock);
+        while (give) {
+            struct meta_chunk *next = give->next;
+            chunk_release(mm, give);
+            give = next;
+        }
+    }
 }
 
 void kmm__meta_obj_destroy(struct kmm *mm)
@@ -345,8 +370,8 @@ int kmm__meta_obj_check(struct kmm *mm)
             why = check_list(mc->full, c, true, mc->chunks, &chunks, &empty, &objects);
         if (!why && (chunks != mc->chunks || empty != mc->empty || objects != mc->objects))
             why = "metadata objects: a class's counts do not match its chunks";
-        if (!why && empty > 1)
-            why = "metadata objects: a class keeps more than one empty chunk";
+        if (!why && empty > META_KEEP_EMPTY)
+            why = "metadata objects: a class keeps more empty chunks than META_KEEP_EMPTY";
         kmm_unlock(mm, &mc->lock);
         if (why)
             return kmm__check_fail(mm, why, UINT64_MAX);

@@ -93,7 +93,12 @@ static void test_classes(void **state)
     st = mstats(mm);
     assert_int_equal(st.objects, 0);
     assert_int_equal(st.object_bytes, 0);
-    assert_true(st.chunks <= META_OBJ_CLASSES);   /* one empty chunk per class at most */
+    assert_true(st.chunks <= META_OBJ_CLASSES * META_KEEP_EMPTY);   /* empty ones kept */
+    assert_int_equal(kmm_check(mm), 0);
+    kmm_drain(mm);
+    st = mstats(mm);
+    assert_int_equal(st.chunks, 0);
+    assert_int_equal(st.held_bytes, 0);
     assert_int_equal(st.large_objects, 0);
     assert_int_equal(st.large_bytes, 0);
     assert_int_equal(st.large_held_bytes, 0);
@@ -157,7 +162,8 @@ static void test_large(void **state)
     finish(mm);
 }
 
-/* Chunks are made as a class grows and given back as it empties, one kept. */
+/* Chunks are made as a class grows and given back as it empties, but for
+ * META_KEEP_EMPTY of them, which kmm_drain gives back. */
 static void test_chunks_come_and_go(void **state)
 {
     (void)state;
@@ -182,9 +188,20 @@ static void test_chunks_come_and_go(void **state)
     for (size_t i = 1; i < N; i += 2)
         kmm__meta_obj_free(mm, p[i], 64);
     st = mstats(mm);
-    assert_int_equal(st.chunks, 1);
-    assert_int_equal(st.held_bytes, META_CHUNK);
+    assert_int_equal(st.chunks, META_KEEP_EMPTY);
+    assert_int_equal(st.held_bytes, META_KEEP_EMPTY * META_CHUNK);
     assert_int_equal(st.objects, 0);
+    assert_int_equal(kmm_check(mm), 0);
+    /* the kept ones serve the next allocations: no new chunk */
+    for (size_t i = 0; i < META_KEEP_EMPTY * per_chunk; i++) {
+        p[i] = kmm__meta_obj_alloc(mm, 64);
+        assert_non_null(p[i]);
+    }
+    assert_int_equal(mstats(mm).chunks, META_KEEP_EMPTY);
+    for (size_t i = 0; i < META_KEEP_EMPTY * per_chunk; i++)
+        kmm__meta_obj_free(mm, p[i], 64);
+    kmm_drain(mm);
+    assert_int_equal(mstats(mm).chunks, 0);
     free(p);
     finish(mm);
 }
@@ -324,7 +341,7 @@ static void test_threads(void **state)
     struct kmm_meta_stats st = mstats(mm);
     assert_int_equal(st.objects, 0);
     assert_int_equal(st.large_objects, 0);
-    assert_true(st.chunks <= META_OBJ_CLASSES);
+    assert_true(st.chunks <= META_OBJ_CLASSES * META_KEEP_EMPTY);
     finish(mm);
 }
 
