@@ -6,6 +6,9 @@
  * Lock order (outermost first):
  *   registry_lock (core/kmm.c)  ->  mm->slab_lock  ->  mm->tcache_lock  ->
  *   a cache's lock (one at a time)  ->  area locks, lowest area first
+ * A metadata object class's lock (core/meta.c, mm->meta_obj[i].lock) is a
+ * leaf: taken under any of these or none, never with another one held, and
+ * nothing is taken or called under it.
  * No platform call that may sleep for long (release, meta_alloc) is made
  * under a lock, except release() in the release pass, which runs under the
  * area lock by design (see buddy.c).
@@ -230,6 +233,36 @@ struct tls_slot {
     struct kmm_tcache *tc;
 };
 
+/* ---- Small objects of metadata memory (core/meta.c) ---------------------
+ *
+ * Bookkeeping of variable size (vmalloc's tree nodes and run arrays; the
+ * layers to come) from chunks of kmm__meta_alloc memory, never from
+ * kmm_malloc: a user's overflow in the direct map cannot reach it. Classes
+ * of 16, 32, 48, 64, 96 ... 768, 1024 bytes (powers of two and the 1.5x
+ * between them, as Linux's kmalloc-96 and -192); a chunk is META_CHUNK
+ * bytes at a META_CHUNK boundary, its header (struct meta_chunk, meta.c)
+ * first, so a free finds it with a mask. Larger objects come from
+ * kmm__meta_alloc directly. The caller passes the size to the free, as to
+ * kmm__meta_free: objects carry no header.
+ */
+#define META_CHUNK 4096
+#define META_OBJ_CLASSES 12
+#define META_OBJ_MAX 1024
+/* Empty chunks a class keeps for reuse (a chunk is a mapping: a purge of a
+ * few hundred vmalloc areas must not unmap and map one per area); kmm_drain
+ * gives them all back. */
+#define META_KEEP_EMPTY 8
+struct meta_chunk;
+struct meta_class {
+    struct kmm_lock lock;
+    /* protected by lock: */
+    struct meta_chunk *partial;           /* chunks with a free object (empty ones included) */
+    struct meta_chunk *full;              /* chunks with none */
+    size_t chunks;                        /* on both lists */
+    size_t empty;                         /* of them, chunks with no object in use (<= META_KEEP_EMPTY) */
+    size_t objects;                       /* objects in use */
+};
+
 /* ---- The memory system (core/kmm.c) -------------------------------------- */
 
 struct kmm {
@@ -299,6 +332,10 @@ struct kmm {
     uint64_t vm_size;                     /* the configuration's vmalloc_* */
     size_t vm_max_mappings;
     unsigned vm_flags;
+
+    /* small metadata objects (core/meta.c) */
+    struct meta_class meta_obj[META_OBJ_CLASSES];
+    size_t meta_large, meta_large_bytes, meta_large_held;   /* above META_OBJ_MAX; atomic */
 
     /* fault injection (core/meta.c) */
     unsigned fault_sites;
@@ -513,6 +550,19 @@ KMM_HIDDEN int kmm__page_check(struct kmm *mm);
  * when a KMM_FAULT_META failure is injected. */
 KMM_HIDDEN void *kmm__meta_alloc(struct kmm *mm, size_t len);
 KMM_HIDDEN void kmm__meta_free(struct kmm *mm, void *p, size_t len);
+/* A zeroed object of size bytes of metadata memory (see struct meta_class),
+ * for bookkeeping of any layer that must stay out of the direct map. NULL
+ * when out of memory or when a KMM_FAULT_META failure is injected (every
+ * call is a fault site). May call meta_alloc: not under a lock. */
+KMM_HIDDEN void *kmm__meta_obj_alloc(struct kmm *mm, size_t size);
+/* Frees an object of kmm__meta_obj_alloc, given the size it was asked with
+ * (NULL is ignored); aborts on one that is not live. May give an emptied
+ * chunk back to the platform (meta_free): not under a lock either. */
+KMM_HIDDEN void kmm__meta_obj_free(struct kmm *mm, void *p, size_t size);
+KMM_HIDDEN void kmm__meta_obj_init(struct kmm *mm);
+KMM_HIDDEN void kmm__meta_obj_drain(struct kmm *mm);   /* empty chunks back to the platform */
+KMM_HIDDEN void kmm__meta_obj_destroy(struct kmm *mm);   /* every chunk back; large objects are their owners' */
+KMM_HIDDEN int kmm__meta_obj_check(struct kmm *mm);
 /* Should this call at site fail? (KMM_FAULT_*) */
 KMM_HIDDEN bool kmm__fault(struct kmm *mm, unsigned site);
 

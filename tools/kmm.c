@@ -421,6 +421,33 @@ static void print_vm_stats(FILE *f, struct kmm *mm)
             (unsigned long long)vs.refused_mappings, (unsigned long long)vs.reused);
 }
 
+/* The small objects of kmm's own bookkeeping (vmalloc's nodes and run
+ * arrays), kept in metadata memory out of the direct map. */
+static void print_meta_stats(FILE *f, struct kmm *mm)
+{
+    struct kmm_meta_stats ms;
+    kmm_meta_stats(mm, &ms);
+    fprintf(f, "metadata objects: %zu in use (", ms.objects);
+    print_size(f, ms.object_bytes);
+    fprintf(f, ") in %zu chunks (", ms.chunks);
+    print_size(f, ms.held_bytes);
+    fprintf(f, " held), %zu larger ones (", ms.large_objects);
+    print_size(f, ms.large_bytes);
+    fprintf(f, ", ");
+    print_size(f, ms.large_held_bytes);
+    fprintf(f, " held); outside the direct map\n");
+}
+
+static void print_meta_stats_json(FILE *f, struct kmm *mm)
+{
+    struct kmm_meta_stats ms;
+    kmm_meta_stats(mm, &ms);
+    fprintf(f, "{\"objects\":%zu,\"object_bytes\":%zu,\"chunks\":%zu,\"held_bytes\":%zu,\"large_objects\":%zu,"
+               "\"large_bytes\":%zu,\"large_held_bytes\":%zu}",
+            ms.objects, ms.object_bytes, ms.chunks, ms.held_bytes, ms.large_objects, ms.large_bytes,
+            ms.large_held_bytes);
+}
+
 struct info_json {
     FILE *f;
     unsigned n;
@@ -624,6 +651,7 @@ static int cmd_demo(int argc, char **argv)
            vw.allocs, vw.kv_small + vw.kv_large, vw.kv_small, vw.kv_large, vw.frees,
            vw.grown_in_place ? "grew in place" : "moved", vw.seconds * 1e3);
     print_vm_stats(stdout, mm);
+    print_meta_stats(stdout, mm);
     size_t purged = kmm_vmalloc_purge(mm);
     struct kmm_vmalloc_stats vs;
     kmm_vmalloc_stats(mm, &vs);
@@ -669,6 +697,8 @@ static int cmd_stats(int argc, char **argv)
         print_slab_stats_json(stdout, mm);
         printf(",\"vmalloc\":");
         print_vm_stats_json(stdout, mm);
+        printf(",\"meta\":");
+        print_meta_stats_json(stdout, mm);
         printf(",\"check\":%s}\n", rc == 0 ? "true" : "false");
     } else {
         printf("after the workload (%u allocations, %u frees, %u live blocks; %u kmm_malloc, %zu objects live):\n",
@@ -676,6 +706,7 @@ static int cmd_stats(int argc, char **argv)
         print_page_stats(stdout, &st, o.cfg.area_limits == NULL);
         print_slab_stats(stdout, mm);
         print_vm_stats(stdout, mm);
+        print_meta_stats(stdout, mm);
         printf("kmm_check: %s\n", rc == 0 ? "all invariants hold" : "VIOLATION");
     }
     release_vm_workload(&vw);

@@ -140,6 +140,23 @@ KMM_API int kmm_check(struct kmm *mm);
  * are owned lock-free by it) and at thread exit. */
 KMM_API void kmm_drain(struct kmm *mm);
 
+/* The small objects of kmm's own bookkeeping (vmalloc's tree nodes and run
+ * arrays, ...), kept in metadata memory apart from the direct map: chunks of
+ * 4 KiB cut into classes of 16 .. 1024 bytes; larger ones are mapped whole.
+ * Slab descriptors, magazines and the page metadata are not counted here. */
+struct kmm_meta_stats {
+    size_t objects;           /* small objects in use */
+    size_t object_bytes;      /* their bytes, by class size */
+    size_t chunks;            /* chunks held (a few empty ones per class until kmm_drain) */
+    size_t held_bytes;        /* chunks * 4 KiB */
+    size_t large_objects;     /* objects above 1 KiB */
+    size_t large_bytes;       /* their bytes as asked */
+    size_t large_held_bytes;  /* and as held (whole pages) */
+};
+
+/* Fills *st. Takes each class's lock briefly: O(classes). */
+KMM_API void kmm_meta_stats(struct kmm *mm, struct kmm_meta_stats *st);
+
 /* ---- Fault injection, for tests (Linux's fail_page_alloc and fail-nth) ----
  * Makes calls at the chosen sites fail: counting from this call, the nth
  * call at any of the sites fails, and so do the times - 1 calls after it

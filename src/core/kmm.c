@@ -304,6 +304,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     }
     pf->lock_init(&mm->tcache_lock);
     pf->lock_init(&mm->slab_lock);
+    kmm__meta_obj_init(mm);
 
     uint64_t lo = base_pfn;
     for (unsigned a = 0; a < nr_areas; a++) {
@@ -381,6 +382,7 @@ void kmm_destroy(struct kmm *mm)
     kmm__vm_destroy(mm);
     kmm__tcache_destroy_all(mm);
     kmm__slab_destroy_all(mm);
+    kmm__meta_obj_destroy(mm);
     for (unsigned a = 0; a < mm->nr_areas; a++)
         pf->lock_fini(&mm->area[a].lock);
     pf->lock_fini(&mm->tcache_lock);
@@ -429,8 +431,10 @@ struct kmm *kmm_default(void)
 int kmm_check(struct kmm *mm)
 {
     mm_live(mm, "kmm_check");
-    /* pages first: the slab map check walks the heads the page check verified */
-    int rc = kmm__page_check(mm);
+    int rc = kmm__meta_obj_check(mm);   /* first: the layers' checks read these objects */
+    /* pages before slabs: the slab map check walks the heads the page check verified */
+    if (!rc)
+        rc = kmm__page_check(mm);
     if (!rc)
         rc = kmm__slab_check(mm);
     return rc ? rc : kmm__vm_check(mm);
@@ -448,6 +452,7 @@ void kmm_drain(struct kmm *mm)
     kmm_vmalloc_purge(mm);
     kmm__tcache_drain_current(mm);
     kmm__slab_drain(mm);
+    kmm__meta_obj_drain(mm);
     for (unsigned a = 0; a < mm->nr_areas; a++) {
         kmm_lock(mm, &mm->area[a].lock);
         kmm__area_release(mm, &mm->area[a], true);

@@ -52,7 +52,7 @@ struct vm_node {
     size_t mapped;                  /* pages mapped: pages - 1 */
     size_t size;                    /* bytes asked for */
     size_t nr_runs, cap_runs;
-    struct vm_run *runs;            /* inline_runs, or kmm_malloc memory when more */
+    struct vm_run *runs;            /* inline_runs, or a metadata object (kmm__meta_obj_alloc) when more */
     struct vm_run inline_runs[VM_INLINE_RUNS];
     const char *tag;
     const void *caller;
@@ -68,7 +68,6 @@ struct kmm_vm {
     uintptr_t start;                /* the space: [start, start + bytes) */
     size_t bytes;
     uintptr_t first_page, end_page; /* the same in page numbers */
-    struct kmm_cache *nodes;
     bool strict;
     size_t lazy_max;                /* pages of lazy areas that start a purge */
     size_t max_mappings;

@@ -13,13 +13,13 @@
 
 /* ---- the space --------------------------------------------------------------- */
 
+/* Nodes and run arrays are metadata objects (core/meta.c), out of reach of
+ * an overflow of kmm_malloc memory: a run array says which frames a purge
+ * frees. */
 static struct vm_node *node_new(struct kmm_vm *vm)
 {
-    if (kmm__fault(vm->mm, KMM_FAULT_META))
-        return NULL;
-    struct vm_node *n = kmm_cache_alloc(vm->nodes, 0);
+    struct vm_node *n = kmm__meta_obj_alloc(vm->mm, sizeof(*n));
     if (n) {
-        __builtin_memset(n, 0, sizeof(*n));
         n->runs = n->inline_runs;
         n->cap_runs = VM_INLINE_RUNS;
     }
@@ -30,23 +30,23 @@ static void vfree_now(struct kmm_vm *vm, void *p, const char *fn);
 
 #define RUN_ARRAY_TAG "kmm_vmalloc (run array)"
 
-/* Frees a run array: kmm_malloc memory, or a vmalloc area unmapped at once
- * (freed lazily, it would be a lazy area that a purge makes: a purge would
- * never end with none left). */
-static void run_array_free(struct kmm_vm *vm, struct vm_run *runs, const struct vm_run *inline_runs)
+/* Frees a run array of cap runs: a metadata object, or a vmalloc area
+ * unmapped at once (freed lazily, it would be a lazy area that a purge
+ * makes: a purge would never end with none left). */
+static void run_array_free(struct kmm_vm *vm, struct vm_run *runs, size_t cap, const struct vm_run *inline_runs)
 {
     if (runs == inline_runs)
         return;
     if (kmm__vm_owns(vm->mm, runs))
         vfree_now(vm, runs, RUN_ARRAY_TAG);
     else
-        kmm_free(vm->mm, runs);
+        kmm__meta_obj_free(vm->mm, runs, cap * sizeof(*runs));
 }
 
 /* Gives back an area's run array (it is about to become a free range). */
 static void runs_release(struct kmm_vm *vm, struct vm_node *n)
 {
-    run_array_free(vm, n->runs, n->inline_runs);
+    run_array_free(vm, n->runs, n->cap_runs, n->inline_runs);
     n->runs = n->inline_runs;
     n->cap_runs = VM_INLINE_RUNS;
     n->nr_runs = 0;
@@ -57,7 +57,7 @@ static void node_delete(struct kmm_vm *vm, struct vm_node *n)
     if (!n)
         return;
     runs_release(vm, n);
-    kmm_cache_free(vm->nodes, n);
+    kmm__meta_obj_free(vm->mm, n, sizeof(*n));
 }
 
 static void nodes_delete(struct kmm_vm *vm, struct vm_node *list)
@@ -107,12 +107,9 @@ static struct kmm_vm *vm_create(struct kmm *mm)
     vm->lazy_max = KMM_VMALLOC_LAZY_PAGES;
     size_t limit = pf->vm_map_limit ? pf->vm_map_limit(mm->ctx) : 0;
     vm->max_mappings = mm->vm_max_mappings ? mm->vm_max_mappings : limit ? limit / 2 : SIZE_MAX;
-    vm->nodes = kmm_cache_create(mm, "kmm_vm_area", sizeof(struct vm_node), 0, NULL);
-    if (!vm->nodes)
-        goto fail_reserved;
     struct vm_node *all = node_new(vm);
     if (!all)
-        goto fail_cache;
+        goto fail_reserved;
     all->first = vm->first_page;
     all->pages = vm->end_page - vm->first_page;
     all->state = VM_FREE;
@@ -122,8 +119,6 @@ static struct kmm_vm *vm_create(struct kmm *mm)
     vm->mappings = 1;   /* the reservation itself */
     pf->lock_init(&vm->lock);
     return vm;
-fail_cache:
-    kmm_cache_destroy(vm->nodes);
 fail_reserved:
     pf->vm_unreserve(mm->ctx, base, bytes);
 fail:
@@ -165,7 +160,6 @@ static struct kmm_vm *vm_get(struct kmm *mm, const char *fn)
     /* another thread made one first: ours never held an area */
     struct vm_node *all = made->root;
     node_delete(made, all);
-    kmm_cache_destroy(made->nodes);
     vm_delete(mm, made);
     return expected;
 }
@@ -298,21 +292,21 @@ static int add_run(struct kmm_vm *vm, struct vm_node *n, kmm_phys_t phys, size_t
             return 0;
     }
     if (n->nr_runs == n->cap_runs) {
-        /* An area on memory fragmented to single pages has a run per page,
-         * and then no slab of more than a page can be made either: when
-         * kmm_malloc fails, the array is a vmalloc area itself (pages one
-         * by one; its own few runs fit inline, so this recursion stops at
-         * once). */
-        if (kmm__fault(vm->mm, KMM_FAULT_META))
-            return -KMM_ENOMEM;
+        /* An area on memory fragmented to single pages has a run per page.
+         * Without the platform's meta_alloc, metadata memory is pages of
+         * the page allocator, and then an array of more than a page may
+         * find no contiguous pages: the array is a vmalloc area itself
+         * (pages one by one; its own few runs fit inline, so this recursion
+         * stops at once). With meta_alloc that would put it in the direct
+         * map, so a failure is a failure. */
         size_t cap = n->cap_runs * 4;
-        struct vm_run *runs = kmm_malloc(vm->mm, cap * sizeof(*runs), 0);
-        if (!runs)
+        struct vm_run *runs = kmm__meta_obj_alloc(vm->mm, cap * sizeof(*runs));
+        if (!runs && !vm->mm->pf->meta_alloc)
             runs = vmalloc_common(vm->mm, cap * sizeof(*runs), 0, 0, RUN_ARRAY_TAG, __builtin_return_address(0));
         if (!runs)
             return -KMM_ENOMEM;
         __builtin_memcpy(runs, n->runs, n->nr_runs * sizeof(*runs));
-        run_array_free(vm, n->runs, n->inline_runs);
+        run_array_free(vm, n->runs, n->cap_runs, n->inline_runs);
         n->runs = runs;
         n->cap_runs = cap;
     }
@@ -1130,13 +1124,24 @@ void kmm_kvfree(struct kmm *mm, void *addr)
 
 /* ---- teardown, for kmm_destroy ----------------------------------------------------------------------------- */
 
+static int release_run_array(void *arg, struct vm_node *n)
+{
+    struct kmm_vm *vm = arg;
+    if (n->runs != n->inline_runs && !kmm__vm_owns(vm->mm, n->runs))
+        kmm__meta_obj_free(vm->mm, n->runs, n->cap_runs * sizeof(*n->runs));
+    return 0;
+}
+
 void kmm__vm_destroy(struct kmm *mm)
 {
     struct kmm_vm *vm = vm_of(mm);
     if (!vm)
         return;
-    /* the nodes and run arrays go with the slab layer, the pages with
-     * memory; only lazily freed areas carry ASan poison */
+    /* the pages go with memory, the nodes with the metadata objects' chunks;
+     * run arrays larger than a class are mappings of their own (those that
+     * are vmalloc areas go with memory); only lazily freed areas carry
+     * ASan poison */
+    kmm__vt_walk(vm->root, release_run_array, vm);
     for (size_t i = 0; i <= VM_WARM_PAGES; i++)
         for (struct vm_node *n = vm->lazy[i]; n; n = n->next)
             va_forget(vm, n);

@@ -18,7 +18,7 @@
  *    freed area taken back by an allocation of its size;
  *  - then every free page is taken and every other one given back, so that
  *    free memory is single pages: areas of 40 and 60 pages (one run per page:
- *    their run arrays are vmalloc areas themselves), a kmm_kvmalloc that
+ *    run arrays of 128 runs, 2 KiB, mapped whole as metadata), a kmm_kvmalloc that
  *    kmm_malloc cannot serve, a realloc growing a fragmented area, a vmap of
  *    24 scattered pages, an aligned area.
  *
@@ -29,8 +29,8 @@
  *    pages, mappings) is as before it, kmm_check passes, and with one failure
  *    only (times 1) the same call made again succeeds; a failed kmm_realloc
  *    leaves the area, its contents and its size as they were (it may keep
- *    the larger run array it made on the way - an internal vmalloc area when
- *    memory is fragmented - which goes with the area: counted, not a leak);
+ *    the larger run array it made on the way - an internal vmalloc area on a
+ *    platform without meta_alloc - which goes with the area: counted, not a leak);
  *  - a success is a whole area: page aligned, aligned as asked, every page
  *    behind a frame (kmm_vmalloc_to_phys), the guard page not, KMM_ZERO
  *    memory zero, the caller's pages for a vmap; it is filled with a pattern

@@ -2082,6 +2082,106 @@ static void test_destroy_with_live_areas(void **state)
     }
 }
 
+/* ---- bookkeeping out of reach of user overflows ------------------------------------ */
+
+#if KMM_TEST_ASAN
+void *__asan_region_is_poisoned(void *beg, size_t size);
+#endif
+
+/* Writes the 16-byte record rec over the whole page holding p, but for
+ * what ASan says is free (a free slot: ASan would report the write, and it
+ * holds nothing of kmm's). */
+static void smash_page(void *p, size_t ps, const uint64_t rec[2])
+{
+    uint64_t *w = (uint64_t *)((uintptr_t)p & ~(uintptr_t)(ps - 1));
+    for (size_t i = 0; i < ps / 8; i += 2) {
+#if KMM_TEST_ASAN
+        if (__asan_region_is_poisoned(&w[i], 16))
+            continue;
+#endif
+        w[i] = rec[0];
+        w[i + 1] = rec[1];
+    }
+}
+
+/* Issue 13, finding 5: a user's kmm_malloc(128) overflowing into its
+ * neighbour could rewrite a vmalloc area's run array (then kmm_malloc
+ * memory: cap 8 runs is 128 bytes, cap 32 is 512), and the purge freed
+ * whatever live block the forged physical address named. Areas of 6 and 20
+ * runs on memory fragmented to single pages; then the user takes many
+ * kmm_malloc objects of those classes and writes, over every slab page
+ * they lie in, runs that name a page the user still holds. The vfrees and
+ * the purge must free the areas' own pages only: every held page stays
+ * allocated and kmm_check passes. */
+static void test_user_overflow_cannot_reach_runs(void **state)
+{
+    (void)state;
+    size_t ps = 4 * KiB;
+    struct kmm *mm = create_cfg(ps, 64 * MiB, 128 * MiB, 0, 0);
+    kmm_vfree(mm, kmm_vmalloc(mm, ps, 0));
+    kmm_vmalloc_purge(mm);
+    kmm_drain(mm);
+
+    size_t max = 64 * MiB / ps, n = 0;
+    void **pg = calloc(max, sizeof(*pg));
+    assert_non_null(pg);
+    while (n < max && (pg[n] = kmm_alloc_pages(mm, 0, 0)) != NULL)
+        n++;
+    qsort(pg, n, sizeof(*pg), cmp_ptr);
+    for (size_t i = 1; i < n; i += 2) {
+        kmm_free_pages(mm, pg[i]);
+        pg[i] = NULL;
+    }
+    kmm_drain(mm);
+
+    enum { AREAS = 96 };
+    void *area[AREAS];
+    for (size_t i = 0; i < AREAS; i++) {
+        size_t pages = i % 2 ? 20 : 6;   /* run arrays of 32 and 8 runs */
+        area[i] = kmm_vmalloc(mm, pages * ps, 0);
+        assert_non_null(area[i]);
+        assert_int_equal(info_of(mm, area[i]).runs, pages);
+        kmm_test_fill(area[i], pages * ps, (unsigned)i);
+    }
+
+    /* the victim: a page the user holds; a forged run {victim, first 0} */
+    void *victim = pg[n / 2 & ~(size_t)1];
+    assert_non_null(victim);
+    const uint64_t rec[2] = { kmm_virt_to_phys(mm, victim), 0 };
+    enum { OBJS = 2048 };
+    const size_t sizes[] = { 128, 512 };
+    void *obj[2][OBJS];
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t i = 0; i < OBJS; i++) {
+            obj[k][i] = kmm_malloc(mm, sizes[k], 0);
+            assert_non_null(obj[k][i]);
+        }
+        for (size_t i = 0; i < OBJS; i++)
+            smash_page(obj[k][i], ps, rec);
+    }
+
+    for (size_t i = 0; i < AREAS; i++) {
+        size_t pages = i % 2 ? 20 : 6;
+        assert_pattern(area[i], pages * ps, (unsigned)i);
+        kmm_vfree(mm, area[i]);
+    }
+    kmm_vmalloc_purge(mm);
+    for (size_t i = 0; i < n; i += 2)
+        assert_int_equal(kmm_page_alloc_size(mm, pg[i]), 1);
+    assert_int_equal(kmm_check(mm), 0);
+
+    for (size_t k = 0; k < 2; k++)
+        for (size_t i = 0; i < OBJS; i++)
+            kmm_free(mm, obj[k][i]);
+    for (size_t i = 0; i < n; i += 2)
+        kmm_free_pages(mm, pg[i]);
+    free(pg);
+    struct kmm_vmalloc_stats st = vstats(mm);
+    assert_int_equal(st.areas, 0);
+    assert_int_equal(st.lazy_areas, 0);
+    finish(mm);
+}
+
 /* ---- the tests ------------------------------------------------------------------ */
 
 /* An argument runs only the tests whose names match it (cmocka's pattern). */
@@ -2135,6 +2235,7 @@ int main(int argc, char **argv)
         KMM_TEST_PER_PAGE_SIZE(test_stats_before_use),
         KMM_TEST_PER_PAGE_SIZE(test_mixed_sizes_merge_back),
         KMM_TEST_PER_PAGE_SIZE(test_destroy_with_live_areas),
+        { "test_user_overflow_cannot_reach_runs_4k", test_user_overflow_cannot_reach_runs, NULL, NULL, NULL },
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
