@@ -40,7 +40,7 @@ void *kmm__meta_alloc(struct kmm *mm, size_t len)
         return NULL;
     if (mm->pf->meta_alloc)
         return mm->pf->meta_alloc(mm->ctx, len);
-    return kmm_alloc_pages_exact(mm, len, KMM_ZERO);
+    return kmm_alloc_pages_exact(mm, len, KMM_ZERO | KMM__NO_RECLAIM);   /* maybe under slab_lock */
 }
 
 void kmm__meta_free(struct kmm *mm, void *p, size_t len)
