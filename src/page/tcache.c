@@ -22,8 +22,7 @@
 #include "internal.h"
 
 #if KMM_THREAD_CACHE
-_Thread_local struct tls_slot kmm__tls[TLS_SLOTS] __attribute__((tls_model("initial-exec")));
-_Thread_local struct kmm_busy kmm__busy __attribute__((tls_model("initial-exec")));
+_Thread_local struct kmm_tls_block kmm__tls_block __attribute__((tls_model("initial-exec")));
 static _Thread_local bool tls_attached __attribute__((tls_model("initial-exec")));
 #endif
 
