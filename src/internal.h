@@ -4,14 +4,25 @@
  * libc header beyond <stddef.h> <stdint.h> <stdbool.h> <limits.h>.
  *
  * Lock order (outermost first):
- *   registry_lock (core/kmm.c)  ->  mm->slab_lock  ->  mm->tcache_lock  ->
+ *   mm->slab_lock  ->  mm->tcache_lock  ->
  *   a cache's lock (one at a time)  ->  area locks, lowest area first
  * A metadata object class's lock (core/meta.c, mm->meta_obj[i].lock) is a
  * leaf: taken under any of these or none, never with another one held, and
  * nothing is taken or called under it.
+ * The vmalloc layer's vm->lock is a leaf: nothing else is taken, and no page
+ * or object is allocated or freed, under it. The registry lock (core/kmm.c,
+ * a spin lock) is a leaf too: only the registry and mm->retiring under it.
  * No platform call that may sleep for long (release, meta_alloc) is made
  * under a lock, except release() in the release pass, which runs under the
  * area lock by design (see buddy.c).
+ *
+ * The reclaim (kmm__reclaim: a failing page allocation, kmm_drain) takes
+ * the vm lock (kmm_vmalloc_purge), mm->tcache_lock, mm->slab_lock, cache
+ * and area locks, one section after another: it runs only where the caller
+ * holds no kmm lock. The one allocation made under a lock, metadata from
+ * the page allocator (kmm__meta_alloc without a meta_alloc hook, under
+ * slab_lock), passes KMM__NO_RECLAIM and only drains its own cache. The
+ * reclaim allocates nothing, so it never re-enters itself.
  */
 #ifndef KMM_INTERNAL_H
 #define KMM_INTERNAL_H
@@ -206,6 +217,11 @@ struct kmm_tcache {
     struct kmm *mm;
     uint64_t mm_id;
     struct kmm_tcache *next;              /* in mm->tcaches, protected by mm->tcache_lock */
+    /* The key the owner last drained at (its TLS slot's key), written by
+     * the owner under mm->tcache_lock: a reclaim that set a key <= synced
+     * leaves the cache alone (its owner drained since, and may use it). */
+    uint64_t synced;
+    const struct kmm_busy *busy;          /* the owner thread's (kmm__busy, in its TLS) */
     /* one more row than areas: NO_AREA's, always empty, so that a mask
      * accepting no non-empty area falls to the slow path without a test */
     struct tcache_list list[KMM_MAX_AREAS + 1][KMM_PCP_MAX_ORDER + 1];
@@ -228,7 +244,7 @@ struct kmm_tcache {
 
 #define TLS_SLOTS 4
 struct tls_slot {
-    uint64_t key;                         /* mm->cache_key when last drained: the fast path's one test */
+    uint64_t key;                         /* mm->cache_key when last drained (== tc->synced): the fast path's one test */
     uint64_t mm_id;                       /* 0 = unused */
     struct kmm_tcache *tc;
 };
@@ -267,7 +283,7 @@ struct meta_class {
 
 struct kmm {
     /* hot fields first */
-    uint64_t cache_key;                   /* id << KEY_EPOCH_BITS | drain epoch; atomic */
+    uint64_t cache_key;                   /* this mm's drain epoch: a value of kmm__next_key, unique in the process; atomic */
     size_t kmalloc_max;                   /* largest slab size of kmm_malloc; 0 until the slab layer is up (acquire) */
     size_t kmalloc_direct;                /* KMALLOC_DIRECT once the slab layer is up (acquire), else 0 */
     uintptr_t slab_secret;                /* canaries of free slots are slab_secret ^ address (set with kmalloc_max) */
@@ -313,6 +329,7 @@ struct kmm {
     struct kmm_tcache *tcaches;           /* protected by tcache_lock */
 
     struct kmm *registry_next;            /* protected by registry_lock */
+    unsigned retiring;                    /* threads retiring a cache of this mm (registry_lock): kmm_destroy waits */
 
     /* slab layer (slab/) */
     struct kmm_slab_root *slabs;          /* made on first use; published with release */
@@ -493,15 +510,13 @@ KMM_HIDDEN void kmm__area_unlink_free(struct kmm *mm, struct kmm_area *ar, uint6
 KMM_HIDDEN void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force);
 
 /* ---- page/tcache.c ---------------------------------------------------------- */
-#if KMM_THREAD_CACHE
-extern _Thread_local struct tls_slot kmm__tls[TLS_SLOTS] KMM_HIDDEN __attribute__((tls_model("initial-exec")));
-#endif
 KMM_HIDDEN struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm);
 /* The first list, in the preference order of flags, that holds a block of
  * this order, refilling empty ones from their area; NULL if all areas are out. */
 KMM_HIDDEN struct tcache_list *kmm__tcache_refill(struct kmm *mm, struct kmm_tcache *tc, unsigned order, unsigned flags);
 KMM_HIDDEN void kmm__tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsigned order, uint32_t keep);
-/* Empties every list of tc; returns the blocks it held. */
+/* Empties every magazine and list of tc (mm->tcache_lock held); returns
+ * the blocks and objects it held. */
 KMM_HIDDEN size_t kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc);
 KMM_HIDDEN void kmm__tcache_destroy_all(struct kmm *mm);
 KMM_HIDDEN size_t kmm__tcache_cached_pages(struct kmm *mm);
@@ -513,8 +528,90 @@ static inline uint32_t tcache_batch(unsigned order) { return 1u << (TCACHE_REFIL
 /* Blocks a cache list holds before it gives a batch back. */
 static inline uint32_t tcache_high(unsigned order) { return 3 * tcache_batch(order); }
 
-#define KEY_EPOCH_BITS 24
-#define KEY_EPOCH_MASK ((1u << KEY_EPOCH_BITS) - 1)
+/* ---- Taking an idle thread's caches back (page/tcache.c: kmm__tcache_reclaim)
+ *
+ * A cache is its owner's without a lock. A thread that no longer calls kmm
+ * would keep its caches for ever, so a reclaim takes them back from outside,
+ * with an asymmetric Dekker handshake (as in Linux's membarrier users, and
+ * liburcu): the owner pays two plain stores per call, the reclaimer a
+ * barrier in every thread (the platform's barrier_all: membarrier(2)).
+ *
+ * Owner, around every use of its caches:
+ *     busy = 1;  compiler barrier;  load mm->cache_key;  compare with its
+ *     TLS key;  on a match use the caches lock-free;  busy = 0 (release).
+ * On a mismatch it drains its caches under mm->tcache_lock and takes the
+ * new key there (tcache_sync), before touching them again.
+ * Reclaimer:
+ *     under tcache_lock: cache_key = E, a new key;  barrier_all();
+ *     under tcache_lock, for each cache: skip it if synced >= E (its owner
+ *     drained after the new key, under the lock) or if busy != 0 (acquire);
+ *     else drain it.
+ * Why a cache drained that way is not in use: barrier_all runs a full
+ * barrier F in the owner thread after the store of E (a thread not
+ * running passes one when it is switched in or out). A use whose busy = 1
+ * precedes F in program order is seen by the load of busy after
+ * barrier_all, unless it has ended (busy = 0 with release: everything it
+ * did happens before the drain). A use whose busy = 1 follows F loads the
+ * key after F, so sees E or a later key: not its TLS key (its synced < E),
+ * so it drains under tcache_lock, which the reclaimer holds, before it
+ * touches its caches; once it has, synced >= E and the reclaimer skips it.
+ * What the reclaimer wrote (counts 0, magazines empty) happens before that
+ * drain by the lock: an empty cache is a valid state for its owner.
+ * Without the compiler barrier the owner's key load could move above its
+ * busy store; the hardware reordering of the two (a store buffer) is what
+ * F rules out. Uses nest (a slab's pages come from the page allocator
+ * inside kmm_malloc's slow path): slow paths count in slow, the fast paths,
+ * which call nothing that uses the caches, set fast; a cache is idle when
+ * both are 0. Relaxed atomics throughout, for TSan: plain stores and loads
+ * on the machine. */
+struct kmm_busy {
+    uint32_t fast;                        /* 1 inside a fast path */
+    uint32_t slow;                        /* slow paths entered and not left */
+};
+#if KMM_THREAD_CACHE
+/* kmm__tls and kmm__busy are one thread-local object: the fast paths
+ * address both from one TLS offset (one instruction less per call). */
+struct kmm_tls_block {
+    struct tls_slot slot[TLS_SLOTS];
+    struct kmm_busy busy;
+};
+extern _Thread_local struct kmm_tls_block kmm__tls_block KMM_HIDDEN __attribute__((tls_model("initial-exec")));
+#define kmm__tls (kmm__tls_block.slot)
+#define kmm__busy (kmm__tls_block.busy)
+static inline void busy_fast_enter(void)
+{
+    store_relaxed(&kmm__busy.fast, 1);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+static inline void busy_fast_exit(void) { __atomic_store_n(&kmm__busy.fast, 0, __ATOMIC_RELEASE); }
+static inline void busy_slow_enter(void)
+{
+    store_relaxed(&kmm__busy.slow, load_relaxed(&kmm__busy.slow) + 1);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+static inline void busy_slow_exit(void) { __atomic_store_n(&kmm__busy.slow, load_relaxed(&kmm__busy.slow) - 1, __ATOMIC_RELEASE); }
+#else
+static inline void busy_fast_enter(void) {}
+static inline void busy_fast_exit(void) {}
+static inline void busy_slow_enter(void) {}
+static inline void busy_slow_exit(void) {}
+#endif
+
+/* Allocation flag of the layers above (never a caller's): fail without a
+ * reclaim, for allocations made under a lock the reclaim takes. */
+#define KMM__NO_RECLAIM (1u << 30)
+
+/* Takes back the caches of the threads that are idle in kmm (all of them
+ * when the platform has no barrier_all hook: the caller's only), after a
+ * new key that makes every other thread drain its own at its next call;
+ * returns the blocks and objects taken. No kmm lock may be held. */
+KMM_HIDDEN size_t kmm__tcache_reclaim(struct kmm *mm);
+/* What a failing allocation does before its one retry (Linux drains every
+ * CPU's lists): kmm_vmalloc_purge, kmm__tcache_reclaim, kmm__slab_drain.
+ * With KMM__NO_RECLAIM in flags, only drains the caller's cache. */
+KMM_HIDDEN void kmm__reclaim(struct kmm *mm, unsigned flags);
+/* A fresh cache key (never 0, never reused: 64 bits do not wrap). */
+KMM_HIDDEN uint64_t kmm__next_key(void);
 
 /* The calling thread's cache for mm, or NULL when it has none (no TLS, or
  * the platform could not give memory for one). One comparison when the
@@ -842,8 +939,9 @@ KMM_HIDDEN void kmm__slab_drain(struct kmm *mm);   /* shrink every cache */
 /* Gives tc a magazine of c (a slot array for its head); the head, or NULL
  * when c has no id or no memory for one. */
 KMM_HIDDEN struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *tc, struct kmm_cache *c);
-/* Empties every magazine of tc into its cache (mm->tcache_lock held). */
-KMM_HIDDEN void kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc);
+/* Empties every magazine of tc into its cache (mm->tcache_lock held);
+ * returns the objects. */
+KMM_HIDDEN size_t kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc);
 KMM_HIDDEN void kmm__mag_release_all(struct kmm *mm, struct kmm_tcache *tc);
 /* Objects of c in magazines, all threads (takes mm->tcache_lock). */
 KMM_HIDDEN size_t kmm__mag_count(struct kmm *mm, struct kmm_cache *c);
@@ -930,6 +1028,7 @@ static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uintptr_t b
 #if KMM_THREAD_CACHE
     uint64_t t = (p - base) * recip;   /* slot_product, from the slab map's copies */
     uint8_t *held = slab_held(s, t >> RECIP_SHIFT);
+    busy_fast_enter();
     if (KMM_LIKELY(!(t & SLOT_START_BITS) && load_relaxed(held) == 1 &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct kmm_magazine *m = (struct kmm_magazine *)(void *)((char *)kmm__tls[0].tc + mag_offset);
@@ -940,9 +1039,11 @@ static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uintptr_t b
             store_relaxed(&top->addr, p);
             store_relaxed(&top->held, held);
             store_relaxed(&m->top, top + 1);
+            busy_fast_exit();
             return true;
         }
     }
+    busy_fast_exit();
 #else
     (void)mm, (void)s, (void)base, (void)recip, (void)mag_offset, (void)p;
 #endif

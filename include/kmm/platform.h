@@ -94,6 +94,17 @@ struct kmm_platform {
     /* Optional: arrange for kmm_thread_exit() to run when this thread exits.
      * Called once per thread before its first per-thread cache is made. */
     void (*thread_attach)(void);
+
+    /* Optional: make every thread of the process execute a full memory
+     * barrier before this returns (hosted: membarrier(2), private
+     * expedited); 0 on success, nonzero when it cannot. With it, a failing
+     * allocation and kmm_drain take back the per-thread caches of threads
+     * idle in kmm (which read a flag in each such thread's TLS: a thread
+     * must retire its caches before it exits, through thread_attach or
+     * kmm_thread_exit); without it, or when it fails, those caches come
+     * back only when their threads next call kmm. One thread, or callers
+     * that serialise every call: a compiler barrier is enough. */
+    int (*barrier_all)(void *ctx);
 };
 
 /* The hosted Linux platform (not in freestanding builds). */

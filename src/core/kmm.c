@@ -13,6 +13,16 @@
 static bool registry_spin;
 static struct kmm *registry;
 static uint64_t next_id = 1;
+/* The last cache key handed out. One counter for every memory system: a
+ * key names one memory system at one epoch, so a thread's slot of another
+ * memory system never matches, and 64 bits never wrap (an epoch of a few
+ * bits beside the id did: a thread idle for exactly 2^24 drains missed one). */
+static uint64_t last_key;
+
+uint64_t kmm__next_key(void)
+{
+    return __atomic_add_fetch(&last_key, 1, __ATOMIC_RELAXED);
+}
 
 /* The newest destroyed memory systems of the hosted platform, kept as
  * tombstones of one page (registry lock). The oldest is unmapped when a
@@ -324,7 +334,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     mm->live = KMM_LIVE;
     kmm__registry_lock();
     mm->id = next_id++;
-    mm->cache_key = mm->id << KEY_EPOCH_BITS;
+    mm->cache_key = kmm__next_key();
     mm->registry_next = registry;
     registry = mm;
     kmm__registry_unlock();
@@ -332,12 +342,13 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
 }
 
 /* Turns mm into a tombstone: every fast path misses (no thread's key is
- * KEY_EPOCH_MASK, whose id is 0; the spans are empty; the slab limits 0),
+ * UINT64_MAX: kmm__next_key counts up from 1 and never gets there; the
+ * spans are empty; the slab limits 0),
  * every slow path finds live == KMM_DEAD and reports, and the O(1) lookups
  * find no memory. All these fields lie in the struct's first page. */
 static void bury(struct kmm *mm)
 {
-    store_relaxed(&mm->cache_key, (uint64_t)KEY_EPOCH_MASK);
+    store_relaxed(&mm->cache_key, UINT64_MAX);
     store_relaxed(&mm->kmalloc_max, 0);
     store_relaxed(&mm->kmalloc_direct, 0);
     store_relaxed(&mm->slab_span_bytes, 0);
@@ -376,6 +387,14 @@ void kmm_destroy(struct kmm *mm)
         }
     }
     kmm__registry_unlock();
+    /* threads that found mm alive before are still retiring their caches */
+    for (;;) {
+        kmm__registry_lock();
+        unsigned retiring = mm->retiring;
+        kmm__registry_unlock();
+        if (!retiring)
+            break;
+    }
 
     const struct kmm_platform *pf = mm->pf;
     void *ctx = mm->ctx;
@@ -440,18 +459,25 @@ int kmm_check(struct kmm *mm)
     return rc ? rc : kmm__vm_check(mm);
 }
 
+void kmm__reclaim(struct kmm *mm, unsigned flags)
+{
+    if (flags & KMM__NO_RECLAIM) {
+        kmm__tcache_drain_current(mm);
+        return;
+    }
+    /* lazily freed vmalloc areas first: their pages and nodes go through
+     * this thread's caches, drained next */
+    kmm_vmalloc_purge(mm);
+    kmm__tcache_reclaim(mm);
+    kmm__slab_drain(mm);   /* depots, and the empty slabs the magazines left */
+}
+
 void kmm_drain(struct kmm *mm)
 {
     mm_live(mm, "kmm_drain");
-    uint64_t key = load_relaxed(&mm->cache_key);
-    /* a new epoch: every thread's next call misses its fast path and drains */
-    while (!__atomic_compare_exchange_n(&mm->cache_key, &key,
-                                        (key & ~(uint64_t)KEY_EPOCH_MASK) | ((key + 1) & KEY_EPOCH_MASK), false,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-        ;
-    kmm_vmalloc_purge(mm);
-    kmm__tcache_drain_current(mm);
-    kmm__slab_drain(mm);
+    /* a new key: every thread's next call misses its fast path and drains;
+     * the caches of threads idle in kmm are taken back now */
+    kmm__reclaim(mm, 0);
     kmm__meta_obj_drain(mm);
     for (unsigned a = 0; a < mm->nr_areas; a++) {
         kmm_lock(mm, &mm->area[a].lock);

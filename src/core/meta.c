@@ -43,7 +43,7 @@ static void *meta_alloc_raw(struct kmm *mm, size_t len)
 {
     if (mm->pf->meta_alloc)
         return mm->pf->meta_alloc(mm->ctx, len);
-    void *p = kmm_alloc_pages_exact(mm, len, KMM_ZERO);
+    void *p = kmm_alloc_pages_exact(mm, len, KMM_ZERO | KMM__NO_RECLAIM);   /* maybe under slab_lock */
     if (p)
         kmm__pages_own(mm, p, OWNER_META);
     return p;

@@ -229,17 +229,20 @@ static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned
         kmm__refuse(mm, KMM_EINVAL, "kmm_alloc_pages", "order above KMM_MAX_ORDER");
         return NULL;
     }
-    if (flags & ~(KMM_AREA_MASK | KMM_ZERO)) {
+    if (flags & ~(KMM_AREA_MASK | KMM_ZERO | KMM__NO_RECLAIM)) {
         kmm__refuse(mm, KMM_EINVAL, "kmm_alloc_pages", "unknown flags (an area mask and KMM_ZERO are allowed)");
         return NULL;
     }
+    busy_slow_enter();
     struct kmm_tcache *tc = order <= KMM_PCP_MAX_ORDER ? tcache_get(mm) : NULL;
     if (tc) {
         struct tcache_list *l = &tc->list[mm->area_pref[flags & KMM_AREA_MASK][0]][order];
         if (!l->count)
             l = kmm__tcache_refill(mm, tc, order, flags);
-        if (!l && kmm__tcache_drain_current(mm))   /* blocks of other orders may merge into one */
+        if (!l) {   /* blocks of other orders, other threads' caches, may merge into one */
+            kmm__reclaim(mm, flags);
             l = kmm__tcache_refill(mm, tc, order, flags);
+        }
         if (l)
             p = tcache_pop(mm, l, order);
     } else {
@@ -249,6 +252,7 @@ static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned
             pages_unpoison(mm, p, (uint64_t)1 << order);
         }
     }
+    busy_slow_exit();
     if (!p) {
         kmm__refuse(mm, KMM_ENOMEM, "kmm_alloc_pages", NULL);
         return NULL;
@@ -263,12 +267,17 @@ void *kmm_alloc_pages(struct kmm *mm, unsigned order, unsigned flags)
 #if KMM_THREAD_CACHE
     /* the fast path: a small block of the preferred area from this thread's
      * cache (flags an area mask alone: zeroing and unknown flags go slow) */
+    busy_fast_enter();
     if (KMM_LIKELY(order <= KMM_PCP_MAX_ORDER && !(flags & ~KMM_AREA_MASK) &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct tcache_list *l = &kmm__tls[0].tc->list[mm->area_pref[flags & KMM_AREA_MASK][0]][order];
-        if (KMM_LIKELY(l->count))
-            return tcache_pop(mm, l, order);
+        if (KMM_LIKELY(l->count)) {
+            void *p = tcache_pop(mm, l, order);
+            busy_fast_exit();
+            return p;
+        }
     }
+    busy_fast_exit();
 #endif
     return alloc_pages_slow(mm, order, flags);
 }
@@ -315,14 +324,16 @@ static uint64_t take_run(struct kmm *mm, unsigned order, uint64_t npages, unsign
     return UINT64_MAX;
 }
 
-/* take_run, and if it fails, once more after the calling thread's cached
- * blocks went back to the free lists, where they may merge into what is
- * needed (Linux drains its per-CPU lists before it fails an allocation). */
+/* take_run, and if it fails, once more after the reclaim gave back what
+ * caches and lazy vmalloc areas hold, which may merge into what is needed
+ * (Linux drains every CPU's lists before it fails an allocation). */
 static uint64_t take_run_or_drain(struct kmm *mm, unsigned order, uint64_t npages, unsigned flags)
 {
     uint64_t pfn = take_run(mm, order, npages, flags);
-    if (pfn == UINT64_MAX && kmm__tcache_drain_current(mm))
+    if (pfn == UINT64_MAX) {
+        kmm__reclaim(mm, flags);
         pfn = take_run(mm, order, npages, flags);
+    }
     return pfn;
 }
 
@@ -336,7 +347,7 @@ void *kmm__alloc_run(struct kmm *mm, const char *fn, uint64_t npages, size_t ali
         kmm__refuse(mm, KMM_EINVAL, fn, "alignment is not a power of two");
         return NULL;
     }
-    if (flags & ~(KMM_AREA_MASK | KMM_ZERO)) {
+    if (flags & ~(KMM_AREA_MASK | KMM_ZERO | KMM__NO_RECLAIM)) {
         kmm__refuse(mm, KMM_EINVAL, fn, "unknown flags (an area mask and KMM_ZERO are allowed)");
         return NULL;
     }
@@ -491,11 +502,13 @@ void kmm__free_pages_as(struct kmm *mm, enum kmm_owner owner, const char *fn, vo
     uint64_t pfn = check_free(mm, owner, fn, addr, &m);
     unsigned order = meta_order(m);
     if (cache && order <= KMM_PCP_MAX_ORDER && !continues(mm, pfn, order)) {
+        busy_slow_enter();
         struct kmm_tcache *tc = tcache_get(mm);
-        if (tc) {
+        if (tc)
             tcache_push(mm, tc, pfn, order);
+        busy_slow_exit();
+        if (tc)
             return;
-        }
     }
     struct kmm_area *ar = &mm->area[area_of_pfn(mm, pfn)];
     kmm_lock(mm, &ar->lock);
@@ -526,12 +539,15 @@ void kmm_free_pages(struct kmm *mm, void *addr)
     if (KMM_LIKELY(off < mm->span_bytes && !(off & (mm->page_size - 1)))) {
         uint64_t idx = off >> mm->page_shift;
         unsigned order = (unsigned)load_relaxed(&mm->meta[idx]) - meta_make(META_ALLOC, 0);
+        busy_fast_enter();
         if (KMM_LIKELY(order <= KMM_PCP_MAX_ORDER &&
                        meta_kind(load_relaxed(&mm->meta[idx + ((uint64_t)1 << order)])) != META_ALLOC_CONT &&
                        kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
             tcache_push(mm, kmm__tls[0].tc, mm->base_pfn + idx, order);
+            busy_fast_exit();
             return;
         }
+        busy_fast_exit();
     }
 #endif
     kmm__free_pages_as(mm, OWNER_PAGES, "kmm_free_pages", addr, true);

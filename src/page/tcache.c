@@ -22,7 +22,7 @@
 #include "internal.h"
 
 #if KMM_THREAD_CACHE
-_Thread_local struct tls_slot kmm__tls[TLS_SLOTS] __attribute__((tls_model("initial-exec")));
+_Thread_local struct kmm_tls_block kmm__tls_block __attribute__((tls_model("initial-exec")));
 static _Thread_local bool tls_attached __attribute__((tls_model("initial-exec")));
 #endif
 
@@ -50,8 +50,7 @@ void kmm__tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsign
 size_t kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc)
 {
     /* objects first: slabs they empty free their pages past this cache */
-    kmm__mag_drain_all(mm, tc);
-    size_t blocks = 0;
+    size_t blocks = kmm__mag_drain_all(mm, tc);
     for (unsigned a = 0; a < mm->nr_areas; a++) {
         for (unsigned o = 0; o <= KMM_PCP_MAX_ORDER; o++) {
             blocks += tc->list[a][o].count;
@@ -127,32 +126,59 @@ static struct kmm_tcache *tcache_create(struct kmm *mm)
             tc->list[a][o].slot = &tc->storage[a][at];
     tc->mm = mm;
     tc->mm_id = mm->id;
+    tc->busy = &kmm__busy;
     kmm_lock(mm, &mm->tcache_lock);
+    tc->synced = load_relaxed(&mm->cache_key);
     tc->next = mm->tcaches;
     mm->tcaches = tc;
     kmm_unlock(mm, &mm->tcache_lock);
     return tc;
 }
 
-/* Drains tc and takes it out of its memory system, if that is still alive. */
+/* Drains tc and takes it out of its memory system, if that is still alive.
+ * The registry lock (a spin lock) is held only to see that mm is alive and
+ * to count this thread in mm->retiring, which kmm_destroy waits to see at
+ * 0: the drain takes mutexes and may release memory (fallocate), freeing
+ * tc is a munmap, and other threads creating, destroying or retiring for
+ * any memory system would spin on the registry lock all that while. */
 static void tcache_retire(uint64_t id, struct kmm_tcache *tc)
 {
     kmm__registry_lock();
-    if (kmm__is_live(id)) {
-        struct kmm *mm = tc->mm;
-        kmm__tcache_drain_all(mm, tc);
-        kmm_lock(mm, &mm->tcache_lock);
-        for (struct kmm_tcache **pp = &mm->tcaches; *pp; pp = &(*pp)->next) {
-            if (*pp == tc) {
-                *pp = tc->next;
-                break;
-            }
-        }
-        kmm_unlock(mm, &mm->tcache_lock);
-        kmm__mag_release_all(mm, tc);
-        mm->pf->meta_free(mm->ctx, tc, sizeof(*tc));
-    }
+    struct kmm *mm = kmm__is_live(id) ? tc->mm : NULL;   /* if not, tc went with its mm */
+    if (mm)
+        mm->retiring++;
     kmm__registry_unlock();
+    if (!mm)
+        return;
+    kmm_lock(mm, &mm->tcache_lock);
+    kmm__tcache_drain_all(mm, tc);
+    for (struct kmm_tcache **pp = &mm->tcaches; *pp; pp = &(*pp)->next) {
+        if (*pp == tc) {
+            *pp = tc->next;
+            break;
+        }
+    }
+    kmm_unlock(mm, &mm->tcache_lock);
+    kmm__mag_release_all(mm, tc);
+    mm->pf->meta_free(mm->ctx, tc, sizeof(*tc));
+    kmm__registry_lock();
+    mm->retiring--;
+    kmm__registry_unlock();
+}
+
+/* The owner's half of the handshake with kmm__tcache_reclaim (internal.h):
+ * empties tc and takes mm's current key, under mm->tcache_lock. Returns the
+ * key, for the thread's slot; and the blocks and objects drained. */
+static uint64_t tcache_sync(struct kmm *mm, struct kmm_tcache *tc, size_t *drained)
+{
+    kmm_lock(mm, &mm->tcache_lock);
+    size_t n = kmm__tcache_drain_all(mm, tc);
+    uint64_t key = load_relaxed(&mm->cache_key);   /* changes only under the lock */
+    tc->synced = key;
+    kmm_unlock(mm, &mm->tcache_lock);
+    if (drained)
+        *drained = n;
+    return key;
 }
 
 struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm)
@@ -162,7 +188,6 @@ struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm)
         if (kmm__tls[i].mm_id == mm->id)
             break;
     struct tls_slot slot;
-    uint64_t key = load_relaxed(&mm->cache_key);
     if (i < TLS_SLOTS) {
         slot = kmm__tls[i];
     } else {
@@ -170,17 +195,15 @@ struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm)
         if (!slot.tc)
             return NULL;
         slot.mm_id = mm->id;
-        slot.key = key;
+        slot.key = slot.tc->synced;
         i = TLS_SLOTS - 1;   /* evict the least recently used slot */
         if (kmm__tls[i].mm_id)
             tcache_retire(kmm__tls[i].mm_id, kmm__tls[i].tc);
     }
     for (; i > 0; i--)   /* move to the front */
         kmm__tls[i] = kmm__tls[i - 1];
-    if (slot.key != key) {   /* kmm_drain ran since this thread last used mm */
-        kmm__tcache_drain_all(mm, slot.tc);
-        slot.key = key;
-    }
+    if (slot.key != load_relaxed(&mm->cache_key))   /* kmm_drain or a reclaim ran since this thread last used mm */
+        slot.key = tcache_sync(mm, slot.tc, NULL);
     kmm__tls[0] = slot;
     return slot.tc;
 }
@@ -204,12 +227,35 @@ size_t kmm__tcache_drain_current(struct kmm *mm)
 {
     for (unsigned i = 0; i < TLS_SLOTS; i++) {
         if (kmm__tls[i].mm_id == mm->id) {
-            size_t n = kmm__tcache_drain_all(mm, kmm__tls[i].tc);
-            kmm__tls[i].key = load_relaxed(&mm->cache_key);
+            size_t n;
+            kmm__tls[i].key = tcache_sync(mm, kmm__tls[i].tc, &n);
             return n;
         }
     }
     return 0;
+}
+
+/* The reclaimer's half of the handshake: see internal.h for why a cache
+ * whose owner is neither busy nor synced since the new key is not in use. */
+size_t kmm__tcache_reclaim(struct kmm *mm)
+{
+    kmm_lock(mm, &mm->tcache_lock);
+    uint64_t key = kmm__next_key();
+    store_relaxed(&mm->cache_key, key);
+    kmm_unlock(mm, &mm->tcache_lock);
+    size_t n = kmm__tcache_drain_current(mm);   /* ours: synced to key now */
+    /* without the barrier the other threads drain at their next call */
+    if (!mm->pf->barrier_all || mm->pf->barrier_all(mm->ctx) != 0)
+        return n;
+    kmm_lock(mm, &mm->tcache_lock);
+    for (struct kmm_tcache *tc = mm->tcaches; tc; tc = tc->next) {
+        if (tc->synced >= key || __atomic_load_n(&tc->busy->fast, __ATOMIC_ACQUIRE) ||
+            __atomic_load_n(&tc->busy->slow, __ATOMIC_ACQUIRE))
+            continue;   /* drained itself since, or in a call: it drains itself at its next */
+        n += kmm__tcache_drain_all(mm, tc);
+    }
+    kmm_unlock(mm, &mm->tcache_lock);
+    return n;
 }
 #else
 struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm)
@@ -219,6 +265,11 @@ struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm)
 }
 void kmm_thread_exit(void) {}
 size_t kmm__tcache_drain_current(struct kmm *mm)
+{
+    (void)mm;
+    return 0;
+}
+size_t kmm__tcache_reclaim(struct kmm *mm)
 {
     (void)mm;
     return 0;

@@ -14,7 +14,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/membarrier.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 _Static_assert(KMM_ENOMEM == ENOMEM && KMM_EBUSY == EBUSY && KMM_EINVAL == EINVAL,
@@ -285,6 +287,26 @@ static void hosted_thread_attach(void)
     pthread_setspecific(exit_key, (void *)1);
 }
 
+/* membarrier(2), registered on first use: the kernel runs a full barrier
+ * on every CPU running a thread of this process (the others pass one when
+ * they are switched). Unavailable (kernel before 4.14, or a seccomp filter
+ * that forbids it): the caller falls back to caches drained by their
+ * owners. */
+static int hosted_barrier_all(void *ctx)
+{
+    (void)ctx;
+    static int state;   /* 0 not tried yet, 1 registered, -1 unavailable */
+    int s = __atomic_load_n(&state, __ATOMIC_ACQUIRE);
+    if (s == 0) {
+        /* registering twice is harmless: racing first callers both may */
+        s = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : -1;
+        __atomic_store_n(&state, s, __ATOMIC_RELEASE);
+    }
+    if (s < 0)
+        return -1;
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 ? 0 : -1;
+}
+
 const struct kmm_platform kmm_platform_hosted = {
     .name = "hosted-linux",
     .open = hosted_open,
@@ -306,4 +328,5 @@ const struct kmm_platform kmm_platform_hosted = {
     .vm_unmap = hosted_vm_unmap,
     .vm_map_limit = hosted_vm_map_limit,
     .thread_attach = hosted_thread_attach,
+    .barrier_all = hosted_barrier_all,
 };

@@ -27,6 +27,15 @@ static void static_close(void *ctx)
 }
 static void static_lock_nop(struct kmm_lock *l) { (void)l; }
 
+/* One thread, or callers that serialise: their own synchronisation orders
+ * one call's accesses before the next's. */
+static int static_barrier_all(void *ctx)
+{
+    (void)ctx;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    return 0;
+}
+
 static void static_fatal_trap(void *ctx, const char *msg)
 {
     (void)ctx, (void)msg;
@@ -43,6 +52,7 @@ void kmm_platform_static(struct kmm_platform *pf, const struct kmm_memory *mem,
     pf->open = static_open;
     pf->close = static_close;
     pf->lock_init = pf->lock_fini = pf->lock = pf->unlock = static_lock_nop;
+    pf->barrier_all = static_barrier_all;
     pf->fatal = fatal ? fatal : static_fatal_trap;
     pf->report = report;
 }

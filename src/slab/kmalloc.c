@@ -264,6 +264,7 @@ void *kmm_malloc(struct kmm *mm, size_t size, unsigned flags)
      * with an object in it; the class by arithmetic up to KMALLOC_DIRECT,
      * by the table above (kmalloc_direct and kmalloc_max are 0 until the
      * slab layer is up, and with KMM_SLAB_POISON) */
+    busy_fast_enter();
     if (KMM_LIKELY(flags == 0 && kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         size_t id;
         if (KMM_LIKELY(size - 1 < __atomic_load_n(&mm->kmalloc_direct, __ATOMIC_ACQUIRE)))
@@ -273,10 +274,14 @@ void *kmm_malloc(struct kmm *mm, size_t size, unsigned flags)
         else
             goto slow;
         struct kmm_magazine *m = tcache_mag(kmm__tls[0].tc, id);
-        if (KMM_LIKELY(m->top != m->slot))
-            return mag_pop(m);
+        if (KMM_LIKELY(m->top != m->slot)) {
+            void *p = mag_pop(m);
+            busy_fast_exit();
+            return p;
+        }
     }
 slow:
+    busy_fast_exit();
 #endif
     return malloc_slow(mm, size, flags, "kmm_malloc");
 }

@@ -63,17 +63,19 @@ struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *tc, struct 
     return m;
 }
 
-void kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc)
+size_t kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc)
 {
-    kmm_lock(mm, &mm->tcache_lock);
+    (void)mm;
+    size_t n = 0;
     for (unsigned id = 0; id < KMM_MAX_CACHES; id++) {
         struct kmm_magazine *m = &tc->mag[id];
         if (m->top != m->slot) {
+            n += mag_count(m);
             kmm__cache_put(m->cache, m->slot, mag_count(m), "kmm_free");
             store_relaxed(&m->top, m->slot);
         }
     }
-    kmm_unlock(mm, &mm->tcache_lock);
+    return n;
 }
 
 /* Frees the memory of tc's slot arrays; tc is freed next. */

@@ -13,6 +13,8 @@ static void *finish(struct kmm_cache *c, void *p, unsigned flags)
 void *kmm__obj_alloc(struct kmm_cache *c, unsigned flags, const char *fn)
 {
     struct kmm *mm = c->mm;
+    void *p = NULL;
+    busy_slow_enter();
     struct kmm_tcache *tc = tcache_get(mm);
     struct kmm_magazine *m = tc ? &tc->mag[c->id] : NULL;
     if (m && !m->cache)
@@ -23,13 +25,16 @@ void *kmm__obj_alloc(struct kmm_cache *c, unsigned flags, const char *fn)
             store_relaxed(&m->top, m->slot + kmm__cache_take(c, m->slot, want ? want : 1, flags));
         }
         if (m->top != m->slot)
-            return finish(c, slot_claim(c, mag_take(m), fn), flags);
+            p = slot_claim(c, mag_take(m), fn);
     } else {
         /* no magazine (no thread cache, or no memory for one): straight from a slab */
         struct free_slot f;
         if (kmm__cache_take(c, &f, 1, flags) == 1)
-            return finish(c, slot_claim(c, f, fn), flags);
+            p = slot_claim(c, f, fn);
     }
+    busy_slow_exit();
+    if (p)
+        return finish(c, p, flags);
     kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
     return NULL;
 }
@@ -43,6 +48,7 @@ void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const c
     if (KMM_UNLIKELY(load_relaxed(f.held) != 1))
         kmm__slot_fatal(c, fn, "double free of", (void *)p);   /* in a slab, a magazine or the depot */
     struct kmm *mm = c->mm;
+    busy_slow_enter();
     struct kmm_tcache *tc = tcache_get(mm);
     struct kmm_magazine *m = tc ? &tc->mag[c->id] : NULL;
     if (m && !m->cache)
@@ -52,6 +58,7 @@ void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const c
         *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
     obj_poison(c, p);
     if (!m) {
+        busy_slow_exit();
         kmm__cache_put(c, &f, 1, fn);
         return;
     }
@@ -67,6 +74,7 @@ void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const c
     store_relaxed(&m->top->addr, f.addr);
     store_relaxed(&m->top->held, f.held);
     store_relaxed(&m->top, m->top + 1);
+    busy_slow_exit();
 }
 
 void *kmm_cache_alloc(struct kmm_cache *c, unsigned flags)
@@ -75,12 +83,17 @@ void *kmm_cache_alloc(struct kmm_cache *c, unsigned flags)
     struct kmm *mm = c->mm;
     /* kmalloc_max is 0 with KMM_SLAB_POISON: no fast path; nor for flags
      * beyond an area mask (zeroing, or refused below) */
+    busy_fast_enter();
     if (KMM_LIKELY(!(flags & ~KMM_AREA_MASK) && load_relaxed(&mm->kmalloc_max) &&
                    kmm__tls[0].key == load_relaxed(&mm->cache_key))) {
         struct kmm_magazine *m = tcache_mag(kmm__tls[0].tc, c->id);
-        if (KMM_LIKELY(m->top != m->slot))
-            return mag_pop(m);
+        if (KMM_LIKELY(m->top != m->slot)) {
+            void *p = mag_pop(m);
+            busy_fast_exit();
+            return p;
+        }
     }
+    busy_fast_exit();
 #endif
     if (KMM_UNLIKELY(flags & ~(KMM_AREA_MASK | KMM_ZERO))) {
         kmm__refuse(c->mm, KMM_EINVAL, "kmm_cache_alloc", "unknown flags (an area mask and KMM_ZERO are allowed)");
