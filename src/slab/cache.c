@@ -170,6 +170,17 @@ void kmm__slab_drain(struct kmm *mm)
     kmm_unlock(mm, &mm->slab_lock);
 }
 
+void kmm__slab_fork_locks(struct kmm *mm, bool lock)
+{
+    struct kmm_slab_root *r = __atomic_load_n(&mm->slabs, __ATOMIC_ACQUIRE);
+    for (struct kmm_cache *c = r ? r->caches : NULL; c; c = c->next) {
+        if (lock)
+            kmm_lock(mm, &c->lock);
+        else
+            kmm_unlock(mm, &c->lock);
+    }
+}
+
 /* Frees the layer's own memory; the pages go with the memory system. */
 void kmm__slab_destroy_all(struct kmm *mm)
 {

@@ -1107,6 +1107,17 @@ void kmm_kvfree(struct kmm *mm, void *addr) { kmm_free(mm, addr); }
 
 /* ---- teardown, for kmm_destroy ----------------------------------------------------------------------------- */
 
+void kmm__vm_fork_lock(struct kmm *mm, bool lock)
+{
+    struct kmm_vm *vm = __atomic_load_n(&mm->vm, __ATOMIC_ACQUIRE);
+    if (!vm)
+        return;
+    if (lock)
+        kmm_lock(mm, &vm->lock);
+    else
+        kmm_unlock(mm, &vm->lock);
+}
+
 void kmm__vm_destroy(struct kmm *mm)
 {
     struct kmm_vm *vm = vm_of(mm);
