@@ -237,6 +237,7 @@ static void fork_child(void)
             mm->pf->fork_child(mm->ctx);
         fork_locks(mm, false);
         if (mm->fork_copied) {
+            kmm__vm_fork_child(mm);
             kmm__tcache_fork_child(mm);
         } else if (mm->pf->fork_prepare) {
             struct kmm_msg m = { .len = 0 };

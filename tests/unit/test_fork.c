@@ -22,6 +22,9 @@
 
 #include "kmm_test.h"
 
+#define KMM_THREAD_CACHE 1   /* as the library is built (hosted) */
+#include "internal.h"
+
 #define MiB ((size_t)1 << 20)
 
 static struct kmm *create(size_t ps, unsigned slab_flags)
@@ -348,6 +351,114 @@ static void test_threads_at_fork(void **state)
     }
 }
 
+/* ---- a thread cut short in a lock-free path ------------------------------------------
+ *
+ * A fork stops every other thread at its first write to memory the kernel has
+ * already write-protected for the child, so the child may see a thread's
+ * cache half-way through a push or a pop. Such states are made here by hand
+ * in a worker's own caches (which only the worker writes), the worker waits
+ * while the main thread forks, and the child must give back every block and
+ * slot in motion: kmm_check counts them. The worker undoes the states in
+ * the parent afterwards. */
+
+struct cut {
+    struct kmm *mm;
+    pthread_barrier_t ready, undo;
+};
+
+static struct tcache_list *list_with(struct kmm_tcache *tc, struct kmm *mm, unsigned order, uint32_t min)
+{
+    for (unsigned a = 0; a < mm->nr_areas; a++)
+        if (tc->list[a][order].count >= min)
+            return &tc->list[a][order];
+    return NULL;
+}
+
+static void *cut_worker(void *arg)
+{
+    struct cut *cut = arg;
+    struct kmm *mm = cut->mm;
+    /* caches with blocks and slots in them */
+    kmm_free_pages(mm, kmm_alloc_pages(mm, 0, 0));
+    kmm_free_pages(mm, kmm_alloc_pages(mm, 1, 0));
+    kmm_free(mm, kmm_malloc(mm, 64, 0));
+    kmm_free(mm, kmm_malloc(mm, 256, 0));
+    char *pushed_page = kmm_alloc_pages(mm, 1, 0);
+    char *pushed_obj = kmm_malloc(mm, 256, 0);
+    struct kmm_tcache *tc = kmm__tls[0].tc;
+    if (kmm__tls[0].mm_id != mm->id || !tc || !pushed_page || !pushed_obj)
+        abort();   /* (no cmocka assertions in a thread) */
+
+    /* a page pop: count lowered, the block still CACHED */
+    struct tcache_list *pop = list_with(tc, mm, 0, 2);
+    if (!pop)
+        abort();
+    pop->count--;
+    /* a page push: slot written and the block CACHED, count not raised */
+    uint64_t pfn = virt_to_pfn(mm, pushed_page);
+    struct tcache_list *push = &tc->list[area_of_pfn(mm, pfn)][1];
+    uintptr_t old_slot = push->slot[push->count];
+    push->slot[push->count] = (uintptr_t)pushed_page;
+    meta_set(mm, pfn, meta_make(META_CACHED, 1));
+    /* an object pop: top lowered, the slot not held yet */
+    struct kmm_slab *s64 = slab_of(mm, kmm_malloc(mm, 64, 0));   /* one held for good: fine */
+    if (!s64 || s64 == LARGE_BLOCK)
+        abort();
+    struct kmm_magazine *mpop = &tc->mag[s64->cache->id];
+    if (mpop->top == mpop->slot)
+        abort();
+    mpop->top--;
+    /* an object push: the slot written past top and no longer held, top not raised */
+    struct kmm_slab *s = slab_of(mm, pushed_obj);
+    if (!s || s == LARGE_BLOCK)
+        abort();
+    struct kmm_magazine *mpush = &tc->mag[s->cache->id];
+    if (mpush->top == mpush->end)
+        abort();
+    struct free_slot old_entry = *mpush->top;
+    uint8_t *held = slab_held(s, slot_of(s, (uintptr_t)pushed_obj));
+    *mpush->top = (struct free_slot){ (uintptr_t)pushed_obj, held };
+    *held = 0;
+
+    pthread_barrier_wait(&cut->ready);
+    pthread_barrier_wait(&cut->undo);
+
+    *held = 1;
+    *mpush->top = old_entry;
+    mpop->top++;
+    meta_set(mm, pfn, meta_make(META_ALLOC, 1));
+    push->slot[push->count] = old_slot;
+    pop->count++;
+    kmm_free_pages(mm, pushed_page);
+    kmm_free(mm, pushed_obj);
+    return NULL;
+}
+
+static void test_thread_cut_short(void **state)
+{
+    (void)state;
+    struct cut cut = { .mm = create(4096, 0) };
+    pthread_barrier_init(&cut.ready, NULL, 2);
+    pthread_barrier_init(&cut.undo, NULL, 2);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, cut_worker, &cut), 0);
+    pthread_barrier_wait(&cut.ready);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int rc = kmm_check(cut.mm) != 0 ? 60 : churn(cut.mm, 3, 500) ? 61 : kmm_check(cut.mm) != 0 ? 62 : 0;
+        _exit(rc);
+    }
+    int rc = wait_child(pid);
+    pthread_barrier_wait(&cut.undo);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(kmm_check(cut.mm), 0);
+    pthread_barrier_destroy(&cut.ready);
+    pthread_barrier_destroy(&cut.undo);
+    kmm_destroy(cut.mm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -356,6 +467,7 @@ int main(void)
         KMM_TEST_SMALL_PAGES(test_both_allocate),
         cmocka_unit_test(test_several_and_nested),
         cmocka_unit_test(test_threads_at_fork),
+        cmocka_unit_test(test_thread_cut_short),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
