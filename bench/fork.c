@@ -69,7 +69,7 @@ static struct fig time_fork(bool exec)
 static struct fig time_spawn(void)
 {
     double v[64];
-    char *argv[] = { "true", NULL };
+    char arg0[] = "true", *argv[] = { arg0, NULL };
     for (int r = 0; r < reps; r++) {
         double t = now_ns();
         pid_t pid;
