@@ -4,14 +4,22 @@
  * libc header beyond <stddef.h> <stdint.h> <stdbool.h> <limits.h>.
  *
  * Lock order (outermost first):
- *   mm->slab_lock  ->  mm->tcache_lock  ->
- *   a cache's lock (one at a time)  ->  area locks, lowest area first
+ *   registry_lock (core/kmm.c)  ->  mm->slab_lock  ->  mm->tcache_lock  ->
+ *   a cache's lock (one at a time)  ->  area locks, lowest area first  ->
+ *   the vmalloc lock (vm->lock)
+ * Only fork's prepare handler (core/kmm.c) holds every cache's lock at once,
+ * in the order of the caches' list, with slab_lock held: no one else holds
+ * two, so this cannot deadlock. It then takes the area locks, the vmalloc
+ * lock and the metadata object classes' locks.
  * A metadata object class's lock (core/meta.c, mm->meta_obj[i].lock) is a
  * leaf: taken under any of these or none, never with another one held, and
- * nothing is taken or called under it.
+ * nothing is taken or called under it (but fork's prepare handler, which
+ * takes them all, in class order, last).
  * The vmalloc layer's vm->lock is a leaf: nothing else is taken, and no page
- * or object is allocated or freed, under it. The registry lock (core/kmm.c,
- * a spin lock) is a leaf too: only the registry and mm->retiring under it.
+ * or object is allocated or freed, under it (but by fork's prepare handler).
+ * The registry lock (core/kmm.c, a spin lock) is taken alone: only the
+ * registry and mm->retiring under it (but fork's prepare handler, which
+ * takes it first).
  * No platform call that may sleep for long (release, meta_alloc) is made
  * under a lock, except release() in the release pass, which runs under the
  * area lock by design (see buddy.c).
@@ -353,6 +361,9 @@ struct kmm {
     /* small metadata objects (core/meta.c) */
     struct meta_class meta_obj[META_OBJ_CLASSES];
     size_t meta_large, meta_large_bytes, meta_large_held;   /* above META_OBJ_MAX; atomic */
+    /* fork (core/kmm.c): the platform made the child its copy of physical
+     * memory (set in the prepare handler, read in the child's) */
+    bool fork_copied;
 
     /* fault injection (core/meta.c) */
     unsigned fault_sites;
@@ -523,6 +534,10 @@ KMM_HIDDEN size_t kmm__tcache_cached_pages(struct kmm *mm);
 KMM_HIDDEN int kmm__tcache_check(struct kmm *mm, size_t *cached_blocks_per_area_order);
 /* Empties the calling thread's cache for mm; returns the blocks it held. */
 KMM_HIDDEN size_t kmm__tcache_drain_current(struct kmm *mm);
+/* In the child of a fork (one thread; locks free): gives back everything
+ * every per-thread cache held, and what threads that do not exist in the
+ * child were moving in or out of theirs; frees the caches of those threads. */
+KMM_HIDDEN void kmm__tcache_fork_child(struct kmm *mm);
 _Static_assert(TCACHE_REFILL_ORDER > KMM_PCP_MAX_ORDER, "a refill holds several blocks of every cached order");
 static inline uint32_t tcache_batch(unsigned order) { return 1u << (TCACHE_REFILL_ORDER - order); }
 /* Blocks a cache list holds before it gives a batch back. */
@@ -934,11 +949,23 @@ KMM_HIDDEN int kmm__free_slot_check(struct kmm_cache *c, struct free_slot f);
 KMM_HIDDEN int kmm__slab_check(struct kmm *mm);
 KMM_HIDDEN void kmm__slab_destroy_all(struct kmm *mm);
 KMM_HIDDEN void kmm__slab_drain(struct kmm *mm);   /* shrink every cache */
+/* Takes (lock) or releases every cache's lock, for fork (mm->slab_lock held). */
+KMM_HIDDEN void kmm__slab_fork_locks(struct kmm *mm, bool lock);
+/* In the child of a fork: if p is a slot of c out of its slab and not held
+ * (after every magazine and depot was emptied, one a thread that is gone was
+ * moving), puts it back, canary rewritten; true if it did. Anything else
+ * (a stale or torn entry) is left alone. */
+KMM_HIDDEN bool kmm__slot_fork_reclaim(struct kmm_cache *c, uintptr_t p);
 
 /* slab/magazine.c */
 /* Gives tc a magazine of c (a slot array for its head); the head, or NULL
  * when c has no id or no memory for one. */
 KMM_HIDDEN struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *tc, struct kmm_cache *c);
+/* In the child of a fork: empties every magazine of tc with
+ * kmm__slot_fork_reclaim; gone (tc's thread does not exist in the child):
+ * also the stale slots past each top, where a refill or a free cut short by
+ * the fork left slots that are out of their slabs but in no magazine. */
+KMM_HIDDEN void kmm__mag_fork_drain(struct kmm *mm, struct kmm_tcache *tc, bool gone);
 /* Empties every magazine of tc into its cache (mm->tcache_lock held);
  * returns the objects. */
 KMM_HIDDEN size_t kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc);
@@ -1034,10 +1061,12 @@ static inline bool obj_free_fast(struct kmm *mm, struct kmm_slab *s, uintptr_t b
         struct kmm_magazine *m = (struct kmm_magazine *)(void *)((char *)kmm__tls[0].tc + mag_offset);
         struct free_slot *top = m->top;
         if (KMM_LIKELY(top != m->end)) {
-            store_relaxed(held, 0);
-            obj_poison(s->cache, p);
+            /* the slot first, then the held byte: a fork that cuts this
+             * short leaves the slot findable past top (kmm__mag_fork_drain) */
             store_relaxed(&top->addr, p);
             store_relaxed(&top->held, held);
+            store_relaxed(held, 0);
+            obj_poison(s->cache, p);
             store_relaxed(&m->top, top + 1);
             busy_fast_exit();
             return true;
@@ -1077,5 +1106,10 @@ KMM_HIDDEN size_t kmm__vm_usable(struct kmm *mm, const void *p, const char *fn);
 KMM_HIDDEN void *kmm__vrealloc(struct kmm *mm, void *p, size_t size, unsigned flags, const char *fn);
 KMM_HIDDEN int kmm__vm_check(struct kmm *mm);
 KMM_HIDDEN void kmm__vm_destroy(struct kmm *mm);
+/* Takes or releases the vmalloc lock, for fork. */
+KMM_HIDDEN void kmm__vm_fork_lock(struct kmm *mm, bool lock);
+/* In the child of a fork (vm lock held or no other thread): areas other
+ * threads were working on are kept for good (VM_ORPHAN); counters recounted. */
+KMM_HIDDEN void kmm__vm_fork_child(struct kmm *mm);
 
 #endif

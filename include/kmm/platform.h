@@ -105,6 +105,27 @@ struct kmm_platform {
      * back only when their threads next call kmm. One thread, or callers
      * that serialise every call: a compiler barrier is enough. */
     int (*barrier_all)(void *ctx);
+    /* fork() (optional; see docs/decisions.md, "fork"). atfork registers
+     * three handlers to run around every fork of the process (hosted:
+     * pthread_atfork); kmm calls it once, at the first kmm_create whose
+     * platform has it. Without it a memory system must not be used by both
+     * sides of a fork. Around a fork kmm holds every lock of every memory
+     * system and calls, per memory system:
+     *  - fork_prepare(ctx): make a private copy of the physical memory as it
+     *    is now, for the child (hosted: a new memfd holding the resident
+     *    extents). Nonzero if it could not: the parent is unharmed, and the
+     *    child's fork_child is called with the copy missing.
+     *  - fork_parent(ctx): the fork happened (or failed); drop the copy.
+     *  - fork_child(ctx): in the child, before any other kmm call: put the
+     *    copy in place of the shared memory, under every mapping of it (the
+     *    direct map and each vm_map alias) at the same addresses. Without a
+     *    copy it must make the memory inaccessible to the child rather than
+     *    shared with the parent. Must not allocate (the child of a threaded
+     *    parent may only call async-signal-safe functions). */
+    int  (*atfork)(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+    int  (*fork_prepare)(void *ctx);
+    void (*fork_parent)(void *ctx);
+    void (*fork_child)(void *ctx);
 };
 
 /* The hosted Linux platform (not in freestanding builds). */

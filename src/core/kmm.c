@@ -35,6 +35,10 @@ static unsigned tombstone_next;
 _Static_assert(offsetof(struct kmm, pf) + sizeof(void *) <= 4096,
                "what a tombstone is read for lies in the first page of struct kmm");
 
+/* kmm_default's memory system and its state: 0 none, 1 being created, 2 ready. */
+static struct kmm *default_mm;
+static int default_state;
+
 void kmm__registry_lock(void)
 {
     while (__atomic_test_and_set(&registry_spin, __ATOMIC_ACQUIRE))
@@ -198,6 +202,100 @@ static void destroy_metadata(struct kmm *mm, bool keep_struct)
         pf->meta_free(mm->ctx, mm, sizeof(*mm));
 }
 
+/* ---- fork ------------------------------------------------------------------
+ *
+ * The direct map is a shared mapping of the platform's memory while the
+ * metadata is private: after a plain fork both processes would hand out the
+ * same frames and rewrite each other's free lists. So around every fork the
+ * prepare handler takes the registry lock and every lock of every live
+ * memory system, in the lock order, and has the platform copy physical
+ * memory (fork_prepare): the copy and the metadata the child inherits then
+ * describe the same moment, as far as anything under a lock goes. The child
+ * puts the copy under its mappings (fork_child), releases the locks and
+ * gives back what per-thread caches held: those of threads that do not exist
+ * in the child may have been cut anywhere in a lock-free path. The parent
+ * drops the copy (fork_parent) and releases the locks. See docs/decisions.md,
+ * "fork".
+ */
+
+static void fork_locks(struct kmm *mm, bool lock)
+{
+    void (*op)(struct kmm_lock *) = lock ? mm->pf->lock : mm->pf->unlock;
+    if (lock) {
+        op(&mm->slab_lock);
+        op(&mm->tcache_lock);
+        kmm__slab_fork_locks(mm, true);
+        for (unsigned a = 0; a < mm->nr_areas; a++)
+            op(&mm->area[a].lock);
+        kmm__vm_fork_lock(mm, true);
+        for (unsigned i = 0; i < META_OBJ_CLASSES; i++)
+            op(&mm->meta_obj[i].lock);
+    } else {
+        for (unsigned i = META_OBJ_CLASSES; i-- > 0;)
+            op(&mm->meta_obj[i].lock);
+        kmm__vm_fork_lock(mm, false);
+        for (unsigned a = mm->nr_areas; a-- > 0;)
+            op(&mm->area[a].lock);
+        kmm__slab_fork_locks(mm, false);
+        op(&mm->tcache_lock);
+        op(&mm->slab_lock);
+    }
+}
+
+static void fork_prepare(void)
+{
+    kmm__registry_lock();
+    for (struct kmm *mm = registry; mm; mm = mm->registry_next) {
+        fork_locks(mm, true);
+        mm->fork_copied = mm->pf->fork_prepare && mm->pf->fork_prepare(mm->ctx) == 0;
+    }
+}
+
+static void fork_parent(void)
+{
+    for (struct kmm *mm = registry; mm; mm = mm->registry_next) {
+        if (mm->pf->fork_parent)
+            mm->pf->fork_parent(mm->ctx);
+        fork_locks(mm, false);
+    }
+    kmm__registry_unlock();
+}
+
+static void fork_child(void)
+{
+    for (struct kmm *mm = registry; mm; mm = mm->registry_next) {
+        if (mm->pf->fork_child)
+            mm->pf->fork_child(mm->ctx);
+        fork_locks(mm, false);
+        mm->retiring = 0;   /* the threads that were retiring caches are not in the child */
+        if (mm->fork_copied) {
+            kmm__vm_fork_child(mm);
+            kmm__tcache_fork_child(mm);
+        } else if (mm->pf->fork_prepare) {
+            struct kmm_msg m = { .len = 0 };
+            kmm__msg_str(&m, "kmm: fork: physical memory could not be copied for the child; memory system ");
+            kmm__msg_dec(&m, mm->id);
+            kmm__msg_str(&m, " is not usable in the child");
+            kmm__report(mm, &m);
+        }
+    }
+    /* kmm_default being made by a thread that is not in the child: start over */
+    if (__atomic_load_n(&default_state, __ATOMIC_RELAXED) == 1)
+        __atomic_store_n(&default_state, 0, __ATOMIC_RELAXED);
+    kmm__registry_unlock();
+}
+
+/* The handlers are registered once per process, with the first platform
+ * that can (they serve the memory systems of every platform). */
+static void fork_register(const struct kmm_platform *pf)
+{
+    static int registered;   /* 0 no, 1 being registered, 2 yes */
+    int expected = 0;
+    if (!pf->atfork || !__atomic_compare_exchange_n(&registered, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return;
+    __atomic_store_n(&registered, pf->atfork(fork_prepare, fork_parent, fork_child) == 0 ? 2 : 0, __ATOMIC_RELEASE);
+}
+
 #if KMM_HOSTED
 #define DEFAULT_PLATFORM (&kmm_platform_hosted)
 #else
@@ -330,6 +428,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
         lo = hi;
     }
     build_preferences(mm);
+    fork_register(pf);
 
     mm->live = KMM_LIVE;
     kmm__registry_lock();
@@ -424,13 +523,11 @@ void kmm_destroy(struct kmm *mm)
 
 struct kmm *kmm_default(void)
 {
-    static struct kmm *the_default;
-    static int state;   /* 0 none, 1 being created, 2 ready */
-    struct kmm *mm = __atomic_load_n(&the_default, __ATOMIC_ACQUIRE);
+    struct kmm *mm = __atomic_load_n(&default_mm, __ATOMIC_ACQUIRE);
     if (KMM_LIKELY(mm != NULL))
         return mm;
     int expected = 0;
-    if (__atomic_compare_exchange_n(&state, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    if (__atomic_compare_exchange_n(&default_state, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
         mm = kmm_create(NULL);
         if (!mm) {
 #if KMM_HOSTED
@@ -438,13 +535,13 @@ struct kmm *kmm_default(void)
 #endif
             __builtin_trap();
         }
-        __atomic_store_n(&the_default, mm, __ATOMIC_RELEASE);
-        __atomic_store_n(&state, 2, __ATOMIC_RELEASE);
+        __atomic_store_n(&default_mm, mm, __ATOMIC_RELEASE);
+        __atomic_store_n(&default_state, 2, __ATOMIC_RELEASE);
         return mm;
     }
-    while (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != 2)
+    while (__atomic_load_n(&default_state, __ATOMIC_ACQUIRE) != 2)
         ;
-    return __atomic_load_n(&the_default, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&default_mm, __ATOMIC_ACQUIRE);
 }
 
 int kmm_check(struct kmm *mm)

@@ -485,9 +485,11 @@ static inline void tcache_push(struct kmm *mm, struct kmm_tcache *tc, uint64_t p
     unsigned a = area_of_pfn(mm, pfn);
     struct tcache_list *l = &tc->list[a][order];
     uintptr_t v = (uintptr_t)pfn_to_virt(mm, pfn);
+    /* the slot before the metadata byte: a fork that cuts this short
+     * leaves a CACHED block findable past count (kmm__tcache_fork_child) */
+    l->slot[l->count] = v;
     meta_set(mm, pfn, meta_make(META_CACHED, order));
     pages_poison(mm, (void *)v, (uint64_t)1 << order);
-    l->slot[l->count] = v;
     store_relaxed(&l->count, l->count + 1);
     if (KMM_UNLIKELY(l->count > tcache_high(order)))
         kmm__tcache_flush(mm, tc, a, order, tcache_high(order) - tcache_batch(order));

@@ -257,6 +257,68 @@ size_t kmm__tcache_reclaim(struct kmm *mm)
     kmm_unlock(mm, &mm->tcache_lock);
     return n;
 }
+
+/* Frees the block at v if it is a CACHED block of list (a, order): with
+ * every list emptied, such a block is in none, so it was being moved by a
+ * gone thread. Anything else (a stale slot: the block was handed out,
+ * freed or merged since; a duplicate) is left alone. */
+static void fork_reclaim_block(struct kmm *mm, unsigned a, unsigned order, uintptr_t v)
+{
+    uint64_t pfn = virt_to_pfn(mm, (void *)v);
+    if (pfn == UINT64_MAX || (v & (mm->page_size - 1)) || area_of_pfn(mm, pfn) != a)
+        return;
+    struct kmm_area *ar = &mm->area[a];
+    kmm_lock(mm, &ar->lock);
+    if (meta_get(mm, pfn) == meta_make(META_CACHED, order))
+        kmm__area_free_block(mm, ar, pfn, order);
+    kmm_unlock(mm, &ar->lock);
+}
+
+/* A gone thread may have been cut by the fork anywhere in a lock-free path,
+ * and its lists and magazines show a prefix of its stores (a store reaches
+ * the child only if every earlier one did). The paths store in an order
+ * that keeps every block and slot in motion findable: a pop lowers count
+ * (top) before it marks the block ALLOC (the slot held), a push writes the
+ * slot before it marks the block CACHED (clears held) and raises count, a
+ * refill writes its slots under the lock and raises count after. So: the
+ * depots first (filled under locks, so whole), then every list and magazine,
+ * tolerating stale and duplicated entries, then the gone threads' slots past
+ * count (top). The forking thread's cache is emptied too: a gone thread's
+ * stale slot may name a block the forking thread cached since, and emptying
+ * both resolves it whichever comes first. */
+void kmm__tcache_fork_child(struct kmm *mm)
+{
+    struct kmm_tcache *mine = NULL;
+    for (unsigned i = 0; i < TLS_SLOTS; i++)
+        if (kmm__tls[i].mm_id == mm->id)
+            mine = kmm__tls[i].tc;
+    kmm__slab_drain(mm);
+    for (struct kmm_tcache *tc = mm->tcaches; tc; tc = tc->next)
+        kmm__mag_fork_drain(mm, tc, tc != mine);
+    for (struct kmm_tcache *tc = mm->tcaches; tc; tc = tc->next) {
+        for (unsigned a = 0; a < mm->nr_areas; a++) {
+            for (unsigned o = 0; o <= KMM_PCP_MAX_ORDER; o++) {
+                struct tcache_list *l = &tc->list[a][o];
+                uint32_t count = l->count < TCACHE_CAP(o) ? l->count : TCACHE_CAP(o);
+                uint32_t end = tc == mine ? count : TCACHE_CAP(o);
+                for (uint32_t i = 0; i < end; i++)
+                    fork_reclaim_block(mm, a, o, l->slot[i]);
+                store_relaxed(&l->count, 0);
+            }
+        }
+    }
+    struct kmm_tcache **pp = &mm->tcaches;
+    while (*pp) {
+        struct kmm_tcache *tc = *pp;
+        if (tc == mine) {
+            pp = &tc->next;
+            continue;
+        }
+        *pp = tc->next;
+        kmm__mag_release_all(mm, tc);
+        mm->pf->meta_free(mm->ctx, tc, sizeof(*tc));
+    }
+}
 #else
 struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm)
 {
@@ -273,6 +335,10 @@ size_t kmm__tcache_reclaim(struct kmm *mm)
 {
     (void)mm;
     return 0;
+}
+void kmm__tcache_fork_child(struct kmm *mm)
+{
+    kmm__slab_drain(mm);
 }
 #endif
 

@@ -16,7 +16,10 @@
 #include <string.h>
 #include <linux/membarrier.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 _Static_assert(KMM_ENOMEM == ENOMEM && KMM_EBUSY == EBUSY && KMM_EINVAL == EINVAL,
@@ -29,6 +32,7 @@ struct hosted {
     int fd;
     void *base;
     uint64_t size;
+    int copy_fd;                    /* during a fork: the child's physical memory, or -1 */
 };
 
 /* The direct map is aligned like the largest block it can hold, so that a
@@ -91,6 +95,7 @@ static int hosted_open(const struct kmm_platform *pf, const struct kmm_config *c
     if (!h->base)
         goto fail_fd;
     h->size = size;
+    h->copy_fd = -1;
     mem->direct_map = (uintptr_t)h->base;
     mem->nr_ranges = 1;
     mem->ranges[0].start = 0;
@@ -238,6 +243,154 @@ static size_t hosted_vm_map_limit(void *ctx)
     return limit;
 }
 
+/* ---- fork: the child gets a copy of the memfd under the same mappings ---- */
+
+/* Copies the data extents of from into to (same size; holes stay holes).
+ * copy_file_range keeps the bytes in the kernel (no user buffer, so no
+ * sanitizer reads kmm's poisoned free pages) and was the fastest of the
+ * ways measured (bench/fork --copy: copy_file_range, sendfile, mmap +
+ * memcpy); sendfile, as cheap, where it is missing. */
+static int copy_extents(int from, int to, uint64_t size)
+{
+    off_t pos = 0;
+    while ((uint64_t)pos < size) {
+        off_t data = lseek(from, pos, SEEK_DATA);
+        if (data < 0)
+            return errno == ENXIO ? 0 : -errno;
+        off_t hole = lseek(from, data, SEEK_HOLE);
+        if (hole < 0)
+            hole = (off_t)size;
+        for (off_t in = data, out = data; in < hole;) {
+            ssize_t n = copy_file_range(from, &in, to, &out, (size_t)(hole - in), 0);
+            if (n < 0 && (errno == ENOSYS || errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP)) {
+                /* a kernel or filesystem without it: sendfile, as fast here */
+                if (lseek(to, out, SEEK_SET) < 0)
+                    return -errno;
+                n = sendfile(to, from, &in, (size_t)(hole - in));
+                out = in;
+            }
+            if (n <= 0)
+                return n < 0 ? -errno : -EIO;
+        }
+        pos = hole;
+    }
+    return 0;
+}
+
+static int hosted_fork_prepare(void *ctx)
+{
+    struct hosted *h = ctx;
+    h->copy_fd = memfd_create("kmm-physical-memory", MFD_CLOEXEC);
+    if (h->copy_fd < 0)
+        return -errno;
+    int err = ftruncate(h->copy_fd, (off_t)h->size) != 0 ? -errno : copy_extents(h->fd, h->copy_fd, h->size);
+    if (err) {
+        close(h->copy_fd);
+        h->copy_fd = -1;
+    }
+    return err;
+}
+
+static void hosted_fork_parent(void *ctx)
+{
+    struct hosted *h = ctx;
+    if (h->copy_fd >= 0)
+        close(h->copy_fd);
+    h->copy_fd = -1;
+}
+
+/* Raw system calls: the sanitizers' mmap interceptors would reset their
+ * shadow of the range, which must stay as the parent left it (the copy
+ * holds the same bytes). */
+static int remap(uintptr_t start, uintptr_t end, int prot, int fd, uint64_t off)
+{
+    long rc = fd >= 0 ? syscall(SYS_mmap, start, end - start, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)off)
+                      : syscall(SYS_mmap, start, end - start, PROT_NONE,
+                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    return rc == -1 ? -1 : 0;
+}
+
+static uint64_t parse_hex(const char **s)
+{
+    uint64_t v = 0;
+    for (;; (*s)++) {
+        char c = **s;
+        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16;
+        if (d == 16)
+            return v;
+        v = v * 16 + d;
+    }
+}
+
+/* One line of /proc/self/maps, "start-end perms offset major:minor inode
+ * path": if it maps the file (dev, ino), remaps it onto to. */
+static void remap_line(const char *s, dev_t dev, ino_t ino, int to)
+{
+    uintptr_t start = (uintptr_t)parse_hex(&s);
+    s++;
+    uintptr_t end = (uintptr_t)parse_hex(&s);
+    s++;
+    int prot = (s[0] == 'r' ? PROT_READ : 0) | (s[1] == 'w' ? PROT_WRITE : 0) | (s[2] == 'x' ? PROT_EXEC : 0);
+    bool shared = s[3] == 's';
+    s += 5;
+    uint64_t off = parse_hex(&s);
+    s++;
+    unsigned major = (unsigned)parse_hex(&s);
+    s++;
+    unsigned minor = (unsigned)parse_hex(&s);
+    s++;
+    uint64_t inode = 0;
+    for (; *s >= '0' && *s <= '9'; s++)
+        inode = inode * 10 + (uint64_t)(*s - '0');
+    if (shared && inode == (uint64_t)ino && major == major(dev) && minor == minor(dev))
+        remap(start, end, prot, to, off);
+}
+
+/* Every mapping of the old memfd (the direct map and each vm_map alias) is
+ * replaced by the same range of the copy, found in /proc/self/maps: no
+ * table to keep on the vm_map path, and no malloc (the child of a threaded
+ * parent may only call async-signal-safe functions). The kernel resumes
+ * reading the file after the last address read, so remapping between
+ * reads is safe. Without a copy the mappings become inaccessible instead:
+ * the child faults on the memory system rather than write the parent's. */
+static void hosted_fork_child(void *ctx)
+{
+    struct hosted *h = ctx;
+    struct stat st;
+    int maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fstat(h->fd, &st) == 0 && maps >= 0) {
+        char buf[4096];
+        size_t have = 0;
+        for (;;) {
+            ssize_t n = read(maps, buf + have, sizeof buf - 1 - have);
+            if (n <= 0)
+                break;
+            have += (size_t)n;
+            buf[have] = 0;
+            char *line = buf, *nl;
+            while ((nl = strchr(line, '\n')) != NULL) {
+                *nl = 0;
+                remap_line(line, st.st_dev, st.st_ino, h->copy_fd);
+                line = nl + 1;
+            }
+            have = (size_t)(buf + have - line);
+            if (have == sizeof buf - 1)
+                have = 0;   /* a line this long (a path) is not one of ours */
+            memmove(buf, line, have);
+        }
+    }
+    if (maps >= 0)
+        close(maps);
+    close(h->fd);
+    h->fd = h->copy_fd;
+    h->copy_fd = -1;
+}
+
+static int hosted_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
+{
+    return -pthread_atfork(prepare, parent, child);
+}
+
 static void hosted_lock_init(struct kmm_lock *l) { pthread_mutex_init((pthread_mutex_t *)(void *)l, NULL); }
 static void hosted_lock_fini(struct kmm_lock *l) { pthread_mutex_destroy((pthread_mutex_t *)(void *)l); }
 static void hosted_lock(struct kmm_lock *l) { pthread_mutex_lock((pthread_mutex_t *)(void *)l); }
@@ -329,4 +482,8 @@ const struct kmm_platform kmm_platform_hosted = {
     .vm_map_limit = hosted_vm_map_limit,
     .thread_attach = hosted_thread_attach,
     .barrier_all = hosted_barrier_all,
+    .atfork = hosted_atfork,
+    .fork_prepare = hosted_fork_prepare,
+    .fork_parent = hosted_fork_parent,
+    .fork_child = hosted_fork_child,
 };

@@ -173,6 +173,17 @@ void kmm__slab_drain(struct kmm *mm)
     kmm_unlock(mm, &mm->slab_lock);
 }
 
+void kmm__slab_fork_locks(struct kmm *mm, bool lock)
+{
+    struct kmm_slab_root *r = __atomic_load_n(&mm->slabs, __ATOMIC_ACQUIRE);
+    for (struct kmm_cache *c = r ? r->caches : NULL; c; c = c->next) {
+        if (lock)
+            kmm_lock(mm, &c->lock);
+        else
+            kmm_unlock(mm, &c->lock);
+    }
+}
+
 /* Frees the layer's own memory; the pages go with the memory system. */
 void kmm__slab_destroy_all(struct kmm *mm)
 {
@@ -197,7 +208,9 @@ void kmm__slab_destroy_all(struct kmm *mm)
 /* ---- check ------------------------------------------------------------------------------ */
 
 
-static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, const struct slab_list *l)
+/* Adds to *parked the slots of s that are out but not held (so in some
+ * magazine or the depot). */
+static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, const struct slab_list *l, size_t *parked)
 {
     uint64_t pfn = virt_to_pfn(mm, (void *)s->base);
     if (s->cache != c || pfn == UINT64_MAX)
@@ -233,6 +246,7 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
         uint8_t held = load_relaxed(slab_held(s, i));
         if (held > 1 || (held && (i >= s->objects || !out_bit)) || load_relaxed(slab_held(s, c->objects)))
             return kmm__check_fail(mm, "slab's held byte is set for a slot that is not out of it", pfn);
+        *parked += i < s->objects && out_bit && !held;
         if (mm->slab_poison && i < s->objects && !out_bit && *(uintptr_t *)(p + c->canary_offset) != slot_canary(c, p))
             return kmm__check_fail(mm, "free object in a slab was overwritten (write after free?)", virt_to_pfn(mm, (void *)p));
     }
@@ -272,16 +286,17 @@ static int check_depot(struct kmm *mm, struct kmm_cache *c)
     return 0;
 }
 
-static int check_cache(struct kmm *mm, struct kmm_cache *c)
+/* in_mags: c's slots in magazines (counted before c->lock was taken). */
+static int check_cache(struct kmm *mm, struct kmm_cache *c, size_t in_mags)
 {
     const struct slab_list *lists[3] = { &c->partial, &c->full, &c->empty };
-    size_t out = 0, slots = 0, pages = 0;
+    size_t out = 0, slots = 0, pages = 0, parked = 0;
     for (unsigned l = 0; l < 3; l++) {
         size_t n = 0;
         for (struct kmm_slab *s = lists[l]->head; s; s = s->next) {
             if (++n > lists[l]->count || (s->next && s->next->prev != s))
                 return kmm__check_fail(mm, "slab list loops, is longer than its count or is not doubly linked", UINT64_MAX);
-            int rc = check_slab(mm, c, s, lists[l]);
+            int rc = check_slab(mm, c, s, lists[l], &parked);
             if (rc)
                 return rc;
             out += s->inuse;
@@ -295,6 +310,8 @@ static int check_cache(struct kmm *mm, struct kmm_cache *c)
         return kmm__check_fail(mm, "cache's objects-out counter differs from its slabs", UINT64_MAX);
     if (slots != c->total_slots || pages != c->total_pages)
         return kmm__check_fail(mm, "cache's slot or page total differs from its slabs", UINT64_MAX);
+    if (parked != c->depot_count + in_mags)
+        return kmm__check_fail(mm, "cache has slots out of their slabs that no caller, magazine or depot holds (lost)", UINT64_MAX);
     return check_depot(mm, c);
 }
 
@@ -375,9 +392,10 @@ int kmm__slab_check(struct kmm *mm)
     for (struct kmm_cache *c = r->caches; c && rc == 0; c = c->next) {
         if (c->id != NO_MAG_ID && !(r->used_ids[c->id / 64] >> (c->id % 64) & 1))
             rc = kmm__check_fail(mm, "a cache's id is not marked used", UINT64_MAX);
+        size_t in_mags = kmm__mag_count(mm, c);   /* takes tcache_lock, which comes before c->lock */
         kmm_lock(mm, &c->lock);
         if (rc == 0)
-            rc = check_cache(mm, c);
+            rc = check_cache(mm, c, in_mags);
         slab_pages += c->total_pages;
         kmm_unlock(mm, &c->lock);
     }

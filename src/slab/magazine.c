@@ -78,6 +78,28 @@ size_t kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc)
     return n;
 }
 
+/* A magazine's slots past top are stale (slots handed out since) or were
+ * being moved when the fork cut a gone thread short: a refill from the
+ * depot or slabs writes slots there under the cache's lock and moves top
+ * after it; a free writes its slot there before it clears the held byte
+ * and moves top; a pop moves top before it sets the held byte. Each is a
+ * slot out of its slab, not held and in no magazine: reclaimed. Stale ones
+ * are not out, held, or of a slab of another cache by now, and are left. */
+void kmm__mag_fork_drain(struct kmm *mm, struct kmm_tcache *tc, bool gone)
+{
+    (void)mm;
+    for (unsigned id = 0; id < KMM_MAX_CACHES; id++) {
+        struct kmm_magazine *m = &tc->mag[id];
+        struct kmm_cache *c = m->cache;
+        if (!c || !m->slot || m->top < m->slot || m->top > m->end || m->end != m->slot + c->mag_cap)
+            continue;
+        struct free_slot *end = gone ? m->end : m->top;
+        for (struct free_slot *f = m->slot; f < end; f++)
+            kmm__slot_fork_reclaim(c, f->addr);
+        store_relaxed(&m->top, m->slot);
+    }
+}
+
 /* Frees the memory of tc's slot arrays; tc is freed next. */
 void kmm__mag_release_all(struct kmm *mm, struct kmm_tcache *tc)
 {

@@ -53,12 +53,12 @@ void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const c
     struct kmm_magazine *m = tc ? &tc->mag[c->id] : NULL;
     if (m && !m->cache)
         m = kmm__mag_get(mm, tc, c);
-    store_relaxed(f.held, 0);
-    if (mm->slab_poison)
-        *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
-    obj_poison(c, p);
     if (!m) {
         busy_slow_exit();
+        store_relaxed(f.held, 0);
+        if (mm->slab_poison)
+            *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
+        obj_poison(c, p);
         kmm__cache_put(c, &f, 1, fn);
         return;
     }
@@ -71,8 +71,13 @@ void kmm__obj_free(struct kmm_cache *c, struct kmm_slab *s, uintptr_t p, const c
         }
         store_relaxed(&m->top, m->top - half);
     }
+    /* the slot before the held byte, as in obj_free_fast (for fork) */
     store_relaxed(&m->top->addr, f.addr);
     store_relaxed(&m->top->held, f.held);
+    store_relaxed(f.held, 0);
+    if (mm->slab_poison)
+        *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
+    obj_poison(c, p);
     store_relaxed(&m->top, m->top + 1);
     busy_slow_exit();
 }

@@ -365,6 +365,25 @@ void kmm__cache_put(struct kmm_cache *c, const struct free_slot *src, uint32_t n
     }
 }
 
+bool kmm__slot_fork_reclaim(struct kmm_cache *c, uintptr_t p)
+{
+    struct kmm *mm = c->mm;
+    struct kmm_slab *s = slab_of(mm, (void *)p);
+    if (!s || s == LARGE_BLOCK || s->cache != c)
+        return false;
+    uint64_t idx = slot_started_by(s, p);
+    if (idx == UINT64_MAX || !(s->out[idx / 64] & ((uint64_t)1 << (idx % 64))) || load_relaxed(slab_held(s, idx)))
+        return false;
+    /* a slot a gone thread freed after the platform copied memory has its
+     * canary in the parent's memory only */
+    if (mm->slab_poison)
+        *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
+    obj_poison(c, p);
+    struct free_slot f = { p, slab_held(s, idx) };
+    kmm__cache_put(c, &f, 1, "fork");
+    return true;
+}
+
 void kmm__cache_stash(struct kmm_cache *c, const struct free_slot *src, uint32_t n, const char *fn)
 {
     kmm_lock(c->mm, &c->lock);

@@ -43,7 +43,7 @@ static int info_one(void *arg, struct vm_node *n)
 {
     struct info_walk *w = arg;
     static const char *const kinds[] = { [VM_VMALLOC] = "vmalloc", [VM_VMAP] = "vmap", [VM_LAZY] = "lazy-free" };
-    if (n->state == VM_FREE || n->state == VM_BUSY)
+    if (n->state == VM_FREE || n->state == VM_BUSY || n->state == VM_ORPHAN)
         return 0;
     unsigned shift = w->mm->page_shift;
     struct kmm_vmalloc_area_info a = {
@@ -130,6 +130,10 @@ static int check_one(void *arg, struct vm_node *n)
     }
     if (n->state == VM_BUSY)
         return fail(c, "vmalloc space: an area is being mapped or unmapped (kmm_check needs the other threads stopped)", n->first);
+    if (n->state == VM_ORPHAN) {
+        c->mappings += n->nr_runs + 1;
+        return 0;
+    }
     if (n->mapped == 0 || n->pages != n->mapped + 1)
         return fail(c, "vmalloc area: its length is not its pages and one guard page", n->first);
     if (n->nr_runs == 0 || n->runs[0].first != 0 || n->nr_runs > n->mapped)

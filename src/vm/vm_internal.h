@@ -15,7 +15,9 @@
  *  - an area has mapped >= 1 pages and pages == mapped + 1 (the guard);
  *    its runs start at page 0, ascend, and end at mapped; a vmalloc area's
  *    frames are allocated in the page allocator;
- *  - the counters (areas, pages, lazy, mappings, free) match the tree.
+ *  - the counters (areas, pages, lazy, mappings, free) match the tree;
+ *  - a VM_ORPHAN area counts only in mappings (its runs + 1, whatever
+ *    they were when the fork cut its thread short).
  */
 #ifndef KMM_VM_INTERNAL_H
 #define KMM_VM_INTERNAL_H
@@ -29,6 +31,7 @@ enum vm_state {
     VM_VMALLOC,   /* live kmm_vmalloc area */
     VM_VMAP,      /* live kmm_vmap area */
     VM_LAZY,      /* freed kmm_vmalloc area, still mapped, waiting for a purge */
+    VM_ORPHAN,    /* VM_BUSY in a child of fork whose thread is not there: kept for good */
 };
 
 /* Pages [first, next run's first or mapped) of an area map the frames from phys on. */

@@ -670,6 +670,8 @@ static struct vm_node *live_area_locked(struct kmm_vm *vm, const void *p, enum v
     const char *why = NULL;
     if (!n || n->state == VM_FREE || n->state == VM_BUSY)
         why = "not allocated (no live vmalloc area here):";
+    else if (n->state == VM_ORPHAN)
+        why = "area another thread was making or freeing at fork (kept by the child for good):";
     else if (n->state == VM_LAZY)
         why = "double free, or use after free (the vmalloc area is freed already):";
     else if (page >= n->first + n->mapped)
@@ -1130,6 +1132,64 @@ static int release_run_array(void *arg, struct vm_node *n)
     if (n->runs != n->inline_runs && !kmm__vm_owns(vm->mm, n->runs))
         kmm__meta_obj_free(vm->mm, n->runs, n->cap_runs * sizeof(*n->runs));
     return 0;
+}
+
+void kmm__vm_fork_lock(struct kmm *mm, bool lock)
+{
+    struct kmm_vm *vm = __atomic_load_n(&mm->vm, __ATOMIC_ACQUIRE);
+    if (!vm)
+        return;
+    if (lock)
+        kmm_lock(mm, &vm->lock);
+    else
+        kmm_unlock(mm, &vm->lock);
+}
+
+/* In the child of a fork, an area still VM_BUSY was being made, freed,
+ * purged or resized by a thread that is not there: how far it got (pages
+ * taken, mapped, unmapped, freed) is not known, so it is kept as it is, for
+ * good (as malloc's child leaks what other threads were allocating). The
+ * counters are recounted from the tree: the gone thread may have been
+ * anywhere between its updates of them. */
+static int fork_recount(void *arg, struct vm_node *n)
+{
+    struct kmm_vm *vm = arg;
+    switch (n->state) {
+    case VM_FREE:
+        vm->free_ranges++;
+        vm->free_pages += n->pages;
+        return 0;
+    case VM_BUSY:
+        n->state = VM_ORPHAN;
+        break;
+    case VM_VMALLOC:
+        vm->areas++;
+        vm->pages += n->mapped;
+        break;
+    case VM_LAZY:
+        vm->lazy_areas++;
+        vm->lazy_pages += n->mapped;
+        break;
+    case VM_VMAP:
+        vm->vmap_areas++;
+        vm->vmap_pages += n->mapped;
+        break;
+    default:
+        break;
+    }
+    vm->mappings += n->nr_runs + 1;
+    return 0;
+}
+
+void kmm__vm_fork_child(struct kmm *mm)
+{
+    struct kmm_vm *vm = __atomic_load_n(&mm->vm, __ATOMIC_ACQUIRE);
+    if (!vm)
+        return;
+    vm->areas = vm->pages = vm->vmap_areas = vm->vmap_pages = vm->lazy_areas = vm->lazy_pages = 0;
+    vm->free_ranges = vm->free_pages = 0;
+    vm->mappings = 1;   /* the reservation */
+    kmm__vt_walk(vm->root, fork_recount, vm);
 }
 
 void kmm__vm_destroy(struct kmm *mm)
