@@ -72,6 +72,11 @@ int kmm__cache_init(struct kmm *mm, struct kmm_cache *c, const char *name, size_
         while ((ps << slab_order) < c->slot_size)
             slab_order++;   /* at most 3: slot <= 8 pages */
     }
+    /* what the slot arithmetic's proof assumes (see slot_product): never
+     * false for the slabs kmm chooses at the page sizes kmm_create takes */
+    size_t slab_bytes = ps << slab_order;
+    if (slab_order > 3 || slab_bytes > ((size_t)1 << SLAB_OFFSET_BITS) || (slab_bytes - 1) / slot >= SLAB_MAX_OBJECTS)
+        return -KMM_EINVAL;
     c->slab_order = slab_order;
     /* the fallback when memory is too fragmented for slab_order: the
      * smallest block that holds one slot (a page for every slot that fits) */
@@ -139,28 +144,62 @@ static void desc_free(struct kmm_cache *c, struct kmm_slab *s)
     c->desc_free = d;
 }
 
-/* Takes a new chunk of descriptors; called without the lock (meta_alloc may
- * be a system call), added under it. Descriptors are whole cache lines, and
+/* A new chunk of descriptors, not yet the cache's; called without the lock
+ * (meta_alloc may be a system call). Descriptors are whole cache lines, and
  * each cache's chunks start them at a colour of their own (a line per cache
  * id, over two KiB): chunks are page aligned, and the first descriptors of
  * every cache on one line offset would all compete for one set of the L1
  * cache in a mixed-size workload (Bonwick's slab colouring, for metadata). */
-static bool desc_grow(struct kmm_cache *c)
+static size_t desc_colour(const struct kmm_cache *c) { return 64 + (c->id % 32) * 64; }
+
+static struct desc_chunk *desc_chunk_new(struct kmm_cache *c)
 {
-    size_t colour = 64 + (c->id % 32) * 64;
-    size_t len = round_up(colour + 16 * c->desc_size, 4096);
+    size_t len = round_up(desc_colour(c) + 16 * c->desc_size, 4096);
     struct desc_chunk *ch = kmm__meta_alloc(c->mm, len);
-    if (!ch)
-        return false;
-    ch->len = len;
-    kmm_lock(c->mm, &c->lock);
+    if (ch)
+        ch->len = len;
+    return ch;
+}
+
+/* Makes ch the chunk descriptors are cut from (cache lock held). Only when
+ * desc_alloc failed: the rest of the previous chunk is less than one
+ * descriptor, so nothing usable is dropped. */
+static void desc_chunk_install(struct kmm_cache *c, struct desc_chunk *ch)
+{
+    size_t colour = desc_colour(c);
     ch->next = c->desc_chunks;
     c->desc_chunks = ch;
-    /* the rest of the previous chunk is dropped: less than one descriptor */
     c->desc_next = (char *)ch + colour;
-    c->desc_left = len - colour;
-    kmm_unlock(c->mm, &c->lock);
-    return true;
+    c->desc_left = ch->len - colour;
+}
+
+/* A descriptor for a new slab; NULL when no metadata memory is left. Called
+ * without the lock. The lock is dropped to grow the pool, so other threads
+ * may empty a chunk this thread made, or grow the pool themselves,
+ * meanwhile: a chunk is installed only under the lock and only when
+ * desc_alloc still fails there, and one not needed after all goes back. */
+static struct kmm_slab *desc_get(struct kmm_cache *c)
+{
+    struct kmm *mm = c->mm;
+    struct desc_chunk *spare = NULL;
+    struct kmm_slab *s;
+    kmm_lock(mm, &c->lock);
+    while ((s = desc_alloc(c)) == NULL) {
+        if (spare) {
+            desc_chunk_install(c, spare);   /* desc_alloc cannot fail on it: 16 descriptors */
+            spare = NULL;
+            continue;
+        }
+        kmm_unlock(mm, &c->lock);
+        spare = desc_chunk_new(c);
+        if (!spare)
+            return NULL;
+        kmm_lock(mm, &c->lock);
+    }
+    kmm_unlock(mm, &c->lock);
+    if (spare)
+        kmm__meta_free(mm, spare, spare->len);
+    return s;
 }
 
 /* ---- making and freeing slabs ----------------------------------------------- */
@@ -205,17 +244,10 @@ static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
     }
     if (!pages)
         return NULL;
-    kmm_lock(mm, &c->lock);
-    struct kmm_slab *s = desc_alloc(c);
-    kmm_unlock(mm, &c->lock);
+    struct kmm_slab *s = desc_get(c);
     if (!s) {
-        if (!desc_grow(c)) {
-            kmm__free_pages_as(mm, "kmm_malloc", pages, false);
-            return NULL;
-        }
-        kmm_lock(mm, &c->lock);
-        s = desc_alloc(c);
-        kmm_unlock(mm, &c->lock);
+        kmm__free_pages_as(mm, "kmm_malloc", pages, false);
+        return NULL;
     }
     s->cache = c;
     s->base = (uintptr_t)pages;
