@@ -575,7 +575,11 @@ struct slab_map_entry {
     uint64_t mag_offset;                  /* slab->mag_offset */
 };
 
-/* A pool of descriptors of one size (each cache has its own). */
+/* A pool of descriptors of one size (each cache has its own). Invariant
+ * (kmm_check): every descriptor cut from a cache's chunks is a slab's or
+ * on its free list, and only the newest chunk has an uncut rest (desc_left
+ * bytes at desc_next): a chunk is installed only when the one before it
+ * cannot give a descriptor. */
 struct desc_chunk {
     struct desc_chunk *next;
     size_t len;
@@ -632,6 +636,9 @@ struct kmm_cache {
  * product below must not overflow 64 bits. 8-byte slots in a page of the
  * largest size are exactly that many. */
 #define SLAB_MAX_OBJECTS ((uint64_t)1 << (64 - RECIP_SHIFT))
+
+/* Where a chunk of c's descriptors starts them (see desc_chunk_new). */
+static inline size_t desc_colour(const struct kmm_cache *c) { return 64 + (c->id % 32) * 64; }
 
 /* Two magazines' worth: a producer thread's refill finds what a consumer
  * thread's last two overflows gave back. */

@@ -150,8 +150,6 @@ static void desc_free(struct kmm_cache *c, struct kmm_slab *s)
  * id, over two KiB): chunks are page aligned, and the first descriptors of
  * every cache on one line offset would all compete for one set of the L1
  * cache in a mixed-size workload (Bonwick's slab colouring, for metadata). */
-static size_t desc_colour(const struct kmm_cache *c) { return 64 + (c->id % 32) * 64; }
-
 static struct desc_chunk *desc_chunk_new(struct kmm_cache *c)
 {
     size_t len = round_up(desc_colour(c) + 16 * c->desc_size, 4096);
@@ -183,8 +181,9 @@ static struct kmm_slab *desc_get(struct kmm_cache *c)
     struct kmm *mm = c->mm;
     struct desc_chunk *spare = NULL;
     struct kmm_slab *s;
+    bool failed = false;
     kmm_lock(mm, &c->lock);
-    while ((s = desc_alloc(c)) == NULL) {
+    while ((s = desc_alloc(c)) == NULL && !failed) {
         if (spare) {
             desc_chunk_install(c, spare);   /* desc_alloc cannot fail on it: 16 descriptors */
             spare = NULL;
@@ -192,8 +191,7 @@ static struct kmm_slab *desc_get(struct kmm_cache *c)
         }
         kmm_unlock(mm, &c->lock);
         spare = desc_chunk_new(c);
-        if (!spare)
-            return NULL;
+        failed = spare == NULL;   /* one more look: another thread may have grown the pool */
         kmm_lock(mm, &c->lock);
     }
     kmm_unlock(mm, &c->lock);
