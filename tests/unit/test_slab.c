@@ -1829,6 +1829,8 @@ static void cache_objects_of_large_slabs(size_t ps, size_t size)
         assert_non_null(objs[i]);
         objs[i][0] = (char)i;
         objs[i][size - 1] = (char)i;
+        if (i == 0)
+            assert_int_equal(kmm_check(mm), 0);   /* the rest of the first refill is in the magazine */
     }
     assert_int_equal(kmm_check(mm), 0);
     for (size_t i = 0; i < n; i++) {
