@@ -663,9 +663,12 @@ _Static_assert(DEPOT_MAX >= 2 * MAG_MAX, "a depot holds two full magazines");
  * Hence: slot = product >> S, and p starts it iff bits B..S-1 of the
  * product are 0. Every constant is fixed, so the free fast path is one
  * multiply, one shift and one test whatever the page size. */
-_Static_assert(RECIP_SHIFT >= 2 * SLAB_OFFSET_BITS + 1 && RECIP_SHIFT < 64, "r >= 1 sets a bit from SLAB_OFFSET_BITS up");
-_Static_assert(((uint64_t)8 << KMM_MAX_PAGE_SHIFT) <= ((uint64_t)1 << SLAB_OFFSET_BITS), "a slab of 8 largest pages fits the offset bits");
-_Static_assert(((uint64_t)1 << KMM_MAX_PAGE_SHIFT) / 8 <= SLAB_MAX_OBJECTS, "8-byte slots in a largest page fit the product");
+_Static_assert(RECIP_SHIFT >= 2 * SLAB_OFFSET_BITS + 1 && RECIP_SHIFT < 64,
+               "r >= 1 sets a bit from SLAB_OFFSET_BITS up");
+_Static_assert(((uint64_t)8 << KMM_MAX_PAGE_SHIFT) <= ((uint64_t)1 << SLAB_OFFSET_BITS),
+               "a slab of 8 largest pages fits the offset bits");
+_Static_assert(((uint64_t)1 << KMM_MAX_PAGE_SHIFT) / 8 <= SLAB_MAX_OBJECTS,
+               "8-byte slots in a largest page fit the product");
 #define SLOT_START_BITS ((((uint64_t)1 << RECIP_SHIFT) - 1) & ~(((uint64_t)1 << SLAB_OFFSET_BITS) - 1))
 static inline uint64_t slot_product(const struct kmm_slab *s, uintptr_t p) { return (p - s->base) * s->recip; }
 static inline uint64_t slot_of(const struct kmm_slab *s, uintptr_t p) { return slot_product(s, p) >> RECIP_SHIFT; }

@@ -32,7 +32,8 @@ bool kmm__is_live(uint64_t id)
 
 static bool config_ok(const struct kmm_config *cfg, size_t page_size, const uint64_t *limits, unsigned nr)
 {
-    if (page_size < ((size_t)1 << KMM_MIN_PAGE_SHIFT) || page_size > ((size_t)1 << KMM_MAX_PAGE_SHIFT) || (page_size & (page_size - 1)))
+    if (page_size < ((size_t)1 << KMM_MIN_PAGE_SHIFT) || page_size > ((size_t)1 << KMM_MAX_PAGE_SHIFT) ||
+        (page_size & (page_size - 1)))
         return false;
     if (nr == 0 || nr > KMM_MAX_AREAS)
         return false;

@@ -283,8 +283,8 @@ static int check_descriptors(struct kmm *mm, struct kmm_cache *c, size_t slabs)
         if (++nfree > cut)
             break;
     if (cut != slabs + nfree)
-        return kmm__check_fail(mm, "cache's descriptor chunks hold descriptors neither a slab's nor free (a chunk's rest dropped?)",
-                               UINT64_MAX);
+        return kmm__check_fail(mm, "cache's descriptor chunks hold descriptors neither a slab's nor free "
+                               "(a chunk's rest dropped?)", UINT64_MAX);
     return 0;
 }
 

@@ -5,7 +5,8 @@
  * size, alignment, usable sizes, exact pages above the largest size class,
  * realloc, calloc, KMM_ZERO, area masks, memory going back, caches (ctor,
  * align, stats, destroy), kmm_check after every test. Most tests run at page
- * sizes of 4 KiB, 16 KiB and 64 KiB.
+ * sizes of 4 KiB, 16 KiB, 64 KiB and 1 MiB (the largest kmm_create takes:
+ * slabs of up to 8 MiB).
  *
  * Size classes are not hard-coded: they are found by asking (the usable size
  * of kmm_malloc(s) is the class of s), so the tests hold for any class table

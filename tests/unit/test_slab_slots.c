@@ -44,7 +44,8 @@ static bool check_offset(const struct kmm_slab *s, uint64_t d, uint64_t off)
      * byte at index t >> RECIP_SHIFT, which must stay within objects + 1 */
     bool fast_start = !(t & SLOT_START_BITS);
     checked++;
-    if (slot_of(s, p) != q || slot_started_by(s, p) != want || fast_start != (r == 0) || (t >> RECIP_SHIFT) > s->objects) {
+    if (slot_of(s, p) != q || slot_started_by(s, p) != want || fast_start != (r == 0) ||
+        (t >> RECIP_SHIFT) > s->objects) {
         fprintf(stderr,
                 "slot size %llu, %u slots, offset %llu (slot %llu + %llu): slot_of %llu, slot_started_by %lld "
                 "(want %lld), fast path says %s\n",
