@@ -289,6 +289,12 @@ struct meta_class {
 
 /* ---- The memory system (core/kmm.c) -------------------------------------- */
 
+/* The page sizes kmm_create accepts: powers of two from 4 KiB to 1 MiB. The
+ * slab layer's slot arithmetic is proved for slabs of up to 8 pages of the
+ * largest (see RECIP_SHIFT). */
+#define KMM_MIN_PAGE_SHIFT 12
+#define KMM_MAX_PAGE_SHIFT 20
+
 struct kmm {
     /* hot fields first */
     uint64_t cache_key;                   /* this mm's drain epoch: a value of kmm__next_key, unique in the process; atomic */
@@ -803,7 +809,11 @@ struct slab_map_entry {
     uint64_t mag_offset;                  /* slab->mag_offset */
 };
 
-/* A pool of descriptors of one size (each cache has its own). */
+/* A pool of descriptors of one size (each cache has its own). Invariant
+ * (kmm_check): every descriptor cut from a cache's chunks is a slab's or
+ * on its free list, and only the newest chunk has an uncut rest (desc_left
+ * bytes at desc_next): a chunk is installed only when the one before it
+ * cannot give a descriptor. */
 struct desc_chunk {
     struct desc_chunk *next;
     size_t len;
@@ -827,6 +837,7 @@ struct kmm_cache {
     struct kmm_lock lock;
     /* protected by lock: */
     struct slab_list partial, full, empty;
+    struct slab_list making;              /* slabs new_slab is making: owned pages, not yet on a list */
     size_t objects_out;                   /* sum of inuse over the slabs */
     size_t total_slots, total_pages;      /* sums of objects and of 2^order over the slabs */
     /* The depot (Bonwick's): free slots that threads' full magazines gave
@@ -851,7 +862,18 @@ struct kmm_cache {
     char name[32];
     struct kmm_cache *next;               /* in the root's list, protected by mm->slab_lock */
 };
-#define RECIP_SHIFT 44
+/* Slot arithmetic: see slot_product. A slab is at most 8 pages (8 << 20
+ * bytes at the largest page size), so offsets in a slab and slot sizes are
+ * below 2^SLAB_OFFSET_BITS. */
+#define SLAB_OFFSET_BITS (KMM_MAX_PAGE_SHIFT + 3)
+#define RECIP_SHIFT (2 * SLAB_OFFSET_BITS + 1)
+/* The most slots a slab may have (kmm__cache_init refuses more): the
+ * product below must not overflow 64 bits. 8-byte slots in a page of the
+ * largest size are exactly that many. */
+#define SLAB_MAX_OBJECTS ((uint64_t)1 << (64 - RECIP_SHIFT))
+
+/* Where a chunk of c's descriptors starts them (see desc_chunk_new). */
+static inline size_t desc_colour(const struct kmm_cache *c) { return 64 + (c->id % 32) * 64; }
 
 /* Two magazines' worth: a producer thread's refill finds what a consumer
  * thread's last two overflows gave back. */
@@ -859,15 +881,30 @@ static inline uint32_t depot_cap(const struct kmm_cache *c) { return 2 * c->mag_
 _Static_assert(DEPOT_MAX >= 2 * MAG_MAX, "a depot holds two full magazines");
 
 /* The slot of slab s that p lies in (p inside the slab). */
-/* One multiply gives both the slot and whether p starts it. With recip =
- * floor(2^44 / d) + 1 = (2^44 + e) / d, 0 < e <= d, and off = q * d + r,
- * off * recip = q * 2^44 + q * e + r * recip. For off < 2^20 (a slab is at
- * most 8 pages of 64 KiB, 2^19 bytes) and d <= 2^19: q * e <= off < 2^20,
- * so r == 0 leaves the low 44 bits below 2^20, while r >= 1 adds at least
- * recip >= 2^25; and the low part stays below 2^44, so the top bits are q,
- * exactly. Hence: slot = product >> 44, and p starts it iff bits 20..43 of
- * the product are 0. */
-#define SLOT_START_BITS ((((uint64_t)1 << RECIP_SHIFT) - 1) & ~(((uint64_t)1 << 20) - 1))
+/* One multiply gives both the slot and whether p starts it. Let B =
+ * SLAB_OFFSET_BITS, S = RECIP_SHIFT = 2B + 1, d the slot size, recip =
+ * floor(2^S / d) + 1 = (2^S + e) / d with 0 < e <= d, and off = p - base
+ * = q * d + r (0 <= r < d). Then off * recip = q * 2^S + L with
+ * L = q * e + r * recip. For every slab kmm makes: off < 2^B and d <= 2^B
+ * (a slab is at most 8 pages of at most 2^KMM_MAX_PAGE_SHIFT bytes), and
+ * q < 2^(64 - S) (kmm__cache_init: at most SLAB_MAX_OBJECTS slots, and a
+ * p past the last slot has q == objects only when the slab's tail is not
+ * a whole slot, so q + 1 <= ceil(slab bytes / d) <= SLAB_MAX_OBJECTS).
+ *  - r == 0: L = q * e <= q * d <= off < 2^B.
+ *  - r >= 1: L >= recip > 2^S / d >= 2^(S - B) = 2^(B + 1) >= 2^B.
+ *  - L < 2^S: L <= q * e + (d - 1) * recip = 2^S + (q + 1) * e - recip,
+ *    and (q + 1) * e <= off + d < 2^(B + 1) < recip.
+ *  - no overflow: q * 2^S + L < (q + 1) * 2^S <= 2^64.
+ * Hence: slot = product >> S, and p starts it iff bits B..S-1 of the
+ * product are 0. Every constant is fixed, so the free fast path is one
+ * multiply, one shift and one test whatever the page size. */
+_Static_assert(RECIP_SHIFT >= 2 * SLAB_OFFSET_BITS + 1 && RECIP_SHIFT < 64,
+               "r >= 1 sets a bit from SLAB_OFFSET_BITS up");
+_Static_assert(((uint64_t)8 << KMM_MAX_PAGE_SHIFT) <= ((uint64_t)1 << SLAB_OFFSET_BITS),
+               "a slab of 8 largest pages fits the offset bits");
+_Static_assert(((uint64_t)1 << KMM_MAX_PAGE_SHIFT) / 8 <= SLAB_MAX_OBJECTS,
+               "8-byte slots in a largest page fit the product");
+#define SLOT_START_BITS ((((uint64_t)1 << RECIP_SHIFT) - 1) & ~(((uint64_t)1 << SLAB_OFFSET_BITS) - 1))
 static inline uint64_t slot_product(const struct kmm_slab *s, uintptr_t p) { return (p - s->base) * s->recip; }
 static inline uint64_t slot_of(const struct kmm_slab *s, uintptr_t p) { return slot_product(s, p) >> RECIP_SHIFT; }
 /* The slot that p starts, or UINT64_MAX when p is not the start of a slot. */
@@ -949,6 +986,9 @@ KMM_HIDDEN int kmm__free_slot_check(struct kmm_cache *c, struct free_slot f);
 KMM_HIDDEN int kmm__slab_check(struct kmm *mm);
 KMM_HIDDEN void kmm__slab_destroy_all(struct kmm *mm);
 KMM_HIDDEN void kmm__slab_drain(struct kmm *mm);   /* shrink every cache */
+/* In the child of a fork: gives back the slabs and kmm_malloc blocks that
+ * threads not in the child left half made or half freed. */
+KMM_HIDDEN void kmm__slab_fork_child(struct kmm *mm);
 /* Takes (lock) or releases every cache's lock, for fork (mm->slab_lock held). */
 KMM_HIDDEN void kmm__slab_fork_locks(struct kmm *mm, bool lock);
 /* In the child of a fork: if p is a slot of c out of its slab and not held

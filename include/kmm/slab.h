@@ -72,9 +72,16 @@ KMM_API void *kmm_calloc(struct kmm *mm, size_t n, size_t size, unsigned flags);
  * size above the largest class stays in place and gives its tail pages back
  * (to a class size, it moves into a slab). Otherwise allocates, copies
  * min(old, new) bytes and frees p. Size 0 frees p and returns NULL. On
- * failure returns NULL (errors as kmm_malloc) and leaves p intact. KMM_ZERO
- * zeroes the bytes past the old usable size. Only memory from kmm_malloc* /
- * kmm_calloc / kmm_realloc / kmm_vmalloc / kmm_kvmalloc. */
+ * failure returns NULL (errors as kmm_malloc) and leaves p intact. KMM_ZERO zeroes the bytes past
+ * the old usable size. Takes memory from kmm_malloc* / kmm_calloc /
+ * kmm_realloc and, with the virtual-memory layer, from kmm_vmalloc* /
+ * kmm_kvmalloc: a kmm_vmalloc area stays one (not physically contiguous,
+ * whatever the new size), resized in place when the address space after it
+ * allows (tail pages unmapped and freed, or pages mapped after the last),
+ * else moved to a new area (page aligned; an alignment asked of
+ * kmm_vmalloc_aligned is not kept). Anything else (a kmm_cache object, a
+ * kmm_vmap area, the middle of an object, freed memory) is reported and
+ * aborts. */
 KMM_API void *kmm_realloc(struct kmm *mm, void *p, size_t size, unsigned flags);
 
 /* kmm_malloc with the address a multiple of align (a power of two; smaller

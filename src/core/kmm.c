@@ -61,7 +61,8 @@ bool kmm__is_live(uint64_t id)
 
 static bool config_ok(const struct kmm_config *cfg, size_t page_size, const uint64_t *limits, unsigned nr)
 {
-    if (page_size < 4096 || page_size > (1u << 20) || (page_size & (page_size - 1)))
+    if (page_size < ((size_t)1 << KMM_MIN_PAGE_SHIFT) || page_size > ((size_t)1 << KMM_MAX_PAGE_SHIFT) ||
+        (page_size & (page_size - 1)))
         return false;
     if (nr == 0 || nr > KMM_MAX_AREAS)
         return false;
@@ -270,6 +271,7 @@ static void fork_child(void)
         mm->retiring = 0;   /* the threads that were retiring caches are not in the child */
         if (mm->fork_copied) {
             kmm__vm_fork_child(mm);
+            kmm__slab_fork_child(mm);
             kmm__tcache_fork_child(mm);
         } else if (mm->pf->fork_prepare) {
             struct kmm_msg m = { .len = 0 };

@@ -286,6 +286,26 @@ static int check_depot(struct kmm *mm, struct kmm_cache *c)
     return 0;
 }
 
+/* The descriptors of c's chunks are its slabs' (slabs of them) and the
+ * free ones; nothing else but the newest chunk's uncut rest. */
+static int check_descriptors(struct kmm *mm, struct kmm_cache *c, size_t slabs)
+{
+    size_t cut = 0, nfree = 0;
+    for (struct desc_chunk *ch = c->desc_chunks; ch; ch = ch->next)
+        cut += (ch->len - desc_colour(c)) / c->desc_size;
+    if (c->desc_left % c->desc_size != (c->desc_chunks ? (c->desc_chunks->len - desc_colour(c)) % c->desc_size : 0) ||
+        c->desc_left / c->desc_size > cut)
+        return kmm__check_fail(mm, "cache's uncut descriptors are not the rest of its newest chunk", UINT64_MAX);
+    cut -= c->desc_left / c->desc_size;
+    for (void *d = c->desc_free; d; d = *(void **)d)
+        if (++nfree > cut)
+            break;
+    if (cut != slabs + nfree)
+        return kmm__check_fail(mm, "cache's descriptor chunks hold descriptors neither a slab's nor free "
+                               "(a chunk's rest dropped?)", UINT64_MAX);
+    return 0;
+}
+
 /* in_mags: c's slots in magazines (counted before c->lock was taken). */
 static int check_cache(struct kmm *mm, struct kmm_cache *c, size_t in_mags)
 {
@@ -312,7 +332,10 @@ static int check_cache(struct kmm *mm, struct kmm_cache *c, size_t in_mags)
         return kmm__check_fail(mm, "cache's slot or page total differs from its slabs", UINT64_MAX);
     if (parked != c->depot_count + in_mags)
         return kmm__check_fail(mm, "cache has slots out of their slabs that no caller, magazine or depot holds (lost)", UINT64_MAX);
-    return check_depot(mm, c);
+    if (c->making.count)
+        return kmm__check_fail(mm, "a slab of the cache is being made (kmm_check wants the other threads quiet)", UINT64_MAX);
+    int rc = check_descriptors(mm, c, c->partial.count + c->full.count + c->empty.count);
+    return rc ? rc : check_depot(mm, c);
 }
 
 static bool map_entry_empty(const struct slab_map_entry *e)

@@ -72,6 +72,11 @@ int kmm__cache_init(struct kmm *mm, struct kmm_cache *c, const char *name, size_
         while ((ps << slab_order) < c->slot_size)
             slab_order++;   /* at most 3: slot <= 8 pages */
     }
+    /* what the slot arithmetic's proof assumes (see slot_product): never
+     * false for the slabs kmm chooses at the page sizes kmm_create takes */
+    size_t slab_bytes = ps << slab_order;
+    if (slab_order > 3 || slab_bytes > ((size_t)1 << SLAB_OFFSET_BITS) || (slab_bytes - 1) / slot >= SLAB_MAX_OBJECTS)
+        return -KMM_EINVAL;
     c->slab_order = slab_order;
     /* the fallback when memory is too fragmented for slab_order: the
      * smallest block that holds one slot (a page for every slot that fits) */
@@ -139,28 +144,62 @@ static void desc_free(struct kmm_cache *c, struct kmm_slab *s)
     c->desc_free = d;
 }
 
-/* Takes a new chunk of descriptors; called without the lock (meta_alloc may
- * be a system call), added under it. Descriptors are whole cache lines, and
+/* A new chunk of descriptors, not yet the cache's; called without the lock
+ * (meta_alloc may be a system call). Descriptors are whole cache lines, and
  * each cache's chunks start them at a colour of their own (a line per cache
  * id, over two KiB): chunks are page aligned, and the first descriptors of
  * every cache on one line offset would all compete for one set of the L1
  * cache in a mixed-size workload (Bonwick's slab colouring, for metadata). */
-static bool desc_grow(struct kmm_cache *c)
+static struct desc_chunk *desc_chunk_new(struct kmm_cache *c)
 {
-    size_t colour = 64 + (c->id % 32) * 64;
-    size_t len = round_up(colour + 16 * c->desc_size, 4096);
+    size_t len = round_up(desc_colour(c) + 16 * c->desc_size, 4096);
     struct desc_chunk *ch = kmm__meta_alloc(c->mm, len);
-    if (!ch)
-        return false;
-    ch->len = len;
-    kmm_lock(c->mm, &c->lock);
+    if (ch)
+        ch->len = len;
+    return ch;
+}
+
+/* Makes ch the chunk descriptors are cut from (cache lock held). Only when
+ * desc_alloc failed: the rest of the previous chunk is less than one
+ * descriptor, so nothing usable is dropped. */
+static void desc_chunk_install(struct kmm_cache *c, struct desc_chunk *ch)
+{
+    size_t colour = desc_colour(c);
     ch->next = c->desc_chunks;
     c->desc_chunks = ch;
-    /* the rest of the previous chunk is dropped: less than one descriptor */
     c->desc_next = (char *)ch + colour;
-    c->desc_left = len - colour;
-    kmm_unlock(c->mm, &c->lock);
-    return true;
+    c->desc_left = ch->len - colour;
+}
+
+/* A descriptor for a new slab; NULL when no metadata memory is left. Called
+ * without the lock. The lock is dropped to grow the pool, so other threads
+ * may empty a chunk this thread made, or grow the pool themselves,
+ * meanwhile: a chunk is installed only under the lock and only when
+ * desc_alloc still fails there, and one not needed after all goes back. */
+static struct kmm_slab *desc_get_locked(struct kmm_cache *c)
+{
+    struct kmm *mm = c->mm;
+    struct desc_chunk *spare = NULL;
+    struct kmm_slab *s;
+    bool failed = false;
+    kmm_lock(mm, &c->lock);
+    while ((s = desc_alloc(c)) == NULL && !failed) {
+        if (spare) {
+            desc_chunk_install(c, spare);   /* desc_alloc cannot fail on it: 16 descriptors */
+            spare = NULL;
+            continue;
+        }
+        kmm_unlock(mm, &c->lock);
+        spare = desc_chunk_new(c);
+        failed = spare == NULL;   /* one more look: another thread may have grown the pool */
+        kmm_lock(mm, &c->lock);
+    }
+    if (spare) {   /* not needed after all: freed outside the lock */
+        kmm_unlock(mm, &c->lock);
+        kmm__meta_free(mm, spare, spare->len);
+        kmm_lock(mm, &c->lock);
+    }
+    return s;
 }
 
 /* ---- making and freeing slabs ----------------------------------------------- */
@@ -186,8 +225,9 @@ void kmm__slab_map_set(struct kmm *mm, uintptr_t base, unsigned order, struct km
     }
 }
 
-/* A new slab, every slot free (constructed, canary written, poisoned); not on
- * any list. Called without the lock. Of slab_order when such a block can be
+/* A new slab, every slot free (constructed, canary written, poisoned), on
+ * the cache's making list (the caller moves it to a list of slabs under the
+ * lock). Called without the lock. Of slab_order when such a block can be
  * had, else of min_order (SLUB's fallback): on memory fragmented to single
  * pages, a cache of objects below a page still gets slabs while a free page
  * is left. */
@@ -205,24 +245,22 @@ static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
     }
     if (!pages)
         return NULL;
-    kmm__pages_own(mm, pages, OWNER_SLAB);
-    kmm_lock(mm, &c->lock);
-    struct kmm_slab *s = desc_alloc(c);
-    kmm_unlock(mm, &c->lock);
+    struct kmm_slab *s = desc_get_locked(c);
     if (!s) {
-        if (!desc_grow(c)) {
-            kmm__free_pages_as(mm, OWNER_SLAB, "kmm_malloc", pages, false);
-            return NULL;
-        }
-        kmm_lock(mm, &c->lock);
-        s = desc_alloc(c);
         kmm_unlock(mm, &c->lock);
+        kmm__free_pages_as(mm, OWNER_PAGES, "kmm_malloc", pages, false);
+        return NULL;
     }
+    /* owned, and on the making list, in one step under the lock: a fork
+     * finds the slab whichever step a thread it leaves behind was at */
+    kmm__pages_own(mm, pages, OWNER_SLAB);
     s->cache = c;
     s->base = (uintptr_t)pages;
+    s->order = order;
+    list_add(&c->making, s);
+    kmm_unlock(mm, &c->lock);
     s->recip = c->recip;
     s->objects = (uint32_t)((mm->page_size << order) / c->slot_size);
-    s->order = order;
     s->canary_offset = (uint32_t)c->canary_offset;
     s->mag_offset = (uint32_t)(offsetof(struct kmm_tcache, mag) + c->id * sizeof(struct kmm_magazine));
     /* bits past the last slot are out for good, so searches need no bound */
@@ -238,6 +276,35 @@ static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
     }
     kmm__slab_map_set(mm, s->base, order, s);
     return s;
+}
+
+/* In the child of a fork: the slabs that threads not in the child were
+ * making are given back (their objects were never handed out), as the
+ * kmm_malloc blocks of pages they were taking or giving back. */
+void kmm__slab_fork_child(struct kmm *mm)
+{
+    struct kmm_slab_root *r = __atomic_load_n(&mm->slabs, __ATOMIC_ACQUIRE);
+    if (!r)
+        return;
+    for (struct kmm_cache *c = r->caches; c; c = c->next) {
+        while (c->making.head) {
+            struct kmm_slab *s = c->making.head;
+            list_del(&c->making, s);
+            kmm__slab_map_set(mm, s->base, s->order, NULL);
+            kmm__free_pages_as(mm, OWNER_SLAB, "fork", (void *)s->base, false);
+            desc_free(c, s);
+        }
+    }
+    /* a kmm_malloc block of pages is owned, then marked; unmarked, then
+     * freed: one owned without its mark was in motion */
+    for (uint64_t pfn = mm->base_pfn; pfn < mm->end_pfn;) {
+        kmm_meta_t m = meta_get(mm, pfn);
+        uint64_t n = (uint64_t)1 << meta_order(m);
+        if (meta_kind(m) == META_OWNED && pages_owner(mm, pfn) == OWNER_KMALLOC &&
+            mm->slab_map[pfn - mm->base_pfn].slab != LARGE_BLOCK)
+            kmm__free_pages_as(mm, OWNER_KMALLOC, "fork", pfn_to_virt(mm, pfn), false);
+        pfn += m ? n : 1;
+    }
 }
 
 /* ---- taking slots out ----------------------------------------------------------- */
@@ -284,6 +351,7 @@ uint32_t kmm__cache_take(struct kmm_cache *c, struct free_slot *dst, uint32_t n,
             kmm_lock(mm, &c->lock);
             if (!s)
                 break;
+            list_del(&c->making, s);
             list_add(&c->empty, s);
             c->total_slots += s->objects;
             c->total_pages += (size_t)1 << s->order;

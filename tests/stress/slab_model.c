@@ -3,7 +3,7 @@
  * Long seeded sequences of random operations - kmm_malloc, kmm_calloc,
  * kmm_realloc, kmm_malloc_aligned, kmm_free, kmm_cache_create / alloc / free /
  * destroy (with and without constructors, alignments, area masks) and
- * kmm_drain - on a memory system of 4, 16 and 64 KiB pages, mirrored in a
+ * kmm_drain - on a memory system of 4, 16, 64 KiB and 1 MiB pages, mirrored in a
  * model that records every live object: its address, the size asked, the
  * usable size, the alignment asked, and an id from which a fill pattern unique
  * to the object is derived. Every result is checked against the model:
@@ -1215,10 +1215,14 @@ static void run_config(const struct config *cfg, unsigned long nops, uint64_t se
 int main(void)
 {
     static const struct config configs[] = {
-        { "4 KiB pages, 256 MiB", 4096, 256ull << 20, 40, 0 },
-        { "4 KiB pages, 256 MiB, KMM_SLAB_POISON", 4096, 256ull << 20, 15, KMM_SLAB_POISON },
-        { "16 KiB pages, 256 MiB", 16384, 256ull << 20, 25, 0 },
-        { "64 KiB pages, 512 MiB", 65536, 512ull << 20, 20, 0 },
+        { "4 KiB pages, 256 MiB", 4096, 256ull << 20, 39, 0 },
+        { "4 KiB pages, 256 MiB, KMM_SLAB_POISON", 4096, 256ull << 20, 14, KMM_SLAB_POISON },
+        { "16 KiB pages, 256 MiB", 16384, 256ull << 20, 22, 0 },
+        { "64 KiB pages, 512 MiB", 65536, 512ull << 20, 18, 0 },
+        /* the largest page size kmm_create accepts: caches' slabs of up to 8
+         * MiB; few operations, each touching megabytes of fresh memory */
+        { "1 MiB pages, 2 GiB", 1 << 20, 2048ull << 20, 5, 0 },
+        { "1 MiB pages, 2 GiB, KMM_SLAB_POISON", 1 << 20, 2048ull << 20, 2, KMM_SLAB_POISON },
     };
     g_seed = kmm_test_seed("slab_model");
     const char *env = getenv("KMM_MODEL_OPS");

@@ -5,7 +5,8 @@
  * size, alignment, usable sizes, exact pages above the largest size class,
  * realloc, calloc, KMM_ZERO, area masks, memory going back, caches (ctor,
  * align, stats, destroy), kmm_check after every test. Most tests run at page
- * sizes of 4 KiB, 16 KiB and 64 KiB.
+ * sizes of 4 KiB, 16 KiB, 64 KiB and 1 MiB (the largest kmm_create takes:
+ * slabs of up to 8 MiB).
  *
  * Size classes are not hard-coded: they are found by asking (the usable size
  * of kmm_malloc(s) is the class of s), so the tests hold for any class table
@@ -1807,6 +1808,55 @@ static void test_cache_args(void **state)
     finish(mm);
 }
 
+/* Slabs of large pages: every object of two slabs of a cache whose slabs
+ * reach past 1 MiB (8 pages of 256 KiB, of 1 MiB), allocated, checked and
+ * freed with kmm_check between (the reviewer's case: at 256 KiB the 8th
+ * object of a 200000-byte cache was "pointer into the middle of an object"
+ * on 56bd589, for kmm_cache_free and for kmm_check of a magazine). */
+static void cache_objects_of_large_slabs(size_t ps, size_t size)
+{
+    struct kmm *mm = kmm_test_create(ps, 1 * GiB);
+    size_t initial = allocated_pages(mm);
+    struct kmm_cache *c = kmm_cache_create(mm, "large-slabs", size, 0, NULL);
+    assert_non_null(c);
+    struct kmm_cache_stats st;
+    kmm_cache_stats(c, &st);
+    assert_true(st.objects_per_slab * st.slot_size > 1 * MiB);
+    size_t n = 2 * st.objects_per_slab;
+    char **objs = calloc(n, sizeof(*objs));
+    assert_non_null(objs);
+    for (size_t i = 0; i < n; i++) {
+        objs[i] = kmm_cache_alloc(c, 0);
+        assert_non_null(objs[i]);
+        objs[i][0] = (char)i;
+        objs[i][size - 1] = (char)i;
+        if (i == 0)
+            assert_int_equal(kmm_check(mm), 0);   /* the rest of the first refill is in the magazine */
+    }
+    assert_int_equal(kmm_check(mm), 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(objs[i][0], (char)i);
+        assert_int_equal(objs[i][size - 1], (char)i);
+        kmm_cache_free(c, objs[i]);
+        if (i % 4 == 3)
+            assert_int_equal(kmm_check(mm), 0);   /* the freed ones sit in the magazine */
+    }
+    assert_int_equal(kmm_check(mm), 0);
+    free(objs);
+    kmm_cache_destroy(c);
+    assert_all_back(mm, initial);
+    finish(mm);
+}
+
+static void test_large_page_slabs(void **state)
+{
+    (void)state;
+    cache_objects_of_large_slabs(256 * KiB, 200000);
+    cache_objects_of_large_slabs(1 * MiB, 400000);
+    cache_objects_of_large_slabs(1 * MiB, 8 * MiB - 8);   /* one slot of 8 pages: only offset 0 starts one */
+    cache_objects_of_large_slabs(1 * MiB, 1 * MiB + 8);   /* 7 slots in 8 pages, a tail */
+}
+
 /* The name is copied, at most 31 characters of it. */
 static void test_cache_name(void **state)
 {
@@ -2229,12 +2279,20 @@ static void test_cache_destroy_after_thread(void **state)
 
 /* ---- the tests ------------------------------------------------------------------ */
 
-static size_t ps_4k = 4096, ps_16k = 16384, ps_64k = 65536;
+static size_t ps_4k = 4096, ps_16k = 16384, ps_64k = 65536, ps_1m = 1 << 20;
 
-#define PER_PAGE_SIZE(fn)                                   \
+/* Up to 64 KiB: for the tests whose geometry assumes pages that small (the
+ * classes reach half a page; a 16 MiB area or 64 MiB of memory holds
+ * enough pages for a slab of every class and mask). */
+#define SMALL_PAGE_SIZES(fn)                                \
     { #fn "_4k", fn, NULL, NULL, &ps_4k },                  \
     { #fn "_16k", fn, NULL, NULL, &ps_16k },                \
     { #fn "_64k", fn, NULL, NULL, &ps_64k }
+/* And 1 MiB, the largest page size kmm_create accepts: slabs of up to 8
+ * MiB, slot offsets up to 2^23 */
+#define PER_PAGE_SIZE(fn)                                   \
+    SMALL_PAGE_SIZES(fn),                                   \
+    { #fn "_1m", fn, NULL, NULL, &ps_1m }
 
 /* An argument runs only the tests whose names match it (cmocka's pattern). */
 int main(int argc, char **argv)
@@ -2242,7 +2300,7 @@ int main(int argc, char **argv)
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
-        PER_PAGE_SIZE(test_max_slab_size),
+        SMALL_PAGE_SIZES(test_max_slab_size),
         PER_PAGE_SIZE(test_contiguous_every_size),
         PER_PAGE_SIZE(test_classes_consistent),
         PER_PAGE_SIZE(test_malloc_impossible),
@@ -2258,12 +2316,12 @@ int main(int argc, char **argv)
         PER_PAGE_SIZE(test_realloc_failure),
         PER_PAGE_SIZE(test_calloc_zeroes),
         PER_PAGE_SIZE(test_zero_flag_reused),
-        PER_PAGE_SIZE(test_area_masks),
-        PER_PAGE_SIZE(test_malloc_every_area_mask),
+        SMALL_PAGE_SIZES(test_area_masks),
+        SMALL_PAGE_SIZES(test_malloc_every_area_mask),
         cmocka_unit_test(test_free_null),
         PER_PAGE_SIZE(test_memory_returns),
         PER_PAGE_SIZE(test_exhaustion),
-        PER_PAGE_SIZE(test_fragmented_single_pages),
+        SMALL_PAGE_SIZES(test_fragmented_single_pages),
         PER_PAGE_SIZE(test_cross_thread),
         PER_PAGE_SIZE(test_cache_ctor),
         PER_PAGE_SIZE(test_cache_align),
@@ -2272,6 +2330,7 @@ int main(int argc, char **argv)
         PER_PAGE_SIZE(test_many_caches),
         PER_PAGE_SIZE(test_cache_args),
         cmocka_unit_test(test_cache_name),
+        cmocka_unit_test(test_large_page_slabs),
         PER_PAGE_SIZE(test_cache_stats),
         PER_PAGE_SIZE(test_slab_stats_list),
         PER_PAGE_SIZE(test_slab_stats_order_with_masks),

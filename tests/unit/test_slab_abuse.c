@@ -372,6 +372,25 @@ static void cache_free_middle(void *arg)
     kmm_cache_free(c, p + 8);
 }
 
+/* Past 1 MiB into a slab of 1 MiB pages (its 8th object of 400000 bytes):
+ * the slot test holds at every offset of the largest slabs. */
+static void cache_free_middle_large_pages(void *arg)
+{
+    (void)arg;
+    struct kmm_config cfg = { .page_size = 1 << 20, .mem_size = 64 << 20,
+                              .slab_flags = poison_pass ? KMM_SLAB_POISON : 0 };
+    struct kmm *mm = kmm_create(&cfg);
+    if (!mm)
+        exit(3);
+    struct kmm_cache *c = cache_or_exit(mm, "abuse-1m", 400000);
+    char *p = NULL;
+    for (int i = 0; i < 8; i++)
+        p = cache_alloc_or_exit(c);
+    kmm_cache_free(c, p);   /* a start: fine */
+    p = cache_alloc_or_exit(c);
+    kmm_cache_free(c, p + 8);
+}
+
 /* Inside a page-backed kmm_malloc: the reason is not promised, only the
  * report with the address. */
 static void free_inside_large(void *arg)
@@ -768,6 +787,7 @@ int main(int argc, char **argv)
         ABUSE(free_middle_16, "middle of an object"),
         ABUSE(free_middle_last_byte, "middle of an object"),
         ABUSE(cache_free_middle, "middle of an object"),
+        ABUSE(cache_free_middle_large_pages, "middle of an object"),
         ABUSE(free_inside_large, "kmm_free"),
         ABUSE(free_stack, "not from kmm"),
         ABUSE(free_libc_malloc, "not from kmm"),
