@@ -9,6 +9,9 @@
  * memory (see kmm_destroy).
  */
 #include "internal.h"
+#include "page/page_internal.h"
+#include "slab/slab_internal.h"
+#include "vm/vm_internal.h"
 
 static bool registry_spin;
 static struct kmm *registry;
@@ -273,6 +276,7 @@ static void fork_child(void)
             kmm__vm_fork_child(mm);
             kmm__slab_fork_child(mm);
             kmm__tcache_fork_child(mm);
+            kmm__slab_fork_sweep(mm);
         } else if (mm->pf->fork_prepare) {
             struct kmm_msg m = { .len = 0 };
             kmm__msg_str(&m, "kmm: fork: physical memory could not be copied for the child; memory system ");

@@ -386,6 +386,7 @@ int kmm__meta_obj_check(struct kmm *mm)
 
 void kmm_meta_stats(struct kmm *mm, struct kmm_meta_stats *st)
 {
+    mm_live(mm, "kmm_meta_stats");
     __builtin_memset(st, 0, sizeof(*st));
     for (unsigned c = 0; c < META_OBJ_CLASSES; c++) {
         struct meta_class *mc = &mm->meta_obj[c];

@@ -24,7 +24,7 @@
  * handed out while their frames are being dropped. The head page of a free
  * block is never released: it holds the list links.
  */
-#include "internal.h"
+#include "page_internal.h"
 
 static inline struct free_node *node_of(struct kmm *mm, uint64_t pfn)
 {

@@ -1,7 +1,7 @@
 /* check.c - kmm_check for the page allocator: every invariant written next
  * to the metadata byte and the free lists (internal.h), verified from
  * scratch. Costs O(pages) metadata reads; other threads must be quiet. */
-#include "internal.h"
+#include "page_internal.h"
 
 /* Are the 2^order - 1 bytes after the head all zero? Word at a time. */
 static bool tail_is_clear(const struct kmm *mm, uint64_t head, unsigned order)

@@ -12,7 +12,7 @@
  * O(KMM_MAX_ORDER) blocks per largest block it spans. Unreserving cuts
  * reserved blocks the same way and frees the inside pieces.
  */
-#include "internal.h"
+#include "page_internal.h"
 
 uint64_t kmm__block_head(struct kmm *mm, const struct kmm_area *ar, uint64_t pfn)
 {

@@ -1,5 +1,5 @@
 /* stats.c - kmm_page_stats: counters, like /proc/buddyinfo. */
-#include "internal.h"
+#include "page_internal.h"
 
 void kmm_page_stats(struct kmm *mm, struct kmm_page_stats *st)
 {

@@ -19,7 +19,7 @@
  * memory system still alive goes back to it. Ids are never reused, so a
  * cache of a destroyed memory system is never taken for a new one's.
  */
-#include "internal.h"
+#include "page_internal.h"
 
 #if KMM_THREAD_CACHE
 _Thread_local struct kmm_tls_block kmm__tls_block __attribute__((tls_model("initial-exec")));

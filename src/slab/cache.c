@@ -5,7 +5,7 @@
  * thread's table of magazines. Ids of destroyed caches are reused; by then
  * no thread has a magazine under that id (kmm__mag_detach).
  */
-#include "internal.h"
+#include "slab_internal.h"
 
 void kmm__cache_register(struct kmm_slab_root *r, struct kmm_cache *c)
 {
@@ -77,13 +77,16 @@ void kmm_cache_destroy(struct kmm_cache *c)
         kmm__msg_dec(&m, slabs);
         kmm__msg_str(&m, " slabs are kept (leaked), never reused");
         kmm__report(mm, &m);
+        /* under the lock: a fork sees both steps or neither */
         struct slab_list *lists[2] = { &c->partial, &c->full };
+        kmm_lock(mm, &c->lock);
         for (unsigned l = 0; l < 2; l++)
             for (struct kmm_slab *s = lists[l]->head; s; s = s->next) {
-                kmm__slab_map_set(mm, s->base, s->order, NULL);
                 kmm__pages_hand_over(mm, (void *)s->base, OWNER_SLAB, OWNER_LEAKED);
+                kmm__slab_map_set(mm, s->base, s->order, NULL);
                 pages_unpoison(mm, (void *)s->base, (uint64_t)1 << s->order);
             }
+        kmm_unlock(mm, &c->lock);
     }
     struct kmm_slab_root *r = mm->slabs;
     kmm_lock(mm, &mm->slab_lock);

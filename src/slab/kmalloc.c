@@ -17,7 +17,7 @@
  * table lookup above KMALLOC_DIRECT). Allocations with an area mask use
  * caches of their own per mask, made on first use.
  */
-#include "internal.h"
+#include "slab_internal.h"
 
 static uint64_t mix64(uint64_t x)
 {

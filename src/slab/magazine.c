@@ -19,7 +19,7 @@
  * checks) with relaxed loads under mm->tcache_lock; the owner writes them
  * with relaxed stores, so the figures they see are each some recent value.
  */
-#include "internal.h"
+#include "slab_internal.h"
 
 struct mag_chunk {
     struct mag_chunk *next;

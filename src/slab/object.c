@@ -1,7 +1,7 @@
 /* object.c - one object into or out of a cache: the paths every allocation
  * and free of the slab layer takes (kmm_malloc's fast paths inline the
  * common case of kmm__obj_alloc in kmalloc.c). */
-#include "internal.h"
+#include "slab_internal.h"
 
 static void *finish(struct kmm_cache *c, void *p, unsigned flags)
 {

@@ -10,7 +10,7 @@
  * per-object work outside the lock is in magazine.c and the callers'
  * fast paths (kmalloc.c, cache.c).
  */
-#include "internal.h"
+#include "slab_internal.h"
 
 static inline size_t round_up(size_t v, size_t align) { return (v + align - 1) & ~(align - 1); }
 
@@ -251,8 +251,10 @@ static struct kmm_slab *new_slab(struct kmm_cache *c, unsigned flags)
         kmm__free_pages_as(mm, OWNER_PAGES, "kmm_malloc", pages, false);
         return NULL;
     }
-    /* owned, and on the making list, in one step under the lock: a fork
-     * finds the slab whichever step a thread it leaves behind was at */
+    /* owned, and on the making list, in one step under the lock: from here
+     * on a fork's child finds the slab whichever step a thread it leaves
+     * behind was at (before, the pages are a plain allocation the gone
+     * thread held: the child leaks them, as it does all a gone thread held) */
     kmm__pages_own(mm, pages, OWNER_SLAB);
     s->cache = c;
     s->base = (uintptr_t)pages;
@@ -296,14 +298,52 @@ void kmm__slab_fork_child(struct kmm *mm)
         }
     }
     /* a kmm_malloc block of pages is owned, then marked; unmarked, then
-     * freed: one owned without its mark was in motion */
+     * freed: one owned without its mark was in motion. A slab block whose
+     * pages map to no slab (the making list is empty now) was being given
+     * back: retire_slab forgets the slab under the cache's lock, the pages
+     * go after it. */
     for (uint64_t pfn = mm->base_pfn; pfn < mm->end_pfn;) {
         kmm_meta_t m = meta_get(mm, pfn);
         uint64_t n = (uint64_t)1 << meta_order(m);
-        if (meta_kind(m) == META_OWNED && pages_owner(mm, pfn) == OWNER_KMALLOC &&
-            mm->slab_map[pfn - mm->base_pfn].slab != LARGE_BLOCK)
-            kmm__free_pages_as(mm, OWNER_KMALLOC, "fork", pfn_to_virt(mm, pfn), false);
+        if (meta_kind(m) == META_OWNED) {
+            enum kmm_owner owner = pages_owner(mm, pfn);
+            struct kmm_slab *s = mm->slab_map[pfn - mm->base_pfn].slab;
+            if ((owner == OWNER_KMALLOC && s != LARGE_BLOCK) || (owner == OWNER_SLAB && !s))
+                kmm__free_pages_as(mm, owner, "fork", pfn_to_virt(mm, pfn), false);
+        }
         pfn += m ? n : 1;
+    }
+}
+
+/* In the child of a fork, once every magazine and depot is empty: a slot
+ * out of its slab must be held by a caller. One that is not was between a
+ * gone thread's hands and the cache's lock (a cache without magazines
+ * takes and puts slots one at a time, outside the magazines): back into
+ * its slab. */
+void kmm__slab_fork_sweep(struct kmm *mm)
+{
+    struct kmm_slab_root *r = __atomic_load_n(&mm->slabs, __ATOMIC_ACQUIRE);
+    if (!r)
+        return;
+    for (struct kmm_cache *c = r->caches; c; c = c->next) {
+        struct slab_list *lists[2] = { &c->partial, &c->full };
+        for (unsigned l = 0; l < 2; l++) {
+            struct kmm_slab *s = lists[l]->head;
+            while (s) {
+                struct kmm_slab *next = s->next;   /* kmm__cache_put may move s */
+                for (uint32_t i = 0; i < s->objects; i++) {
+                    if (!((s->out[i / 64] >> (i % 64)) & 1) || load_relaxed(slab_held(s, i)))
+                        continue;
+                    uintptr_t p = s->base + (uintptr_t)i * c->slot_size;
+                    struct free_slot f = { p, slab_held(s, i) };
+                    if (mm->slab_poison)
+                        *(uintptr_t *)(p + c->canary_offset) = slot_canary(c, p);
+                    obj_poison(c, p);
+                    kmm__cache_put(c, &f, 1, "fork");
+                }
+                s = next;
+            }
+        }
     }
 }
 

@@ -113,4 +113,13 @@ KMM_HIDDEN const char *kmm__vt_check(struct vm_node *root);
 
 static inline uintptr_t vm_node_end(const struct vm_node *n) { return n->first + n->pages; }
 
+/* ---- for the core (core/kmm.c): check, destroy, fork ---------------------- */
+KMM_HIDDEN int kmm__vm_check(struct kmm *mm);
+KMM_HIDDEN void kmm__vm_destroy(struct kmm *mm);
+/* Takes or releases the vmalloc lock, for fork. */
+KMM_HIDDEN void kmm__vm_fork_lock(struct kmm *mm, bool lock);
+/* In the child of a fork (vm lock held or no other thread): areas other
+ * threads were working on are kept for good (VM_ORPHAN); counters recounted. */
+KMM_HIDDEN void kmm__vm_fork_child(struct kmm *mm);
+
 #endif

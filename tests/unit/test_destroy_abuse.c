@@ -70,6 +70,14 @@ static void page_stats_after(void *arg)
     kmm_page_stats(d.mm, &st);
 }
 
+static void meta_stats_after(void *arg)
+{
+    (void)arg;
+    struct dead d = make_dead();
+    struct kmm_meta_stats st;
+    kmm_meta_stats(d.mm, &st);   /* an outside review found it read unmapped memory */
+}
+
 /* Another memory system made (and used) since does not take the dead
  * one's place: the stale pointer is still recognised. */
 static void malloc_after_another_made(void *arg)
@@ -162,6 +170,7 @@ int main(int argc, char **argv)
         ABUSE(cache_create_after, "kmm_cache_create"),
         ABUSE(reserve_after, "kmm_reserve_pages"),
         ABUSE(page_stats_after, "kmm_page_stats"),
+        ABUSE(meta_stats_after, "kmm_meta_stats"),
         ABUSE(malloc_after_another_made, "kmm_malloc"),
         ABUSE(malloc_after_other_thread_used, "kmm_malloc"),
         cmocka_unit_test(test_many_destroyed),

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"   /* white-box: the slab map, for kmm_check's own test */
+#include "slab/slab_internal.h"   /* white-box: the slab map, for kmm_check's own test */
 #include "kmm_test.h"
 
 #define PS 4096

@@ -25,7 +25,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "page/page_internal.h"
+#include "slab/slab_internal.h"
 #include "kmm_test.h"
 
 #define BASE ((uintptr_t)0x7f1234000000ull)   /* a slab's base: the arithmetic uses only offsets */
