@@ -501,6 +501,20 @@ static inline enum kmm_owner pages_owner(const struct kmm *mm, uint64_t pfn)
     return NR_OWNERS;
 }
 
+/* ---- The slab layer (slab/magazine.c, slab/slab.c), for the per-thread
+ * cache (page/tcache.c), which holds the magazines and drains them ----- */
+/* In the child of a fork: empties every magazine of tc with
+ * kmm__slot_fork_reclaim; gone (tc's thread does not exist in the child):
+ * also the stale slots past each top, where a refill or a free cut short by
+ * the fork left slots that are out of their slabs but in no magazine. */
+KMM_HIDDEN void kmm__mag_fork_drain(struct kmm *mm, struct kmm_tcache *tc, bool gone);
+/* Empties every magazine of tc into its cache (mm->tcache_lock held);
+ * returns the objects. */
+KMM_HIDDEN size_t kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc);
+/* Frees tc's magazine memory (its thread is gone or retiring). */
+KMM_HIDDEN void kmm__mag_release_all(struct kmm *mm, struct kmm_tcache *tc);
+KMM_HIDDEN void kmm__slab_drain(struct kmm *mm);   /* shrink every cache: depots and empty slabs back */
+
 /* ---- The vmalloc layer (vm/), for the layers beside it ---------------------- */
 /* Is p inside mm's vmalloc space? O(1). */
 KMM_HIDDEN bool kmm__vm_owns(struct kmm *mm, const void *p);

@@ -272,7 +272,6 @@ KMM_HIDDEN KMM_NORETURN void kmm__slot_fatal(struct kmm_cache *c, const char *fn
 KMM_HIDDEN int kmm__free_slot_check(struct kmm_cache *c, struct free_slot f);
 KMM_HIDDEN int kmm__slab_check(struct kmm *mm);
 KMM_HIDDEN void kmm__slab_destroy_all(struct kmm *mm);
-KMM_HIDDEN void kmm__slab_drain(struct kmm *mm);   /* shrink every cache */
 /* In the child of a fork: gives back the slabs and kmm_malloc blocks that
  * threads not in the child left half made or half freed. */
 KMM_HIDDEN void kmm__slab_fork_child(struct kmm *mm);
@@ -291,15 +290,6 @@ KMM_HIDDEN bool kmm__slot_fork_reclaim(struct kmm_cache *c, uintptr_t p);
 /* Gives tc a magazine of c (a slot array for its head); the head, or NULL
  * when c has no id or no memory for one. */
 KMM_HIDDEN struct kmm_magazine *kmm__mag_get(struct kmm *mm, struct kmm_tcache *tc, struct kmm_cache *c);
-/* In the child of a fork: empties every magazine of tc with
- * kmm__slot_fork_reclaim; gone (tc's thread does not exist in the child):
- * also the stale slots past each top, where a refill or a free cut short by
- * the fork left slots that are out of their slabs but in no magazine. */
-KMM_HIDDEN void kmm__mag_fork_drain(struct kmm *mm, struct kmm_tcache *tc, bool gone);
-/* Empties every magazine of tc into its cache (mm->tcache_lock held);
- * returns the objects. */
-KMM_HIDDEN size_t kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc);
-KMM_HIDDEN void kmm__mag_release_all(struct kmm *mm, struct kmm_tcache *tc);
 /* Objects of c in magazines, all threads (takes mm->tcache_lock). */
 KMM_HIDDEN size_t kmm__mag_count(struct kmm *mm, struct kmm_cache *c);
 /* Empties and detaches c's magazine from every thread (kmm_cache_destroy). */
