@@ -326,16 +326,31 @@ void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 #endif
 #define KMM_LINK_BYTES 16
 
-static inline void pages_unpoison(const struct kmm *mm, void *p, uint64_t npages)
+/* len bytes at p become inaccessible / accessible (undefined) to ASan and
+ * Valgrind. */
+static inline void mem_poison(void *p, size_t len)
 {
-    size_t len = (size_t)(npages << mm->page_shift);
-    (void)len, (void)p;
+    (void)p, (void)len;
+#if KMM_ASAN
+    __asan_poison_memory_region(p, len);
+#endif
+#if KMM_VALGRIND
+    VALGRIND_MAKE_MEM_NOACCESS(p, len);
+#endif
+}
+static inline void mem_unpoison(void *p, size_t len)
+{
+    (void)p, (void)len;
 #if KMM_ASAN
     __asan_unpoison_memory_region(p, len);
 #endif
 #if KMM_VALGRIND
     VALGRIND_MAKE_MEM_UNDEFINED(p, len);
 #endif
+}
+static inline void pages_unpoison(const struct kmm *mm, void *p, uint64_t npages)
+{
+    mem_unpoison(p, (size_t)(npages << mm->page_shift));
 }
 /* ---- Taking an idle thread's caches back (page/tcache.c: kmm__tcache_reclaim)
  *

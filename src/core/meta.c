@@ -107,27 +107,6 @@ static unsigned meta_class_of(size_t size)
     return 2 * (b - 5) + 2 + (size > ((size_t)3 << (b - 1)));
 }
 
-static inline void meta_obj_poison(void *p, size_t len)
-{
-    (void)p, (void)len;
-#if KMM_ASAN
-    __asan_poison_memory_region(p, len);
-#endif
-#if KMM_VALGRIND
-    VALGRIND_MAKE_MEM_NOACCESS(p, len);
-#endif
-}
-static inline void meta_obj_unpoison(void *p, size_t len)
-{
-    (void)p, (void)len;
-#if KMM_ASAN
-    __asan_unpoison_memory_region(p, len);
-#endif
-#if KMM_VALGRIND
-    VALGRIND_MAKE_MEM_UNDEFINED(p, len);
-#endif
-}
-
 static void chunk_push(struct meta_chunk **list, struct meta_chunk *ch)
 {
     ch->prev = NULL;
@@ -151,7 +130,7 @@ static void chunk_unlink(struct meta_chunk **list, struct meta_chunk *ch)
 /* A chunk back to the platform (no lock held). */
 static void chunk_release(struct kmm *mm, struct meta_chunk *ch)
 {
-    meta_obj_unpoison(ch, META_CHUNK);
+    mem_unpoison(ch, META_CHUNK);
     kmm__meta_free(mm, ch, META_CHUNK);
 }
 
@@ -170,7 +149,7 @@ static struct meta_chunk *chunk_new(struct kmm *mm, unsigned c)
     ch->magic = META_MAGIC ^ c;
     for (uint32_t i = objects; i < 256; i++)
         ch->used[i / 64] |= (uint64_t)1 << (i % 64);
-    meta_obj_poison((char *)ch + META_HDR, META_CHUNK - META_HDR);
+    mem_poison((char *)ch + META_HDR, META_CHUNK - META_HDR);
     return ch;
 }
 
@@ -222,7 +201,7 @@ void *kmm__meta_obj_alloc(struct kmm *mm, size_t size)
             if (fresh)   /* another thread made room meanwhile */
                 chunk_release(mm, fresh);
             void *p = (char *)ch + META_HDR + (size_t)i * meta_class_size[c];
-            meta_obj_unpoison(p, meta_class_size[c]);
+            mem_unpoison(p, meta_class_size[c]);
             __builtin_memset(p, 0, size);
             return p;
         }
@@ -263,7 +242,7 @@ void kmm__meta_obj_free(struct kmm *mm, void *p, size_t size)
         kmm_unlock(mm, &mc->lock);
         kmm__fatal_page(mm, "kmm__meta_obj_free", why, p);
     }
-    meta_obj_poison(p, csize);   /* before the object can be handed out again */
+    mem_poison(p, csize);   /* before the object can be handed out again */
     if (ch->inuse == ch->objects) {
         chunk_unlink(&mc->full, ch);
         chunk_push(&mc->partial, ch);

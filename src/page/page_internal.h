@@ -15,14 +15,7 @@ static inline void meta_set(struct kmm *mm, uint64_t pfn, kmm_meta_t m)
 
 static inline void pages_poison(const struct kmm *mm, void *p, uint64_t npages)
 {
-    size_t len = (size_t)(npages << mm->page_shift) - KMM_LINK_BYTES;
-    (void)len, (void)p;
-#if KMM_ASAN
-    __asan_poison_memory_region((char *)p + KMM_LINK_BYTES, len);
-#endif
-#if KMM_VALGRIND
-    VALGRIND_MAKE_MEM_NOACCESS((char *)p + KMM_LINK_BYTES, len);
-#endif
+    mem_poison((char *)p + KMM_LINK_BYTES, (size_t)(npages << mm->page_shift) - KMM_LINK_BYTES);
 }
 
 /* A block head inside a larger freed block gets its link words back. */

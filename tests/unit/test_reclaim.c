@@ -186,12 +186,12 @@ static void assert_all_had(struct kmm *mm)
 
 /* ---- tests --------------------------------------------------------------------------- */
 
-static void test_idle_page_cache(void **state)
+/* An idler fills its caches with fill and waits; every page can still be had. */
+static void all_had_while_idle(void (*fill)(struct idler *))
 {
-    (void)state;
     struct kmm *mm = create(NULL);
     struct idler id;
-    idler_start(&id, mm, fill_pages, NULL);
+    idler_start(&id, mm, fill, NULL);
     assert_all_had(mm);
     assert_int_equal(kmm_check(mm), 0);
     idler_end(&id);
@@ -200,18 +200,16 @@ static void test_idle_page_cache(void **state)
     kmm_destroy(mm);
 }
 
+static void test_idle_page_cache(void **state)
+{
+    (void)state;
+    all_had_while_idle(fill_pages);
+}
+
 static void test_idle_magazines(void **state)
 {
     (void)state;
-    struct kmm *mm = create(NULL);
-    struct idler id;
-    idler_start(&id, mm, fill_objects, NULL);
-    assert_all_had(mm);
-    assert_int_equal(kmm_check(mm), 0);
-    idler_end(&id);
-    kmm_free_pages(mm, id.keep);
-    assert_int_equal(kmm_check(mm), 0);
-    kmm_destroy(mm);
+    all_had_while_idle(fill_objects);
 }
 
 /* kmm_drain takes an idle thread's caches back at once. */
