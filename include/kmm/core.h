@@ -121,7 +121,9 @@ KMM_API struct kmm *kmm_create(const struct kmm_config *cfg);
  * that every fast path misses. Hosted, the tombstone is one page, and the
  * last 64 are kept; on the static platform it stays in the caller's memory
  * until reused; on other platforms with meta_alloc it is freed at once and
- * a stale call is not recognised. */
+ * a stale call is not recognised. Cache handles (kmm_cache_create) die with
+ * their memory system: their memory is freed, and a kmm_cache_* call on
+ * one afterwards is undefined (it is not recognised). */
 KMM_API void kmm_destroy(struct kmm *mm);
 
 /* The process-wide memory system, created with the defaults on first use
