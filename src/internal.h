@@ -425,6 +425,17 @@ static inline void busy_slow_exit(void) {}
  * reclaim, for allocations made under a lock the reclaim takes. */
 #define KMM__NO_RECLAIM (1u << 30)
 
+/* The flags an allocating call takes: an area mask and KMM_ZERO, plus
+ * internal ones the caller names (KMM__NO_RECLAIM for the page calls).
+ * Anything else is refused as fn with EINVAL (README "Errors"). */
+static inline bool flags_ok(struct kmm *mm, unsigned flags, unsigned internal, const char *fn)
+{
+    if (KMM_LIKELY(!(flags & ~(KMM_AREA_MASK | KMM_ZERO | internal))))
+        return true;
+    kmm__refuse(mm, KMM_EINVAL, fn, "unknown flags (an area mask and KMM_ZERO are allowed)");
+    return false;
+}
+
 /* Takes back the caches of the threads that are idle in kmm (all of them
  * when the platform has no barrier_all hook: the caller's only), after a
  * new key that makes every other thread drain its own at its next call;

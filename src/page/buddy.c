@@ -229,10 +229,8 @@ static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned
         kmm__refuse(mm, KMM_EINVAL, "kmm_alloc_pages", "order above KMM_MAX_ORDER");
         return NULL;
     }
-    if (flags & ~(KMM_AREA_MASK | KMM_ZERO | KMM__NO_RECLAIM)) {
-        kmm__refuse(mm, KMM_EINVAL, "kmm_alloc_pages", "unknown flags (an area mask and KMM_ZERO are allowed)");
+    if (!flags_ok(mm, flags, KMM__NO_RECLAIM, "kmm_alloc_pages"))
         return NULL;
-    }
     busy_slow_enter();
     struct kmm_tcache *tc = order <= KMM_PCP_MAX_ORDER ? tcache_get(mm) : NULL;
     if (tc) {
@@ -347,10 +345,8 @@ void *kmm__alloc_run(struct kmm *mm, const char *fn, uint64_t npages, size_t ali
         kmm__refuse(mm, KMM_EINVAL, fn, "alignment is not a power of two");
         return NULL;
     }
-    if (flags & ~(KMM_AREA_MASK | KMM_ZERO | KMM__NO_RECLAIM)) {
-        kmm__refuse(mm, KMM_EINVAL, fn, "unknown flags (an area mask and KMM_ZERO are allowed)");
+    if (!flags_ok(mm, flags, KMM__NO_RECLAIM, fn))
         return NULL;
-    }
     /* valid but larger than any block: out of memory, silently (malloc's rule) */
     unsigned align_order = align > mm->page_size ? floor_log2(align) - mm->page_shift : 0;
     if (npages > ((uint64_t)1 << KMM_MAX_ORDER) || align_order > KMM_MAX_ORDER) {

@@ -223,19 +223,10 @@ static void check_kmalloc_slab(struct kmm_slab *s, const char *fn, const void *p
                         p);
 }
 
-/* Flags kmm_malloc and its family take; anything else is refused (EINVAL). */
-static bool malloc_flags_ok(struct kmm *mm, unsigned flags, const char *fn)
-{
-    if (KMM_LIKELY(!(flags & ~(KMM_AREA_MASK | KMM_ZERO))))
-        return true;
-    kmm__refuse(mm, KMM_EINVAL, fn, "unknown flags (an area mask and KMM_ZERO are allowed)");
-    return false;
-}
-
 static __attribute__((noinline)) void *malloc_slow(struct kmm *mm, size_t size, unsigned flags, const char *fn)
 {
     mm_live(mm, fn);
-    if (!malloc_flags_ok(mm, flags, fn))
+    if (!flags_ok(mm, flags, 0, fn))
         return NULL;
     struct kmm_slab_root *r = slab_root(mm);
     if (!r) {
@@ -306,7 +297,7 @@ void *kmm_malloc_aligned(struct kmm *mm, size_t size, size_t align, unsigned fla
     }
     if (align <= KMM_MALLOC_ALIGN)
         return malloc_slow(mm, size, flags, "kmm_malloc_aligned");
-    if (!malloc_flags_ok(mm, flags, "kmm_malloc_aligned"))
+    if (!flags_ok(mm, flags, 0, "kmm_malloc_aligned"))
         return NULL;
     struct kmm_slab_root *r = slab_root(mm);
     if (!r) {
@@ -445,7 +436,7 @@ size_t kmm_usable_size(struct kmm *mm, const void *p)
 void *kmm_realloc(struct kmm *mm, void *p, size_t size, unsigned flags)
 {
     mm_live(mm, "kmm_realloc");
-    if (!malloc_flags_ok(mm, flags, "kmm_realloc"))
+    if (!flags_ok(mm, flags, 0, "kmm_realloc"))
         return NULL;
     if (!p)
         return malloc_slow(mm, size, flags, "kmm_realloc");

@@ -100,10 +100,8 @@ void *kmm_cache_alloc(struct kmm_cache *c, unsigned flags)
     }
     busy_fast_exit();
 #endif
-    if (KMM_UNLIKELY(flags & ~(KMM_AREA_MASK | KMM_ZERO))) {
-        kmm__refuse(c->mm, KMM_EINVAL, "kmm_cache_alloc", "unknown flags (an area mask and KMM_ZERO are allowed)");
+    if (!flags_ok(c->mm, flags, 0, "kmm_cache_alloc"))
         return NULL;
-    }
     if (KMM_UNLIKELY((flags & KMM_ZERO) && c->ctor)) {
         kmm__refuse(c->mm, KMM_EINVAL, "kmm_cache_alloc", "KMM_ZERO on a cache with a constructor");
         return NULL;

@@ -78,8 +78,7 @@ struct check_walk {
     struct kmm_vm *vm;
     uintptr_t expect;                 /* where the next range must start */
     bool prev_free;
-    size_t areas, pages, vmap_areas, vmap_pages, lazy_areas, lazy_pages;
-    size_t free_ranges, free_pages, mappings;
+    struct vm_counts n;               /* counted from the ranges */
     const char *why;
     uintptr_t where;
 };
@@ -124,14 +123,13 @@ static int check_one(void *arg, struct vm_node *n)
     if (is_free) {
         if (n->runs != n->inline_runs)
             return fail(c, "vmalloc space: a free range holds a run array", n->first);
-        c->free_ranges++;
-        c->free_pages += n->pages;
+        vm_count(&c->n, n);
         return 0;
     }
     if (n->state == VM_BUSY)
         return fail(c, "vmalloc space: an area is being mapped or unmapped (kmm_check needs the other threads stopped)", n->first);
     if (n->state == VM_ORPHAN) {
-        c->mappings += n->nr_runs + 1;
+        vm_count(&c->n, n);
         return 0;
     }
     if (n->mapped == 0 || n->pages != n->mapped + 1)
@@ -147,27 +145,18 @@ static int check_one(void *arg, struct vm_node *n)
         if (!kmm_phys_to_virt(mm, n->runs[i].phys) || !kmm_phys_to_virt(mm, last))
             return fail(c, "vmalloc area: a run maps frames outside memory", n->first);
     }
-    c->mappings += n->nr_runs + 1;
     switch (n->state) {
     case VM_VMALLOC:
     case VM_LAZY:
         if (!pages_allocated(mm, n))
             return fail(c, "vmalloc area: a page it maps is not allocated in the page allocator", n->first);
-        if (n->state == VM_LAZY) {
-            c->lazy_areas++;
-            c->lazy_pages += n->mapped;
-        } else {
-            c->areas++;
-            c->pages += n->mapped;
-        }
         break;
     case VM_VMAP:
-        c->vmap_areas++;
-        c->vmap_pages += n->mapped;
         break;
     default:
         return fail(c, "vmalloc space: a range in an unknown state", n->first);
     }
+    vm_count(&c->n, n);
     return 0;
 }
 
@@ -192,13 +181,13 @@ int kmm__vm_check(struct kmm *mm)
                 why = "vmalloc space: a lazily freed area is on the list of another size";
         }
     }
-    if (!why && (c.areas != vm->areas || c.pages != vm->pages || c.vmap_areas != vm->vmap_areas ||
-                 c.vmap_pages != vm->vmap_pages || c.lazy_areas != vm->lazy_areas ||
-                 c.lazy_pages != vm->lazy_pages || lazy_listed != vm->lazy_areas))
+    if (!why && (c.n.areas != vm->areas || c.n.pages != vm->pages || c.n.vmap_areas != vm->vmap_areas ||
+                 c.n.vmap_pages != vm->vmap_pages || c.n.lazy_areas != vm->lazy_areas ||
+                 c.n.lazy_pages != vm->lazy_pages || lazy_listed != vm->lazy_areas))
         why = "vmalloc space: the area or page counts do not match the areas";
-    if (!why && (c.free_ranges != vm->free_ranges || c.free_pages != vm->free_pages))
+    if (!why && (c.n.free_ranges != vm->free_ranges || c.n.free_pages != vm->free_pages))
         why = "vmalloc space: the free counts do not match the free ranges";
-    if (!why && c.mappings + 1 != vm->mappings)
+    if (!why && c.n.mappings + 1 != vm->mappings)
         why = "vmalloc space: the mapping count does not match the areas' runs";
     kmm_unlock(mm, &vm->lock);
     if (!why)

@@ -113,6 +113,39 @@ KMM_HIDDEN const char *kmm__vt_check(struct vm_node *root);
 
 static inline uintptr_t vm_node_end(const struct vm_node *n) { return n->first + n->pages; }
 
+/* What the counters of struct kmm_vm say, as counted from the tree: one
+ * node added by vm_count. kmm_check compares them; a fork's child, where a
+ * gone thread may have been between its updates, takes them. */
+struct vm_counts {
+    size_t areas, pages, vmap_areas, vmap_pages, lazy_areas, lazy_pages;
+    size_t free_ranges, free_pages;
+    size_t mappings;                /* runs + 1 per area (the reservation not counted) */
+};
+static inline void vm_count(struct vm_counts *c, const struct vm_node *n)
+{
+    switch (n->state) {
+    case VM_FREE:
+        c->free_ranges++;
+        c->free_pages += n->pages;
+        return;
+    case VM_VMALLOC:
+        c->areas++;
+        c->pages += n->mapped;
+        break;
+    case VM_LAZY:
+        c->lazy_areas++;
+        c->lazy_pages += n->mapped;
+        break;
+    case VM_VMAP:
+        c->vmap_areas++;
+        c->vmap_pages += n->mapped;
+        break;
+    default:   /* VM_BUSY, VM_ORPHAN: mapped, in no count but the mappings */
+        break;
+    }
+    c->mappings += n->nr_runs + 1;
+}
+
 /* ---- for the core (core/kmm.c): check, destroy, fork ---------------------- */
 KMM_HIDDEN int kmm__vm_check(struct kmm *mm);
 KMM_HIDDEN void kmm__vm_destroy(struct kmm *mm);

@@ -1098,10 +1098,8 @@ void *kmm_kvmalloc(struct kmm *mm, size_t size, unsigned flags)
 {
     mm_live(mm, "kmm_kvmalloc");
     /* checked here, so that no refusal names kmm_malloc */
-    if (flags & ~(unsigned)(KMM_AREA_MASK | KMM_ZERO)) {
-        kmm__refuse(mm, KMM_EINVAL, "kmm_kvmalloc", "unknown flags (an area mask and KMM_ZERO are allowed)");
+    if (!flags_ok(mm, flags, 0, "kmm_kvmalloc"))
         return NULL;
-    }
     if (size <= mm->page_size) {
         /* a slab may need a few contiguous pages that fragmented memory no
          * longer has: then a page of vmalloc serves (Linux's kvmalloc falls
@@ -1153,31 +1151,9 @@ void kmm__vm_fork_lock(struct kmm *mm, bool lock)
  * anywhere between its updates of them. */
 static int fork_recount(void *arg, struct vm_node *n)
 {
-    struct kmm_vm *vm = arg;
-    switch (n->state) {
-    case VM_FREE:
-        vm->free_ranges++;
-        vm->free_pages += n->pages;
-        return 0;
-    case VM_BUSY:
+    if (n->state == VM_BUSY)
         n->state = VM_ORPHAN;
-        break;
-    case VM_VMALLOC:
-        vm->areas++;
-        vm->pages += n->mapped;
-        break;
-    case VM_LAZY:
-        vm->lazy_areas++;
-        vm->lazy_pages += n->mapped;
-        break;
-    case VM_VMAP:
-        vm->vmap_areas++;
-        vm->vmap_pages += n->mapped;
-        break;
-    default:
-        break;
-    }
-    vm->mappings += n->nr_runs + 1;
+    vm_count(arg, n);
     return 0;
 }
 
@@ -1186,10 +1162,12 @@ void kmm__vm_fork_child(struct kmm *mm)
     struct kmm_vm *vm = __atomic_load_n(&mm->vm, __ATOMIC_ACQUIRE);
     if (!vm)
         return;
-    vm->areas = vm->pages = vm->vmap_areas = vm->vmap_pages = vm->lazy_areas = vm->lazy_pages = 0;
-    vm->free_ranges = vm->free_pages = 0;
-    vm->mappings = 1;   /* the reservation */
-    kmm__vt_walk(vm->root, fork_recount, vm);
+    struct vm_counts k = { 0 };
+    kmm__vt_walk(vm->root, fork_recount, &k);
+    vm->areas = k.areas, vm->pages = k.pages, vm->vmap_areas = k.vmap_areas, vm->vmap_pages = k.vmap_pages;
+    vm->lazy_areas = k.lazy_areas, vm->lazy_pages = k.lazy_pages;
+    vm->free_ranges = k.free_ranges, vm->free_pages = k.free_pages;
+    vm->mappings = k.mappings + 1;   /* and the reservation */
 }
 
 void kmm__vm_destroy(struct kmm *mm)
