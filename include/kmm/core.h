@@ -137,9 +137,14 @@ KMM_API struct kmm *kmm_default(void);
 KMM_API int kmm_check(struct kmm *mm);
 
 /* Gives back every page and object held in per-thread caches to the layer
- * below. The calling thread's caches are emptied before it returns; every
- * other thread empties its own at its next call into mm (a thread's caches
- * are owned lock-free by it) and at thread exit. */
+ * below, purges lazily freed vmalloc areas, and gives empty slabs and the
+ * release pass's free chunks back. The calling thread's caches are emptied
+ * before it returns; so are those of every thread idle in kmm at that
+ * moment when the platform has barrier_all (hosted: membarrier(2)); a
+ * thread inside a kmm call then (or every other thread, without the hook)
+ * empties its own at its next call into mm, and at thread exit. A failing
+ * allocation does the same before it fails. Cost: one membarrier system
+ * call, O(threads + caches) under mm's locks, and the frees it causes. */
 KMM_API void kmm_drain(struct kmm *mm);
 
 /* The small objects of kmm's own bookkeeping (vmalloc's tree nodes and run
