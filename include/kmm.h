@@ -8,5 +8,7 @@
 #include "kmm/platform.h"
 #include "kmm/slab.h"
 #include "kmm/vm.h"
+#include "kmm/zsmalloc.h"
+#include "kmm/zstore.h"
 
 #endif

@@ -1,0 +1,92 @@
+/* kmm/zstore.h - a compressed page store (zram-like) on a zsmalloc pool.
+ *
+ * Pages are stored by index (0 .. nr_pages - 1), compressed with LZ4 (the
+ * default) or zstd, each as one kmm_zs object. A page filled with one
+ * repeated machine word is stored as that word, with no allocation at all;
+ * a page that does not compress below the huge threshold is stored whole.
+ * An index never written (or discarded) reads as zeros.
+ *
+ * Hosted only (it links liblz4 and libzstd); the freestanding core does not
+ * have it. Thread-safe: writes and reads of different indexes run in
+ * parallel, each thread compressing with its own context outside every
+ * lock; operations on one index are serialised by a lock bit of its entry.
+ *
+ * Errors return a negative KMM_E* code, report why, and change nothing.
+ */
+#ifndef KMM_ZSTORE_H
+#define KMM_ZSTORE_H
+
+#include <kmm/core.h>
+#include <kmm/zsmalloc.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KMM_ENOSPC 28
+
+struct kmm_zstore;
+
+/* zram's mm_stat, field by field, then more. */
+struct kmm_zstore_stats {
+    uint64_t orig_data_size;   /* bytes of pages stored (same-filled ones included) */
+    uint64_t compr_data_size;  /* bytes of their compressed forms (a huge page counts a page) */
+    uint64_t mem_used_total;   /* bytes the pool holds: its pages and its metadata */
+    uint64_t mem_limit;        /* 0 = none */
+    uint64_t mem_used_max;     /* most mem_used_total so far */
+    uint64_t same_pages;       /* pages stored as one repeated word */
+    uint64_t pages_compacted;  /* pages freed by compaction */
+    uint64_t huge_pages;       /* pages stored whole */
+    /* beside zram's */
+    uint64_t pages_stored;     /* indexes holding a page */
+    uint64_t nr_pages;         /* indexes of the store */
+    uint64_t page_size;
+    uint64_t huge_threshold;   /* compressed sizes above this are stored whole */
+    uint64_t writes, reads, write_failed, limit_refused;
+    char algo[8];              /* "lz4" or "zstd" */
+};
+
+/* A store of nr_pages pages of mm's page size, compressed with algo ("lz4"
+ * or "zstd"; NULL = "lz4"), on a new pool named "zstore". NULL + errno on
+ * failure (EINVAL for an unknown algorithm or nr_pages 0, with a report;
+ * ENOMEM). Costs 16 bytes of metadata per index, allocated at once. */
+KMM_API struct kmm_zstore *kmm_zstore_create(struct kmm *mm, const char *algo, uint64_t nr_pages);
+
+/* Frees every stored page, the pool and zs. */
+KMM_API void kmm_zstore_destroy(struct kmm_zstore *zs);
+
+/* Stores one page (page_size bytes at page) at index, replacing what was
+ * there. 0; -KMM_EINVAL for an index beyond the store; -KMM_ENOSPC when the
+ * memory limit would be passed; -KMM_ENOMEM. On failure the index keeps its
+ * old contents. Cost: one compression (LZ4: some microseconds per 4 KiB),
+ * one kmm_zs_malloc and a copy. */
+KMM_API int kmm_zstore_write(struct kmm_zstore *zs, uint64_t index, const void *page);
+
+/* Fills page (page_size bytes) with the page at index: zeros if none was
+ * written. 0, or -KMM_EINVAL for an index beyond the store. */
+KMM_API int kmm_zstore_read(struct kmm_zstore *zs, uint64_t index, void *page);
+
+/* Forgets the page at index (it reads as zeros again). 0, or -KMM_EINVAL. */
+KMM_API int kmm_zstore_discard(struct kmm_zstore *zs, uint64_t index);
+
+/* Refuses writes once mem_used_total would pass bytes (0 = no limit, the
+ * default). Stored pages stay even when already above. */
+KMM_API void kmm_zstore_set_limit(struct kmm_zstore *zs, uint64_t bytes);
+
+/* Pages whose compressed size is above bytes are stored whole (default:
+ * 15/16 of a page, where compression saves too little to pay for
+ * decompression). 0, or -KMM_EINVAL above a page. */
+KMM_API int kmm_zstore_set_huge_threshold(struct kmm_zstore *zs, uint64_t bytes);
+
+/* kmm_zs_compact of the store's pool: pages freed. */
+KMM_API size_t kmm_zstore_compact(struct kmm_zstore *zs);
+
+KMM_API void kmm_zstore_stats(struct kmm_zstore *zs, struct kmm_zstore_stats *st);
+
+/* The store's pool (for its class stats). */
+KMM_API struct kmm_zspool *kmm_zstore_pool(struct kmm_zstore *zs);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
