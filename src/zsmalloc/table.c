@@ -1,0 +1,1 @@
+/* placeholder: the zsmalloc implementation lands here */

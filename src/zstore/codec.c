@@ -1,0 +1,1 @@
+/* placeholder: the compressed page store lands here */
