@@ -163,13 +163,19 @@ static void op_malloc(struct kmm_test_reader *r)
     struct kmm_zs_stats before;
     kmm_zs_stats(pool, &before);
     unsigned long inj = kmm_fault_injected(mm);
-    errno = 0;
-    uint64_t h = nlive < MAX_LIVE || size == 0 || size > PS ? kmm_zs_malloc(pool, size, zero ? KMM_ZERO : 0) : 0;
     if (size == 0 || size > PS) {
-        if (h || errno != EINVAL)
-            bug("kmm_zs_malloc(%zu) gave %#llx, errno %d: not refused with EINVAL", size, (unsigned long long)h, errno);
+        struct kmm_test_capture cap;   /* the refusal's report */
+        kmm_test_capture_begin(&cap);
+        errno = 0;
+        uint64_t h = kmm_zs_malloc(pool, size, zero ? KMM_ZERO : 0);
+        int err = errno;
+        free(kmm_test_capture_end(&cap));
+        if (h || err != EINVAL)
+            bug("kmm_zs_malloc(%zu) gave %#llx, errno %d: not refused with EINVAL", size, (unsigned long long)h, err);
         return;
     }
+    errno = 0;
+    uint64_t h = nlive < MAX_LIVE ? kmm_zs_malloc(pool, size, zero ? KMM_ZERO : 0) : 0;
     if (nlive == MAX_LIVE)
         return;
     if (!h) {

@@ -28,7 +28,7 @@
  * object intact).
  *
  *   test_zsmalloc_model [SEED]   (or KMM_SEED=...; KMM_MODEL_OPS = total
- *                                 operations, default 60000, 20000 under a
+ *                                 operations, default 300000, 60000 under a
  *                                 sanitizer). A failure prints the seed, the
  *                                 configuration and the operation number.
  */
@@ -402,9 +402,17 @@ static void op_bad_size(struct model *m)
 {
     g_what = "refused sizes";
     size_t size = kmm_test_below(&m->rng, 2) ? 0 : m->ps + 1 + kmm_test_below(&m->rng, m->ps);
+    struct kmm_test_capture cap;   /* the refusal's one-line report */
+    kmm_test_capture_begin(&cap);
     errno = 0;
-    if (kmm_zs_malloc(m->pool, size, 0) != 0 || errno != EINVAL)
-        fail("kmm_zs_malloc(%zu) not refused with EINVAL (errno %d)", size, errno);
+    uint64_t h = kmm_zs_malloc(m->pool, size, 0);
+    int err = errno;
+    char *said = kmm_test_capture_end(&cap);
+    if (h != 0 || err != EINVAL)
+        fail("kmm_zs_malloc(%zu) not refused with EINVAL (errno %d)", size, err);
+    if (!strstr(said, "kmm_zs_malloc"))
+        fail("kmm_zs_malloc(%zu) refused without a report naming it: \"%s\"", size, said);
+    free(said);
 }
 
 /* ---- a configuration ------------------------------------------------------------------ */
@@ -514,7 +522,7 @@ int main(int argc, char **argv)
         setenv("KMM_SEED", argv[1], 1);
     g_seed = kmm_test_seed("zs_model");
     const char *env = getenv("KMM_MODEL_OPS");
-    unsigned long total = env ? strtoul(env, NULL, 0) : KMM_TEST_SANITIZER ? 20000 : 60000;
+    unsigned long total = env ? strtoul(env, NULL, 0) : KMM_TEST_SANITIZER ? 60000 : 300000;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     uint64_t s = g_seed;

@@ -6,8 +6,10 @@
  * pages (KMM_ZERO sometimes), kmm_zs_write and kmm_zs_read of random ranges,
  * kmm_zs_map in each mode (RO: checked; WO: overwritten whole; RW: checked
  * and a range changed in place), up to three objects mapped at once,
- * kmm_zs_free, and now and then freeing half of its objects so that
- * zspages go sparse. Meanwhile a compactor thread calls kmm_zs_compact in a
+ * kmm_zs_free, and now and then freeing half of its objects and then
+ * allocating nothing for 300 operations, so that zspages go sparse and stay
+ * so long enough for the compactor. Most sizes fall in a few classes, so
+ * that a class holds several zspages. Meanwhile a compactor thread calls kmm_zs_compact in a
  * loop (and reads kmm_zs_stats and kmm_zs_class_stats), so objects move
  * under the workers between their calls; the pool's pages are also what
  * the workers' maps point into.
@@ -76,6 +78,7 @@ struct worker {
     unsigned id;
     uint64_t rng;
     unsigned long ops;
+    unsigned long quiet;         /* operations left with no kmm_zs_malloc: the compactor's turn */
     struct obj own[MAX_OWN];
     size_t n;
     unsigned char *scratch;
@@ -99,15 +102,18 @@ static void verify_whole(struct worker *w, const struct obj *o, const char *how)
     compare(w, o, w->scratch, 0, o->known, how);
 }
 
+/* Sizes like compressed pages, drawn from a handful of classes so that
+ * each class holds several zspages (what compaction works on), plus some
+ * tiny and some of any size. */
 static size_t random_size(struct worker *w)
 {
     size_t ps = w->s->ps;
     uint64_t r = kmm_test_below(&w->rng, 100);
     if (r < 10)
         return 1 + kmm_test_below(&w->rng, 64);
-    if (r < 80)
-        return ps / 4 + kmm_test_below(&w->rng, ps / 2);
-    if (r < 95)
+    if (r < 85)
+        return ps / 4 + ps / 16 * kmm_test_below(&w->rng, 8) + kmm_test_below(&w->rng, 16);
+    if (r < 97)
         return 1 + kmm_test_below(&w->rng, ps);
     return ps;
 }
@@ -233,20 +239,26 @@ static void *worker_main(void *arg)
     for (unsigned long op = 0; op < w->ops; op++) {
         uint64_t r = kmm_test_below(&w->rng, 1000);
         struct obj *o = w->n ? &w->own[kmm_test_below(&w->rng, w->n)] : NULL;
-        if (r < 300 || !o)
-            do_malloc(w);
-        else if (r < 480)
+        if (w->quiet)
+            w->quiet--;
+        if (r < 300 || !o) {
+            if (!w->quiet || !o)
+                do_malloc(w);
+        } else if (r < 400) {
             drop(w, (size_t)(o - w->own));
-        else if (r < 620)
+        } else if (r < 560) {
             do_write(w, o);
-        else if (r < 760)
+        } else if (r < 720) {
             do_read(w, o);
-        else if (r < 995)
+        } else if (r < 999 || kmm_test_below(&w->rng, 2)) {
             do_maps(w);
-        else
-            for (size_t i = w->n; i-- > 0;)   /* half: sparse zspages for the compactor */
+        } else {
+            /* half: sparse zspages, left for the compactor for a while */
+            for (size_t i = w->n; i-- > 0;)
                 if (kmm_test_below(&w->rng, 2))
                     drop(w, i);
+            w->quiet = 300;
+        }
     }
     atomic_fetch_sub(&w->s->running, 1);
     return NULL;
