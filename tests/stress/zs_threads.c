@@ -27,6 +27,10 @@
  *    are freed no page is left, and kmm_zs_destroy gives every page back;
  *    the compactor did free pages.
  *
+ * Then 5 threads each hold KMM_ZS_MAP_NEST mappings at once, more than
+ * the pool's KMM_ZS_MAP_SLOTS: the maps that wait for a slot get one, and
+ * the objects keep their bytes.
+ *
  * Clean under TSan (make sanitize-thread). KMM_SEED repeats the seeds (the
  * interleaving is the scheduler's); KMM_THREADS_OPS sets the operations per
  * worker (default 20000; 4000 under a sanitizer).
@@ -354,6 +358,73 @@ static void run(unsigned nworkers, size_t ps, const struct kmm_zs_config *cfg, u
     free(w);
 }
 
+/* ---- the map slots under pressure -------------------------------------------------- */
+
+/* 5 threads each hold KMM_ZS_MAP_NEST mappings at once: 20 wanted, 16
+ * slots, so some kmm_zs_map calls wait. Each waiting thread holds at most
+ * KMM_ZS_MAP_NEST - 1 slots, 5 x 3 < 16: some thread always gets its
+ * fourth and unmaps, so every call returns. (With 8 threads holding 2
+ * each and asking for a third, the waiters hold every slot and none
+ * returns: a limit of the design, reported, not tested here.) */
+#define SLOT_THREADS 5
+
+struct slot_worker {
+    struct kmm_zspool *pool;
+    unsigned id;
+    unsigned long rounds;
+    uint64_t h[KMM_ZS_MAP_NEST];
+    size_t size[KMM_ZS_MAP_NEST];
+};
+
+static void *slot_worker_main(void *arg)
+{
+    struct slot_worker *w = arg;
+    for (unsigned long r = 0; r < w->rounds; r++) {
+        unsigned char *p[KMM_ZS_MAP_NEST];
+        for (unsigned i = 0; i < KMM_ZS_MAP_NEST; i++) {
+            p[i] = kmm_zs_map(w->pool, w->h[i], i & 1 ? KMM_ZS_RW : KMM_ZS_RO);
+            uint64_t key = (uint64_t)w->id << 32 | i;
+            size_t bad = kmm_test_span_io(p[i], key, 0, w->size[i], false);
+            if (bad != SIZE_MAX)
+                fail("slot worker %u: object %u: byte %zu changed", w->id, i, bad);
+        }
+        for (unsigned i = KMM_ZS_MAP_NEST; i-- > 0;)
+            kmm_zs_unmap(w->pool, w->h[i]);
+    }
+    return NULL;
+}
+
+static void run_slot_pressure(unsigned long rounds)
+{
+    g_phase = "map slots under pressure";
+    struct kmm *mm = kmm_test_create(4096, 1ull << 30);
+    struct kmm_zspool *pool = kmm_zs_create(mm, "slots");
+    if (!pool)
+        fail("kmm_zs_create failed");
+    struct slot_worker w[SLOT_THREADS];
+    unsigned char buf[4096];
+    for (unsigned t = 0; t < SLOT_THREADS; t++) {
+        w[t] = (struct slot_worker){ .pool = pool, .id = t, .rounds = rounds };
+        for (unsigned i = 0; i < KMM_ZS_MAP_NEST; i++) {
+            w[t].size[i] = 1500 + 700 * i;   /* most span two pages */
+            w[t].h[i] = kmm_zs_malloc(pool, w[t].size[i], 0);
+            if (!w[t].h[i])
+                fail("kmm_zs_malloc failed");
+            kmm_test_span_io(buf, (uint64_t)t << 32 | i, 0, w[t].size[i], true);
+            if (kmm_zs_write(pool, w[t].h[i], 0, buf, w[t].size[i]) != 0)
+                fail("kmm_zs_write failed");
+        }
+    }
+    pthread_t th[SLOT_THREADS];
+    kmm_test_start_threads(th, SLOT_THREADS, slot_worker_main, w, sizeof w[0]);
+    kmm_test_join_threads(th, SLOT_THREADS);
+    if (kmm_check(mm) != 0)
+        fail("kmm_check after the slot workers");
+    kmm_zs_destroy(pool);
+    kmm_destroy(mm);
+    printf("  %-40s %u threads x %lu rounds of %u nested maps\n", g_phase, SLOT_THREADS, rounds, KMM_ZS_MAP_NEST);
+}
+
 int main(void)
 {
     kmm_test_on_fail(fail_head, NULL, false);
@@ -367,6 +438,7 @@ int main(void)
     run(2, 4096, NULL, ops, kmm_test_rand(&s));
     run(4, 4096, NULL, ops, kmm_test_rand(&s));
     run(3, 16384, &four_pages, ops / 2, kmm_test_rand(&s));
+    run_slot_pressure(ops / 4);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     printf("zs_threads: OK, %.1f s\n", (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     return 0;

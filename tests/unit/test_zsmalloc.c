@@ -20,8 +20,9 @@
  * refused (handle 0, errno EINVAL); KMM_ZERO; usable sizes; the class
  * table's shape; config validation; compaction after freeing a random half
  * (pages freed, every remaining object intact, a mapped object left where it
- * is); kmm_zs_for_each; kmm_zs_destroy with live objects gives every page
- * back; a nest of KMM_ZS_MAP_NEST mappings in one thread.
+ * is); the page allocator's reclaim compacting a pool when memory runs
+ * out; kmm_zs_for_each; kmm_zs_destroy with live objects gives every page
+ * back; a nest of KMM_ZS_MAP_NEST mappings in one thread; an area mask.
  *
  * Misuse (bad handles, unmaps, frees of pool pages) is tested in
  * test_zsmalloc_abuse.c. Every test ends with kmm_check(mm) == 0.
@@ -781,6 +782,71 @@ static void test_compact_half(void **state)
     finish(mm);
 }
 
+/* When an allocation of mm finds no free page, the page allocator's
+ * reclaim compacts the pools: a pool that holds nearly all of a small
+ * memory system in zspages a quarter full gives pages back to a
+ * kmm_alloc_pages that would otherwise fail, and its objects keep their
+ * bytes. */
+static void test_reclaim_compacts(void **state)
+{
+    size_t ps = kmm_test_param_ps(state);
+    struct kmm *mm = kmm_test_create(ps, 2048 * ps);
+    struct kmm_zspool *pool = kmm_zs_create(mm, "reclaimed");
+    assert_non_null(pool);
+    size_t size = ps / 4, cap = 2048 * 4, n = 0;
+    uint64_t *h = calloc(cap, sizeof *h);
+    unsigned char *scratch = malloc(ps);
+    assert_non_null(h);
+    assert_non_null(scratch);
+    /* fill memory (the last calls fail: ENOMEM, memory is full) */
+    struct kmm_test_capture cap_err;
+    kmm_test_capture_begin(&cap_err);
+    while (n < cap && (h[n] = kmm_zs_malloc(pool, size, 0)) != 0)
+        n++;
+    free(kmm_test_capture_end(&cap_err));
+    assert_true(n > cap / 2);
+    /* objects of one zspage are consecutive (the fullest zspage is filled
+     * first): keeping every fourth leaves every zspage a quarter full */
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i % 4) {
+            kmm_zs_free(pool, h[i]);
+            h[i] = 0;
+        } else {
+            write_object(pool, h[i], 500 + i, size, scratch);
+            kept++;
+        }
+    }
+    struct kmm_zs_stats before = pool_stats(pool);
+    assert_true(before.pages_used > kept * size / ps + 8);   /* sparse: compaction has pages to give */
+    size_t want = before.pages_used / 2;
+    void **pages = calloc(want, sizeof *pages);
+    assert_non_null(pages);
+    size_t got = 0;
+    while (got < want && (pages[got] = kmm_alloc_pages(mm, 0, 0)) != NULL)
+        got++;
+    struct kmm_zs_stats after = pool_stats(pool);
+    if (got < want)
+        fail_msg("kmm_alloc_pages got %zu of %zu pages; the pool still holds %zu pages for %zu objects of %zu bytes "
+                 "(%zu compacted)", got, want, after.pages_used, kept, size, after.pages_compacted);
+    assert_true(after.pages_compacted > before.pages_compacted);
+    assert_true(after.pages_used < before.pages_used);
+    assert_int_equal(kmm_check(mm), 0);
+    for (size_t i = 0; i < n; i++)
+        if (h[i])
+            check_object(pool, h[i], 500 + i, size, scratch);
+    for (size_t i = 0; i < got; i++)
+        kmm_free_pages(mm, pages[i]);
+    for (size_t i = 0; i < n; i++)
+        kmm_zs_free(pool, h[i]);
+    check_totals(pool, 0, 0);
+    kmm_zs_destroy(pool);
+    free(pages);
+    free(h);
+    free(scratch);
+    finish(mm);
+}
+
 /* ---- pools of a memory system ---------------------------------------------------------------- */
 
 struct seen {
@@ -916,6 +982,7 @@ int main(int argc, char **argv)
         KMM_TEST_PER_PAGE_SIZE(test_map_nest),
         KMM_TEST_PER_PAGE_SIZE(test_area_mask),
         KMM_TEST_PER_PAGE_SIZE(test_compact_half),
+        KMM_TEST_SMALL_PAGES(test_reclaim_compacts),
         { "test_for_each", test_for_each, NULL, NULL, NULL },
         KMM_TEST_PER_PAGE_SIZE(test_destroy_with_live_objects),
     };
