@@ -22,7 +22,8 @@
  * (pages freed, every remaining object intact, a mapped object left where it
  * is); the page allocator's reclaim compacting a pool when memory runs
  * out; kmm_zs_for_each; kmm_zs_destroy with live objects gives every page
- * back; a nest of KMM_ZS_MAP_NEST mappings in one thread; an area mask.
+ * back; a nest of KMM_ZS_MAP_NEST mappings in one thread; an area mask;
+ * fork() while another thread works on the pool.
  *
  * Misuse (bad handles, unmaps, frees of pool pages) is tested in
  * test_zsmalloc_abuse.c. Every test ends with kmm_check(mm) == 0.
@@ -34,9 +35,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "kmm_test.h"
 
@@ -847,6 +852,123 @@ static void test_reclaim_compacts(void **state)
     finish(mm);
 }
 
+/* ---- fork ------------------------------------------------------------------------------------ */
+
+struct churn {
+    struct kmm_zspool *pool;
+    atomic_bool stop;
+};
+
+/* Keeps the pool's lock busy: mallocs, maps, frees and compactions. */
+static void *churn_main(void *arg)
+{
+    struct churn *c = arg;
+    uint64_t h[32] = { 0 };
+    for (unsigned i = 0; !atomic_load(&c->stop); i++) {
+        unsigned k = i % 32;
+        if (h[k])
+            kmm_zs_free(c->pool, h[k]);
+        h[k] = kmm_zs_malloc(c->pool, 200 + (i * 37) % 3000, 0);
+        if (h[k]) {
+            unsigned char *p = kmm_zs_map(c->pool, h[k], KMM_ZS_WO);
+            p[0] = (unsigned char)i;
+            kmm_zs_unmap(c->pool, h[k]);
+        }
+        if (i % 64 == 0)
+            kmm_zs_compact(c->pool);
+    }
+    for (unsigned k = 0; k < 32; k++)
+        kmm_zs_free(c->pool, h[k]);
+    return NULL;
+}
+
+/* After fork() the child has its own copy of the pool (docs/decisions.md,
+ * "fork"), also when another thread of the parent was inside a kmm_zs call
+ * at the moment of the fork: the child reads the parent's objects, writes
+ * them (the parent does not see it), allocates, compacts and passes
+ * kmm_check. A child reports through its exit status: 0, or the number of
+ * the check that failed. */
+static void test_fork(void **state)
+{
+    size_t ps = kmm_test_param_ps(state);
+    struct kmm_config cfg = { .page_size = ps, .mem_size = 256ull << 20 };
+    struct kmm *mm = kmm_create(&cfg);
+    assert_non_null(mm);
+    struct kmm_zspool *pool = kmm_zs_create(mm, "forked");
+    assert_non_null(pool);
+    unsigned char *scratch = malloc(ps);
+    assert_non_null(scratch);
+    enum { N = 200 };
+    uint64_t h[N];
+    size_t size[N];
+    for (size_t i = 0; i < N; i++) {
+        size[i] = 1 + (i * 997) % ps;
+        h[i] = kmm_zs_malloc(pool, size[i], 0);
+        assert_true(h[i] != 0);
+        write_object(pool, h[i], 300 + i, size[i], scratch);
+    }
+    struct churn c = { .pool = pool };
+    atomic_init(&c.stop, false);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, churn_main, &c), 0);
+    unsigned failed_fork = ~0u;
+    int status = 0;
+    for (unsigned f = 0; f < 12; f++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0) {
+            failed_fork = f;
+            status = 0x7f00;   /* "exited with 127" */
+            break;
+        }
+        if (pid == 0) {
+            int code = 0;
+            for (size_t i = 0; i < N && !code; i++) {
+                if (kmm_zs_read(pool, h[i], 0, scratch, size[i]) != 0 ||
+                    kmm_test_span_io(scratch, 300 + i, 0, size[i], false) != SIZE_MAX)
+                    code = 1;
+                kmm_test_span_io(scratch, 900 + i, 0, size[i], true);
+                if (kmm_zs_write(pool, h[i], 0, scratch, size[i]) != 0)
+                    code = 2;
+            }
+            uint64_t mine[64];
+            for (size_t i = 0; i < 64 && !code; i++)
+                if (!(mine[i] = kmm_zs_malloc(pool, 100 + 50 * i, KMM_ZERO)))
+                    code = 3;
+            for (size_t i = 0; i < N && !code; i += 2)
+                kmm_zs_free(pool, h[i]);
+            kmm_zs_compact(pool);
+            for (size_t i = 1; i < N && !code; i += 2) {
+                const unsigned char *p = kmm_zs_map(pool, h[i], KMM_ZS_RO);
+                if (kmm_test_span_io((unsigned char *)p, 900 + i, 0, size[i], false) != SIZE_MAX)
+                    code = 4;
+                kmm_zs_unmap(pool, h[i]);
+            }
+            if (!code && kmm_check(mm) != 0)
+                code = 5;
+            _exit(code);
+        }
+        if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            failed_fork = f;
+            break;
+        }
+    }
+    /* the thread stops before any assertion: a failure leaves this frame */
+    atomic_store(&c.stop, true);
+    pthread_join(th, NULL);
+    if (failed_fork != ~0u)
+        fail_msg("fork %u: the child %s %d", failed_fork, WIFEXITED(status) ? "failed check" : "died of signal",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    for (size_t i = 0; i < N; i++)   /* the children's writes stayed theirs */
+        check_object(pool, h[i], 300 + i, size[i], scratch);
+    for (size_t i = 0; i < N; i++)
+        kmm_zs_free(pool, h[i]);
+    check_totals(pool, 0, 0);
+    kmm_zs_destroy(pool);
+    free(scratch);
+    finish(mm);
+}
+
 /* ---- pools of a memory system ---------------------------------------------------------------- */
 
 struct seen {
@@ -983,6 +1105,7 @@ int main(int argc, char **argv)
         KMM_TEST_PER_PAGE_SIZE(test_area_mask),
         KMM_TEST_PER_PAGE_SIZE(test_compact_half),
         KMM_TEST_SMALL_PAGES(test_reclaim_compacts),
+        KMM_TEST_SMALL_PAGES(test_fork),
         { "test_for_each", test_for_each, NULL, NULL, NULL },
         KMM_TEST_PER_PAGE_SIZE(test_destroy_with_live_objects),
     };
