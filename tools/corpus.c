@@ -298,7 +298,8 @@ static int add_present_pages(struct page_source *src, int pagemap_fd, uint64_t s
 static const char *access_hint(int err)
 {
     return err == EACCES || err == EPERM
-               ? " (reading another process's memory needs ptrace access to it: the same user, or root)"
+               ? " (reading a process's memory needs ptrace access to it: the same user or CAP_SYS_PTRACE, and a"
+                 " process that made itself undumpable refuses even root)"
                : "";
 }
 
@@ -324,8 +325,11 @@ struct page_source *page_source_process(pid_t pid, size_t page_size, char *err, 
     src->mem_fd = pagemap_fd >= 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
     if (src->mem_fd < 0) {
         int e = errno;
-        set_err(err, errlen, "cannot read the memory of process %d: %s%s", (int)pid,
-                e == ENOENT ? "it has exited" : strerror(e), access_hint(e));
+        if (e == ESRCH && stat(path, &sb) == 0)   /* no mm: the process is a kernel thread, or exiting */
+            set_err(err, errlen, "process %d has no user memory (a kernel thread?)", (int)pid);
+        else
+            set_err(err, errlen, "cannot read the memory of process %d: %s%s", (int)pid,
+                    e == ENOENT || e == ESRCH ? "it has exited" : strerror(e), access_hint(e));
         if (maps)
             fclose(maps);
         if (pagemap_fd >= 0)

@@ -728,9 +728,11 @@ static int cmd_stats(int argc, char **argv)
         print_vm_stats(stdout, mm);
         print_meta_stats(stdout, mm);
         printf("compressed store workload: %llu pages of files under /usr/bin and /usr/share, %llu same-filled,\n"
-               "  %llu random; %llu discarded, %zu pages compacted; a pool of raw objects with every other freed\n",
+               "  %llu random; %llu discarded, %zu pages compacted; a pool of raw objects with every other freed;\n"
+               "  %.1f ms\n",
                (unsigned long long)zw.file_pages, (unsigned long long)zw.same_pages,
-               (unsigned long long)zw.random_pages, (unsigned long long)zw.discarded, zw.compacted);
+               (unsigned long long)zw.random_pages, (unsigned long long)zw.discarded, zw.compacted,
+               zw.seconds * 1e3);
         print_zs_stats(stdout, mm);
         if (zw.store)
             print_zstore_stats(stdout, zw.store);

@@ -172,12 +172,14 @@ static void print_results(struct algo_run *runs, unsigned nruns, bool limited)
     print_row("density", runs, nruns, "(compr_data_size / mem_used_total)", cell_density);
     print_row("time", runs, nruns, "(compressing and storing)", cell_time);
     print_row("", runs, nruns, "(of orig_data_size)", cell_rate);
-    bool failures = false;
-    for (unsigned i = 0; i < nruns; i++)
-        failures |= runs[i].refused || runs[i].failed;
-    if (limited || failures)
+    bool refused = false, failed = false;
+    for (unsigned i = 0; i < nruns; i++) {
+        refused |= runs[i].refused != 0;
+        failed |= runs[i].failed != 0;
+    }
+    if (limited || refused)
         print_row("refused (limit)", runs, nruns, "(writes that would pass mem_limit)", cell_refused);
-    if (failures)
+    if (failed)
         print_row("failed", runs, nruns, "(out of memory)", cell_failed);
 }
 
