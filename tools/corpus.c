@@ -145,14 +145,14 @@ static int walk_dir(struct page_source *src, const char *dir)
                 rc = -ENOMEM;
             } else {
                 snprintf(path, len, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", name);
-                if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+                if (lstat(path, &sb) != 0)
+                    ;   /* gone since the directory was read */
+                else if (S_ISDIR(sb.st_mode))
                     rc = walk_dir(src, path);
-                else if (lstat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
-                    if (readable(path))
-                        rc = add_file(src, path, &sb);
-                    else
-                        src->st.skipped_files++;
-                }
+                else if (S_ISREG(sb.st_mode) && readable(path))
+                    rc = add_file(src, path, &sb);
+                else if (S_ISREG(sb.st_mode))
+                    src->st.skipped_files++;
                 free(path);
             }
         }
