@@ -42,6 +42,9 @@ struct kmm_zstore_stats {
     uint64_t nr_pages;         /* indexes of the store */
     uint64_t page_size;
     uint64_t huge_threshold;   /* compressed sizes above this are stored whole */
+    /* calls on an index of the store (one beyond it counts nowhere): writes
+     * and reads made; writes that failed (ENOMEM, ENOSPC); of them, refused
+     * by the memory limit */
     uint64_t writes, reads, write_failed, limit_refused;
     char algo[8];              /* "lz4" or "zstd" */
 };
@@ -52,7 +55,8 @@ struct kmm_zstore_stats {
  * ENOMEM). Costs 16 bytes of metadata per index, allocated at once. */
 KMM_API struct kmm_zstore *kmm_zstore_create(struct kmm *mm, const char *algo, uint64_t nr_pages);
 
-/* Frees every stored page, the pool and zs. */
+/* Frees every stored page, the compression contexts, the pool and zs.
+ * O(nr_pages). */
 KMM_API void kmm_zstore_destroy(struct kmm_zstore *zs);
 
 /* Stores one page (page_size bytes at page) at index, replacing what was
@@ -82,6 +86,15 @@ KMM_API int kmm_zstore_set_huge_threshold(struct kmm_zstore *zs, uint64_t bytes)
 KMM_API size_t kmm_zstore_compact(struct kmm_zstore *zs);
 
 KMM_API void kmm_zstore_stats(struct kmm_zstore *zs, struct kmm_zstore_stats *st);
+
+/* Verifies the store, for tests and debugging: every index's entry is
+ * consistent (one kind: empty, same-filled or an object; an object's size
+ * fits its kind and its object), every object's handle is live in the pool,
+ * the counters (pages_stored, same_pages, huge_pages, compr_data_size) and
+ * the pool's object count agree with the table; then kmm_check(mm). 0, or
+ * -1 after reporting the first violation. Call it while no other thread
+ * uses the store: entries are read one at a time. O(nr_pages). */
+KMM_API int kmm_zstore_check(struct kmm_zstore *zs);
 
 /* The store's pool (for its class stats). */
 KMM_API struct kmm_zspool *kmm_zstore_pool(struct kmm_zstore *zs);
