@@ -586,9 +586,8 @@ int kmm_zstore_check(struct kmm_zstore *zs)
     made_cctx = zs->nr_cctx;
     made_dctx = zs->nr_dctx;
     kmm_unlock(mm, &zs->ctx_lock);
-    if (free_cctx != made_cctx)
-        return counter_fail(zs, "compression contexts made", made_cctx, free_cctx);
-    if (free_dctx != made_dctx)
-        return counter_fail(zs, "decompression contexts made", made_dctx, free_dctx);
+    if (free_cctx != made_cctx || free_dctx != made_dctx)
+        return kmm__check_fail(mm, "zstore: codec contexts made and free ones differ (one lost, or one in use)",
+                               UINT64_MAX);
     return kmm_check(mm);
 }

@@ -15,7 +15,9 @@
  *    nothing;
  *  - the stats are exact after a known sequence;
  *  - fault injection at every metadata and page allocation of a create and
- *    of a write: each failure is ENOMEM and leaves the store as it was.
+ *    of a write: each failure is ENOMEM and leaves the store as it was;
+ *  - a compressed stream overwritten in the pool's memory aborts the read
+ *    with the index and the reason.
  * kmm_zstore_check (which ends with kmm_check) runs after each step.
  */
 #include <errno.h>
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -625,6 +628,65 @@ static void test_fault_write(void **state)
     teardown(&f);
 }
 
+/* ---- corruption ----------------------------------------------------------------- */
+
+struct corrupt_arg {
+    const char *algo;
+};
+
+/* The first occurrence of needle (n bytes) in the memory system's physical
+ * memory, through the direct map; NULL if none. Reads free pages, which
+ * ASan builds poison. */
+static KMM_TEST_NO_ASAN unsigned char *find_in_memory(struct kmm *mm, const void *needle, size_t n)
+{
+    struct kmm_page_stats ps;
+    kmm_page_stats(mm, &ps);
+    for (size_t pfn = 0; pfn < ps.total_pages; pfn++) {
+        unsigned char *p = kmm_phys_to_virt(mm, (kmm_phys_t)pfn * ps.page_size);
+        if (!p)
+            continue;
+        for (size_t i = 0; i + n <= ps.page_size; i++) {
+            size_t j = 0;
+            while (j < n && p[i + j] == ((const unsigned char *)needle)[j])
+                j++;
+            if (j == n)
+                return p + i;
+        }
+    }
+    return NULL;
+}
+
+/* A compressed page whose stream was overwritten in the pool's memory: its
+ * read aborts naming the index. The stream is found by its first bytes: LZ4
+ * begins with the page's first literals (after a token and its length
+ * bytes), zstd with its frame's magic number. */
+static void corrupt_then_read(void *arg)
+{
+    const struct corrupt_arg *a = arg;
+    struct kmm *mm = kmm_test_create(4096, (uint64_t)8 << 20);
+    struct kmm_zstore *zs = kmm_zstore_create(mm, a->algo, 8);
+    unsigned char page[4096];
+    make_page(page, sizeof(page), K_TEXT, 77);
+    if (!zs || kmm_zstore_write(zs, 3, page) != 0)
+        _exit(3);
+    static const unsigned char zstd_magic[4] = { 0x28, 0xb5, 0x2f, 0xfd };
+    bool lz4 = !strcmp(a->algo, "lz4");
+    unsigned char *at = lz4 ? find_in_memory(mm, page, 12) : find_in_memory(mm, zstd_magic, 4);
+    if (!at)
+        _exit(4);
+    if (lz4)
+        memset(at - 2, 0xff, 64);   /* the token and length bytes: literals far beyond the stream */
+    else
+        memset(at + 4, 0xff, 16);   /* the frame header */
+    kmm_zstore_read(zs, 3, page);
+}
+
+static void test_corrupt_read_aborts(void **state)
+{
+    struct corrupt_arg a = { param_of(state)->algo };
+    assert_int_equal(kmm_test_expect_abort(corrupt_then_read, &a, "kmm_zstore_read: index 3"), 0);
+}
+
 /* An argument runs only the tests whose names match it (cmocka's pattern). */
 int main(int argc, char **argv)
 {
@@ -641,6 +703,8 @@ int main(int argc, char **argv)
         PER_ALGO_SMALL(test_compact),
         PER_ALGO_SMALL(test_fault_create),
         PER_ALGO_SMALL(test_fault_write),
+        { "test_corrupt_read_aborts_lz4", test_corrupt_read_aborts, NULL, NULL, &params[0] },
+        { "test_corrupt_read_aborts_zstd", test_corrupt_read_aborts, NULL, NULL, &params[1] },
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
