@@ -29,16 +29,13 @@
  * compr_data_size change under the entry's lock with the entry, so they
  * agree with the table whenever no call is running (kmm_zstore_check).
  */
+#include "zsmalloc/zs_internal.h"   /* kmm__zs_handle_ok, for the checker */
 #include "zstore/zstore_internal.h"
 
 #include <kmm/zstore.h>
 
 #include <sched.h>
 #include <string.h>
-
-/* Provided by zsmalloc (src/zsmalloc/zs_internal.h): is handle a live
- * object of pool? Never aborts. */
-extern bool kmm__zs_handle_ok(struct kmm_zspool *pool, uint64_t handle) KMM_HIDDEN;
 
 #define ZE_LOCK  (1ull << 63)
 #define ZE_SAME  (1ull << 62)   /* word is the page's repeated word */
