@@ -323,7 +323,7 @@ static void demo_store_summary(struct kmm_zstore *zs)
     print_size(stdout, st.orig_data_size);
     printf(") held in ");
     print_size(stdout, st.mem_used_total);
-    printf(": compression ratio %.2f, %llu same-filled, %llu huge; pool density %.4f (Linux's zsmalloc: 0.96-0.97)\n",
+    printf(": compression ratio %.2f, %llu same-filled, %llu huge; pool density %.4f (object bytes / (pages + metadata))\n",
            ratio(st.orig_data_size, st.compr_data_size), (unsigned long long)st.same_pages,
            (unsigned long long)st.huge_pages, pool_density(&ps));
     print_top_classes(stdout, kmm_zstore_pool(zs), 5);
