@@ -244,7 +244,7 @@ static void print_source(struct page_source *src, pid_t pid, char *const *paths,
     } else {
         printf("%llu pages of %zu bytes (", (unsigned long long)st.pages_read, page_size);
         print_size(stdout, st.pages_read * page_size);
-        printf(") from %llu files under ", (unsigned long long)st.files);
+        printf(") from %llu files in ", (unsigned long long)st.files);
         for (int i = 0; i < npaths && i < 3; i++)
             printf("%s%s", i ? ", " : "", paths[i]);
         if (npaths > 3)
