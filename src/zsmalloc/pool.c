@@ -255,9 +255,9 @@ bool kmm__zs_obj_release(struct kmm_zspool *pool, struct zs_class *cls, struct z
     kmm__table_put(&pool->zspages, z->id);
     cls->zspages--;
     cls->nr_pages -= z->nr_pages;
-    pool->pages_used -= z->nr_pages;
+    pool_count(&pool->pages_used, -(ptrdiff_t)z->nr_pages);
     pool->zspages_held--;
-    pool->meta_bytes -= kmm__meta_obj_held(pool->mm, cls->desc_size);
+    pool_count(&pool->meta_bytes, -(ptrdiff_t)kmm__meta_obj_held(pool->mm, cls->desc_size));
     return true;
 }
 
@@ -280,7 +280,8 @@ static void zspage_add_page(struct kmm_zspool *pool, struct zs_class *cls, struc
     mem_poison(pfn_to_virt(mm, pool->spare_pfn), mm->page_size);
     pool->spare_pfn = UINT64_MAX;
     cls->nr_pages++;
-    if (++pool->pages_used > pool->pages_max)
+    pool_count(&pool->pages_used, 1);
+    if (pool->pages_used > pool->pages_max)
         pool->pages_max = pool->pages_used;
 }
 
@@ -406,17 +407,17 @@ static void supplies_install(struct kmm_zspool *pool, struct zs_class *cls, stru
     if (s->handles.chunk) {
         size_t before = kmm__table_bytes(&pool->handles);
         kmm__table_grow(&pool->handles, &s->handles);
-        pool->meta_bytes += kmm__table_bytes(&pool->handles) - before;
+        pool_count(&pool->meta_bytes, (ptrdiff_t)(kmm__table_bytes(&pool->handles) - before));
     }
     if (s->zspages.chunk) {
         size_t before = kmm__table_bytes(&pool->zspages);
         kmm__table_grow(&pool->zspages, &s->zspages);
-        pool->meta_bytes += kmm__table_bytes(&pool->zspages) - before;
+        pool_count(&pool->meta_bytes, (ptrdiff_t)(kmm__table_bytes(&pool->zspages) - before));
     }
     if (s->desc && !cls->spare) {
         cls->spare = s->desc;
         s->desc = NULL;
-        pool->meta_bytes += kmm__meta_obj_held(mm, cls->desc_size);
+        pool_count(&pool->meta_bytes, (ptrdiff_t)kmm__meta_obj_held(mm, cls->desc_size));
     }
     if (s->page && pool->spare_pfn == UINT64_MAX) {
         kmm__pages_own(mm, s->page, OWNER_ZSMALLOC);
@@ -584,6 +585,11 @@ size_t kmm_zs_usable_size(struct kmm_zspool *pool, uint64_t handle)
     size_t size = pool->classes[zspage_of(pool, entry_zspage(*e))->class_idx].size;
     kmm_unlock(mm, &pool->lock);
     return size;
+}
+
+size_t kmm__zs_mem_used(struct kmm_zspool *pool)
+{
+    return load_relaxed(&pool->pages_used) * pool->mm->page_size + load_relaxed(&pool->meta_bytes);
 }
 
 const char *kmm_zs_name(struct kmm_zspool *pool)

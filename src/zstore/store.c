@@ -204,9 +204,7 @@ static void ctx_free_all(struct kmm_zstore *zs, struct zcodec_ctx *ctx)
 /* Bytes the pool holds: its pages and its metadata (mem_used_total). */
 static uint64_t pool_mem_used(struct kmm_zstore *zs)
 {
-    struct kmm_zs_stats st;
-    kmm_zs_stats(zs->pool, &st);
-    return (uint64_t)st.pages_used * zs->page_size + st.meta_bytes;
+    return kmm__zs_mem_used(zs->pool);
 }
 
 static void track_mem_used_max(struct kmm_zstore *zs)
