@@ -545,6 +545,28 @@ uint64_t kmm_zs_malloc(struct kmm_zspool *pool, size_t size, unsigned flags)
     }
 }
 
+/* The object just freed was z's last handed out (on top of its free list):
+ * it becomes fresh again, and the page only it reached goes back (its frame
+ * is returned, to be freed after the lock; UINT64_MAX if none). So a write
+ * that is refused after its allocation, or an object freed right after it
+ * was made, leaves the pool as it was. */
+static uint64_t zspage_ungrow(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z, uint32_t obj)
+{
+    struct kmm *mm = pool->mm;
+    if (obj != z->fresh - 1 || z->free_head != obj)
+        return UINT64_MAX;
+    z->free_head = z->obj[obj] & ~ZS_OBJ_FREE;
+    z->obj[obj] = ZS_OBJ_FRESH;
+    z->fresh--;
+    unsigned keep = (unsigned)(((size_t)z->fresh * cls->size + mm->page_size - 1) >> mm->page_shift);
+    if (z->nr_pages <= keep)
+        return UINT64_MAX;
+    z->nr_pages--;
+    cls->nr_pages--;
+    pool_count(&pool->pages_used, -1);
+    return mm->base_pfn + z->pages[z->nr_pages];
+}
+
 /* Does the calling thread, or anyone, hold handle mapped? */
 static bool handle_mapped(const struct kmm_zspool *pool, uint64_t handle)
 {
@@ -571,9 +593,15 @@ void kmm_zs_free(struct kmm_zspool *pool, uint64_t handle)
     *e = (uint64_t)((entry_gen(*e) + 1) & ZS_GEN_MASK) << 48;   /* stale from now on */
     kmm__table_put(&pool->handles, hid);
     bool emptied = kmm__zs_obj_release(pool, cls, z, obj);
+    uint64_t drop = emptied ? UINT64_MAX : zspage_ungrow(pool, cls, z, obj);
     kmm_unlock(mm, &pool->lock);
     if (emptied)
         kmm__zs_zspage_free(pool, z, cls->desc_size);
+    if (drop != UINT64_MAX) {
+        void *p = pfn_to_virt(mm, drop);
+        mem_unpoison(p, mm->page_size);
+        kmm__free_pages_as(mm, OWNER_ZSMALLOC, "kmm_zs_free", p, true);
+    }
 }
 
 size_t kmm_zs_usable_size(struct kmm_zspool *pool, uint64_t handle)
