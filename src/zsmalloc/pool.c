@@ -83,19 +83,19 @@ static void zs_build_classes(struct kmm_zspool *pool)
                     best = l;
             }
         }
-        c->pages = (uint16_t)best.pages;
+        c->pages = best.pages;
         c->objs = best.objs;
         c->desc_size = zs_desc_size(c->objs, c->pages);
     }
     uint32_t serving = pool->nr_classes - 1;
     pool->nr_serving = 1;
-    pool->classes[serving].merged_into = (uint16_t)serving;
+    pool->classes[serving].merged_into = serving;
     for (uint32_t i = pool->nr_classes - 1; i-- > 0;) {
         struct zs_class *c = &pool->classes[i], *up = &pool->classes[serving];
         if (c->pages == up->pages && c->objs == up->objs) {
-            c->merged_into = (uint16_t)serving;
+            c->merged_into = serving;
         } else {
-            c->merged_into = (uint16_t)i;
+            c->merged_into = i;
             serving = i;
             pool->nr_serving++;
         }
@@ -278,7 +278,7 @@ static void zspage_add_page(struct kmm_zspool *pool, struct zs_class *cls, struc
     struct kmm *mm = pool->mm;
     z->pages[z->nr_pages++] = (uint32_t)(pool->spare_pfn - mm->base_pfn);
     mem_poison(pfn_to_virt(mm, pool->spare_pfn), mm->page_size);
-    pool->spare_pfn = UINT64_MAX;
+    store_relaxed(&pool->spare_pfn, UINT64_MAX);
     cls->nr_pages++;
     pool_count(&pool->pages_used, 1);
     if (pool->pages_used > pool->pages_max)
@@ -326,7 +326,13 @@ struct kmm_zspool *kmm_zs_create_config(struct kmm *mm, const char *name, const 
     pool->handles.free_head = pool->handles.free_tail = ZS_NO_ID;
     pool->zspages.free_head = pool->zspages.free_tail = ZS_NO_ID;
     pool->spare_pfn = UINT64_MAX;
-    uint64_t key = kmm__next_key() * 0x9e3779b97f4a7c15ull;
+    /* a mix of the process-wide key and the pool's address (splitmix64's
+     * finaliser), so pools made at any distance apart collide only by
+     * chance: a foreign handle is caught but with probability 2^-16 */
+    uint64_t key = kmm__next_key() ^ (uint64_t)(uintptr_t)pool;
+    key = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ull;
+    key = (key ^ (key >> 27)) * 0x94d049bb133111ebull;
+    key ^= key >> 31;
     pool->tag = (uint16_t)(key >> 48) ? (uint16_t)(key >> 48) : 1;
     pool->classes = kmm__meta_obj_alloc(mm, pool->nr_classes * sizeof(struct zs_class));
     unsigned map_order = ceil_log2(KMM_ZS_MAP_SLOTS);
@@ -421,7 +427,7 @@ static void supplies_install(struct kmm_zspool *pool, struct zs_class *cls, stru
     }
     if (s->page && pool->spare_pfn == UINT64_MAX) {
         kmm__pages_own(mm, s->page, OWNER_ZSMALLOC);
-        pool->spare_pfn = virt_to_pfn(mm, s->page);
+        store_relaxed(&pool->spare_pfn, virt_to_pfn(mm, s->page));
         s->page = NULL;
     }
 }
@@ -488,7 +494,7 @@ static unsigned try_alloc(struct kmm_zspool *pool, struct zs_class *cls, uint64_
         z->pages = (uint32_t *)((char *)z + zs_desc_pages_offset(cls->objs));
         z->id = kmm__table_get(&pool->zspages);
         *table_entry(&pool->zspages, z->id) = ZS_ENTRY_USED | (uint64_t)(uintptr_t)z;
-        z->class_idx = (uint16_t)(cls - pool->classes);
+        z->class_idx = (uint32_t)(cls - pool->classes);
         z->band = ZS_BANDS;
         z->free_head = ZS_OBJ_END;
         for (uint32_t i = 0; i < cls->objs; i++)
@@ -617,7 +623,8 @@ size_t kmm_zs_usable_size(struct kmm_zspool *pool, uint64_t handle)
 
 size_t kmm__zs_mem_used(struct kmm_zspool *pool)
 {
-    return load_relaxed(&pool->pages_used) * pool->mm->page_size + load_relaxed(&pool->meta_bytes);
+    size_t pages = load_relaxed(&pool->pages_used) + (load_relaxed(&pool->spare_pfn) != UINT64_MAX);
+    return pages * pool->mm->page_size + load_relaxed(&pool->meta_bytes);
 }
 
 const char *kmm_zs_name(struct kmm_zspool *pool)
@@ -637,7 +644,7 @@ void kmm_zs_stats(struct kmm_zspool *pool, struct kmm_zs_stats *st)
     st->obj_bytes = pool->obj_bytes;
     st->pages_used = pool->pages_used + (pool->spare_pfn != UINT64_MAX);
     st->pages_compacted = pool->pages_compacted;
-    st->pages_max = pool->pages_max;
+    st->pages_max = pool->pages_max > st->pages_used ? pool->pages_max : st->pages_used;
     st->zspages = pool->zspages_held;
     st->meta_bytes = pool->meta_bytes;
     st->nr_classes = pool->nr_serving;
