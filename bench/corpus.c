@@ -12,7 +12,6 @@
  * so that every page is file data: a page per small file would make the
  * corpus mostly the zeros that pad each file's last page.
  */
-#define _GNU_SOURCE
 #include "corpus.h"
 
 #include <dirent.h>
@@ -89,7 +88,7 @@ static uint64_t rng(void)
 
 /* Starts argv[0] (searched in PATH) with stdin from /dev/null, stdout into
  * a pipe (*out) or /dev/null (out NULL), stderr to /dev/null, LC_ALL=C. */
-static pid_t spawn(char *const argv[], int *out)
+static pid_t spawn(const char *const argv[], int *out)
 {
     int pfd[2] = { -1, -1 };
     if (out && pipe2(pfd, O_CLOEXEC) != 0)
@@ -103,7 +102,7 @@ static pid_t spawn(char *const argv[], int *out)
         dup2(out ? pfd[1] : null, 1);
         dup2(null, 2);
         setenv("LC_ALL", "C", 1);
-        execvp(argv[0], argv);
+        execvp(argv[0], (char *const *)argv);   /* exec does not write them */
         _exit(127);
     }
     if (out) {
@@ -293,7 +292,7 @@ static bool make_python(struct page_buf *pb, size_t max_bytes, char *source, siz
 {
     char target[32];
     snprintf(target, sizeof target, "%zu", max_bytes + max_bytes / 8);
-    char *argv[] = { "python3", "-c", (char *)python_script, target, NULL };
+    const char *argv[] = { "python3", "-c", python_script, target, NULL };
     if (access("/usr/bin/python3", X_OK) == 0)
         argv[0] = "/usr/bin/python3";
     int out;
@@ -375,7 +374,7 @@ static bool make_sort(struct page_buf *pb, size_t max_bytes, char *source, size_
     }
     char mem[32];
     snprintf(mem, sizeof mem, "%zuK", (bytes * 3) >> 10);   /* all of it in memory: no temporary files */
-    char *argv[] = { "sort", "-S", mem, "--parallel=1", "-k4,4", "-k1,2", "-o", "/dev/null", input, NULL };
+    const char *argv[] = { "sort", "-S", mem, "--parallel=1", "-k4,4", "-k1,2", "-o", "/dev/null", input, NULL };
     pid_t pid = spawn(argv, NULL);
     if (pid < 0) {
         unlink(input);
@@ -504,7 +503,7 @@ static bool make_cc(struct page_buf *pb, size_t max_bytes, char *source, size_t 
         warn_corpus("cc", "cannot write its source in /tmp");
         return false;
     }
-    char *argv[] = { "cc", "-O2", "-c", "-o", obj, src, NULL };
+    const char *argv[] = { "cc", "-O2", "-c", "-o", obj, src, NULL };
     pid_t drv = spawn(argv, NULL);
     if (drv < 0) {
         warn_corpus("cc", "cannot start cc");
