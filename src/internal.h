@@ -220,6 +220,10 @@ struct kmm {
     size_t vm_max_mappings;
     unsigned vm_flags;
 
+    /* zsmalloc layer (zsmalloc/): the pools, newest first (zs_lock) */
+    struct kmm_zspool *zspools;
+    struct kmm_lock zs_lock;
+
     /* small metadata objects (core/meta.c) */
     struct meta_class meta_obj[META_OBJ_CLASSES];
     size_t meta_large, meta_large_bytes, meta_large_held;   /* above META_OBJ_MAX; atomic */
@@ -484,6 +488,9 @@ KMM_HIDDEN void *kmm__meta_obj_alloc(struct kmm *mm, size_t size);
  * (NULL is ignored); aborts on one that is not live. May give an emptied
  * chunk back to the platform (meta_free): not under a lock either. */
 KMM_HIDDEN void kmm__meta_obj_free(struct kmm *mm, void *p, size_t size);
+/* The bytes an object of size bytes takes (its class, or whole chunks or
+ * pages above META_OBJ_MAX): what a layer counts as its metadata. */
+KMM_HIDDEN size_t kmm__meta_obj_held(const struct kmm *mm, size_t size);
 KMM_HIDDEN void kmm__meta_obj_init(struct kmm *mm);
 KMM_HIDDEN void kmm__meta_obj_drain(struct kmm *mm);   /* empty chunks back to the platform */
 KMM_HIDDEN void kmm__meta_obj_destroy(struct kmm *mm);   /* every chunk back; large objects are their owners' */

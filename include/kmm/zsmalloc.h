@@ -141,8 +141,10 @@ KMM_API size_t kmm_zs_class_stats(struct kmm_zspool *pool, struct kmm_zs_class_s
 /* The pool's name. */
 KMM_API const char *kmm_zs_name(struct kmm_zspool *pool);
 
-/* Calls fn for every pool of mm (for tools that print stats), under no
- * kmm lock of the pool; a pool must not be destroyed meanwhile. */
+/* Calls fn for every pool of mm (for tools that print stats), with mm's
+ * list of pools locked: fn may call kmm_zs_stats and the like, but must
+ * not create or destroy a pool, nor allocate from mm (a failing allocation
+ * compacts every pool, which takes the same lock). */
 KMM_API void kmm_zs_for_each(struct kmm *mm, void (*fn)(struct kmm_zspool *pool, void *arg), void *arg);
 
 #ifdef __cplusplus

@@ -12,6 +12,7 @@
 #include "page/page_internal.h"
 #include "slab/slab_internal.h"
 #include "vm/vm_internal.h"
+#include "zsmalloc/zs_internal.h"
 
 static bool registry_spin;
 static struct kmm *registry;
@@ -232,11 +233,13 @@ static void fork_locks(struct kmm *mm, bool lock)
         for (unsigned a = 0; a < mm->nr_areas; a++)
             op(&mm->area[a].lock);
         kmm__vm_fork_lock(mm, true);
+        kmm__zs_fork_lock(mm, true);
         for (unsigned i = 0; i < META_OBJ_CLASSES; i++)
             op(&mm->meta_obj[i].lock);
     } else {
         for (unsigned i = META_OBJ_CLASSES; i-- > 0;)
             op(&mm->meta_obj[i].lock);
+        kmm__zs_fork_lock(mm, false);
         kmm__vm_fork_lock(mm, false);
         for (unsigned a = mm->nr_areas; a-- > 0;)
             op(&mm->area[a].lock);
@@ -274,6 +277,7 @@ static void fork_child(void)
         mm->retiring = 0;   /* the threads that were retiring caches are not in the child */
         if (mm->fork_copied) {
             kmm__vm_fork_child(mm);
+            kmm__zs_fork_child(mm);
             kmm__slab_fork_child(mm);
             kmm__tcache_fork_child(mm);
             kmm__slab_fork_sweep(mm);
@@ -418,6 +422,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     }
     pf->lock_init(&mm->tcache_lock);
     pf->lock_init(&mm->slab_lock);
+    pf->lock_init(&mm->zs_lock);
     kmm__meta_obj_init(mm);
 
     uint64_t lo = base_pfn;
@@ -503,6 +508,7 @@ void kmm_destroy(struct kmm *mm)
 
     const struct kmm_platform *pf = mm->pf;
     void *ctx = mm->ctx;
+    kmm__zs_destroy_all(mm);
     kmm__vm_destroy(mm);
     kmm__tcache_destroy_all(mm);
     kmm__slab_destroy_all(mm);
@@ -511,6 +517,7 @@ void kmm_destroy(struct kmm *mm)
         pf->lock_fini(&mm->area[a].lock);
     pf->lock_fini(&mm->tcache_lock);
     pf->lock_fini(&mm->slab_lock);
+    pf->lock_fini(&mm->zs_lock);
     bury(mm);
     /* A carved struct stays a tombstone in the caller's memory until the
      * caller reuses it; a hosted one is kept (its first page) among the last
@@ -559,7 +566,9 @@ int kmm_check(struct kmm *mm)
         rc = kmm__page_check(mm);
     if (!rc)
         rc = kmm__slab_check(mm);
-    return rc ? rc : kmm__vm_check(mm);
+    if (!rc)
+        rc = kmm__vm_check(mm);
+    return rc ? rc : kmm__zs_check(mm);
 }
 
 void kmm__reclaim(struct kmm *mm, unsigned flags)
@@ -571,6 +580,7 @@ void kmm__reclaim(struct kmm *mm, unsigned flags)
     /* lazily freed vmalloc areas first: their pages and nodes go through
      * this thread's caches, drained next */
     kmm_vmalloc_purge(mm);
+    kmm__zs_reclaim(mm);   /* compaction: emptied zspages' pages go through this thread's cache */
     kmm__tcache_reclaim(mm);
     kmm__slab_drain(mm);   /* depots, and the empty slabs the magazines left */
 }

@@ -165,6 +165,15 @@ static void *large_alloc(struct kmm *mm, size_t size)
     return p;
 }
 
+size_t kmm__meta_obj_held(const struct kmm *mm, size_t size)
+{
+    if (size > META_OBJ_MAX) {
+        size_t unit = mm->pf->meta_alloc ? META_CHUNK : mm->page_size;
+        return (size + unit - 1) & ~(unit - 1);
+    }
+    return meta_class_size[meta_class_of(size ? size : 1)];
+}
+
 void *kmm__meta_obj_alloc(struct kmm *mm, size_t size)
 {
     if (kmm__fault(mm, KMM_FAULT_META))

@@ -1,1 +1,121 @@
-/* placeholder: the zsmalloc implementation lands here */
+/* compact.c - moving objects out of sparse zspages into full ones.
+ *
+ * Per class: the source is the sparsest zspage nobody has mapped, the
+ * destination the fullest other zspage with room in the pages it holds;
+ * objects move one by one (the handle's entry follows, its generation
+ * kept) until the source empties, and its pages are freed, or the
+ * destination fills. An object only ever moves to a zspage at least as full
+ * as its own, so the sum of squared fullness grows at every move and the
+ * loop ends. The pool lock is dropped after each source, so allocations,
+ * frees and maps go on meanwhile; a mapped zspage is never a source. */
+#include "zs_internal.h"
+
+/* Copies the object from (sz, sobj) to (dz, dobj), piece by page piece. */
+static void zs_move_bytes(struct kmm_zspool *pool, const struct zs_class *cls, const struct zspage *sz, uint32_t sobj,
+                          const struct zspage *dz, uint32_t dobj)
+{
+    struct kmm *mm = pool->mm;
+    size_t P = mm->page_size, spos = (size_t)sobj * cls->size, dpos = (size_t)dobj * cls->size, left = cls->size;
+    while (left) {
+        size_t sin = spos & (P - 1), din = dpos & (P - 1);
+        size_t n = P - sin < P - din ? P - sin : P - din;
+        if (n > left)
+            n = left;
+        const char *s = (const char *)pfn_to_virt(mm, mm->base_pfn + sz->pages[spos >> mm->page_shift]) + sin;
+        char *d = (char *)pfn_to_virt(mm, mm->base_pfn + dz->pages[dpos >> mm->page_shift]) + din;
+        __builtin_memcpy(d, s, n);
+        spos += n;
+        dpos += n;
+        left -= n;
+    }
+}
+
+static struct zspage *pick_source(struct zs_class *cls)
+{
+    for (unsigned b = 0; b < ZS_BANDS; b++)
+        for (struct zspage *z = cls->band[b]; z; z = z->next)
+            if (!z->mapped)
+                return z;
+    return NULL;
+}
+
+static struct zspage *pick_destination(struct kmm_zspool *pool, struct zs_class *cls, const struct zspage *src)
+{
+    for (unsigned b = ZS_BANDS; b-- > src->band;)
+        for (struct zspage *z = cls->band[b]; z; z = z->next)
+            if (z != src && z->inuse >= src->inuse && kmm__zs_has_room(cls, z, pool->mm->page_size))
+                return z;
+    return NULL;
+}
+
+/* One source's worth of moves (under the lock). Returns the source when it
+ * emptied (to be freed), sets *moved. */
+static struct zspage *compact_step(struct kmm_zspool *pool, struct zs_class *cls, size_t *moved)
+{
+    *moved = 0;
+    /* a zspage can be emptied only if the others have room for its objects */
+    if (cls->zspages * (size_t)cls->objs - cls->objects < cls->objs)
+        return NULL;
+    struct zspage *src = pick_source(cls);
+    if (!src)
+        return NULL;
+    for (uint32_t obj = 0; obj < src->fresh; obj++) {
+        uint32_t hid = src->obj[obj];
+        if (hid & ZS_OBJ_FREE)
+            continue;
+        struct zspage *dst = pick_destination(pool, cls, src);
+        if (!dst)
+            break;
+        uint32_t dobj = kmm__zs_obj_take(pool, cls, dst, hid);
+        zs_move_bytes(pool, cls, src, obj, dst, dobj);
+        uint64_t *e = table_entry(&pool->handles, hid);
+        *e = handle_entry(entry_gen(*e), dobj, dst->id);
+        (*moved)++;
+        if (kmm__zs_obj_release(pool, cls, src, obj)) {
+            pool->pages_compacted += src->nr_pages;
+            return src;
+        }
+    }
+    return NULL;
+}
+
+static size_t compact_pool(struct kmm_zspool *pool)
+{
+    struct kmm *mm = pool->mm;
+    size_t freed = 0;
+    for (uint32_t i = 0; i < pool->nr_classes; i++) {
+        struct zs_class *cls = &pool->classes[i];
+        if (cls->merged_into != i)
+            continue;
+        for (;;) {
+            size_t moved;
+            kmm_lock(mm, &pool->lock);
+            struct zspage *emptied = compact_step(pool, cls, &moved);
+            size_t pages = emptied ? emptied->nr_pages : 0;
+            kmm_unlock(mm, &pool->lock);
+            if (emptied) {
+                kmm__zs_zspage_free(pool, emptied, cls->desc_size);
+                freed += pages;
+            } else if (!moved) {
+                break;
+            }
+        }
+    }
+    return freed;
+}
+
+size_t kmm_zs_compact(struct kmm_zspool *pool)
+{
+    mm_live(pool->mm, "kmm_zs_compact");
+    return compact_pool(pool);
+}
+
+size_t kmm__zs_reclaim(struct kmm *mm)
+{
+    size_t freed = 0;
+    kmm_lock(mm, &mm->zs_lock);
+    for (struct kmm_zspool *p = mm->zspools; p; p = p->next)
+        freed += compact_pool(p);
+    kmm_unlock(mm, &mm->zs_lock);
+    return freed;
+}
