@@ -285,7 +285,8 @@ static const char python_script[] =
     "        if i % 50 == 0:\n"
     "            blobs.append(('%08d:' % i) + '|'.join(random.choices(words, k=100)))\n"
     "        i += 1\n"
-    "print('ready', i, flush=True)\n"
+    "sys.stdout.write('ready %d\\n' % i)\n"
+    "sys.stdout.flush()\n"
     "time.sleep(3600)\n";
 
 static bool make_python(struct page_buf *pb, size_t max_bytes, char *source, size_t slen)

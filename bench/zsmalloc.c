@@ -177,6 +177,7 @@ static struct kmm *new_mm(void)
 struct zs_result {
     double density;          /* after the fill */
     size_t pages, meta;
+    size_t usable;           /* the objects' bytes by class size (kmm_zs_stats obj_bytes) */
     double density_freed;    /* a random half freed, before compaction */
     double density_compacted;
     size_t pages_freed;      /* by kmm_zs_compact */
@@ -184,10 +185,12 @@ struct zs_result {
     bool check_ok;
 };
 
-static double zs_held(struct kmm_zspool *pool, size_t *pages, size_t *meta)
+static double zs_held(struct kmm_zspool *pool, size_t *pages, size_t *meta, size_t *usable)
 {
     struct kmm_zs_stats st;
     kmm_zs_stats(pool, &st);
+    if (usable)
+        *usable = st.obj_bytes;
     if (pages)
         *pages = st.pages_used;
     if (meta)
@@ -214,7 +217,7 @@ static struct zs_result zs_run(const struct objs *o, const struct kmm_zs_config 
         if (kmm_zs_write(pool, h[i], 0, o->data + o->off[i], o->len[i]) != 0)
             die("kmm_zs_write failed");
     }
-    r.density = (double)o->bytes / zs_held(pool, &r.pages, &r.meta);
+    r.density = (double)o->bytes / zs_held(pool, &r.pages, &r.meta, &r.usable);
     if (half) {
         size_t left = o->bytes;
         for (size_t k = 0; k < o->n / 2; k++) {
@@ -222,11 +225,11 @@ static struct zs_result zs_run(const struct objs *o, const struct kmm_zs_config 
             left -= o->len[half[k]];
             h[half[k]] = 0;
         }
-        r.density_freed = (double)left / zs_held(pool, NULL, NULL);
+        r.density_freed = (double)left / zs_held(pool, NULL, NULL, NULL);
         double t0 = now_ns();
         r.pages_freed = kmm_zs_compact(pool);
         r.compact_ns = now_ns() - t0;
-        r.density_compacted = (double)left / zs_held(pool, NULL, NULL);
+        r.density_compacted = (double)left / zs_held(pool, NULL, NULL, NULL);
         /* the objects left must be intact after the moves */
         static unsigned char buf[PAGE];
         for (size_t i = 0; i < o->n; i++) {
@@ -602,7 +605,7 @@ static void measure_latency(void)
         }
         L->inside = nin;
         L->spanning = nspan;
-        L->layout_ok = pairs > 0 && good == pairs;
+        L->layout_ok = good == pairs;   /* no pairs (objects above half a page): nothing to check */
         double mi[MAX_REPS], ms[MAX_REPS], ri[MAX_REPS], rs[MAX_REPS];
         for (int rep = 0; rep < opt.reps; rep++) {
             mi[rep] = nin ? time_map(pool, in, nin, L->size) : 0;
@@ -793,24 +796,29 @@ static void print_density(struct corpus_result *cr, int n)
 {
     printf("\n1. density = sum of object sizes / bytes held   (target: kmm_zs 0.98 or better on every corpus;\n"
            "   Linux zsmalloc 0.959-0.972 on such corpora)\n");
-    printf("   %-7s %-5s %9s %9s %10s %8s %10s %9s %9s\n", "corpus", "algo", "kmm_zs", "pages", "meta KiB", "zbud",
-           "kmm_malloc", "zs/zbud", "zs/malloc");
+    printf("   %-7s %-5s %9s %9s %10s %8s %10s %9s %9s   %8s %8s %6s\n", "corpus", "algo", "kmm_zs", "pages",
+           "meta KiB", "zbud", "kmm_malloc", "zs/zbud", "zs/malloc", "classes", "packing", "meta");
     double worst = 2;
     for (int i = 0; i < n; i++) {
         if (!cr[i].made)
             continue;
         for (int a = 0; a < NR_ALGOS; a++) {
             const __typeof__(cr[i].a[a]) *x = &cr[i].a[a];
-            printf("   %-7s %-5s %9.4f %9zu %10.1f %8.4f %10.4f %8.2fx %8.2fx\n", a ? "" : cr[i].c.name,
-                   algo_names[a], x->zs.density, x->zs.pages, (double)x->zs.meta / 1024, x->zbud.density,
-                   x->kmalloc.density, x->zs.density / x->zbud.density, x->zs.density / x->kmalloc.density);
+            double data = (double)x->zs.pages * PAGE;
+            printf("   %-7s %-5s %9.4f %9zu %10.1f %8.4f %10.4f %8.2fx %8.2fx   %8.4f %8.4f %5.2f%%\n",
+                   a ? "" : cr[i].c.name, algo_names[a], x->zs.density, x->zs.pages, (double)x->zs.meta / 1024,
+                   x->zbud.density, x->kmalloc.density, x->zs.density / x->zbud.density,
+                   x->zs.density / x->kmalloc.density, (double)x->bytes / (double)x->zs.usable,
+                   (double)x->zs.usable / data, 100.0 * (double)x->zs.meta / (data + (double)x->zs.meta));
             if (x->zs.density < worst)
                 worst = x->zs.density;
         }
     }
     printf("   (kmm_zs: default kmm_zs_create, held = pages_used x page size + meta_bytes; zbud: Linux's zbud\n"
            "    layout simulated, held = pages x page size; kmm_malloc: a fresh memory system, held = pages\n"
-           "    allocated + metadata held bytes, deltas)\n");
+           "    allocated + metadata held bytes, deltas. kmm_zs's density = classes x packing x (1 - meta):\n"
+           "    classes = object sizes / their class sizes (rounding up to a class), packing = class sizes /\n"
+           "    data pages' bytes, meta = meta_bytes' share of the bytes held)\n");
     printf("   target: kmm_zs density >= 0.98 on every corpus and algorithm: %s (lowest %.4f)\n", met(worst >= 0.98),
            worst);
 }
