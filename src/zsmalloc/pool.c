@@ -196,7 +196,7 @@ void kmm__zs_rebind(struct kmm_zspool *pool, struct zs_class *cls, struct zspage
     }
 }
 
-static void obj_poison(struct kmm_zspool *pool, const struct zs_class *cls, const struct zspage *z, uint32_t obj, bool poison)
+void kmm__zs_poison_obj(struct kmm_zspool *pool, const struct zs_class *cls, const struct zspage *z, uint32_t obj, bool poison)
 {
 #if KMM_ASAN || KMM_VALGRIND
     struct kmm *mm = pool->mm;
@@ -230,14 +230,14 @@ uint32_t kmm__zs_obj_take(struct kmm_zspool *pool, struct zs_class *cls, struct 
     cls->objects++;
     pool->objects++;
     pool->obj_bytes += cls->size;
-    obj_poison(pool, cls, z, obj, false);
+    kmm__zs_poison_obj(pool, cls, z, obj, false);
     kmm__zs_rebind(pool, cls, z);
     return obj;
 }
 
 bool kmm__zs_obj_release(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z, uint32_t obj)
 {
-    obj_poison(pool, cls, z, obj, true);
+    kmm__zs_poison_obj(pool, cls, z, obj, true);
     z->obj[obj] = ZS_OBJ_FREE | z->free_head;
     z->free_head = obj;
     z->inuse--;

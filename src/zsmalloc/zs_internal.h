@@ -205,6 +205,9 @@ KMM_HIDDEN bool kmm__zs_has_room(const struct zs_class *cls, const struct zspage
 KMM_HIDDEN bool kmm__zs_obj_release(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z, uint32_t obj);
 KMM_HIDDEN void kmm__zs_zspage_free(struct kmm_zspool *pool, struct zspage *z, size_t desc_size);
 KMM_HIDDEN uintptr_t kmm__zs_thread(void);
+/* Tells ASan/Valgrind that object obj of z is off limits (poison) or usable. */
+KMM_HIDDEN void kmm__zs_poison_obj(struct kmm_zspool *pool, const struct zs_class *cls, const struct zspage *z,
+                                   uint32_t obj, bool poison);
 
 /* ---- map.c ---------------------------------------------------------------------- */
 /* Copies len bytes between the object at (z, obj) of cls at offset off and
