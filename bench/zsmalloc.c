@@ -48,7 +48,7 @@ const char harness_prog[] = "bench/zsmalloc";
 #define MAX_REPS      64
 
 static struct {
-    bool json, sweep, verbose;
+    bool json, sweep, verbose, quick;
     int reps;
     size_t max_bytes;
     bool want[16];           /* corpora asked for (indexes of corpus_names); none = all */
@@ -774,7 +774,7 @@ static const char *met(bool ok) { return ok ? "met" : "NOT met"; }
 
 static void print_header(void)
 {
-    printf("kmm zsmalloc benchmark (bench/zsmalloc)\n");
+    printf("kmm zsmalloc benchmark (bench/zsmalloc)%s\n", opt.quick ? " -- QUICK smoke run, figures are rough" : "");
     printf("machine : %ld CPUs online (nproc %ld), %s, %s, load average %.2f at start\n", sys.nproc,
            sys.nproc_affinity, sys.cpu, sys.kernel, sys.loadavg);
     printf("note    : a shared, noisy machine; densities are exact counts of one run, timings the median of\n"
@@ -1054,6 +1054,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--json")) {
             opt.json = true;
         } else if (!strcmp(a, "--quick")) {
+            opt.quick = true;
             opt.reps = 3;
             opt.max_bytes = (size_t)16 << 20;
         } else if (!strcmp(a, "--sweep")) {
