@@ -484,59 +484,52 @@ static pid_t find_child(pid_t ppid, const char *comm)
     return found;
 }
 
-/* cc -O2 -c of a generated file, its compiler proper (cc1, the driver's
- * child) stopped in the optimisation passes. Seen with gcc 12 here: cc1
- * parses the file (RSS climbing by tens of MB a second), then the
- * interprocedural passes raise its RSS by half again, then it optimises and
- * emits function after function for many seconds at an RSS growing slowly.
- * So cc1 is stopped once its RSS grows by less than 2% a second; the file
- * has a function per 40 KiB of max_bytes, which puts cc1 at about max_bytes
- * there (more or less: it varies with the machine's load). */
+/* cc -O2 -S of a generated file, its compiler proper (cc1, the driver's
+ * child) stopped halfway through emitting the functions. Seen with gcc 12
+ * here: cc1 parses the whole file first (a second or so), then optimises
+ * and emits function after function, its RSS growing all the way; its
+ * assembly comes to some 700 bytes per generated function. So cc1 is
+ * stopped when the assembly file reaches 350 bytes per function: half the
+ * functions optimised, in the middle of the optimisation passes. The file
+ * has a function per 40 KiB of max_bytes (at least 2000), which puts cc1's
+ * RSS about max_bytes then. */
 static bool make_cc(struct page_buf *pb, size_t max_bytes, char *source, size_t slen)
 {
-    char src[128], obj[128];
+    char src[128], out[128];
     tmp_path("big.c", src, sizeof src);
-    tmp_path("big.o", obj, sizeof obj);
+    tmp_path("big.s", out, sizeof out);
     int nfuncs = (int)(max_bytes / (40 << 10));
-    if (nfuncs < 500)
-        nfuncs = 500;
+    if (nfuncs < 2000)
+        nfuncs = 2000;
     if (!write_c_file(src, nfuncs)) {
         warn_corpus("cc", "cannot write its source in /tmp");
         return false;
     }
-    const char *argv[] = { "cc", "-O2", "-c", "-o", obj, src, NULL };
+    const char *argv[] = { "cc", "-O2", "-S", "-o", out, src, NULL };
     pid_t drv = spawn(argv, NULL);
     if (drv < 0) {
         warn_corpus("cc", "cannot start cc");
         return false;
     }
-    say("cc: cc -O2 -c of %d generated functions...\n", nfuncs);
+    say("cc: cc -O2 -S of %d generated functions...\n", nfuncs);
     pid_t cc1 = 0;
-    long long rss = 0, hist[20] = { 0 };   /* cc1's RssAnon over the last second, every 50 ms */
-    int polls = 0, seen = 0;
+    long long emitted = 0, half = (long long)nfuncs * 350;
+    int polls = 0;
     for (;; polls++) {
-        sleep_ms(50);
+        sleep_ms(20);
         char st = proc_state(drv);
         if (st == 0 || st == 'Z')
             break;
         if (!cc1)
             cc1 = find_child(drv, "cc1");
-        if (!cc1)
-            continue;
-        rss = proc_status_bytes(cc1, "RssAnon:");
-        if (rss < 0) {
-            cc1 = 0;
-            continue;
-        }
-        long long second_ago = hist[seen % 20];
-        hist[seen % 20] = rss;
-        /* grown by less than 2% in a second: past the parser and the
-         * interprocedural passes */
-        if (++seen > 20 && rss > (32 << 20) && rss - second_ago < rss / 50)
+        struct stat sb;
+        emitted = stat(out, &sb) == 0 ? (long long)sb.st_size : 0;
+        if (cc1 && emitted >= half)
             break;
     }
     bool ok = false;
-    if (cc1 && kill(cc1, SIGSTOP) == 0) {
+    long long rss = 0;
+    if (cc1 && emitted >= half && kill(cc1, SIGSTOP) == 0) {
         kill(drv, SIGSTOP);
         rss = proc_status_bytes(cc1, "RssAnon:");
         ok = read_anon(cc1, pb);
@@ -544,13 +537,13 @@ static bool make_cc(struct page_buf *pb, size_t max_bytes, char *source, size_t 
     }
     kill_wait(drv);
     unlink(src);
-    unlink(obj);
+    unlink(out);
     if (!ok) {
         warn_corpus("cc", "cc finished (or failed) before it could be stopped");
         return false;
     }
-    snprintf(source, slen, "cc1 of cc -O2 -c, %d generated functions, stopped after %.1f s (RssAnon %lld MiB)",
-             nfuncs, polls * 0.05, rss >> 20);
+    snprintf(source, slen, "cc1 of cc -O2 -S, %d generated functions, stopped after %.1f s at %lld KiB of assembly "
+             "(RssAnon %lld MiB)", nfuncs, polls * 0.02, emitted >> 10, rss >> 20);
     return true;
 }
 
