@@ -79,7 +79,11 @@ KMM_API int kmm_zstore_read(struct kmm_zstore *zs, uint64_t index, void *page);
 KMM_API int kmm_zstore_discard(struct kmm_zstore *zs, uint64_t index);
 
 /* Refuses writes once mem_used_total would pass bytes (0 = no limit, the
- * default). Stored pages stay even when already above. */
+ * default), as zram does: the object is allocated, and freed again with
+ * -KMM_ENOSPC when the pool is then above the limit. Metadata the refused
+ * write made (a chunk of the pool's handle table) stays, so mem_used_total
+ * may end a few KiB above the limit; writers at once may refuse more than
+ * needed. Stored pages stay even when already above. */
 KMM_API void kmm_zstore_set_limit(struct kmm_zstore *zs, uint64_t bytes);
 
 /* Pages whose compressed size is above bytes are stored whole (default:

@@ -114,7 +114,7 @@ static unsigned zspage_trim(struct kmm_zspool *pool, struct zs_class *cls, struc
     while (z->nr_pages > keep)
         pages[n++] = z->pages[--z->nr_pages];
     cls->nr_pages -= n;
-    pool->pages_used -= n;
+    pool_count(&pool->pages_used, -(ptrdiff_t)n);
     pool->pages_compacted += n;
     return n;
 }

@@ -255,9 +255,9 @@ bool kmm__zs_obj_release(struct kmm_zspool *pool, struct zs_class *cls, struct z
     kmm__table_put(&pool->zspages, z->id);
     cls->zspages--;
     cls->nr_pages -= z->nr_pages;
-    pool->pages_used -= z->nr_pages;
+    pool_count(&pool->pages_used, -(ptrdiff_t)z->nr_pages);
     pool->zspages_held--;
-    pool->meta_bytes -= kmm__meta_obj_held(pool->mm, cls->desc_size);
+    pool_count(&pool->meta_bytes, -(ptrdiff_t)kmm__meta_obj_held(pool->mm, cls->desc_size));
     return true;
 }
 
@@ -280,7 +280,8 @@ static void zspage_add_page(struct kmm_zspool *pool, struct zs_class *cls, struc
     mem_poison(pfn_to_virt(mm, pool->spare_pfn), mm->page_size);
     pool->spare_pfn = UINT64_MAX;
     cls->nr_pages++;
-    if (++pool->pages_used > pool->pages_max)
+    pool_count(&pool->pages_used, 1);
+    if (pool->pages_used > pool->pages_max)
         pool->pages_max = pool->pages_used;
 }
 
@@ -406,17 +407,17 @@ static void supplies_install(struct kmm_zspool *pool, struct zs_class *cls, stru
     if (s->handles.chunk) {
         size_t before = kmm__table_bytes(&pool->handles);
         kmm__table_grow(&pool->handles, &s->handles);
-        pool->meta_bytes += kmm__table_bytes(&pool->handles) - before;
+        pool_count(&pool->meta_bytes, (ptrdiff_t)(kmm__table_bytes(&pool->handles) - before));
     }
     if (s->zspages.chunk) {
         size_t before = kmm__table_bytes(&pool->zspages);
         kmm__table_grow(&pool->zspages, &s->zspages);
-        pool->meta_bytes += kmm__table_bytes(&pool->zspages) - before;
+        pool_count(&pool->meta_bytes, (ptrdiff_t)(kmm__table_bytes(&pool->zspages) - before));
     }
     if (s->desc && !cls->spare) {
         cls->spare = s->desc;
         s->desc = NULL;
-        pool->meta_bytes += kmm__meta_obj_held(mm, cls->desc_size);
+        pool_count(&pool->meta_bytes, (ptrdiff_t)kmm__meta_obj_held(mm, cls->desc_size));
     }
     if (s->page && pool->spare_pfn == UINT64_MAX) {
         kmm__pages_own(mm, s->page, OWNER_ZSMALLOC);
@@ -544,6 +545,28 @@ uint64_t kmm_zs_malloc(struct kmm_zspool *pool, size_t size, unsigned flags)
     }
 }
 
+/* The object just freed was z's last handed out (on top of its free list):
+ * it becomes fresh again, and the page only it reached goes back (its frame
+ * is returned, to be freed after the lock; UINT64_MAX if none). So a write
+ * that is refused after its allocation, or an object freed right after it
+ * was made, leaves the pool as it was. */
+static uint64_t zspage_ungrow(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z, uint32_t obj)
+{
+    struct kmm *mm = pool->mm;
+    if (obj != z->fresh - 1 || z->free_head != obj)
+        return UINT64_MAX;
+    z->free_head = z->obj[obj] & ~ZS_OBJ_FREE;
+    z->obj[obj] = ZS_OBJ_FRESH;
+    z->fresh--;
+    unsigned keep = (unsigned)(((size_t)z->fresh * cls->size + mm->page_size - 1) >> mm->page_shift);
+    if (z->nr_pages <= keep)
+        return UINT64_MAX;
+    z->nr_pages--;
+    cls->nr_pages--;
+    pool_count(&pool->pages_used, -1);
+    return mm->base_pfn + z->pages[z->nr_pages];
+}
+
 /* Does the calling thread, or anyone, hold handle mapped? */
 static bool handle_mapped(const struct kmm_zspool *pool, uint64_t handle)
 {
@@ -570,9 +593,15 @@ void kmm_zs_free(struct kmm_zspool *pool, uint64_t handle)
     *e = (uint64_t)((entry_gen(*e) + 1) & ZS_GEN_MASK) << 48;   /* stale from now on */
     kmm__table_put(&pool->handles, hid);
     bool emptied = kmm__zs_obj_release(pool, cls, z, obj);
+    uint64_t drop = emptied ? UINT64_MAX : zspage_ungrow(pool, cls, z, obj);
     kmm_unlock(mm, &pool->lock);
     if (emptied)
         kmm__zs_zspage_free(pool, z, cls->desc_size);
+    if (drop != UINT64_MAX) {
+        void *p = pfn_to_virt(mm, drop);
+        mem_unpoison(p, mm->page_size);
+        kmm__free_pages_as(mm, OWNER_ZSMALLOC, "kmm_zs_free", p, true);
+    }
 }
 
 size_t kmm_zs_usable_size(struct kmm_zspool *pool, uint64_t handle)
@@ -584,6 +613,11 @@ size_t kmm_zs_usable_size(struct kmm_zspool *pool, uint64_t handle)
     size_t size = pool->classes[zspage_of(pool, entry_zspage(*e))->class_idx].size;
     kmm_unlock(mm, &pool->lock);
     return size;
+}
+
+size_t kmm__zs_mem_used(struct kmm_zspool *pool)
+{
+    return load_relaxed(&pool->pages_used) * pool->mm->page_size + load_relaxed(&pool->meta_bytes);
 }
 
 const char *kmm_zs_name(struct kmm_zspool *pool)

@@ -182,6 +182,15 @@ struct kmm_zspool {
 };
 
 /* ---- pool.c -------------------------------------------------------------------- */
+/* pages_used and meta_bytes change under the lock and are read without it
+ * (kmm__zs_mem_used): an atomic store of the new value. */
+static inline void pool_count(size_t *field, ptrdiff_t delta)
+{
+    store_relaxed(field, *field + (size_t)delta);
+}
+/* Bytes the pool holds now (its pages and metadata), without the lock: for
+ * a memory limit checked at every write (zstore). */
+KMM_HIDDEN size_t kmm__zs_mem_used(struct kmm_zspool *pool);
 static inline struct zspage *zspage_of(const struct kmm_zspool *pool, uint32_t id)
 {
     return (struct zspage *)(uintptr_t)(*table_entry(&pool->zspages, id) & ~ZS_ENTRY_USED);

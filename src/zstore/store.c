@@ -204,9 +204,7 @@ static void ctx_free_all(struct kmm_zstore *zs, struct zcodec_ctx *ctx)
 /* Bytes the pool holds: its pages and its metadata (mem_used_total). */
 static uint64_t pool_mem_used(struct kmm_zstore *zs)
 {
-    struct kmm_zs_stats st;
-    kmm_zs_stats(zs->pool, &st);
-    return (uint64_t)st.pages_used * zs->page_size + st.meta_bytes;
+    return kmm__zs_mem_used(zs->pool);
 }
 
 static void track_mem_used_max(struct kmm_zstore *zs)
@@ -338,14 +336,16 @@ int kmm_zstore_write(struct kmm_zstore *zs, uint64_t index, const void *page)
             flags |= ZE_HUGE;
         }
         flags |= len;
-        /* checked against the pool's size now: writers at once may pass the
-         * limit by an object each, as in zram */
+        /* as zram: allocate, then refuse if the pool has passed the limit
+         * (writers at once may each see the others' objects, so they may
+         * refuse more than needed, never pass it by more than their own) */
         uint64_t limit = load_relaxed(&zs->mem_limit);
-        if (limit && pool_mem_used(zs) + len > limit) {
+        handle = kmm_zs_malloc(zs->pool, len, 0);
+        if (handle && limit && pool_mem_used(zs) > limit) {
+            kmm_zs_free(zs->pool, handle);
             ctx_put(zs, &zs->free_cctx, ctx);
             return write_fail(zs, KMM_ENOSPC);
         }
-        handle = kmm_zs_malloc(zs->pool, len, 0);
         if (handle)
             kmm_zs_write(zs->pool, handle, 0, src, len);   /* within the object: cannot fail */
         ctx_put(zs, &zs->free_cctx, ctx);
