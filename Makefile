@@ -76,6 +76,7 @@ bench: deps-bench
 	@build-release/bench/pages $(BENCH_ARGS)
 	@build-release/bench/malloc $(BENCH_ARGS)
 	@build-release/bench/vmalloc $(BENCH_ARGS)
+	@build-release/bench/zsmalloc $(BENCH_ARGS)
 
 deps-fuzz:
 	$(call ensure,$(PKGS_FUZZ))

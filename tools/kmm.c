@@ -4,8 +4,9 @@
  *   kmm stats [--json] [options]
  *                             run the workload on a configured memory system and print its stats
  *   options: --page-size N  --mem-size N[K|M|G]  --areas L1,L2,...  (upper limits, bytes with K/M/G)
+ *   kmm zstore ...            what zram would hold for files or a process (zstore.c)
  */
-#include <kmm.h>
+#include "tool.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -21,7 +22,14 @@ static const char *area_name(unsigned nr_areas, unsigned a, bool default_areas)
     return default_areas && nr_areas == 3 ? names[a] : "";
 }
 
-static void print_size(FILE *f, uint64_t bytes)
+double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+void print_size(FILE *f, uint64_t bytes)
 {
     const char *unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
     unsigned u = 0;
@@ -540,7 +548,7 @@ static void print_page_stats_json(FILE *f, const struct kmm_page_stats *st)
 
 /* ---- commands -------------------------------------------------------------- */
 
-static uint64_t parse_size(const char *s)
+uint64_t parse_size(const char *s)
 {
     char *end;
     errno = 0;
@@ -660,6 +668,10 @@ static int cmd_demo(int argc, char **argv)
     release_vm_workload(&vw);
     release_slab_workload(&sw);
 
+    printf("\n== 4. Compressed memory (kmm_zs: objects packed across page boundaries in zspages of order-0 pages;\n"
+           "      kmm_zstore: a zram-like page store on a pool)\n");
+    demo_zsmalloc(mm);
+
     release_workload(mm, live, n, w.reserved);
     kmm_drain(mm);
     kmm_page_stats(mm, &st);
@@ -668,7 +680,7 @@ static int cmd_demo(int argc, char **argv)
     print_size(stdout, (uint64_t)st.resident_pages * st.page_size);
     printf(")\n");
 
-    printf("\n== Layers not built yet: zsmalloc, unmapped cache\n");
+    printf("\n== Layers not built yet: unmapped cache\n");
     int rc = kmm_check(mm);
     printf("\nkmm_check: %s\n", rc == 0 ? "all invariants hold" : "VIOLATION (see above)");
     kmm_destroy(mm);
@@ -685,6 +697,7 @@ static int cmd_stats(int argc, char **argv)
     struct workload w = run_workload(mm, &live, &n);
     struct slab_work sw = run_slab_workload(mm);
     struct vm_work vw = run_vm_workload(mm, o.cfg.page_size ? o.cfg.page_size : 4096);
+    struct zs_work zw = run_zs_workload(mm);
     struct kmm_page_stats st;
     kmm_page_stats(mm, &st);
     int rc = kmm_check(mm);
@@ -699,6 +712,13 @@ static int cmd_stats(int argc, char **argv)
         print_vm_stats_json(stdout, mm);
         printf(",\"meta\":");
         print_meta_stats_json(stdout, mm);
+        printf(",\"zsmalloc\":");
+        print_zs_stats_json(stdout, mm);
+        printf(",\"zstore\":");
+        if (zw.store)
+            print_zstore_stats_json(stdout, zw.store);
+        else
+            printf("null");
         printf(",\"check\":%s}\n", rc == 0 ? "true" : "false");
     } else {
         printf("after the workload (%u allocations, %u frees, %u live blocks; %u kmm_malloc, %zu objects live):\n",
@@ -707,8 +727,18 @@ static int cmd_stats(int argc, char **argv)
         print_slab_stats(stdout, mm);
         print_vm_stats(stdout, mm);
         print_meta_stats(stdout, mm);
+        printf("compressed store workload: %llu pages of files under /usr/bin and /usr/share, %llu same-filled,\n"
+               "  %llu random; %llu discarded, %zu pages compacted; a pool of raw objects with every other freed;\n"
+               "  %.1f ms\n",
+               (unsigned long long)zw.file_pages, (unsigned long long)zw.same_pages,
+               (unsigned long long)zw.random_pages, (unsigned long long)zw.discarded, zw.compacted,
+               zw.seconds * 1e3);
+        print_zs_stats(stdout, mm);
+        if (zw.store)
+            print_zstore_stats(stdout, zw.store);
         printf("kmm_check: %s\n", rc == 0 ? "all invariants hold" : "VIOLATION");
     }
+    release_zs_workload(&zw);
     release_vm_workload(&vw);
     release_slab_workload(&sw);
     release_workload(mm, live, n, w.reserved);
@@ -720,7 +750,17 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: kmm demo [options]\n"
                "       kmm stats [--json] [options]\n"
-               "options: --page-size N  --mem-size N[K|M|G|T]  --areas LIMIT1,LIMIT2,...\n");
+               "       kmm zstore [--algo lz4|zstd|both] [--limit BYTES] [--page-size N] PATH...\n"
+               "       kmm zstore [--algo lz4|zstd|both] [--limit BYTES] --pid PID\n"
+               "\n"
+               "  demo    every layer at work on a mixed workload, with its stats: pages, small objects,\n"
+               "          virtual memory, compressed memory (zsmalloc and the zram-like store)\n"
+               "  stats   the same workloads on a memory system of your configuration; each layer's stats\n"
+               "          (buddyinfo, slabinfo, vmallocinfo, zsmalloc classes, zram's mm_stat), or JSON\n"
+               "  zstore  what zram would hold for these files or this process's anonymous memory:\n"
+               "          mm_stat, compression ratio, memory saved, density, time (kmm zstore --help)\n"
+               "\n"
+               "options of demo and stats: --page-size N  --mem-size N[K|M|G|T]  --areas LIMIT1,LIMIT2,...\n");
 }
 
 int main(int argc, char **argv)
@@ -729,6 +769,8 @@ int main(int argc, char **argv)
         return cmd_demo(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "stats"))
         return cmd_stats(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "zstore"))
+        return cmd_zstore(argc, argv);
     if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         usage(stdout);
         return 0;

@@ -40,7 +40,9 @@ struct kmm_zspool;
 #define KMM_ZS_RW 3   /* both */
 
 /* Objects one thread may hold mapped at once, and mappings of a pool at
- * once (threads beyond wait for one to be unmapped). */
+ * once (threads beyond wait for one to be unmapped): KMM_ZS_MAP_SLOTS -
+ * KMM_ZS_MAP_NEST threads' first mappings, and the nested ones of one
+ * thread. */
 #define KMM_ZS_MAP_NEST  4
 #define KMM_ZS_MAP_SLOTS 16
 
@@ -90,7 +92,8 @@ KMM_API void kmm_zs_destroy(struct kmm_zspool *pool);
 
 /* A handle to a new object of size bytes (1 .. page size), uninitialised
  * unless flags has KMM_ZERO; flags may also carry an area mask (the areas
- * the pool's new pages come from). 0 + errno ENOMEM on failure (the pool
+ * a page allocated for this call comes from; the object may also land in a
+ * page the pool already has). 0 + errno ENOMEM on failure (the pool
  * unchanged), EINVAL for a size of 0 or above a page, or unknown flags.
  * O(1): a lock, a free object of the fullest zspage of the class; a page
  * allocation when the class has no room. */
@@ -112,7 +115,11 @@ KMM_API size_t kmm_zs_usable_size(struct kmm_zspool *pool, uint64_t handle);
  * call waits when KMM_ZS_MAP_SLOTS mappings are held, and aborts when the
  * calling thread already holds KMM_ZS_MAP_NEST. The object is not moved by
  * compaction while mapped. Writing through a KMM_ZS_RO mapping is a bug the
- * pool may not see. */
+ * pool may not see. As with Linux's zs_map_object (atomic context), a
+ * thread holding a mapping must not wait for another thread that maps from
+ * the same pool: the slots are shared, and nested mappings (a second one
+ * held at once) are served to one thread at a time. A thread must unmap
+ * before it exits. */
 KMM_API void *kmm_zs_map(struct kmm_zspool *pool, uint64_t handle, int mode);
 
 /* Ends the calling thread's mapping of handle; aborts if it has none. */
@@ -141,8 +148,10 @@ KMM_API size_t kmm_zs_class_stats(struct kmm_zspool *pool, struct kmm_zs_class_s
 /* The pool's name. */
 KMM_API const char *kmm_zs_name(struct kmm_zspool *pool);
 
-/* Calls fn for every pool of mm (for tools that print stats), under no
- * kmm lock of the pool; a pool must not be destroyed meanwhile. */
+/* Calls fn for every pool of mm (for tools that print stats), with mm's
+ * list of pools locked: fn may call kmm_zs_stats and the like, but must
+ * not create or destroy a pool, nor allocate from mm (a failing allocation
+ * compacts every pool, which takes the same lock). */
 KMM_API void kmm_zs_for_each(struct kmm *mm, void (*fn)(struct kmm_zspool *pool, void *arg), void *arg);
 
 #ifdef __cplusplus

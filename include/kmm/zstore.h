@@ -42,6 +42,9 @@ struct kmm_zstore_stats {
     uint64_t nr_pages;         /* indexes of the store */
     uint64_t page_size;
     uint64_t huge_threshold;   /* compressed sizes above this are stored whole */
+    /* calls on an index of the store (one beyond it counts nowhere): writes
+     * and reads made; writes that failed (ENOMEM, ENOSPC); of them, refused
+     * by the memory limit */
     uint64_t writes, reads, write_failed, limit_refused;
     char algo[8];              /* "lz4" or "zstd" */
 };
@@ -49,10 +52,16 @@ struct kmm_zstore_stats {
 /* A store of nr_pages pages of mm's page size, compressed with algo ("lz4"
  * or "zstd"; NULL = "lz4"), on a new pool named "zstore". NULL + errno on
  * failure (EINVAL for an unknown algorithm or nr_pages 0, with a report;
- * ENOMEM). Costs 16 bytes of metadata per index, allocated at once. */
+ * ENOMEM). Costs 16 bytes of metadata per index, allocated at once, and a
+ * codec context per thread compressing at once (LZ4: 16 KiB and a page;
+ * zstd at level 3: 88 KiB at 4 KiB pages, 650 KiB at 64 KiB, and a page)
+ * and, for zstd, per thread decompressing at once (94 KiB): made when
+ * first needed (one of each with the store), kept until destroy, all in
+ * kmm's metadata memory. */
 KMM_API struct kmm_zstore *kmm_zstore_create(struct kmm *mm, const char *algo, uint64_t nr_pages);
 
-/* Frees every stored page, the pool and zs. */
+/* Frees every stored page, the compression contexts, the pool and zs.
+ * O(nr_pages). */
 KMM_API void kmm_zstore_destroy(struct kmm_zstore *zs);
 
 /* Stores one page (page_size bytes at page) at index, replacing what was
@@ -70,7 +79,11 @@ KMM_API int kmm_zstore_read(struct kmm_zstore *zs, uint64_t index, void *page);
 KMM_API int kmm_zstore_discard(struct kmm_zstore *zs, uint64_t index);
 
 /* Refuses writes once mem_used_total would pass bytes (0 = no limit, the
- * default). Stored pages stay even when already above. */
+ * default), as zram does: the object is allocated, and freed again with
+ * -KMM_ENOSPC when the pool is then above the limit. Metadata the refused
+ * write made (a chunk of the pool's handle table) stays, so mem_used_total
+ * may end a few KiB above the limit; writers at once may refuse more than
+ * needed. Stored pages stay even when already above. */
 KMM_API void kmm_zstore_set_limit(struct kmm_zstore *zs, uint64_t bytes);
 
 /* Pages whose compressed size is above bytes are stored whole (default:
@@ -82,6 +95,15 @@ KMM_API int kmm_zstore_set_huge_threshold(struct kmm_zstore *zs, uint64_t bytes)
 KMM_API size_t kmm_zstore_compact(struct kmm_zstore *zs);
 
 KMM_API void kmm_zstore_stats(struct kmm_zstore *zs, struct kmm_zstore_stats *st);
+
+/* Verifies the store, for tests and debugging: every index's entry is
+ * consistent (one kind: empty, same-filled or an object; an object's size
+ * fits its kind and its object), every object's handle is live in the pool,
+ * the counters (pages_stored, same_pages, huge_pages, compr_data_size) and
+ * the pool's object count agree with the table; then kmm_check(mm). 0, or
+ * -1 after reporting the first violation. Call it while no other thread
+ * uses the store: entries are read one at a time. O(nr_pages). */
+KMM_API int kmm_zstore_check(struct kmm_zstore *zs);
 
 /* The store's pool (for its class stats). */
 KMM_API struct kmm_zspool *kmm_zstore_pool(struct kmm_zstore *zs);

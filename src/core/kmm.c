@@ -230,19 +230,19 @@ static void fork_locks(struct kmm *mm, bool lock)
         op(&mm->slab_lock);
         op(&mm->tcache_lock);
         kmm__slab_fork_locks(mm, true);
+        kmm__zs_fork_lock(mm, true);   /* before the areas: the reclaim frees pages under zs_lock */
         for (unsigned a = 0; a < mm->nr_areas; a++)
             op(&mm->area[a].lock);
         kmm__vm_fork_lock(mm, true);
-        kmm__zs_fork_lock(mm, true);
         for (unsigned i = 0; i < META_OBJ_CLASSES; i++)
             op(&mm->meta_obj[i].lock);
     } else {
         for (unsigned i = META_OBJ_CLASSES; i-- > 0;)
             op(&mm->meta_obj[i].lock);
-        kmm__zs_fork_lock(mm, false);
         kmm__vm_fork_lock(mm, false);
         for (unsigned a = mm->nr_areas; a-- > 0;)
             op(&mm->area[a].lock);
+        kmm__zs_fork_lock(mm, false);
         kmm__slab_fork_locks(mm, false);
         op(&mm->tcache_lock);
         op(&mm->slab_lock);

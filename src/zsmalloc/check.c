@@ -171,10 +171,12 @@ int kmm__zs_check(struct kmm *mm)
     /* every page zsmalloc owns belongs to a pool (pools being made or
      * destroyed meanwhile make this differ: kmm_check is for quiet moments) */
     size_t found = 0;
-    for (uint64_t pfn = mm->base_pfn; pfn < mm->end_pfn; pfn++) {
+    for (uint64_t pfn = mm->base_pfn; pfn < mm->end_pfn;) {   /* block by block (the page check proved the heads) */
         kmm_meta_t m = meta_get(mm, pfn);
+        uint64_t len = meta_kind(m) == META_TAIL ? 1 : (uint64_t)1 << meta_order(m);
         if (meta_kind(m) == META_OWNED && pages_owner(mm, pfn) == OWNER_ZSMALLOC)
-            found += (size_t)1 << meta_order(m);
+            found += len;
+        pfn += len;
     }
     if (found != owned)
         return kmm__check_fail(mm, "zsmalloc: pages owned by zsmalloc that no pool holds (or the reverse)", found);
@@ -209,6 +211,9 @@ void kmm__zs_fork_child(struct kmm *mm)
                 p->slots_used--;
             }
         }
+    for (struct kmm_zspool *p = mm->zspools; p; p = p->next)
+        if (p->nest_owner != self)
+            p->nest_owner = 0;
 }
 
 void kmm__zs_destroy_all(struct kmm *mm)

@@ -79,6 +79,73 @@ static struct zspage *compact_step(struct kmm_zspool *pool, struct zs_class *cls
     return NULL;
 }
 
+/* Packs z's objects into its first inuse slots (the highest used object
+ * into the lowest hole) and gives back the pages past them: its objects
+ * become the next fresh ones again. This is what compaction leaves the
+ * zspages it could not empty, so a class ends with less than a page of
+ * holes instead of up to a zspage of them. Fills pages[] with the pages to
+ * free after the lock (at most ZS_MAX_PAGES); returns their number. */
+static unsigned zspage_trim(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z, uint32_t *pages)
+{
+    struct kmm *mm = pool->mm;
+    if (z->mapped || z->fresh == z->inuse)
+        return 0;
+    uint32_t hi = z->fresh;
+    for (uint32_t lo = 0; lo < z->inuse; lo++) {
+        if (!(z->obj[lo] & ZS_OBJ_FREE))
+            continue;
+        do
+            hi--;
+        while (z->obj[hi] & ZS_OBJ_FREE);
+        uint32_t hid = z->obj[hi];
+        z->obj[lo] = hid;   /* before the copy: the poisoning helpers go by position, not by list */
+        kmm__zs_poison_obj(pool, cls, z, lo, false);
+        zs_move_bytes(pool, cls, z, hi, z, lo);
+        kmm__zs_poison_obj(pool, cls, z, hi, true);
+        z->obj[hi] = ZS_OBJ_FREE;
+        uint64_t *e = table_entry(&pool->handles, hid);
+        *e = handle_entry(entry_gen(*e), lo, z->id);
+    }
+    for (uint32_t i = z->inuse; i < z->fresh; i++)
+        z->obj[i] = ZS_OBJ_FRESH;
+    z->fresh = z->inuse;
+    z->free_head = ZS_OBJ_END;
+    unsigned keep = (unsigned)(((size_t)z->fresh * cls->size + mm->page_size - 1) >> mm->page_shift), n = 0;
+    while (z->nr_pages > keep)
+        pages[n++] = z->pages[--z->nr_pages];
+    cls->nr_pages -= n;
+    pool_count(&pool->pages_used, -(ptrdiff_t)n);
+    pool->pages_compacted += n;
+    return n;
+}
+
+/* zspage_trim on every zspage of cls with holes, one per lock hold. */
+static size_t trim_class(struct kmm_zspool *pool, struct zs_class *cls)
+{
+    struct kmm *mm = pool->mm;
+    size_t freed = 0;
+    uint32_t pages[ZS_MAX_PAGES];
+    for (unsigned b = 0; b < ZS_BANDS; b++) {
+        for (unsigned skip = 0;; skip++) {
+            kmm_lock(mm, &pool->lock);
+            struct zspage *z = cls->band[b];
+            for (unsigned i = 0; z && i < skip; i++)
+                z = z->next;
+            unsigned n = z ? zspage_trim(pool, cls, z, pages) : 0;
+            kmm_unlock(mm, &pool->lock);
+            if (!z)
+                break;
+            for (unsigned i = 0; i < n; i++) {
+                void *p = pfn_to_virt(mm, mm->base_pfn + pages[i]);
+                mem_unpoison(p, mm->page_size);
+                kmm__free_pages_as(mm, OWNER_ZSMALLOC, "kmm_zs_compact", p, true);
+            }
+            freed += n;
+        }
+    }
+    return freed;
+}
+
 static size_t compact_pool(struct kmm_zspool *pool)
 {
     struct kmm *mm = pool->mm;
@@ -100,6 +167,7 @@ static size_t compact_pool(struct kmm_zspool *pool)
                 break;
             }
         }
+        freed += trim_class(pool, cls);
     }
     return freed;
 }

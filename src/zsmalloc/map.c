@@ -60,19 +60,28 @@ void *kmm_zs_map(struct kmm_zspool *pool, uint64_t handle, int mode)
     for (;;) {
         kmm_lock(mm, &pool->lock);
         uint64_t e = *kmm__zs_entry(pool, handle, "kmm_zs_map");
-        unsigned mine = 0, slot = KMM_ZS_MAP_SLOTS;
-        for (unsigned i = 0; i < KMM_ZS_MAP_SLOTS; i++) {
-            if (pool->slots[i].thread == self)
-                mine++;
-            else if (!pool->slots[i].thread && slot == KMM_ZS_MAP_SLOTS)
-                slot = i;
-        }
+        unsigned mine = 0;
+        for (unsigned i = 0; i < KMM_ZS_MAP_SLOTS; i++)
+            mine += pool->slots[i].thread == self;
         if (KMM_UNLIKELY(mine >= KMM_ZS_MAP_NEST))
             kmm__zs_fatal(pool, "kmm_zs_map", "the calling thread already holds KMM_ZS_MAP_NEST objects mapped", handle);
+        /* a first mapping takes a general slot; a nested one the nest
+         * owner's slots, once this thread owns them */
+        unsigned slot = KMM_ZS_MAP_SLOTS, from = 0, to = ZS_GENERAL_SLOTS;
+        if (mine) {
+            if (!pool->nest_owner)
+                pool->nest_owner = self;
+            from = ZS_GENERAL_SLOTS;
+            to = pool->nest_owner == self ? KMM_ZS_MAP_SLOTS : from;
+        }
+        for (unsigned i = from; i < to && slot == KMM_ZS_MAP_SLOTS; i++)
+            if (!pool->slots[i].thread)
+                slot = i;
         if (slot == KMM_ZS_MAP_SLOTS) {
-            /* every slot held by other threads: they unmap soon */
+            /* general slots all held, or another thread owns the nest: they
+             * unmap soon (the nest owner never waits, so the nest is freed) */
             kmm_unlock(mm, &pool->lock);
-            for (unsigned spin = 0; spin < 64 && load_relaxed(&pool->slots_used) == KMM_ZS_MAP_SLOTS; spin++)
+            for (unsigned spin = 0; spin < 64; spin++)
                 cpu_relax();
             continue;
         }
@@ -85,6 +94,7 @@ void *kmm_zs_map(struct kmm_zspool *pool, uint64_t handle, int mode)
         s->zspage = z;
         s->obj = obj;
         s->mode = mode;
+        s->seq = ++pool->map_seq;
         s->spans = obj_spans(mm, cls, obj);
         z->mapped++;
         store_relaxed(&pool->slots_used, pool->slots_used + 1);
@@ -109,11 +119,12 @@ void kmm_zs_unmap(struct kmm_zspool *pool, uint64_t handle)
     uintptr_t self = kmm__zs_thread();
     kmm_lock(mm, &pool->lock);
     struct zs_map_slot *s = NULL;
-    for (unsigned i = KMM_ZS_MAP_SLOTS; i-- > 0;)   /* the latest of nested maps of one handle first */
-        if (pool->slots[i].thread == self && pool->slots[i].handle == handle) {
-            s = &pool->slots[i];
-            break;
-        }
+    bool nested = false;
+    for (unsigned i = 0; i < KMM_ZS_MAP_SLOTS; i++) {
+        struct zs_map_slot *t = &pool->slots[i];
+        if (t->thread == self && t->handle == handle && (!s || t->seq > s->seq))
+            s = t;   /* the latest of nested maps of one handle */
+    }
     if (KMM_UNLIKELY(!s)) {
         /* tell a bad handle from a good one this thread did not map */
         kmm__zs_entry(pool, handle, "kmm_zs_unmap");
@@ -127,6 +138,10 @@ void kmm_zs_unmap(struct kmm_zspool *pool, uint64_t handle)
     s->handle = 0;
     s->zspage = NULL;
     store_relaxed(&pool->slots_used, pool->slots_used - 1);
+    for (unsigned i = ZS_GENERAL_SLOTS; i < KMM_ZS_MAP_SLOTS; i++)
+        nested |= pool->slots[i].thread == self;
+    if (pool->nest_owner == self && !nested)
+        pool->nest_owner = 0;
     kmm_unlock(mm, &pool->lock);
 }
 
@@ -151,6 +166,10 @@ static int zs_copy_call(struct kmm_zspool *pool, uint64_t handle, size_t offset,
 
 int kmm_zs_read(struct kmm_zspool *pool, uint64_t handle, size_t offset, void *dst, size_t len)
 {
+    if (KMM_UNLIKELY(!dst && len)) {
+        kmm__refuse(pool->mm, KMM_EINVAL, "kmm_zs_read", "no destination");
+        return -KMM_EINVAL;
+    }
     return zs_copy_call(pool, handle, offset, dst, len, false, "kmm_zs_read");
 }
 

@@ -83,19 +83,19 @@ static void zs_build_classes(struct kmm_zspool *pool)
                     best = l;
             }
         }
-        c->pages = (uint16_t)best.pages;
+        c->pages = best.pages;
         c->objs = best.objs;
         c->desc_size = zs_desc_size(c->objs, c->pages);
     }
     uint32_t serving = pool->nr_classes - 1;
     pool->nr_serving = 1;
-    pool->classes[serving].merged_into = (uint16_t)serving;
+    pool->classes[serving].merged_into = serving;
     for (uint32_t i = pool->nr_classes - 1; i-- > 0;) {
         struct zs_class *c = &pool->classes[i], *up = &pool->classes[serving];
         if (c->pages == up->pages && c->objs == up->objs) {
-            c->merged_into = (uint16_t)serving;
+            c->merged_into = serving;
         } else {
-            c->merged_into = (uint16_t)i;
+            c->merged_into = i;
             serving = i;
             pool->nr_serving++;
         }
@@ -196,7 +196,7 @@ void kmm__zs_rebind(struct kmm_zspool *pool, struct zs_class *cls, struct zspage
     }
 }
 
-static void obj_poison(struct kmm_zspool *pool, const struct zs_class *cls, const struct zspage *z, uint32_t obj, bool poison)
+void kmm__zs_poison_obj(struct kmm_zspool *pool, const struct zs_class *cls, const struct zspage *z, uint32_t obj, bool poison)
 {
 #if KMM_ASAN || KMM_VALGRIND
     struct kmm *mm = pool->mm;
@@ -230,14 +230,14 @@ uint32_t kmm__zs_obj_take(struct kmm_zspool *pool, struct zs_class *cls, struct 
     cls->objects++;
     pool->objects++;
     pool->obj_bytes += cls->size;
-    obj_poison(pool, cls, z, obj, false);
+    kmm__zs_poison_obj(pool, cls, z, obj, false);
     kmm__zs_rebind(pool, cls, z);
     return obj;
 }
 
 bool kmm__zs_obj_release(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z, uint32_t obj)
 {
-    obj_poison(pool, cls, z, obj, true);
+    kmm__zs_poison_obj(pool, cls, z, obj, true);
     z->obj[obj] = ZS_OBJ_FREE | z->free_head;
     z->free_head = obj;
     z->inuse--;
@@ -255,9 +255,9 @@ bool kmm__zs_obj_release(struct kmm_zspool *pool, struct zs_class *cls, struct z
     kmm__table_put(&pool->zspages, z->id);
     cls->zspages--;
     cls->nr_pages -= z->nr_pages;
-    pool->pages_used -= z->nr_pages;
+    pool_count(&pool->pages_used, -(ptrdiff_t)z->nr_pages);
     pool->zspages_held--;
-    pool->meta_bytes -= kmm__meta_obj_held(pool->mm, cls->desc_size);
+    pool_count(&pool->meta_bytes, -(ptrdiff_t)kmm__meta_obj_held(pool->mm, cls->desc_size));
     return true;
 }
 
@@ -278,9 +278,10 @@ static void zspage_add_page(struct kmm_zspool *pool, struct zs_class *cls, struc
     struct kmm *mm = pool->mm;
     z->pages[z->nr_pages++] = (uint32_t)(pool->spare_pfn - mm->base_pfn);
     mem_poison(pfn_to_virt(mm, pool->spare_pfn), mm->page_size);
-    pool->spare_pfn = UINT64_MAX;
+    store_relaxed(&pool->spare_pfn, UINT64_MAX);
     cls->nr_pages++;
-    if (++pool->pages_used > pool->pages_max)
+    pool_count(&pool->pages_used, 1);
+    if (pool->pages_used > pool->pages_max)
         pool->pages_max = pool->pages_used;
 }
 
@@ -325,7 +326,13 @@ struct kmm_zspool *kmm_zs_create_config(struct kmm *mm, const char *name, const 
     pool->handles.free_head = pool->handles.free_tail = ZS_NO_ID;
     pool->zspages.free_head = pool->zspages.free_tail = ZS_NO_ID;
     pool->spare_pfn = UINT64_MAX;
-    uint64_t key = kmm__next_key() * 0x9e3779b97f4a7c15ull;
+    /* a mix of the process-wide key and the pool's address (splitmix64's
+     * finaliser), so pools made at any distance apart collide only by
+     * chance: a foreign handle is caught but with probability 2^-16 */
+    uint64_t key = kmm__next_key() ^ (uint64_t)(uintptr_t)pool;
+    key = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ull;
+    key = (key ^ (key >> 27)) * 0x94d049bb133111ebull;
+    key ^= key >> 31;
     pool->tag = (uint16_t)(key >> 48) ? (uint16_t)(key >> 48) : 1;
     pool->classes = kmm__meta_obj_alloc(mm, pool->nr_classes * sizeof(struct zs_class));
     unsigned map_order = ceil_log2(KMM_ZS_MAP_SLOTS);
@@ -406,21 +413,21 @@ static void supplies_install(struct kmm_zspool *pool, struct zs_class *cls, stru
     if (s->handles.chunk) {
         size_t before = kmm__table_bytes(&pool->handles);
         kmm__table_grow(&pool->handles, &s->handles);
-        pool->meta_bytes += kmm__table_bytes(&pool->handles) - before;
+        pool_count(&pool->meta_bytes, (ptrdiff_t)(kmm__table_bytes(&pool->handles) - before));
     }
     if (s->zspages.chunk) {
         size_t before = kmm__table_bytes(&pool->zspages);
         kmm__table_grow(&pool->zspages, &s->zspages);
-        pool->meta_bytes += kmm__table_bytes(&pool->zspages) - before;
+        pool_count(&pool->meta_bytes, (ptrdiff_t)(kmm__table_bytes(&pool->zspages) - before));
     }
     if (s->desc && !cls->spare) {
         cls->spare = s->desc;
         s->desc = NULL;
-        pool->meta_bytes += kmm__meta_obj_held(mm, cls->desc_size);
+        pool_count(&pool->meta_bytes, (ptrdiff_t)kmm__meta_obj_held(mm, cls->desc_size));
     }
     if (s->page && pool->spare_pfn == UINT64_MAX) {
         kmm__pages_own(mm, s->page, OWNER_ZSMALLOC);
-        pool->spare_pfn = virt_to_pfn(mm, s->page);
+        store_relaxed(&pool->spare_pfn, virt_to_pfn(mm, s->page));
         s->page = NULL;
     }
 }
@@ -487,7 +494,7 @@ static unsigned try_alloc(struct kmm_zspool *pool, struct zs_class *cls, uint64_
         z->pages = (uint32_t *)((char *)z + zs_desc_pages_offset(cls->objs));
         z->id = kmm__table_get(&pool->zspages);
         *table_entry(&pool->zspages, z->id) = ZS_ENTRY_USED | (uint64_t)(uintptr_t)z;
-        z->class_idx = (uint16_t)(cls - pool->classes);
+        z->class_idx = (uint32_t)(cls - pool->classes);
         z->band = ZS_BANDS;
         z->free_head = ZS_OBJ_END;
         for (uint32_t i = 0; i < cls->objs; i++)
@@ -544,6 +551,28 @@ uint64_t kmm_zs_malloc(struct kmm_zspool *pool, size_t size, unsigned flags)
     }
 }
 
+/* The object just freed was z's last handed out (on top of its free list):
+ * it becomes fresh again, and the page only it reached goes back (its frame
+ * is returned, to be freed after the lock; UINT64_MAX if none). So a write
+ * that is refused after its allocation, or an object freed right after it
+ * was made, leaves the pool as it was. */
+static uint64_t zspage_ungrow(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z, uint32_t obj)
+{
+    struct kmm *mm = pool->mm;
+    if (obj != z->fresh - 1 || z->free_head != obj)
+        return UINT64_MAX;
+    z->free_head = z->obj[obj] & ~ZS_OBJ_FREE;
+    z->obj[obj] = ZS_OBJ_FRESH;
+    z->fresh--;
+    unsigned keep = (unsigned)(((size_t)z->fresh * cls->size + mm->page_size - 1) >> mm->page_shift);
+    if (z->nr_pages <= keep)
+        return UINT64_MAX;
+    z->nr_pages--;
+    cls->nr_pages--;
+    pool_count(&pool->pages_used, -1);
+    return mm->base_pfn + z->pages[z->nr_pages];
+}
+
 /* Does the calling thread, or anyone, hold handle mapped? */
 static bool handle_mapped(const struct kmm_zspool *pool, uint64_t handle)
 {
@@ -570,9 +599,15 @@ void kmm_zs_free(struct kmm_zspool *pool, uint64_t handle)
     *e = (uint64_t)((entry_gen(*e) + 1) & ZS_GEN_MASK) << 48;   /* stale from now on */
     kmm__table_put(&pool->handles, hid);
     bool emptied = kmm__zs_obj_release(pool, cls, z, obj);
+    uint64_t drop = emptied ? UINT64_MAX : zspage_ungrow(pool, cls, z, obj);
     kmm_unlock(mm, &pool->lock);
     if (emptied)
         kmm__zs_zspage_free(pool, z, cls->desc_size);
+    if (drop != UINT64_MAX) {
+        void *p = pfn_to_virt(mm, drop);
+        mem_unpoison(p, mm->page_size);
+        kmm__free_pages_as(mm, OWNER_ZSMALLOC, "kmm_zs_free", p, true);
+    }
 }
 
 size_t kmm_zs_usable_size(struct kmm_zspool *pool, uint64_t handle)
@@ -584,6 +619,12 @@ size_t kmm_zs_usable_size(struct kmm_zspool *pool, uint64_t handle)
     size_t size = pool->classes[zspage_of(pool, entry_zspage(*e))->class_idx].size;
     kmm_unlock(mm, &pool->lock);
     return size;
+}
+
+size_t kmm__zs_mem_used(struct kmm_zspool *pool)
+{
+    size_t pages = load_relaxed(&pool->pages_used) + (load_relaxed(&pool->spare_pfn) != UINT64_MAX);
+    return pages * pool->mm->page_size + load_relaxed(&pool->meta_bytes);
 }
 
 const char *kmm_zs_name(struct kmm_zspool *pool)
@@ -603,7 +644,7 @@ void kmm_zs_stats(struct kmm_zspool *pool, struct kmm_zs_stats *st)
     st->obj_bytes = pool->obj_bytes;
     st->pages_used = pool->pages_used + (pool->spare_pfn != UINT64_MAX);
     st->pages_compacted = pool->pages_compacted;
-    st->pages_max = pool->pages_max;
+    st->pages_max = pool->pages_max > st->pages_used ? pool->pages_max : st->pages_used;
     st->zspages = pool->zspages_held;
     st->meta_bytes = pool->meta_bytes;
     st->nr_classes = pool->nr_serving;

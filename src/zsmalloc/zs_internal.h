@@ -49,6 +49,7 @@
  * non-empty band (fills the fullest zspage), compaction moves objects from
  * the lowest into the highest. Full zspages are on no list. */
 #define ZS_BANDS 8
+#define ZS_GENERAL_SLOTS (KMM_ZS_MAP_SLOTS - KMM_ZS_MAP_NEST)
 
 /* ---- the id table (table.c): ids -> 64-bit entries ------------------------------
  * Two levels: a directory of chunk pointers, chunks of ZS_CHUNK_ENTRIES
@@ -126,9 +127,9 @@ static inline uint32_t entry_zspage(uint64_t e) { return (uint32_t)e; }
 struct zspage {
     struct zspage *prev, *next;   /* the class's band list, when not full */
     uint32_t id;                  /* in pool->zspages */
-    uint16_t class_idx;
+    uint32_t class_idx;           /* 32 bits: 1 MiB pages in 8-byte steps make 131072 classes */
     uint8_t band;                 /* ZS_BANDS when full */
-    uint8_t nr_pages;             /* pages held (the first nr_pages of pfn[]) */
+    uint8_t nr_pages;             /* pages held (the first nr_pages of pages[]) */
     uint32_t inuse;               /* used objects */
     uint32_t fresh;               /* objects before this were handed out at least once */
     uint32_t free_head;           /* first freed object, ZS_OBJ_END if none */
@@ -139,8 +140,8 @@ struct zspage {
 
 struct zs_class {
     uint32_t size;                /* object bytes: the largest request it takes */
-    uint16_t pages;               /* pages of a full zspage */
-    uint16_t merged_into;         /* the class serving this one's sizes (itself when it serves) */
+    uint32_t pages;               /* pages of a full zspage */
+    uint32_t merged_into;         /* the class serving this one's sizes (itself when it serves) */
     uint32_t objs;                /* objects per full zspage */
     uint32_t desc_size;           /* bytes of a zspage descriptor */
     struct zspage *band[ZS_BANDS];   /* lists of zspages with room, by fullness */
@@ -155,6 +156,7 @@ struct zs_map_slot {
     struct zspage *zspage;
     uint32_t obj;
     int mode;
+    uint64_t seq;                 /* when it was taken: unmap ends a thread's latest mapping of a handle */
     bool spans;                   /* the object spans two pages: it lives in buf while mapped */
     unsigned char *buf;           /* page_size bytes: one of the pool's map pages */
 };
@@ -168,20 +170,34 @@ struct kmm_zspool {
     uint32_t max_pages;
     uint32_t nr_classes;          /* entries of classes[] (merged ones included) */
     uint32_t nr_serving;          /* classes that serve (not merged) */
-    unsigned area_flags;          /* area mask of the first kmm_zs_malloc; new pages come from there */
     struct kmm_lock lock;
     struct zs_class *classes;     /* [nr_classes]; class i serves sizes ((i)*step, (i+1)*step] */
     struct zs_table handles;
     struct zs_table zspages;      /* zspage id -> descriptor address */
     uint64_t spare_pfn;           /* a page allocated while the lock was dropped, UINT64_MAX if none */
     void *map_pages;              /* KMM_ZS_MAP_SLOTS pages: the slots' buffers */
+    /* Slots [0, ZS_GENERAL_SLOTS) serve a thread's first mapping; the
+     * other KMM_ZS_MAP_NEST serve the nested mappings of one thread at a
+     * time, the nest owner. A thread that waits for a slot therefore holds
+     * none, or waits for the nest owner, which never waits: no deadlock. */
     struct zs_map_slot slots[KMM_ZS_MAP_SLOTS];
     unsigned slots_used;
+    uintptr_t nest_owner;         /* thread holding the nested slots, 0 = none */
+    uint64_t map_seq;
     size_t objects, obj_bytes, pages_used, pages_max, pages_compacted, zspages_held;
     size_t meta_bytes;            /* metadata memory the pool holds, as held (class rounding included) */
 };
 
 /* ---- pool.c -------------------------------------------------------------------- */
+/* pages_used and meta_bytes change under the lock and are read without it
+ * (kmm__zs_mem_used): an atomic store of the new value. */
+static inline void pool_count(size_t *field, ptrdiff_t delta)
+{
+    store_relaxed(field, *field + (size_t)delta);
+}
+/* Bytes the pool holds now (its pages and metadata), without the lock: for
+ * a memory limit checked at every write (zstore). */
+KMM_HIDDEN size_t kmm__zs_mem_used(struct kmm_zspool *pool);
 static inline struct zspage *zspage_of(const struct kmm_zspool *pool, uint32_t id)
 {
     return (struct zspage *)(uintptr_t)(*table_entry(&pool->zspages, id) & ~ZS_ENTRY_USED);
@@ -205,6 +221,9 @@ KMM_HIDDEN bool kmm__zs_has_room(const struct zs_class *cls, const struct zspage
 KMM_HIDDEN bool kmm__zs_obj_release(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z, uint32_t obj);
 KMM_HIDDEN void kmm__zs_zspage_free(struct kmm_zspool *pool, struct zspage *z, size_t desc_size);
 KMM_HIDDEN uintptr_t kmm__zs_thread(void);
+/* Tells ASan/Valgrind that object obj of z is off limits (poison) or usable. */
+KMM_HIDDEN void kmm__zs_poison_obj(struct kmm_zspool *pool, const struct zs_class *cls, const struct zspage *z,
+                                   uint32_t obj, bool poison);
 
 /* ---- map.c ---------------------------------------------------------------------- */
 /* Copies len bytes between the object at (z, obj) of cls at offset off and

@@ -531,6 +531,102 @@ static void test_fork_while_no_magazine_cache(void **state)
     fork_while_churning(true);
 }
 
+
+/* ---- zsmalloc pools ---------------------------------------------------------------- */
+
+struct zs_holder {
+    struct kmm_zspool *pool;
+    uint64_t handle;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int state;   /* 1 mapped, 2 told to unmap, 3 done */
+};
+
+static void *zs_hold_mapping(void *arg)
+{
+    struct zs_holder *h = arg;
+    unsigned char *p = kmm_zs_map(h->pool, h->handle, KMM_ZS_RW);
+    p[0] ^= 0xff;
+    pthread_mutex_lock(&h->lock);
+    h->state = 1;
+    pthread_cond_broadcast(&h->cond);
+    while (h->state != 2)
+        pthread_cond_wait(&h->cond, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+    p[0] ^= 0xff;
+    kmm_zs_unmap(h->pool, h->handle);
+    return NULL;
+}
+
+/* A pool's objects are private copies in the child, which can free,
+ * allocate and compact at once; a mapping held by a thread of the parent
+ * does not exist in the child and does not pin its zspage there. */
+static void test_zsmalloc_pool(void **state)
+{
+    (void)state;
+    struct kmm *mm = create(4096, 0);
+    struct kmm_zspool *pool = kmm_zs_create(mm, "fork");
+    assert_non_null(pool);
+    enum { N = 3000 };
+    static uint64_t h[N];
+    static size_t sz[N];
+    unsigned char buf[4096];
+    for (unsigned i = 0; i < N; i++) {
+        sz[i] = 200 + (i * 37) % 3000;
+        h[i] = kmm_zs_malloc(pool, sz[i], 0);
+        assert_true(h[i] != 0);
+        fill(buf, sz[i], i);
+        assert_int_equal(kmm_zs_write(pool, h[i], 0, buf, sz[i]), 0);
+    }
+    struct zs_holder holder = { .pool = pool, .handle = h[7], .lock = PTHREAD_MUTEX_INITIALIZER,
+                                .cond = PTHREAD_COND_INITIALIZER };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, zs_hold_mapping, &holder), 0);
+    pthread_mutex_lock(&holder.lock);
+    while (holder.state != 1)
+        pthread_cond_wait(&holder.cond, &holder.lock);
+    pthread_mutex_unlock(&holder.lock);
+
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int rc = 0;
+        if (kmm_check(mm))
+            _exit(1);
+        for (unsigned i = 0; i < N; i += 2)
+            kmm_zs_free(pool, h[i]);
+        kmm_zs_compact(pool);
+        for (unsigned i = 1; i < N && !rc; i += 2) {
+            if (kmm_zs_read(pool, h[i], 0, buf, sz[i]) != 0)
+                rc = 2;
+            else if (i != 7 && !holds(buf, sz[i], i))   /* 7: the thread's write, in place or not */
+                rc = 3;
+            fill(buf, sz[i], i + 1);   /* the parent must not see these */
+            kmm_zs_write(pool, h[i], 0, buf, sz[i]);
+        }
+        uint64_t fresh = kmm_zs_malloc(pool, 1000, KMM_ZERO);
+        if (!rc && !fresh)
+            rc = 4;
+        if (!rc && kmm_check(mm))
+            rc = 5;
+        _exit(rc);
+    }
+    assert_int_equal(wait_child(pid), 0);
+    pthread_mutex_lock(&holder.lock);
+    holder.state = 2;
+    pthread_cond_broadcast(&holder.cond);
+    pthread_mutex_unlock(&holder.lock);
+    pthread_join(t, NULL);
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(kmm_zs_read(pool, h[i], 0, buf, sz[i]), 0);
+        assert_true(holds(buf, sz[i], i));
+    }
+    assert_int_equal(kmm_check(mm), 0);
+    kmm_zs_destroy(pool);
+    assert_int_equal(kmm_check(mm), 0);
+    kmm_destroy(mm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -542,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_thread_cut_short),
         cmocka_unit_test(test_fork_while_slabs_retire),
         cmocka_unit_test(test_fork_while_no_magazine_cache),
+        cmocka_unit_test(test_zsmalloc_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

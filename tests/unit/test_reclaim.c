@@ -317,6 +317,50 @@ static void test_epoch_no_wrap(void **state)
     kmm_destroy(mm);
 }
 
+/* A zsmalloc pool left sparse by frees is compacted before a page
+ * allocation fails: the pages its half-empty zspages held are had, and
+ * every object keeps its contents. */
+static void test_zsmalloc_compacted(void **state)
+{
+    (void)state;
+    struct kmm *mm = create(NULL);
+    struct kmm_zspool *pool = kmm_zs_create(mm, "reclaim");
+    assert_non_null(pool);
+    size_t cap = MEM / 1000, n = 0;
+    uint64_t *h = calloc(cap, sizeof(*h));
+    unsigned char buf[1500];
+    while (n < cap) {
+        uint64_t x = kmm_zs_malloc(pool, 1000 + n % 500, 0);
+        if (!x)
+            break;
+        memset(buf, (int)(n & 0xff), sizeof(buf));
+        assert_int_equal(kmm_zs_write(pool, x, 0, buf, 1000 + n % 500), 0);
+        h[n++] = x;
+    }
+    assert_true(n > 1000 && n < cap);   /* memory ran out */
+    for (size_t i = 0; i < n; i += 2)
+        kmm_zs_free(pool, h[i]);
+    struct kmm_zs_stats before, after;
+    kmm_zs_stats(pool, &before);
+    assert_int_equal(before.pages_compacted, 0);
+    struct held got;
+    exhaust(mm, &got);
+    kmm_zs_stats(pool, &after);
+    /* about half the pool's pages come back; without compaction, none */
+    assert_true(after.pages_compacted > before.pages_used / 3);
+    assert_true(got.n >= after.pages_compacted / 2);
+    for (size_t i = 1; i < n; i += 2) {
+        assert_int_equal(kmm_zs_read(pool, h[i], 0, buf, 1000 + i % 500), 0);
+        for (size_t j = 0; j < 1000 + i % 500; j++)
+            assert_int_equal(buf[j], i & 0xff);
+    }
+    assert_int_equal(kmm_check(mm), 0);
+    release(mm, &got);
+    kmm_zs_destroy(pool);
+    free(h);
+    kmm_destroy(mm);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -328,6 +372,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_lazy_vmalloc),
         cmocka_unit_test(test_no_barrier_hook),
         cmocka_unit_test(test_epoch_no_wrap),
+        cmocka_unit_test(test_zsmalloc_compacted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
