@@ -28,8 +28,9 @@
  *    the compactor did free pages.
  *
  * Then 5 threads each hold KMM_ZS_MAP_NEST mappings at once, more than
- * the pool's KMM_ZS_MAP_SLOTS: the maps that wait for a slot get one, and
- * the objects keep their bytes.
+ * the pool's KMM_ZS_MAP_SLOTS, and nested mappings are served to one
+ * thread at a time: the maps that wait get their slot, and the objects
+ * keep their bytes.
  *
  * Clean under TSan (make sanitize-thread). KMM_SEED repeats the seeds (the
  * interleaving is the scheduler's); KMM_THREADS_OPS sets the operations per
@@ -360,12 +361,11 @@ static void run(unsigned nworkers, size_t ps, const struct kmm_zs_config *cfg, u
 
 /* ---- the map slots under pressure -------------------------------------------------- */
 
-/* 5 threads each hold KMM_ZS_MAP_NEST mappings at once: 20 wanted, 16
- * slots, so some kmm_zs_map calls wait. Each waiting thread holds at most
- * KMM_ZS_MAP_NEST - 1 slots, 5 x 3 < 16: some thread always gets its
- * fourth and unmaps, so every call returns. (With 8 threads holding 2
- * each and asking for a third, the waiters hold every slot and none
- * returns: a limit of the design, reported, not tested here.) */
+/* 5 threads each hold KMM_ZS_MAP_NEST mappings at once, 20 in all, more
+ * than the pool's KMM_ZS_MAP_SLOTS; and the pool serves nested mappings to
+ * one thread at a time (kmm/zsmalloc.h), so most nested kmm_zs_map calls
+ * wait. None waits for good: a thread holding mappings waits for nothing
+ * but the pool, as the header requires, and every object keeps its bytes. */
 #define SLOT_THREADS 5
 
 struct slot_worker {
