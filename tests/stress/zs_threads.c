@@ -27,7 +27,7 @@
  *    are freed no page is left, and kmm_zs_destroy gives every page back;
  *    the compactor did free pages.
  *
- * Then 5 threads each hold KMM_ZS_MAP_NEST mappings at once, more than
+ * Then 5 threads each want KMM_ZS_MAP_NEST mappings at once, more than
  * the pool's KMM_ZS_MAP_SLOTS, and nested mappings are served to one
  * thread at a time: the maps that wait get their slot, and the objects
  * keep their bytes.
@@ -361,7 +361,7 @@ static void run(unsigned nworkers, size_t ps, const struct kmm_zs_config *cfg, u
 
 /* ---- the map slots under pressure -------------------------------------------------- */
 
-/* 5 threads each hold KMM_ZS_MAP_NEST mappings at once, 20 in all, more
+/* 5 threads each want KMM_ZS_MAP_NEST mappings at once, 20 in all, more
  * than the pool's KMM_ZS_MAP_SLOTS; and the pool serves nested mappings to
  * one thread at a time (kmm/zsmalloc.h), so most nested kmm_zs_map calls
  * wait. None waits for good: a thread holding mappings waits for nothing
