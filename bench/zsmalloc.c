@@ -192,10 +192,10 @@ static double zs_held(struct kmm_zspool *pool, size_t *pages, size_t *meta, size
     if (usable)
         *usable = st.obj_bytes;
     if (pages)
-        *pages = st.pages_used;
+        *pages = st.pages_used + st.pages_stashed;
     if (meta)
         *meta = st.meta_bytes;
-    return (double)st.pages_used * (double)st.page_size + (double)st.meta_bytes;
+    return (double)(st.pages_used + st.pages_stashed) * (double)st.page_size + (double)st.meta_bytes;
 }
 
 /* Fills a fresh pool of cfg (NULL = default) with every object of o, then
@@ -830,7 +830,7 @@ static void print_density(struct corpus_result *cr, int n)
                 worst = x->zs.density;
         }
     }
-    printf("   (kmm_zs: default kmm_zs_create, held = pages_used x page size + meta_bytes; zbud: Linux's zbud\n"
+    printf("   (kmm_zs: default kmm_zs_create, held = (pages_used + pages_stashed) x page size + meta_bytes; zbud: Linux's zbud\n"
            "    layout simulated, held = pages x page size; kmm_malloc: a fresh memory system, held = pages\n"
            "    allocated + metadata held bytes, deltas. kmm_zs's density = classes x packing x (1 - meta):\n"
            "    classes = object sizes / their class sizes (rounding up to a class), packing = class sizes /\n"

@@ -22,8 +22,9 @@
  *   registry_lock (core/kmm.c)  ->  mm->slab_lock  ->  mm->tcache_lock  ->
  *   a cache's lock (one at a time)  ->  mm->zs_lock  ->  a zsmalloc pool's
  *   lock  ->  area locks, lowest area first  ->  the vmalloc lock (vm->lock)
- * The zsmalloc reclaim (kmm__zs_reclaim) frees pages, so takes area locks,
- * with zs_lock held; a pool's lock is otherwise a leaf (zs_internal.h).
+ * A zsmalloc pool frees pages under its lock, and the zsmalloc reclaim
+ * (kmm__zs_reclaim) with zs_lock held, both straight to the buddy lists
+ * (area locks), never through a per-thread cache (zs_internal.h).
  * Only fork's prepare handler (core/kmm.c) holds every cache's lock at once,
  * in the order of the caches' list, with slab_lock held: no one else holds
  * two, so this cannot deadlock. It then takes the area locks, the vmalloc

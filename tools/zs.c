@@ -33,7 +33,7 @@ static void fill_word(unsigned char *page, size_t page_size, uint64_t word)
 
 static double pool_density(const struct kmm_zs_stats *st)
 {
-    double held = (double)st->pages_used * (double)st->page_size + (double)st->meta_bytes;
+    double held = (double)(st->pages_used + st->pages_stashed) * (double)st->page_size + (double)st->meta_bytes;
     return held > 0 ? (double)st->obj_bytes / held : 0.0;
 }
 

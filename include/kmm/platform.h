@@ -126,6 +126,14 @@ struct kmm_platform {
     int  (*fork_prepare)(void *ctx);
     void (*fork_parent)(void *ctx);
     void (*fork_child)(void *ctx);
+
+    /* Optional: back the frames [addr, addr+len) with memory and map them in
+     * the direct map now, in one call, where the first touch of each page
+     * would take a fault (hosted: a fault costs tens of microseconds on a
+     * virtual machine, a populate of 64 KiB a few per page). A hint:
+     * failure is harmless. Layers that fill many fresh pages at once
+     * (zsmalloc) call it for their batches. */
+    int (*populate)(void *ctx, kmm_phys_t addr, uint64_t len);
 };
 
 /* The hosted Linux platform (not in freestanding builds). */

@@ -47,11 +47,13 @@ struct kmm_zspool;
 #define KMM_ZS_MAP_SLOTS 16
 
 /* Pool totals. The first four are the contract; the rest say where the
- * memory goes (density = obj_bytes / (pages_used * page size + meta_bytes)). */
+ * memory goes: the pool holds (pages_used + pages_stashed) * page size +
+ * meta_bytes bytes. */
 struct kmm_zs_stats {
     size_t objects;          /* live objects */
     size_t obj_bytes;        /* their bytes, by class size (usable size) */
-    size_t pages_used;       /* data pages the pool holds now */
+    size_t pages_used;       /* data pages of its zspages now */
+    size_t pages_stashed;    /* pages taken in a batch, waiting for zspages (at most 16; none when the pool is empty) */
     size_t pages_compacted;  /* pages freed by compaction so far */
     size_t pages_max;        /* most data pages held at once */
     size_t zspages;          /* zspages held now */
@@ -138,7 +140,7 @@ KMM_API int kmm_zs_write(struct kmm_zspool *pool, uint64_t handle, size_t offset
  * when an allocation of mm fails. O(objects moved). */
 KMM_API size_t kmm_zs_compact(struct kmm_zspool *pool);
 
-/* Pool totals. O(classes). */
+/* Pool totals. O(1). */
 KMM_API void kmm_zs_stats(struct kmm_zspool *pool, struct kmm_zs_stats *st);
 
 /* Fills up to max entries, smallest class first; returns the number of

@@ -161,6 +161,17 @@ static int hosted_release(void *ctx, kmm_phys_t addr, uint64_t len)
     return 0;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   /* Linux 5.14 */
+#endif
+static int hosted_populate(void *ctx, kmm_phys_t addr, uint64_t len)
+{
+    struct hosted *h = ctx;
+    if (madvise((char *)h->base + addr, (size_t)len, MADV_POPULATE_WRITE) != 0)
+        return -errno;   /* an older kernel: the pages fault in as they are touched */
+    return 0;
+}
+
 /* Bytes of the memfd backed by memory: its data extents. */
 static uint64_t hosted_resident(void *ctx)
 {
@@ -467,6 +478,7 @@ const struct kmm_platform kmm_platform_hosted = {
     .meta_alloc = hosted_meta_alloc,
     .meta_free = hosted_meta_free,
     .release = hosted_release,
+    .populate = hosted_populate,
     .resident = hosted_resident,
     .lock_init = hosted_lock_init,
     .lock_fini = hosted_lock_fini,

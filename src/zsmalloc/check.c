@@ -153,7 +153,10 @@ static int check_pool(struct kmm_zspool *pool, size_t *owned_pages)
     }
     if (held != mapped || held != pool->slots_used)
         return fail(pool, "zsmalloc: mapped counts", held);
-    *owned_pages += pool->pages_used + (pool->spare_pfn != UINT64_MAX) + ((size_t)1 << ceil_log2(KMM_ZS_MAP_SLOTS));
+    for (unsigned i = 0; i < pool->nr_stash; i++)
+        if (pages_owner(mm, pool->stash[i]) != OWNER_ZSMALLOC || meta_order(meta_get(mm, pool->stash[i])) != 0)
+            return fail(pool, "zsmalloc: a stashed page is no order-0 page owned by zsmalloc", pool->stash[i] << mm->page_shift);
+    *owned_pages += pool->pages_used + pool->nr_stash + ((size_t)1 << ceil_log2(KMM_ZS_MAP_SLOTS));
     kmm_unlock(mm, &pool->lock);
     return 0;
 }

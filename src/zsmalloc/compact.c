@@ -83,9 +83,8 @@ static struct zspage *compact_step(struct kmm_zspool *pool, struct zs_class *cls
  * into the lowest hole) and gives back the pages past them: its objects
  * become the next fresh ones again. This is what compaction leaves the
  * zspages it could not empty, so a class ends with less than a page of
- * holes instead of up to a zspage of them. Fills pages[] with the pages to
- * free after the lock (at most ZS_MAX_PAGES); returns their number. */
-static unsigned zspage_trim(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z, uint32_t *pages)
+ * holes instead of up to a zspage of them. Returns the pages freed. */
+static unsigned zspage_trim(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z)
 {
     struct kmm *mm = pool->mm;
     if (z->mapped || z->fresh == z->inuse)
@@ -111,8 +110,8 @@ static unsigned zspage_trim(struct kmm_zspool *pool, struct zs_class *cls, struc
     z->fresh = z->inuse;
     z->free_head = ZS_OBJ_END;
     unsigned keep = (unsigned)(((size_t)z->fresh * cls->size + mm->page_size - 1) >> mm->page_shift), n = 0;
-    while (z->nr_pages > keep)
-        pages[n++] = z->pages[--z->nr_pages];
+    for (; z->nr_pages > keep; n++)
+        kmm__zs_page_free(pool, mm->base_pfn + z->pages[--z->nr_pages], "kmm_zs_compact");
     cls->nr_pages -= n;
     pool_count(&pool->pages_used, -(ptrdiff_t)n);
     pool->pages_compacted += n;
@@ -124,22 +123,16 @@ static size_t trim_class(struct kmm_zspool *pool, struct zs_class *cls)
 {
     struct kmm *mm = pool->mm;
     size_t freed = 0;
-    uint32_t pages[ZS_MAX_PAGES];
     for (unsigned b = 0; b < ZS_BANDS; b++) {
         for (unsigned skip = 0;; skip++) {
             kmm_lock(mm, &pool->lock);
             struct zspage *z = cls->band[b];
             for (unsigned i = 0; z && i < skip; i++)
                 z = z->next;
-            unsigned n = z ? zspage_trim(pool, cls, z, pages) : 0;
+            unsigned n = z ? zspage_trim(pool, cls, z) : 0;
             kmm_unlock(mm, &pool->lock);
             if (!z)
                 break;
-            for (unsigned i = 0; i < n; i++) {
-                void *p = pfn_to_virt(mm, mm->base_pfn + pages[i]);
-                mem_unpoison(p, mm->page_size);
-                kmm__free_pages_as(mm, OWNER_ZSMALLOC, "kmm_zs_compact", p, true);
-            }
             freed += n;
         }
     }
@@ -159,9 +152,11 @@ static size_t compact_pool(struct kmm_zspool *pool)
             kmm_lock(mm, &pool->lock);
             struct zspage *emptied = compact_step(pool, cls, &moved);
             size_t pages = emptied ? emptied->nr_pages : 0;
+            if (emptied)
+                kmm__zs_zspage_free_pages(pool, emptied, "kmm_zs_compact");
             kmm_unlock(mm, &pool->lock);
             if (emptied) {
-                kmm__zs_zspage_free(pool, emptied, cls->desc_size);
+                kmm__meta_obj_free(mm, emptied, cls->desc_size);
                 freed += pages;
             } else if (!moved) {
                 break;
@@ -169,6 +164,11 @@ static size_t compact_pool(struct kmm_zspool *pool)
         }
         freed += trim_class(pool, cls);
     }
+    /* and the pages stashed for zspages to come (not counted: they held
+     * no objects) */
+    kmm_lock(mm, &pool->lock);
+    kmm__zs_stash_free(pool, "kmm_zs_compact");
+    kmm_unlock(mm, &pool->lock);
     return freed;
 }
 

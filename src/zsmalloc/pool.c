@@ -261,24 +261,36 @@ bool kmm__zs_obj_release(struct kmm_zspool *pool, struct zs_class *cls, struct z
     return true;
 }
 
-void kmm__zs_zspage_free(struct kmm_zspool *pool, struct zspage *z, size_t desc_size)
+void kmm__zs_page_free(struct kmm_zspool *pool, uint64_t pfn, const char *fn)
 {
     struct kmm *mm = pool->mm;
-    for (unsigned i = 0; i < z->nr_pages; i++) {
-        void *p = pfn_to_virt(mm, mm->base_pfn + z->pages[i]);
-        mem_unpoison(p, mm->page_size);
-        kmm__free_pages_as(mm, OWNER_ZSMALLOC, "kmm_zs_free", p, true);
-    }
-    kmm__meta_obj_free(mm, z, desc_size);
+    void *p = pfn_to_virt(mm, pfn);
+    mem_unpoison(p, mm->page_size);
+    kmm__free_pages_as(mm, OWNER_ZSMALLOC, fn, p, false);
+}
+
+void kmm__zs_zspage_free_pages(struct kmm_zspool *pool, struct zspage *z, const char *fn)
+{
+    for (unsigned i = 0; i < z->nr_pages; i++)
+        kmm__zs_page_free(pool, pool->mm->base_pfn + z->pages[i], fn);
+    z->nr_pages = 0;
+}
+
+void kmm__zs_stash_free(struct kmm_zspool *pool, const char *fn)
+{
+    for (unsigned i = 0; i < pool->nr_stash; i++)
+        kmm__zs_page_free(pool, pool->stash[i], fn);
+    store_relaxed(&pool->nr_stash, 0);
 }
 
 /* Gives z the pool's spare page (under the lock). */
 static void zspage_add_page(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z)
 {
     struct kmm *mm = pool->mm;
-    z->pages[z->nr_pages++] = (uint32_t)(pool->spare_pfn - mm->base_pfn);
-    mem_poison(pfn_to_virt(mm, pool->spare_pfn), mm->page_size);
-    store_relaxed(&pool->spare_pfn, UINT64_MAX);
+    uint64_t pfn = pool->stash[pool->nr_stash - 1];
+    store_relaxed(&pool->nr_stash, pool->nr_stash - 1);
+    z->pages[z->nr_pages++] = (uint32_t)(pfn - mm->base_pfn);
+    mem_poison(pfn_to_virt(mm, pfn), mm->page_size);
     cls->nr_pages++;
     pool_count(&pool->pages_used, 1);
     if (pool->pages_used > pool->pages_max)
@@ -325,7 +337,6 @@ struct kmm_zspool *kmm_zs_create_config(struct kmm *mm, const char *name, const 
     pool->nr_classes = (uint32_t)(mm->page_size / step);
     pool->handles.free_head = pool->handles.free_tail = ZS_NO_ID;
     pool->zspages.free_head = pool->zspages.free_tail = ZS_NO_ID;
-    pool->spare_pfn = UINT64_MAX;
     /* a mix of the process-wide key and the pool's address (splitmix64's
      * finaliser), so pools made at any distance apart collide only by
      * chance: a foreign handle is caught but with probability 2^-16 */
@@ -383,14 +394,14 @@ void kmm_zs_destroy(struct kmm_zspool *pool)
         uint64_t e = *table_entry(&pool->zspages, id);
         if (e & ZS_ENTRY_USED) {
             struct zspage *z = zspage_of(pool, id);
-            kmm__zs_zspage_free(pool, z, pool->classes[z->class_idx].desc_size);
+            kmm__zs_zspage_free_pages(pool, z, "kmm_zs_destroy");
+            kmm__meta_obj_free(mm, z, pool->classes[z->class_idx].desc_size);
         }
     }
     for (uint32_t i = 0; i < pool->nr_classes; i++)
         if (pool->classes[i].spare)
             kmm__meta_obj_free(mm, pool->classes[i].spare, pool->classes[i].desc_size);
-    if (pool->spare_pfn != UINT64_MAX)
-        kmm__free_pages_as(mm, OWNER_ZSMALLOC, "kmm_zs_destroy", pfn_to_virt(mm, pool->spare_pfn), true);
+    kmm__zs_stash_free(pool, "kmm_zs_destroy");
     kmm__table_destroy(mm, &pool->handles);
     kmm__table_destroy(mm, &pool->zspages);
     pool_free_memory(pool);
@@ -404,7 +415,8 @@ enum { NEED_HANDLE = 1, NEED_ZSPAGE_ID = 2, NEED_DESC = 4, NEED_PAGE = 8 };
 struct zs_supplies {
     struct zs_table_growth handles, zspages;
     struct zspage *desc;
-    void *page;
+    void *pages[ZS_PAGE_BATCH];
+    unsigned nr_pages;
 };
 
 static void supplies_install(struct kmm_zspool *pool, struct zs_class *cls, struct zs_supplies *s)
@@ -425,10 +437,11 @@ static void supplies_install(struct kmm_zspool *pool, struct zs_class *cls, stru
         s->desc = NULL;
         pool_count(&pool->meta_bytes, (ptrdiff_t)kmm__meta_obj_held(mm, cls->desc_size));
     }
-    if (s->page && pool->spare_pfn == UINT64_MAX) {
-        kmm__pages_own(mm, s->page, OWNER_ZSMALLOC);
-        store_relaxed(&pool->spare_pfn, virt_to_pfn(mm, s->page));
-        s->page = NULL;
+    while (s->nr_pages && pool->nr_stash < ZS_PAGE_BATCH) {
+        void *p = s->pages[--s->nr_pages];
+        kmm__pages_own(mm, p, OWNER_ZSMALLOC);
+        pool->stash[pool->nr_stash] = virt_to_pfn(mm, p);
+        store_relaxed(&pool->nr_stash, pool->nr_stash + 1);
     }
 }
 
@@ -439,10 +452,30 @@ static void supplies_free(struct kmm_zspool *pool, struct zs_class *cls, struct 
     kmm__table_growth_free(mm, &s->zspages);
     if (s->desc)
         kmm__meta_obj_free(mm, s->desc, cls->desc_size);
-    if (s->page)
-        kmm_free_pages(mm, s->page);
+    while (s->nr_pages)
+        kmm_free_pages(mm, s->pages[--s->nr_pages]);
     s->desc = NULL;
-    s->page = NULL;
+}
+
+/* One populate call per run of adjacent pages (the page allocator hands
+ * out neighbours, in either order). */
+static void populate_batch(struct kmm *mm, void *const *pages, unsigned n)
+{
+    if (!mm->pf->populate)
+        return;
+    uintptr_t lo = (uintptr_t)pages[0], hi = lo + mm->page_size;
+    for (unsigned i = 1; i <= n; i++) {
+        uintptr_t p = i < n ? (uintptr_t)pages[i] : 0;
+        if (p && p == hi) {
+            hi += mm->page_size;
+        } else if (p && p + mm->page_size == lo) {
+            lo = p;
+        } else {
+            mm->pf->populate(mm->ctx, kmm_virt_to_phys(mm, (void *)lo), hi - lo);
+            lo = p;
+            hi = p + mm->page_size;
+        }
+    }
 }
 
 static bool supplies_get(struct kmm_zspool *pool, struct zs_class *cls, unsigned need, unsigned flags, struct zs_supplies *s)
@@ -455,11 +488,17 @@ static bool supplies_get(struct kmm_zspool *pool, struct zs_class *cls, unsigned
     if ((need & NEED_DESC) && !(s->desc = kmm__meta_obj_alloc(mm, cls->desc_size)))
         return false;
     if (need & NEED_PAGE) {
-        if (kmm__fault(mm, KMM_FAULT_PAGES))
+        size_t batch = load_relaxed(&pool->pages_used) / 16;
+        batch = batch < 1 ? 1 : batch > ZS_PAGE_BATCH ? ZS_PAGE_BATCH : batch;
+        while (s->nr_pages < batch) {
+            void *p = kmm__fault(mm, KMM_FAULT_PAGES) ? NULL : kmm_alloc_pages(mm, 0, flags & KMM_AREA_MASK);
+            if (!p)
+                break;
+            s->pages[s->nr_pages++] = p;
+        }
+        if (!s->nr_pages)
             return false;
-        s->page = kmm_alloc_pages(mm, 0, flags & KMM_AREA_MASK);
-        if (!s->page)
-            return false;
+        populate_batch(mm, s->pages, s->nr_pages);
     }
     return true;
 }
@@ -475,14 +514,14 @@ static unsigned try_alloc(struct kmm_zspool *pool, struct zs_class *cls, uint64_
     for (unsigned b = ZS_BANDS; b-- > 0 && !z;)
         z = cls->band[b];
     if (z) {
-        if (!kmm__zs_has_room(cls, z, mm->page_size) && pool->spare_pfn == UINT64_MAX)
+        if (!kmm__zs_has_room(cls, z, mm->page_size) && !pool->nr_stash)
             need |= NEED_PAGE;
     } else {
         if (pool->zspages.free_head == ZS_NO_ID)
             need |= NEED_ZSPAGE_ID;
         if (!cls->spare)
             need |= NEED_DESC;
-        if (pool->spare_pfn == UINT64_MAX)
+        if (!pool->nr_stash)
             need |= NEED_PAGE;
     }
     if (need)
@@ -525,7 +564,7 @@ uint64_t kmm_zs_malloc(struct kmm_zspool *pool, size_t size, unsigned flags)
         return 0;
     }
     struct zs_class *cls = class_of_size(pool, size);
-    struct zs_supplies s = { .desc = NULL };
+    struct zs_supplies s = { .desc = NULL, .nr_pages = 0 };
     uint64_t handle = 0;
     for (;;) {
         kmm_lock(mm, &pool->lock);
@@ -552,25 +591,24 @@ uint64_t kmm_zs_malloc(struct kmm_zspool *pool, size_t size, unsigned flags)
 }
 
 /* The object just freed was z's last handed out (on top of its free list):
- * it becomes fresh again, and the page only it reached goes back (its frame
- * is returned, to be freed after the lock; UINT64_MAX if none). So a write
- * that is refused after its allocation, or an object freed right after it
- * was made, leaves the pool as it was. */
-static uint64_t zspage_ungrow(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z, uint32_t obj)
+ * it becomes fresh again, and the page only it reached goes back. So a
+ * write that is refused after its allocation, or an object freed right
+ * after it was made, leaves the pool as it was. */
+static void zspage_ungrow(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z, uint32_t obj)
 {
     struct kmm *mm = pool->mm;
     if (obj != z->fresh - 1 || z->free_head != obj)
-        return UINT64_MAX;
+        return;
     z->free_head = z->obj[obj] & ~ZS_OBJ_FREE;
     z->obj[obj] = ZS_OBJ_FRESH;
     z->fresh--;
     unsigned keep = (unsigned)(((size_t)z->fresh * cls->size + mm->page_size - 1) >> mm->page_shift);
     if (z->nr_pages <= keep)
-        return UINT64_MAX;
+        return;
     z->nr_pages--;
     cls->nr_pages--;
     pool_count(&pool->pages_used, -1);
-    return mm->base_pfn + z->pages[z->nr_pages];
+    kmm__zs_page_free(pool, mm->base_pfn + z->pages[z->nr_pages], "kmm_zs_free");
 }
 
 /* Does the calling thread, or anyone, hold handle mapped? */
@@ -599,15 +637,18 @@ void kmm_zs_free(struct kmm_zspool *pool, uint64_t handle)
     *e = (uint64_t)((entry_gen(*e) + 1) & ZS_GEN_MASK) << 48;   /* stale from now on */
     kmm__table_put(&pool->handles, hid);
     bool emptied = kmm__zs_obj_release(pool, cls, z, obj);
-    uint64_t drop = emptied ? UINT64_MAX : zspage_ungrow(pool, cls, z, obj);
+    /* pages go back under the lock (a fork in between would leave the
+     * child pages owned by zsmalloc that no pool holds); the descriptor
+     * after it (metadata frees may call the platform) */
+    if (emptied)
+        kmm__zs_zspage_free_pages(pool, z, "kmm_zs_free");
+    else
+        zspage_ungrow(pool, cls, z, obj);
+    if (!pool->zspages_held)
+        kmm__zs_stash_free(pool, "kmm_zs_free");   /* a pool with no object holds no page */
     kmm_unlock(mm, &pool->lock);
     if (emptied)
-        kmm__zs_zspage_free(pool, z, cls->desc_size);
-    if (drop != UINT64_MAX) {
-        void *p = pfn_to_virt(mm, drop);
-        mem_unpoison(p, mm->page_size);
-        kmm__free_pages_as(mm, OWNER_ZSMALLOC, "kmm_zs_free", p, true);
-    }
+        kmm__meta_obj_free(mm, z, cls->desc_size);
 }
 
 size_t kmm_zs_usable_size(struct kmm_zspool *pool, uint64_t handle)
@@ -623,7 +664,7 @@ size_t kmm_zs_usable_size(struct kmm_zspool *pool, uint64_t handle)
 
 size_t kmm__zs_mem_used(struct kmm_zspool *pool)
 {
-    size_t pages = load_relaxed(&pool->pages_used) + (load_relaxed(&pool->spare_pfn) != UINT64_MAX);
+    size_t pages = load_relaxed(&pool->pages_used) + load_relaxed(&pool->nr_stash);
     return pages * pool->mm->page_size + load_relaxed(&pool->meta_bytes);
 }
 
@@ -642,7 +683,8 @@ void kmm_zs_stats(struct kmm_zspool *pool, struct kmm_zs_stats *st)
     kmm_lock(mm, &pool->lock);
     st->objects = pool->objects;
     st->obj_bytes = pool->obj_bytes;
-    st->pages_used = pool->pages_used + (pool->spare_pfn != UINT64_MAX);
+    st->pages_used = pool->pages_used;
+    st->pages_stashed = pool->nr_stash;
     st->pages_compacted = pool->pages_compacted;
     st->pages_max = pool->pages_max > st->pages_used ? pool->pages_max : st->pages_used;
     st->zspages = pool->zspages_held;

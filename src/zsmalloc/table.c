@@ -64,7 +64,7 @@ void kmm__table_grow(struct zs_table *t, struct zs_table_growth *g)
         uint64_t **old = t->dir;
         uint32_t old_cap = t->dir_cap;
         t->dir = g->dir;
-        t->dir_cap = g->dir_cap;
+        store_relaxed(&t->dir_cap, g->dir_cap);   /* read without the lock by kmm__table_growth_alloc */
         g->dir = old;   /* freed after the lock */
         g->dir_cap = old_cap;
     }
@@ -73,7 +73,8 @@ void kmm__table_grow(struct zs_table *t, struct zs_table_growth *g)
     g->chunk = NULL;
     for (uint32_t i = 0; i < ZS_CHUNK_ENTRIES; i++)
         c[i] = i + 1 < ZS_CHUNK_ENTRIES ? base + i + 1 : ZS_NO_ID;
-    t->dir[t->nr_chunks++] = c;
+    t->dir[t->nr_chunks] = c;
+    store_relaxed(&t->nr_chunks, t->nr_chunks + 1);
     t->free_head = base;
     t->free_tail = base + ZS_CHUNK_ENTRIES - 1;
 }

@@ -22,12 +22,12 @@
  *
  * Everything here is metadata memory (core/meta.c): the pool, the class
  * table, the zspage descriptors, the handle table and the zspage table.
- * One lock per pool (pool->lock) guards all of it; it is a leaf: nothing is
- * allocated, freed or locked under it (pages and metadata are allocated
- * before it is taken and freed after it is dropped), except that
- * kmm__pages_own, which only writes the page's metadata bytes, is called
- * under it. mm->zs_lock guards the list of pools and is taken before a pool
- * lock, never under one.
+ * One lock per pool (pool->lock) guards all of it. Nothing is allocated
+ * under it (pages and metadata are allocated before it is taken); pages are
+ * freed under it, straight to the buddy lists (area locks come after pool
+ * locks), metadata after it is dropped. kmm__pages_own, which only writes
+ * the page's metadata bytes, is called under it. mm->zs_lock guards the
+ * list of pools and is taken before a pool lock, never under one.
  */
 #ifndef KMM_ZS_INTERNAL_H
 #define KMM_ZS_INTERNAL_H
@@ -49,6 +49,9 @@
  * non-empty band (fills the fullest zspage), compaction moves objects from
  * the lowest into the highest. Full zspages are on no list. */
 #define ZS_BANDS 8
+/* Pages a pool takes from the page allocator at once (fewer while it is
+ * small: pages_used / 16, at least 1). */
+#define ZS_PAGE_BATCH 16
 #define ZS_GENERAL_SLOTS (KMM_ZS_MAP_SLOTS - KMM_ZS_MAP_NEST)
 
 /* ---- the id table (table.c): ids -> 64-bit entries ------------------------------
@@ -174,7 +177,12 @@ struct kmm_zspool {
     struct zs_class *classes;     /* [nr_classes]; class i serves sizes ((i)*step, (i+1)*step] */
     struct zs_table handles;
     struct zs_table zspages;      /* zspage id -> descriptor address */
-    uint64_t spare_pfn;           /* a page allocated while the lock was dropped, UINT64_MAX if none */
+    /* Pages allocated (and populated: one platform call for a batch, where
+     * each page's first touch would fault) while the lock was dropped,
+     * owned by the pool, waiting for a zspage; nr_stash is read without the
+     * lock (kmm__zs_mem_used). */
+    uint64_t stash[ZS_PAGE_BATCH];
+    unsigned nr_stash;
     void *map_pages;              /* KMM_ZS_MAP_SLOTS pages: the slots' buffers */
     /* Slots [0, ZS_GENERAL_SLOTS) serve a thread's first mapping; the
      * other KMM_ZS_MAP_NEST serve the nested mappings of one thread at a
@@ -219,7 +227,13 @@ KMM_HIDDEN bool kmm__zs_has_room(const struct zs_class *cls, const struct zspage
  * was taken off the pool: the caller frees it with kmm__zs_zspage_free
  * after dropping the lock. */
 KMM_HIDDEN bool kmm__zs_obj_release(struct kmm_zspool *pool, struct zs_class *cls, struct zspage *z, uint32_t obj);
-KMM_HIDDEN void kmm__zs_zspage_free(struct kmm_zspool *pool, struct zspage *z, size_t desc_size);
+/* Page frees, under the pool lock (so that no fork sees a page owned by
+ * zsmalloc that no pool holds): straight to the buddy lists, never through
+ * a per-thread cache, whose slow path may take mm->tcache_lock, which comes
+ * before the pool locks. */
+KMM_HIDDEN void kmm__zs_page_free(struct kmm_zspool *pool, uint64_t pfn, const char *fn);
+KMM_HIDDEN void kmm__zs_zspage_free_pages(struct kmm_zspool *pool, struct zspage *z, const char *fn);
+KMM_HIDDEN void kmm__zs_stash_free(struct kmm_zspool *pool, const char *fn);
 KMM_HIDDEN uintptr_t kmm__zs_thread(void);
 /* Tells ASan/Valgrind that object obj of z is off limits (poison) or usable. */
 KMM_HIDDEN void kmm__zs_poison_obj(struct kmm_zspool *pool, const struct zs_class *cls, const struct zspage *z,

@@ -470,7 +470,7 @@ void kmm_zstore_stats(struct kmm_zstore *zs, struct kmm_zstore_stats *st)
     uint64_t stored = load_relaxed(&zs->pages_stored);
     st->orig_data_size = stored * zs->page_size;
     st->compr_data_size = load_relaxed(&zs->compr_data_size);
-    st->mem_used_total = (uint64_t)ps.pages_used * zs->page_size + ps.meta_bytes;
+    st->mem_used_total = (uint64_t)(ps.pages_used + ps.pages_stashed) * zs->page_size + ps.meta_bytes;
     st->mem_limit = load_relaxed(&zs->mem_limit);
     st->mem_used_max = load_relaxed(&zs->mem_used_max);
     if (st->mem_used_max < st->mem_used_total)   /* the pool grew by a write not yet tracked */
