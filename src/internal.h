@@ -303,6 +303,15 @@ static inline unsigned area_of_pfn(const struct kmm *mm, uint64_t pfn)
         a--;
     return a;
 }
+/* In a spin-wait loop: tells the CPU (and a sibling hyperthread) so. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 static inline unsigned floor_log2(uint64_t v) { return 63u - (unsigned)__builtin_clzll(v); }
 static inline unsigned ceil_log2(uint64_t v) { return v <= 1 ? 0 : floor_log2(v - 1) + 1; }
 /* ---- Telling ASan and Valgrind which pages are live ------------------------

@@ -38,7 +38,7 @@ static int check_zspage(struct kmm_zspool *pool, uint32_t id, const struct zspag
         return kmm__check_fail(mm, "zsmalloc: zspage table entry or class of a zspage", id);
     const struct zs_class *cls = &pool->classes[z->class_idx];
     if (z->fresh > cls->objs || z->inuse == 0 || z->inuse > z->fresh ||
-        z->nr_pages != (uint32_t)(((size_t)z->fresh * cls->size + mm->page_size - 1) >> mm->page_shift))
+        z->nr_pages != zs_pages_for(mm, (size_t)z->fresh * cls->size))
         return kmm__check_fail(mm, "zsmalloc: zspage counts (fresh, inuse, pages held)", id);
     for (unsigned i = 0; i < z->nr_pages; i++) {
         uint64_t pfn = mm->base_pfn + z->pages[i];
@@ -207,11 +207,7 @@ void kmm__zs_fork_child(struct kmm *mm)
             struct zs_map_slot *s = &p->slots[i];
             if (s->thread && s->thread != self) {
                 /* its thread is not in the child: the mapping ends here */
-                s->zspage->mapped--;
-                s->thread = 0;
-                s->handle = 0;
-                s->zspage = NULL;
-                p->slots_used--;
+                zs_slot_release(p, s);
             }
         }
     for (struct kmm_zspool *p = mm->zspools; p; p = p->next)

@@ -109,7 +109,7 @@ static unsigned zspage_trim(struct kmm_zspool *pool, struct zs_class *cls, struc
         z->obj[i] = ZS_OBJ_FRESH;
     z->fresh = z->inuse;
     z->free_head = ZS_OBJ_END;
-    unsigned keep = (unsigned)(((size_t)z->fresh * cls->size + mm->page_size - 1) >> mm->page_shift), n = 0;
+    unsigned keep = zs_pages_for(mm, (size_t)z->fresh * cls->size), n = 0;
     for (; z->nr_pages > keep; n++)
         kmm__zs_page_free(pool, mm->base_pfn + z->pages[--z->nr_pages], "kmm_zs_compact");
     cls->nr_pages -= n;

@@ -11,15 +11,6 @@
  * objects of a zspage with mappings (zspage->mapped). */
 #include "zs_internal.h"
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 void kmm__zs_copy(struct kmm_zspool *pool, const struct zs_class *cls, const struct zspage *z,
                   uint32_t obj, size_t off, void *buf, size_t len, bool to_obj)
 {
@@ -133,11 +124,7 @@ void kmm_zs_unmap(struct kmm_zspool *pool, uint64_t handle)
     struct zspage *z = s->zspage;
     if (s->spans && (s->mode & KMM_ZS_WO))
         kmm__zs_copy(pool, &pool->classes[z->class_idx], z, s->obj, 0, s->buf, pool->classes[z->class_idx].size, true);
-    z->mapped--;
-    s->thread = 0;
-    s->handle = 0;
-    s->zspage = NULL;
-    store_relaxed(&pool->slots_used, pool->slots_used - 1);
+    zs_slot_release(pool, s);
     for (unsigned i = ZS_GENERAL_SLOTS; i < KMM_ZS_MAP_SLOTS; i++)
         nested |= pool->slots[i].thread == self;
     if (pool->nest_owner == self && !nested)

@@ -41,14 +41,13 @@ static bool layout_better(const struct zs_layout *a, const struct zs_layout *b)
     return (unsigned __int128)a->cost * b->stored < (unsigned __int128)b->cost * a->stored;
 }
 
-static struct zs_layout layout_of(const struct kmm *mm, uint32_t size, uint32_t pages, uint32_t objs)
+static struct zs_layout layout_of(const struct kmm *mm, uint32_t size, uint32_t objs)
 {
-    uint32_t used_pages = (uint32_t)(((uint64_t)objs * size + mm->page_size - 1) / mm->page_size);
+    uint32_t used_pages = zs_pages_for(mm, (size_t)objs * size);
     struct zs_layout l = { .pages = used_pages, .objs = objs };
     l.cost = (uint64_t)used_pages * mm->page_size + kmm__meta_obj_held(mm, zs_desc_size(objs, used_pages)) +
              (uint64_t)objs * sizeof(uint64_t);
     l.stored = (uint64_t)objs * size;
-    (void)pages;
     return l;
 }
 
@@ -78,7 +77,7 @@ static void zs_build_classes(struct kmm_zspool *pool)
                 pages_small = 1;
             }
             for (unsigned j = 0; j <= pages_small; j++) {
-                struct zs_layout l = layout_of(mm, c->size, k, cand[j]);
+                struct zs_layout l = layout_of(mm, c->size, cand[j]);
                 if (!best.objs || layout_better(&l, &best))
                     best = l;
             }
@@ -602,7 +601,7 @@ static void zspage_ungrow(struct kmm_zspool *pool, struct zs_class *cls, struct 
     z->free_head = z->obj[obj] & ~ZS_OBJ_FREE;
     z->obj[obj] = ZS_OBJ_FRESH;
     z->fresh--;
-    unsigned keep = (unsigned)(((size_t)z->fresh * cls->size + mm->page_size - 1) >> mm->page_shift);
+    unsigned keep = zs_pages_for(mm, (size_t)z->fresh * cls->size);
     if (z->nr_pages <= keep)
         return;
     z->nr_pages--;

@@ -196,6 +196,23 @@ struct kmm_zspool {
     size_t meta_bytes;            /* metadata memory the pool holds, as held (class rounding included) */
 };
 
+/* Pages that bytes of a zspage's objects reach: what a zspage holding its
+ * first n objects has (n * class size bytes). */
+static inline uint32_t zs_pages_for(const struct kmm *mm, size_t bytes)
+{
+    return (uint32_t)((bytes + mm->page_size - 1) >> mm->page_shift);
+}
+
+/* Ends a mapping (under the pool lock; the caller copied back what it must). */
+static inline void zs_slot_release(struct kmm_zspool *pool, struct zs_map_slot *s)
+{
+    s->zspage->mapped--;
+    s->thread = 0;
+    s->handle = 0;
+    s->zspage = NULL;
+    store_relaxed(&pool->slots_used, pool->slots_used - 1);
+}
+
 /* ---- pool.c -------------------------------------------------------------------- */
 /* pages_used and meta_bytes change under the lock and are read without it
  * (kmm__zs_mem_used): an atomic store of the new value. */

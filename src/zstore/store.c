@@ -73,15 +73,6 @@ struct kmm_zstore {
 
 /* ---- entries -------------------------------------------------------------- */
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /* Takes e's lock bit; returns the flags (without it). The holder works for
  * a swap or one page's decompression: spin a while, then yield the CPU to
  * it (a preempted holder would otherwise be waited for a whole slice). */
@@ -201,15 +192,9 @@ static void ctx_free_all(struct kmm_zstore *zs, struct zcodec_ctx *ctx)
 
 /* ---- the store -------------------------------------------------------------- */
 
-/* Bytes the pool holds: its pages and its metadata (mem_used_total). */
-static uint64_t pool_mem_used(struct kmm_zstore *zs)
-{
-    return kmm__zs_mem_used(zs->pool);
-}
-
 static void track_mem_used_max(struct kmm_zstore *zs)
 {
-    uint64_t used = pool_mem_used(zs);
+    uint64_t used = kmm__zs_mem_used(zs->pool);
     uint64_t max = load_relaxed(&zs->mem_used_max);
     while (used > max &&
            !__atomic_compare_exchange_n(&zs->mem_used_max, &max, used, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
@@ -341,7 +326,7 @@ int kmm_zstore_write(struct kmm_zstore *zs, uint64_t index, const void *page)
          * refuse more than needed, never pass it by more than their own) */
         uint64_t limit = load_relaxed(&zs->mem_limit);
         handle = kmm_zs_malloc(zs->pool, len, 0);
-        if (handle && limit && pool_mem_used(zs) > limit) {
+        if (handle && limit && kmm__zs_mem_used(zs->pool) > limit) {
             kmm_zs_free(zs->pool, handle);
             ctx_put(zs, &zs->free_cctx, ctx);
             return write_fail(zs, KMM_ENOSPC);
@@ -470,7 +455,7 @@ void kmm_zstore_stats(struct kmm_zstore *zs, struct kmm_zstore_stats *st)
     uint64_t stored = load_relaxed(&zs->pages_stored);
     st->orig_data_size = stored * zs->page_size;
     st->compr_data_size = load_relaxed(&zs->compr_data_size);
-    st->mem_used_total = (uint64_t)(ps.pages_used + ps.pages_stashed) * zs->page_size + ps.meta_bytes;
+    st->mem_used_total = kmm__zs_mem_used(zs->pool);
     st->mem_limit = load_relaxed(&zs->mem_limit);
     st->mem_used_max = load_relaxed(&zs->mem_used_max);
     if (st->mem_used_max < st->mem_used_total)   /* the pool grew by a write not yet tracked */
