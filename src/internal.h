@@ -38,6 +38,14 @@
  * The registry lock (core/kmm.c, a spin lock) is taken alone: only the
  * registry and mm->retiring under it (but fork's prepare handler, which
  * takes it first).
+ * The locks of the layers that take pages out of the direct map
+ * (mm->unmapped_lock, mm->secret_lock, mm->execmem_lock) and the shrinker
+ * registry's (mm->shrink_lock) are taken with no other kmm lock held, and
+ * nothing is taken, allocated, freed or asked of the platform under them
+ * (but metadata objects, whose class locks are leaves): those layers
+ * allocate and call the platform outside their locks and install the
+ * result under them, as zsmalloc's supplies do. Shrinker callbacks run
+ * with no kmm lock held. Fork's prepare handler takes these four first.
  * No platform call that may sleep for long (release, meta_alloc) is made
  * under a lock, except release() in the release pass, which runs under the
  * area lock by design (see buddy.c).
@@ -226,6 +234,19 @@ struct kmm {
     /* zsmalloc layer (zsmalloc/): the pools, newest first (zs_lock) */
     struct kmm_zspool *zspools;
     struct kmm_lock zs_lock;
+
+    /* pages out of the direct map: each layer's state, made on first use
+     * under its lock and published with release; the locks are leaves
+     * (see the lock order above) */
+    struct kmm_unmapped *unmapped;        /* unmapped/ */
+    struct kmm_lock unmapped_lock;
+    struct kmm_secret *secret;            /* secret/ */
+    struct kmm_lock secret_lock;
+    struct kmm_execmem *execmem;          /* execmem/ */
+    struct kmm_lock execmem_lock;
+    /* shrinkers (core/shrink.c): registered ones, in order (shrink_lock) */
+    struct shrink_entry *shrinkers;
+    struct kmm_lock shrink_lock;
 
     /* small metadata objects (core/meta.c) */
     struct meta_class meta_obj[META_OBJ_CLASSES];
@@ -559,6 +580,91 @@ KMM_HIDDEN size_t kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc);
 /* Frees tc's magazine memory (its thread is gone or retiring). */
 KMM_HIDDEN void kmm__mag_release_all(struct kmm *mm, struct kmm_tcache *tc);
 KMM_HIDDEN void kmm__slab_drain(struct kmm *mm);   /* shrink every cache: depots and empty slabs back */
+
+/* ---- Pages out of the direct map (unmapped/, secret/, execmem/) and the
+ * shrinkers (core/shrink.c) ------------------------------------------------ */
+struct kmm_unmapped;
+struct kmm_secret;
+struct kmm_execmem;
+struct shrink_entry;
+
+/* The platform calls of these layers, each a KMM_FAULT_DIRECT fault site
+ * (vm_map calls are KMM_FAULT_MAP's). Callers check the hooks exist
+ * (kmm__unmapped_supported). */
+static inline int pf_direct_unmap(struct kmm *mm, kmm_phys_t addr, uint64_t len)
+{
+    return kmm__fault(mm, KMM_FAULT_DIRECT) ? -KMM_ENOMEM : mm->pf->direct_unmap(mm->ctx, addr, len);
+}
+static inline int pf_direct_restore(struct kmm *mm, kmm_phys_t addr, uint64_t len)
+{
+    return kmm__fault(mm, KMM_FAULT_DIRECT) ? -KMM_ENOMEM : mm->pf->direct_restore(mm->ctx, addr, len);
+}
+static inline int pf_frames_zero(struct kmm *mm, kmm_phys_t addr, uint64_t len)
+{
+    return kmm__fault(mm, KMM_FAULT_DIRECT) ? -KMM_ENOMEM : mm->pf->frames_zero(mm->ctx, addr, len);
+}
+static inline int pf_frames_write(struct kmm *mm, const struct kmm_frame_write *w, size_t n)
+{
+    return kmm__fault(mm, KMM_FAULT_DIRECT) ? -KMM_EIO : mm->pf->frames_write(mm->ctx, w, n);
+}
+static inline int pf_vm_map(struct kmm *mm, void *va, kmm_phys_t phys, size_t len, unsigned prot)
+{
+    return kmm__fault(mm, KMM_FAULT_MAP) ? -KMM_ENOMEM : mm->pf->vm_map(mm->ctx, va, phys, len, prot);
+}
+
+/* Does the platform have what the unmapped cache needs (direct_unmap,
+ * direct_restore, frames_zero, frames_write)? */
+static inline bool kmm__unmapped_supported(const struct kmm *mm)
+{
+    const struct kmm_platform *pf = mm->pf;
+    return pf->direct_unmap && pf->direct_restore && pf->frames_zero && pf->frames_write;
+}
+
+/* unmapped/: kmm_unmapped_alloc for a layer: the allocation is owner's
+ * (OWNER_UNMAPPED for kmm_unmapped_alloc's callers, OWNER_SECRET,
+ * OWNER_EXECMEM), and only kmm__unmapped_free_as with the same owner takes
+ * it back; fn names the public call in messages. No kmm lock may be held
+ * (it may allocate pages, and so reclaim). */
+KMM_HIDDEN kmm_phys_t kmm__unmapped_alloc_as(struct kmm *mm, enum kmm_owner owner, unsigned order, unsigned flags,
+                                             const char *fn);
+/* Frees owner's allocation at addr (any other address, or another owner's,
+ * aborts naming fn). zeroed: the caller left the frames zero (the cache
+ * need not zero them before it hands them out again). */
+KMM_HIDDEN void kmm__unmapped_free_as(struct kmm *mm, enum kmm_owner owner, kmm_phys_t addr, bool zeroed,
+                                      const char *fn);
+/* Pages of owner's live allocation at addr, 0 if it is not one. */
+KMM_HIDDEN size_t kmm__unmapped_size(struct kmm *mm, enum kmm_owner owner, kmm_phys_t addr);
+/* kinds[] (kmm_page_kinds) of the n pages from pfn, all inside one chunk
+ * of the cache (an OWNED block of OWNER_UNMAPPED): free, or whose. */
+KMM_HIDDEN void kmm__unmapped_page_kinds(struct kmm *mm, uint64_t pfn, size_t n, uint8_t *kinds);
+KMM_HIDDEN int kmm__unmapped_check(struct kmm *mm);
+KMM_HIDDEN void kmm__unmapped_destroy(struct kmm *mm);
+/* fork: lock (prepare) / unlock (parent, child); in the child, before
+ * anything else runs: what the child must redo (nothing is lost: the
+ * cache's chunks stay unmapped in the child's copy). */
+KMM_HIDDEN void kmm__unmapped_fork_lock(struct kmm *mm, bool lock);
+KMM_HIDDEN void kmm__unmapped_fork_child(struct kmm *mm);
+
+/* secret/ and execmem/: the same lifecycle. In the child of a fork, secret
+ * memory drops every allocation (none is inherited: their mappings are not
+ * in the child) and zeroes their frames in the child's copy. */
+KMM_HIDDEN int kmm__secret_check(struct kmm *mm);
+KMM_HIDDEN void kmm__secret_destroy(struct kmm *mm);
+KMM_HIDDEN void kmm__secret_fork_lock(struct kmm *mm, bool lock);
+KMM_HIDDEN void kmm__secret_fork_child(struct kmm *mm);
+KMM_HIDDEN int kmm__execmem_check(struct kmm *mm);
+KMM_HIDDEN void kmm__execmem_destroy(struct kmm *mm);
+KMM_HIDDEN void kmm__execmem_fork_lock(struct kmm *mm, bool lock);
+KMM_HIDDEN void kmm__execmem_fork_child(struct kmm *mm);
+
+/* core/shrink.c: asks the registered shrinkers for nr_pages pages in all
+ * (0: all they can give), as a failing allocation does after kmm__reclaim;
+ * returns the pages they gave back. No kmm lock may be held. A call made
+ * from inside a shrinker callback (the callback's own allocation failing)
+ * returns 0 at once. */
+KMM_HIDDEN size_t kmm__shrink(struct kmm *mm, size_t nr_pages);
+KMM_HIDDEN void kmm__shrink_fork_lock(struct kmm *mm, bool lock);
+KMM_HIDDEN void kmm__shrink_destroy(struct kmm *mm);
 
 /* ---- The vmalloc layer (vm/), for the layers beside it ---------------------- */
 /* Is p inside mm's vmalloc space? O(1). */

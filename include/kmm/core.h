@@ -42,6 +42,9 @@ typedef uint64_t kmm_phys_t;             /* physical address */
 #define KMM_ENOMEM 12
 #define KMM_EBUSY  16
 #define KMM_EINVAL 22
+#define KMM_EIO    5
+#define KMM_EAGAIN 11    /* secret memory: locking it would pass RLIMIT_MEMLOCK */
+#define KMM_ENOSYS 38    /* the platform cannot do it (no direct-map hooks) */
 
 struct kmm;
 struct kmm_platform;
@@ -97,6 +100,7 @@ struct kmm_config {
 /* Page protections of a mapping (kmm_vmap, the platform's vm_map). */
 #define KMM_PROT_READ  1u
 #define KMM_PROT_WRITE 2u
+#define KMM_PROT_EXEC  4u   /* the platform's vm_map only (execmem); never with KMM_PROT_WRITE, and kmm_vmap refuses it */
 
 /* Creates a memory system. cfg may be NULL (all defaults).
  * Returns NULL on failure with errno set (hosted) to EINVAL for a bad
@@ -176,7 +180,8 @@ KMM_API void kmm_meta_stats(struct kmm *mm, struct kmm_meta_stats *st);
  * while off beyond one test per allocation of a slab or of metadata. */
 #define KMM_FAULT_PAGES 1u   /* pages taken from the page allocator by the layers above it */
 #define KMM_FAULT_META  2u   /* metadata those layers allocate (slab descriptors, magazines, vmalloc areas) */
-#define KMM_FAULT_MAP   4u   /* the platform's vm_map calls (vmalloc, vmap) */
+#define KMM_FAULT_MAP   4u   /* the platform's vm_map calls (vmalloc, vmap, secret memory, execmem) */
+#define KMM_FAULT_DIRECT 8u  /* the platform's direct_unmap, direct_restore, frames_zero, frames_write and secret_map calls */
 KMM_API void kmm_fault_inject(struct kmm *mm, unsigned sites, unsigned long nth, unsigned long times);
 /* How many failures were injected since kmm_fault_inject was last called. */
 KMM_API unsigned long kmm_fault_injected(struct kmm *mm);

@@ -124,6 +124,40 @@ struct kmm_page_stats {
  * counters. Takes each area lock briefly: O(areas x orders + threads). */
 KMM_API void kmm_page_stats(struct kmm *mm, struct kmm_page_stats *st);
 
+/* ---- What each page is, for pictures (`kmm map`) ---------------------------- */
+
+/* kmm_page_kinds: one byte per page, a kind below; KMM_PAGE_UNMAPPED_BIT is
+ * added when the page is not in the direct map. */
+enum kmm_page_kind {
+    KMM_PAGE_ABSENT = 0,      /* no memory (a hole between ranges, kmm's own metadata) */
+    KMM_PAGE_FREE,            /* in the buddy free lists */
+    KMM_PAGE_CACHED,          /* free, in a per-thread cache */
+    KMM_PAGE_RESERVED,        /* kmm_reserve_pages */
+    KMM_PAGE_ALLOC,           /* kmm_alloc_pages* for a caller */
+    KMM_PAGE_SLAB,            /* slabs (kmm_malloc's small sizes, kmm_cache) */
+    KMM_PAGE_KMALLOC,         /* kmm_malloc blocks of whole pages */
+    KMM_PAGE_VMALLOC,         /* frames of kmm_vmalloc areas */
+    KMM_PAGE_META,            /* kmm's metadata (platforms without meta_alloc) */
+    KMM_PAGE_LEAKED,          /* slabs of a cache destroyed with objects live */
+    KMM_PAGE_ZSMALLOC,        /* zspages */
+    KMM_PAGE_UNMAPPED_FREE,   /* the unmapped cache: free */
+    KMM_PAGE_UNMAPPED,        /* the unmapped cache: handed out by kmm_unmapped_alloc */
+    KMM_PAGE_SECRET,          /* the unmapped cache: secret memory's */
+    KMM_PAGE_EXECMEM,         /* the unmapped cache: execmem's */
+    KMM_PAGE_NR_KINDS
+};
+#define KMM_PAGE_UNMAPPED_BIT 0x80u
+
+/* Short names of the kinds ("free", "slab", "unmapped-free" ...). */
+KMM_API const char *kmm_page_kind_name(enum kmm_page_kind kind);
+
+/* Fills kinds[i] for the npages pages from physical address start (page
+ * aligned; pages outside memory are KMM_PAGE_ABSENT). Returns npages, or 0
+ * (EINVAL, reported) for a misaligned start. A snapshot taken without
+ * stopping other threads: a page changing meanwhile may show either state.
+ * Cost: O(npages), reads of metadata; the unmapped cache's lock per chunk. */
+KMM_API size_t kmm_page_kinds(struct kmm *mm, kmm_phys_t start, size_t npages, uint8_t *kinds);
+
 #ifdef __cplusplus
 }
 #endif

@@ -42,6 +42,13 @@ struct kmm_lock {
     _Alignas(16) unsigned char opaque[64];
 };
 
+/* One piece of a frames_write: len bytes from src to physical address phys. */
+struct kmm_frame_write {
+    kmm_phys_t phys;
+    const void *src;
+    size_t len;
+};
+
 struct kmm_platform {
     const char *name;
     void *arg;                      /* the platform's own, for open() */
@@ -82,7 +89,9 @@ struct kmm_platform {
      * that faults when touched; vm_unreserve gives it back. vm_map maps the
      * frames [phys, phys + len) at va, inside a reservation, with prot
      * (KMM_PROT_READ, | KMM_PROT_WRITE), replacing what was there; vm_unmap
-     * makes [va, va + len) fault again, still reserved. vm_map_limit: how
+     * makes [va, va + len) fault again, still reserved (and undoes what
+     * KMM_MAP_SECRET did). prot may add KMM_PROT_EXEC (never with
+     * KMM_PROT_WRITE) and KMM_MAP_SECRET (below). vm_map_limit: how
      * many mappings the process may hold (hosted: vm.max_map_count), 0 for
      * no limit; optional. */
     void *(*vm_reserve)(void *ctx, size_t len, size_t align);
@@ -134,7 +143,39 @@ struct kmm_platform {
      * failure is harmless. Layers that fill many fresh pages at once
      * (zsmalloc) call it for their batches. */
     int (*populate)(void *ctx, kmm_phys_t addr, uint64_t len);
+
+    /* ---- Pages out of the direct map (kmm/unmapped.h, secret.h, execmem.h).
+     * Optional as a set: without direct_unmap, kmm_unmapped_alloc, secret
+     * memory and execmem refuse (ENOSYS). Failures return a negative KMM_E*
+     * and change nothing. */
+    /* Removes the frames [addr, addr + len) from the direct map in one
+     * operation: an access through it faults afterwards (hosted: the range
+     * of the direct map is made PROT_NONE). A fork child keeps it removed. */
+    int (*direct_unmap)(void *ctx, kmm_phys_t addr, uint64_t len);
+    /* Maps them back, read+write, as they were. */
+    int (*direct_restore)(void *ctx, kmm_phys_t addr, uint64_t len);
+    /* Makes frames that are not in the direct map read as zeros (hosted: a
+     * hole punched in the memfd, which also frees their memory). */
+    int (*frames_zero)(void *ctx, kmm_phys_t addr, uint64_t len);
+    /* Copies n pieces of bytes into frames, whether mapped anywhere or not,
+     * without making any mapping of them writable (hosted: pwrite(2) to the
+     * memfd, one pwritev per run of pieces adjacent in the file). */
+    int (*frames_write)(void *ctx, const struct kmm_frame_write *pieces, size_t n);
+    /* Optional: after code was written to frames mapped executable at va:
+     * make instruction fetch at [va, va + len) see it (hosted:
+     * __builtin___clear_cache; nothing on x86-64). */
+    void (*icache_sync)(void *ctx, void *va, size_t len);
+    /* Optional: maps len bytes of fresh, zeroed memory that no direct map
+     * holds (hosted: memfd_secret(2)) at va, inside a reservation, as
+     * KMM_MAP_SECRET says. -KMM_ENOSYS when the kernel has none. */
+    int (*secret_map)(void *ctx, void *va, size_t len);
 };
+
+/* vm_map flag beside the KMM_PROT_* bits: a secret mapping. Locked in
+ * memory (never swapped), left out of core dumps, not inherited by a child
+ * of fork (hosted: mlock, MADV_DONTDUMP, MADV_DONTFORK). -KMM_EAGAIN when
+ * locking it would pass the process's locked-memory limit. */
+#define KMM_MAP_SECRET 0x100u
 
 /* The hosted Linux platform (not in freestanding builds). */
 KMM_API extern const struct kmm_platform kmm_platform_hosted;

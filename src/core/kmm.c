@@ -227,6 +227,11 @@ static void fork_locks(struct kmm *mm, bool lock)
 {
     void (*op)(struct kmm_lock *) = lock ? mm->pf->lock : mm->pf->unlock;
     if (lock) {
+        /* leaves taken with no other lock held (internal.h): first */
+        kmm__shrink_fork_lock(mm, true);
+        kmm__secret_fork_lock(mm, true);
+        kmm__execmem_fork_lock(mm, true);
+        kmm__unmapped_fork_lock(mm, true);
         op(&mm->slab_lock);
         op(&mm->tcache_lock);
         kmm__slab_fork_locks(mm, true);
@@ -246,6 +251,10 @@ static void fork_locks(struct kmm *mm, bool lock)
         kmm__slab_fork_locks(mm, false);
         op(&mm->tcache_lock);
         op(&mm->slab_lock);
+        kmm__unmapped_fork_lock(mm, false);
+        kmm__execmem_fork_lock(mm, false);
+        kmm__secret_fork_lock(mm, false);
+        kmm__shrink_fork_lock(mm, false);
     }
 }
 
@@ -278,6 +287,9 @@ static void fork_child(void)
         if (mm->fork_copied) {
             kmm__vm_fork_child(mm);
             kmm__zs_fork_child(mm);
+            kmm__unmapped_fork_child(mm);
+            kmm__secret_fork_child(mm);
+            kmm__execmem_fork_child(mm);
             kmm__slab_fork_child(mm);
             kmm__tcache_fork_child(mm);
             kmm__slab_fork_sweep(mm);
@@ -423,6 +435,10 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
     pf->lock_init(&mm->tcache_lock);
     pf->lock_init(&mm->slab_lock);
     pf->lock_init(&mm->zs_lock);
+    pf->lock_init(&mm->unmapped_lock);
+    pf->lock_init(&mm->secret_lock);
+    pf->lock_init(&mm->execmem_lock);
+    pf->lock_init(&mm->shrink_lock);
     kmm__meta_obj_init(mm);
 
     uint64_t lo = base_pfn;
@@ -508,6 +524,10 @@ void kmm_destroy(struct kmm *mm)
 
     const struct kmm_platform *pf = mm->pf;
     void *ctx = mm->ctx;
+    kmm__shrink_destroy(mm);
+    kmm__execmem_destroy(mm);   /* frees into the unmapped cache, and unmaps */
+    kmm__secret_destroy(mm);
+    kmm__unmapped_destroy(mm);
     kmm__zs_destroy_all(mm);
     kmm__vm_destroy(mm);
     kmm__tcache_destroy_all(mm);
@@ -518,6 +538,10 @@ void kmm_destroy(struct kmm *mm)
     pf->lock_fini(&mm->tcache_lock);
     pf->lock_fini(&mm->slab_lock);
     pf->lock_fini(&mm->zs_lock);
+    pf->lock_fini(&mm->unmapped_lock);
+    pf->lock_fini(&mm->secret_lock);
+    pf->lock_fini(&mm->execmem_lock);
+    pf->lock_fini(&mm->shrink_lock);
     bury(mm);
     /* A carved struct stays a tombstone in the caller's memory until the
      * caller reuses it; a hosted one is kept (its first page) among the last
@@ -568,7 +592,13 @@ int kmm_check(struct kmm *mm)
         rc = kmm__slab_check(mm);
     if (!rc)
         rc = kmm__vm_check(mm);
-    return rc ? rc : kmm__zs_check(mm);
+    if (!rc)
+        rc = kmm__zs_check(mm);
+    if (!rc)
+        rc = kmm__unmapped_check(mm);
+    if (!rc)
+        rc = kmm__secret_check(mm);
+    return rc ? rc : kmm__execmem_check(mm);
 }
 
 void kmm__reclaim(struct kmm *mm, unsigned flags)

@@ -19,6 +19,7 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -210,7 +211,27 @@ static void hosted_vm_unreserve(void *ctx, void *va, size_t len)
 
 static int prot_bits(unsigned prot)
 {
-    return (prot & KMM_PROT_READ ? PROT_READ : 0) | (prot & KMM_PROT_WRITE ? PROT_WRITE : 0);
+    return (prot & KMM_PROT_READ ? PROT_READ : 0) | (prot & KMM_PROT_WRITE ? PROT_WRITE : 0) |
+           (prot & KMM_PROT_EXEC ? PROT_EXEC : 0);
+}
+
+static int hosted_vm_unmap(void *ctx, void *va, size_t len);
+
+/* A secret mapping: locked (never swapped; mlock fails past RLIMIT_MEMLOCK,
+ * then the mapping is undone and the caller told -EAGAIN), left out of core
+ * dumps, and absent from a child of fork. */
+static int make_secret(void *ctx, void *va, size_t len)
+{
+    if (mlock(va, len) != 0) {
+        hosted_vm_unmap(ctx, va, len);
+        return errno == ENOMEM || errno == EAGAIN || errno == EPERM ? -EAGAIN : -errno;
+    }
+    if (madvise(va, len, MADV_DONTDUMP) != 0 || madvise(va, len, MADV_DONTFORK) != 0) {
+        int err = -errno;
+        hosted_vm_unmap(ctx, va, len);
+        return err;
+    }
+    return 0;
 }
 
 /* MAP_FIXED replaces the reservation's PROT_NONE pages in one call; the
@@ -220,9 +241,11 @@ static int prot_bits(unsigned prot)
 static int hosted_vm_map(void *ctx, void *va, kmm_phys_t phys, size_t len, unsigned prot)
 {
     struct hosted *h = ctx;
+    if ((prot & KMM_PROT_EXEC) && (prot & KMM_PROT_WRITE))
+        return -EINVAL;   /* never writable and executable */
     if (mmap(va, len, prot_bits(prot), MAP_SHARED | MAP_FIXED | MAP_POPULATE, h->fd, (off_t)phys) == MAP_FAILED)
         return -errno;
-    return 0;
+    return prot & KMM_MAP_SECRET ? make_secret(ctx, va, len) : 0;
 }
 
 /* Back to reserved and inaccessible, atomically: no other thread's mmap can
@@ -233,6 +256,104 @@ static int hosted_vm_unmap(void *ctx, void *va, size_t len)
     if (mmap(va, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
         return -errno;
     return 0;
+}
+
+/* ---- pages out of the direct map ---- */
+
+/* mprotect keeps the range a mapping of the file (a fork's child remaps it
+ * from the copy with the same protection: it stays out of reach there
+ * too); mapping it back merges it with its neighbours again. */
+static int hosted_direct_unmap(void *ctx, kmm_phys_t addr, uint64_t len)
+{
+    struct hosted *h = ctx;
+    return mprotect((char *)h->base + addr, (size_t)len, PROT_NONE) == 0 ? 0 : -errno;
+}
+
+static int hosted_direct_restore(void *ctx, kmm_phys_t addr, uint64_t len)
+{
+    struct hosted *h = ctx;
+    return mprotect((char *)h->base + addr, (size_t)len, PROT_READ | PROT_WRITE) == 0 ? 0 : -errno;
+}
+
+/* The hole reads back as zeros through every mapping of the file, and its
+ * memory is freed: no page of it is touched. */
+static int hosted_frames_zero(void *ctx, kmm_phys_t addr, uint64_t len)
+{
+    return hosted_release(ctx, addr, len);
+}
+
+/* pwritev per run of pieces adjacent in the file (IOV_MAX at a time): the
+ * kernel copies into the frames through its own mapping of them, so no
+ * mapping of this process is ever writable there. */
+static int hosted_frames_write(void *ctx, const struct kmm_frame_write *w, size_t n)
+{
+    struct hosted *h = ctx;
+    struct iovec iov[64];   /* up to IOV_MAX (1024) per call; 64 keeps the stack small */
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        uint64_t start = w[i].phys, end = w[i].phys;
+        while (i < n && k < sizeof iov / sizeof iov[0] && w[i].phys == end) {
+            iov[k].iov_base = (void *)w[i].src;
+            iov[k].iov_len = w[i].len;
+            end += w[i].len;
+            k++, i++;
+        }
+        if (end > h->size || end < start)
+            return -EINVAL;
+        size_t done = 0, total = (size_t)(end - start);
+        struct iovec *v = iov;
+        while (done < total) {
+            ssize_t r = pwritev(h->fd, v, (int)k, (off_t)(start + done));
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                return -errno;
+            }
+            done += (size_t)r;
+            /* a short write: skip what went, go on with the rest */
+            while (k && (size_t)r >= v->iov_len) {
+                r -= (ssize_t)v->iov_len;
+                v++, k--;
+            }
+            if (k && r) {
+                v->iov_base = (char *)v->iov_base + r;
+                v->iov_len -= (size_t)r;
+            }
+        }
+    }
+    return 0;
+}
+
+static void hosted_icache_sync(void *ctx, void *va, size_t len)
+{
+    (void)ctx;
+    __builtin___clear_cache((char *)va, (char *)va + len);
+}
+
+#ifndef SYS_memfd_secret
+#define SYS_memfd_secret 447
+#endif
+/* memfd_secret(2): pages the kernel takes out of its own direct map, locked
+ * and not dumped by the kernel itself (it charges RLIMIT_MEMLOCK: -EAGAIN
+ * past it). A file per mapping: a secretmem file's size is set once. */
+static int hosted_secret_map(void *ctx, void *va, size_t len)
+{
+    int fd = (int)syscall(SYS_memfd_secret, (unsigned)O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOSYS || errno == EPERM || errno == EINVAL ? -ENOSYS : -errno;
+    int err = 0;
+    if (ftruncate(fd, (off_t)len) != 0)
+        err = -errno;
+    else if (mmap(va, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+        err = errno == EAGAIN || errno == ENOMEM ? -EAGAIN : -errno;
+    close(fd);
+    if (err)
+        return err;
+    if (madvise(va, len, MADV_DONTDUMP) != 0 || madvise(va, len, MADV_DONTFORK) != 0) {
+        err = -errno;
+        hosted_vm_unmap(ctx, va, len);
+    }
+    return err;
 }
 
 static size_t hosted_vm_map_limit(void *ctx)
@@ -510,4 +631,10 @@ const struct kmm_platform kmm_platform_hosted = {
     .fork_prepare = hosted_fork_prepare,
     .fork_parent = hosted_fork_parent,
     .fork_child = hosted_fork_child,
+    .direct_unmap = hosted_direct_unmap,
+    .direct_restore = hosted_direct_restore,
+    .frames_zero = hosted_frames_zero,
+    .frames_write = hosted_frames_write,
+    .icache_sync = hosted_icache_sync,
+    .secret_map = hosted_secret_map,
 };
