@@ -77,6 +77,7 @@ bench: deps-bench
 	@build-release/bench/malloc $(BENCH_ARGS)
 	@build-release/bench/vmalloc $(BENCH_ARGS)
 	@build-release/bench/zsmalloc $(BENCH_ARGS)
+	@build-release/bench/unmapped $(BENCH_ARGS)
 
 deps-fuzz:
 	$(call ensure,$(PKGS_FUZZ))
