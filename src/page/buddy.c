@@ -221,6 +221,32 @@ static inline void *tcache_pop(struct kmm *mm, struct tcache_list *l, unsigned o
 
 static uint64_t take_run_or_drain(struct kmm *mm, unsigned order, uint64_t npages, unsigned flags);
 
+/* What a failing allocation of npages tries before it fails, one stage at
+ * a time, retrying after each that may have given pages back:
+ *   0  kmm__reclaim: what kmm holds itself (lazily freed vmalloc areas,
+ *      per-thread caches, empty slabs); cheap, and nobody loses anything;
+ *   1  the shrinkers, asked for npages (kmm__shrink: in registration
+ *      order, each for what is still missing);
+ *   2  the shrinkers, asked for everything they hold: what stage 1 gave
+ *      back may have been too scattered to merge into the block wanted,
+ *      in an area the flags do not accept, or taken by another thread.
+ * What a shrinker frees may land in this thread's caches, in magazines or
+ * in lazily freed areas: stages 1 and 2 end with kmm__reclaim too.
+ * KMM__NO_RECLAIM allocations (made under a lock) stop after stage 0, which
+ * then only drains their own cache. Returns whether a retry is worth it. */
+#define RECLAIM_STAGES 3
+static bool reclaim_stage(struct kmm *mm, unsigned stage, uint64_t npages, unsigned flags)
+{
+    if (stage > 0) {
+        if (flags & KMM__NO_RECLAIM)
+            return false;
+        if (!kmm__shrink(mm, stage == 1 ? (size_t)npages : 0))
+            return false;
+    }
+    kmm__reclaim(mm, flags);
+    return true;
+}
+
 static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned order, unsigned flags)
 {
     void *p = NULL;
@@ -237,8 +263,15 @@ static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned
         struct tcache_list *l = &tc->list[mm->area_pref[flags & KMM_AREA_MASK][0]][order];
         if (!l->count)
             l = kmm__tcache_refill(mm, tc, order, flags);
-        if (!l) {   /* blocks of other orders, other threads' caches, may merge into one */
-            kmm__reclaim(mm, flags);
+        /* blocks of other orders, other threads' caches, what shrinkers
+         * give back, may merge into one */
+        for (unsigned stage = 0; !l && stage < RECLAIM_STAGES; stage++) {
+            if (!reclaim_stage(mm, stage, (uint64_t)1 << order, flags))
+                continue;
+            /* a shrinker's kmm calls may have moved this thread's slots */
+            tc = tcache_get(mm);
+            if (!tc)
+                break;
             l = kmm__tcache_refill(mm, tc, order, flags);
         }
         if (l)
@@ -322,16 +355,16 @@ static uint64_t take_run(struct kmm *mm, unsigned order, uint64_t npages, unsign
     return UINT64_MAX;
 }
 
-/* take_run, and if it fails, once more after the reclaim gave back what
- * caches and lazy vmalloc areas hold, which may merge into what is needed
- * (Linux drains every CPU's lists before it fails an allocation). */
+/* take_run, and if it fails, once more after each reclaim stage that gave
+ * something back: what caches and lazy vmalloc areas hold, then what the
+ * shrinkers give back, may merge into what is needed (Linux drains every
+ * CPU's lists, then shrinks, before it fails an allocation). */
 static uint64_t take_run_or_drain(struct kmm *mm, unsigned order, uint64_t npages, unsigned flags)
 {
     uint64_t pfn = take_run(mm, order, npages, flags);
-    if (pfn == UINT64_MAX) {
-        kmm__reclaim(mm, flags);
-        pfn = take_run(mm, order, npages, flags);
-    }
+    for (unsigned stage = 0; pfn == UINT64_MAX && stage < RECLAIM_STAGES; stage++)
+        if (reclaim_stage(mm, stage, npages, flags))
+            pfn = take_run(mm, order, npages, flags);
     return pfn;
 }
 
