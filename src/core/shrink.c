@@ -201,8 +201,8 @@ void kmm_shrinker_for_each(struct kmm *mm, void (*fn)(void *arg, const struct km
         info.scanned = e->scanned;
         kmm_unlock(mm, &mm->shrink_lock);
         info.count = call_count(mm, e);
-        fn(arg, &info);   /* pinned: fn may not unregister this one (it would wait for itself) */
         unpin(mm, e, false, 0);
+        fn(arg, &info);   /* unpinned: fn may unregister it, or any other */
     }
 }
 

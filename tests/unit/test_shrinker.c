@@ -5,7 +5,8 @@
  *  - shrinkers are asked in registration order, for what is still missing,
  *    no more than their count; a count of 0 skips the shrinker;
  *    kmm_shrink(mm, 0) asks each for all it can give;
- *  - kmm_shrinker_for_each lists them, in order, with names and stats;
+ *  - kmm_shrinker_for_each lists them, in order, with names and stats, and
+ *    its function may unregister them;
  *  - unregister waits for a scan running on another thread; registering
  *    twice or without callbacks is refused; unregistering an unknown
  *    shrinker, or from a callback, aborts;
@@ -414,6 +415,48 @@ static void test_register_refused(void **state)
     kmm_destroy(mm);
 }
 
+/* kmm_shrinker_for_each's fn runs with no shrinker pinned: it may
+ * unregister the one it was given, and the walk goes on to the next. */
+struct unregistering {
+    struct kmm *mm;
+    struct hoard *h[3];
+    unsigned seen;
+};
+
+static void unregister_listed(void *arg, const struct kmm_shrinker_info *info)
+{
+    struct unregistering *u = arg;
+    assert_true(u->seen < 3);
+    assert_string_equal(info->name, u->h[u->seen]->name);
+    kmm_unregister_shrinker(u->mm, &u->h[u->seen]->s);
+    u->seen++;
+}
+
+static void test_for_each_may_unregister(void **state)
+{
+    (void)state;
+    struct kmm *mm = create();
+    struct hoard a, b, c;
+    hoard_init(&a, mm, 'A', 1);
+    hoard_init(&b, mm, 'B', 2);
+    hoard_init(&c, mm, 'C', 3);
+    assert_int_equal(kmm_register_shrinker(mm, &a.s), 0);
+    assert_int_equal(kmm_register_shrinker(mm, &b.s), 0);
+    assert_int_equal(kmm_register_shrinker(mm, &c.s), 0);
+    struct unregistering u = { mm, { &a, &b, &c }, 0 };
+    kmm_shrinker_for_each(mm, unregister_listed, &u);
+    assert_int_equal(u.seen, 3);
+    struct listing l;
+    list(mm, &l);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(kmm_shrink(mm, 0), 0);
+    assert_int_equal(kmm_check(mm), 0);
+    hoard_fini(&a);
+    hoard_fini(&b);
+    hoard_fini(&c);
+    kmm_destroy(mm);
+}
+
 /* ---- deaths ---------------------------------------------------------------------- */
 
 static void unregister_unknown(void *arg)
@@ -752,6 +795,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_no_recursion),
         cmocka_unit_test(test_no_reclaim_skips_shrinkers),
         cmocka_unit_test(test_register_refused),
+        cmocka_unit_test(test_for_each_may_unregister),
         cmocka_unit_test(test_unregister_misuse_aborts),
         cmocka_unit_test(test_unregister_waits_for_scan),
         cmocka_unit_test(test_zsmalloc_pool_compacted),
