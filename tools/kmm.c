@@ -751,9 +751,9 @@ static int cmd_stats(int argc, char **argv)
         print_zs_stats(stdout, mm);
         if (zw.store)
             print_zstore_stats(stdout, zw.store);
-        printf("pages out of the direct map: %zu unmapped allocations live (orders 0..2, one taken alone), a secret,\n"
+        printf("pages out of the direct map: %zu unmapped allocations live (orders 0..2, one taken alone), %s secret,\n"
                "  %zu execmem pieces; %u calls refused\n",
-               uw.npages, uw.ncode, uw.refused);
+               uw.npages, uw.secret ? "a" : "no", uw.ncode, uw.refused);
         print_unmapped_stats(stdout, mm);
         printf("kmm_check: %s\n", rc == 0 ? "all invariants hold" : "VIOLATION");
     }

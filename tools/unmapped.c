@@ -149,10 +149,12 @@ static void print_execmem_stats(FILE *f, struct kmm *mm)
 {
     struct kmm_execmem_stats es;
     kmm_execmem_stats(mm, &es);
+    struct kmm_page_stats ps;
+    kmm_page_stats(mm, &ps);
     fprintf(f, "execmem: %zu allocations live (%zu bytes asked, %zu usable) in %zu chunks holding %zu pages (",
             es.allocations, es.bytes, es.used_bytes, es.chunks, es.pages);
-    print_size(f, (uint64_t)es.pages * (uint64_t)sysconf(_SC_PAGESIZE));
-    fprintf(f, " at the host's page size), ");
+    print_size(f, (uint64_t)es.pages * ps.page_size);
+    fprintf(f, "), ");
     print_size(f, es.meta_bytes);
     fprintf(f, " of bookkeeping\n  %llu allocations, %llu frees, %llu writes in %llu platform writes\n",
             (unsigned long long)es.allocs, (unsigned long long)es.frees, (unsigned long long)es.writes,
