@@ -203,16 +203,22 @@ int map_write_svg(const char *path, const char *title, struct map_panel *panels,
     struct layout l = { 0 };
     struct kmm_page_stats st, largest = { 0 };
     uint64_t end = 0;
+    size_t page_size = 0;
     for (unsigned i = 0; i < n; i++) {
         kmm_page_stats(panels[i].mm, &st);
+        if (i > 0 && st.page_size != page_size) {
+            errno = EINVAL;   /* one scale needs one page size */
+            return -1;
+        }
+        page_size = st.page_size;
         if (st.area[st.nr_areas - 1].end > end) {
             end = st.area[st.nr_areas - 1].end;
             largest = st;
         }
-        if (i > 0 && st.page_size != largest.page_size) {
-            errno = EINVAL;   /* one scale needs one page size */
-            return -1;
-        }
+    }
+    if (!n) {
+        errno = EINVAL;
+        return -1;
     }
     plan(&l, &largest, end);
     uint8_t **kinds = calloc(n, sizeof(*kinds));
