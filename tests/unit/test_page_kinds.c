@@ -12,7 +12,8 @@
  * page allocator are META. A range that starts inside a block (inside the
  * head block of an exact allocation, inside its ALLOC_CONT block, inside a
  * free block) gets the same kinds as the whole; outside memory is ABSENT; a
- * misaligned start is refused with EINVAL.
+ * misaligned start is refused with EINVAL. Read while another thread
+ * allocates and frees, every byte is a kind and a kept allocation keeps its.
  * Every test ends with kmm_check(mm) == 0. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +22,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -325,6 +328,63 @@ static void test_static_two_ranges(void **state)
     free(buf);
 }
 
+/* Read while another thread allocates and frees: every byte is a kind,
+ * and an allocation that does not change keeps its kind throughout. */
+struct churner {
+    struct kmm *mm;
+    atomic_bool stop;
+    unsigned long rounds;
+};
+
+static void *churn(void *arg)
+{
+    struct churner *c = arg;
+    void *live[64] = { 0 };
+    uint64_t rng = 12345;
+    while (!atomic_load(&c->stop)) {
+        unsigned slot = (unsigned)kmm_test_below(&rng, 64);
+        if (live[slot]) {
+            kmm_free_pages(c->mm, live[slot]);
+            live[slot] = NULL;
+        } else {
+            live[slot] = kmm_alloc_pages(c->mm, (unsigned)kmm_test_below(&rng, 6), 0);
+        }
+        c->rounds++;
+    }
+    for (unsigned i = 0; i < 64; i++)
+        kmm_free_pages(c->mm, live[i]);
+    kmm_thread_exit();
+    return NULL;
+}
+
+static void test_concurrent_snapshot(void **state)
+{
+    (void)state;
+    const size_t ps = 4096, n = 64 * MiB / 4096;
+    struct kmm *mm = kmm_test_create(ps, 64 * MiB);
+    void *kept = kmm_alloc_pages(mm, 4, 0);
+    assert_non_null(kept);
+    uint64_t kept_pfn = kmm_virt_to_phys(mm, kept) / ps;
+    uint8_t *k = malloc(n);
+    assert_non_null(k);
+    struct churner c = { .mm = mm };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, churn, &c), 0);
+    for (unsigned pass = 0; pass < (KMM_TEST_SANITIZER ? 20 : 200); pass++) {
+        assert_int_equal(kmm_page_kinds(mm, 0, n, k), n);
+        for (size_t i = 0; i < n; i++)
+            assert_true(k[i] < KMM_PAGE_NR_KINDS);
+        for (unsigned i = 0; i < 16; i++)
+            assert_int_equal(k[kept_pfn + i], KMM_PAGE_ALLOC);
+    }
+    atomic_store(&c.stop, true);
+    pthread_join(t, NULL);
+    assert_true(c.rounds > 0);
+    free(k);
+    kmm_free_pages(mm, kept);
+    finish(mm);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -336,6 +396,7 @@ int main(int argc, char **argv)
         KMM_TEST_PER_PAGE_SIZE(test_start_inside_blocks),
         cmocka_unit_test(test_outside_and_misaligned),
         cmocka_unit_test(test_static_two_ranges),
+        cmocka_unit_test(test_concurrent_snapshot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
