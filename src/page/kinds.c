@@ -6,21 +6,22 @@
  * before it). Pages of the unmapped cache's chunks are asked of the cache,
  * which alone knows which are free and whose the others are.
  *
- * A range may start inside a block. Its head is found by probing the
- * positions the page aligned down to each order, smallest first: blocks are
- * naturally aligned and their other bytes are 0, so the first non-zero byte
- * is the head of the block holding the page. The block before a block is
- * the one holding the page before it, so an ALLOC_CONT is followed back to
- * its allocation's head in at most KMM_MAX_ORDER steps (orders strictly
- * decrease along an allocation). The rest is one step per block: O(npages)
- * in all.
+ * A range may start inside a block. Its head is found as reservations find
+ * it (kmm__block_head: the page aligned down to each order, smallest first;
+ * blocks are naturally aligned and their other bytes are 0, so the first
+ * non-zero byte is the head of the block holding the page; blocks never
+ * cross an area's bounds, so neither does the probe). The block before a
+ * block is the one holding the page before it, so an ALLOC_CONT is
+ * followed back to its allocation's head in at most KMM_MAX_ORDER steps
+ * (orders strictly decrease along an allocation). The rest is one step per
+ * block: O(npages) in all.
  *
- * No lock is taken for the metadata (reads are relaxed, as kmm_check's): a
+ * No area lock is taken (the metadata is read with relaxed loads), so a
  * block being split or merged meanwhile may show its old or its new state,
  * and a page whose head cannot be found at that moment (a merge between the
  * write of one head and the clearing of the other) is shown free, since only
  * free blocks merge. */
-#include "internal.h"
+#include "page_internal.h"
 
 static const char *const kind_names[KMM_PAGE_NR_KINDS] = {
     [KMM_PAGE_ABSENT] = "absent",
@@ -61,27 +62,12 @@ static const uint8_t owner_kinds[NR_OWNERS] = {
     [OWNER_EXECMEM] = KMM_PAGE_EXECMEM | KMM_PAGE_UNMAPPED_BIT,
 };
 
-/* The head of the block holding pfn (base_pfn <= pfn < end_pfn), or
- * UINT64_MAX when none is found (a merge in progress). */
-static uint64_t block_head(const struct kmm *mm, uint64_t pfn)
-{
-    for (unsigned o = 0; o <= KMM_MAX_ORDER; o++) {
-        uint64_t head = pfn & ~(((uint64_t)1 << o) - 1);
-        if (head < mm->base_pfn)
-            break;
-        kmm_meta_t m = meta_get(mm, head);
-        if (m != META_TAIL)
-            return head + ((uint64_t)1 << meta_order(m)) > pfn ? head : UINT64_MAX;
-    }
-    return UINT64_MAX;
-}
-
 /* The owner of the allocation an ALLOC_CONT block at head continues, or
  * NR_OWNERS when the chain does not lead to one (changed meanwhile). */
-static enum kmm_owner cont_owner(const struct kmm *mm, uint64_t head)
+static enum kmm_owner cont_owner(struct kmm *mm, const struct kmm_area *ar, uint64_t head)
 {
-    for (unsigned steps = 0; steps <= KMM_MAX_ORDER && head > mm->base_pfn; steps++) {
-        head = block_head(mm, head - 1);
+    for (unsigned steps = 0; steps <= KMM_MAX_ORDER && head > ar->start_pfn; steps++) {
+        head = kmm__block_head(mm, ar, head - 1);
         if (head == UINT64_MAX)
             break;
         enum meta_kind k = meta_kind(meta_get(mm, head));
@@ -122,7 +108,13 @@ size_t kmm_page_kinds(struct kmm *mm, kmm_phys_t start, size_t npages, uint8_t *
     bool looked_back = false;
     while (i < npages && first + i < mm->end_pfn) {
         uint64_t pfn = first + i;
-        uint64_t head = block_head(mm, pfn);
+        const struct kmm_area *ar = &mm->area[area_of_pfn(mm, pfn)];
+        if (pfn < ar->start_pfn || pfn >= ar->end_pfn) {   /* in no area: not memory */
+            kinds[i++] = KMM_PAGE_ABSENT;
+            alloc = NR_OWNERS;
+            continue;
+        }
+        uint64_t head = kmm__block_head(mm, ar, pfn);
         if (head == UINT64_MAX) {
             kinds[i++] = KMM_PAGE_FREE;
             alloc = NR_OWNERS;
@@ -136,7 +128,7 @@ size_t kmm_page_kinds(struct kmm *mm, kmm_phys_t start, size_t npages, uint8_t *
         if (k == META_ALLOC || k == META_OWNED)
             alloc = pages_owner(mm, head);
         else if (k == META_ALLOC_CONT && !looked_back && alloc == NR_OWNERS)
-            alloc = cont_owner(mm, head);   /* the range starts inside an allocation */
+            alloc = cont_owner(mm, ar, head);   /* the range starts inside an allocation */
         else if (k != META_ALLOC_CONT)
             alloc = NR_OWNERS;
         looked_back = true;
