@@ -319,10 +319,8 @@ static KMM_NORETURN void not_ours(struct kmm *mm, const char *fn, kmm_phys_t add
 static KMM_NORETURN void bad_head(struct kmm *mm, const char *fn, kmm_phys_t addr, const struct um_chunk *c,
                                   size_t off, int kind)
 {
-    size_t head = off;
-    for (unsigned k = 1; c->state[head] == 0 && k <= c->order; k++)
-        head = off & ~(((size_t)1 << k) - 1);
-    uint8_t s = c->state[head];
+    size_t head;
+    uint8_t s = um_block_at(c, off, &head);
     kmm_unlock(mm, &mm->unmapped_lock);
     enum um_kind found = um_kind_of(s);
     if (found == UM_RELEASED)

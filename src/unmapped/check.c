@@ -33,14 +33,14 @@ struct sums {
 static int check_chunk(struct kmm *mm, const struct um_chunk *c, struct sums *sum)
 {
     uint64_t pages = um_chunk_pages(c);
-    uint64_t phys = um_phys(mm, c->base_pfn);
+    uint64_t pfn0 = c->base_pfn;
     if (c->order > KMM_MAX_ORDER || (c->base_pfn & (pages - 1)) || c->base_pfn < mm->base_pfn ||
         c->base_pfn + pages > mm->end_pfn)
-        return fail(mm, "unmapped: chunk misaligned or outside memory", phys);
+        return fail(mm, "unmapped: chunk misaligned or outside memory", pfn0);
     if (!c->carved && !c->transit && c->held == pages &&
         (meta_get(mm, c->base_pfn) != meta_make(META_OWNED, c->order) ||
          pages_owner(mm, c->base_pfn) != OWNER_UNMAPPED))
-        return fail(mm, "unmapped: a chunk is no OWNED block of the unmapped cache of its order", phys);
+        return fail(mm, "unmapped: a chunk is no OWNED block of the unmapped cache of its order", pfn0);
     size_t nfree[KMM_MAX_ORDER + 1] = { 0 }, free_pages = 0, released = 0, blocks = 0;
     for (uint64_t off = 0; off < pages;) {
         uint8_t s = c->state[off];
@@ -48,16 +48,16 @@ static int check_chunk(struct kmm *mm, const struct um_chunk *c, struct sums *su
         enum um_kind k = um_kind_of(s);
         uint64_t len = (uint64_t)1 << o;
         if (k == UM_TAIL || k > UM_RELEASED || o > c->order || (off & (len - 1)))
-            return fail(mm, "unmapped: chunk state is no tiling of buddy blocks", phys + (off << mm->page_shift));
+            return fail(mm, "unmapped: chunk state is no tiling of buddy blocks", pfn0 + off);
         for (uint64_t j = 1; j < len; j++)
             if (c->state[off + j])
-                return fail(mm, "unmapped: a head inside a block", phys + ((off + j) << mm->page_shift));
+                return fail(mm, "unmapped: a head inside a block", pfn0 + off + j);
         blocks++;
         if (k == UM_FREE) {
             if (!um_bit(um_bits_at(c, o), off >> o))
-                return fail(mm, "unmapped: free block not in its order's bitmap", phys + (off << mm->page_shift));
+                return fail(mm, "unmapped: free block not in its order's bitmap", pfn0 + off);
             if (o < c->order && c->state[off ^ len] == um_state(UM_FREE, o))
-                return fail(mm, "unmapped: free block whose buddy is free (not merged)", phys + (off << mm->page_shift));
+                return fail(mm, "unmapped: free block whose buddy is free (not merged)", pfn0 + off);
             nfree[o]++;
             free_pages += len;
         } else if (k == UM_RELEASED) {
@@ -67,7 +67,7 @@ static int check_chunk(struct kmm *mm, const struct um_chunk *c, struct sums *su
         }
         if (k != UM_RELEASED && !page_owned(mm, c->base_pfn + off))
             return fail(mm, "unmapped: cache pages the page allocator does not say are the cache's",
-                        phys + (off << mm->page_shift));
+                        pfn0 + off);
         off += len;
     }
     for (unsigned o = 0; o <= c->order; o++) {
@@ -76,15 +76,15 @@ static int check_chunk(struct kmm *mm, const struct um_chunk *c, struct sums *su
         for (size_t i = 0; i < ((((size_t)1 << (c->order - o)) + 63) / 64); i++)
             bits += (size_t)__builtin_popcountll(w[i]);
         if (bits != nfree[o] || c->nfree[o] != nfree[o])
-            return fail(mm, "unmapped: free block counts or bitmap of an order", o);
+            return fail(mm, "unmapped: free block counts or bitmap of an order", pfn0);
     }
     for (unsigned o = c->order + 1; o <= KMM_MAX_ORDER; o++)
         if (c->nfree[o])
-            return fail(mm, "unmapped: free blocks above the chunk's order", o);
+            return fail(mm, "unmapped: free blocks above the chunk's order", pfn0);
     if (free_pages != c->free_pages || c->transit > released || c->held != pages - (released - c->transit))
-        return fail(mm, "unmapped: chunk page counts (free, held, in transit)", phys);
+        return fail(mm, "unmapped: chunk page counts (free, held, in transit)", pfn0);
     if (c->nocache && (blocks != 1 || free_pages || released))
-        return fail(mm, "unmapped: a nocache chunk is not one block handed out", phys);
+        return fail(mm, "unmapped: a nocache chunk is not one block handed out", pfn0);
     if (c->nocache) {
         sum->nocache += pages;
     } else {
@@ -104,11 +104,26 @@ int kmm__unmapped_check(struct kmm *mm)
     struct sums sum = { .held = 0 };
     kmm_lock(mm, &mm->unmapped_lock);
     if (u->nr_chunks + u->slots_reserved > u->cap_chunks)
-        return fail(mm, "unmapped: more chunks and reserved slots than the array holds", u->nr_chunks);
+        return fail(mm, "unmapped: more chunks and reserved slots than the array holds", UINT64_MAX);
     for (size_t i = 0; i < u->nr_chunks; i++) {
         const struct um_chunk *c = u->sorted[i];
-        if (i && u->sorted[i - 1]->base_pfn + um_chunk_pages(u->sorted[i - 1]) > c->base_pfn)
-            return fail(mm, "unmapped: chunks not sorted by address or overlapping", um_phys(mm, c->base_pfn));
+        if (i && u->sorted[i - 1]->base_pfn > c->base_pfn)
+            return fail(mm, "unmapped: chunks not sorted by address", c->base_pfn);
+        /* an older chunk reaching over this one must hold it in RELEASED blocks */
+        for (size_t j = i; j-- > 0 && u->sorted[j]->base_pfn + u->max_chunk_pages > c->base_pfn;) {
+            const struct um_chunk *o = u->sorted[j];
+            if (o->base_pfn + um_chunk_pages(o) <= c->base_pfn)
+                continue;
+            /* the page allocator may have merged several RELEASED blocks for it */
+            uint64_t end = c->base_pfn + um_chunk_pages(c) - o->base_pfn;
+            if (end > um_chunk_pages(o))
+                return fail(mm, "unmapped: a chunk reaches over the end of an older one", c->base_pfn);
+            size_t off;
+            um_block_at(o, (size_t)(c->base_pfn - o->base_pfn), &off);
+            for (; off < end; off += (size_t)1 << um_order_of(o->state[off]))
+                if (um_kind_of(o->state[off]) != UM_RELEASED)
+                    return fail(mm, "unmapped: chunks overlap outside blocks given back", c->base_pfn);
+        }
         int rc = check_chunk(mm, c, &sum);
         if (rc)
             return rc;
@@ -118,17 +133,17 @@ int kmm__unmapped_check(struct kmm *mm)
         size_t on_list = 0, with = 0;
         for (const struct um_chunk *c = u->list[o]; c; c = c->next[o], on_list++)
             if (!c->nfree[o] || (c->next[o] && c->next[o]->prev[o] != c) || on_list > u->nr_chunks)
-                return fail(mm, "unmapped: a chunk on the list of an order it has no free block of", o);
+                return fail(mm, "unmapped: a chunk on the list of an order it has no free block of", c->base_pfn);
         for (size_t i = 0; i < u->nr_chunks; i++)
             with += u->sorted[i]->nfree[o] != 0;
         if (on_list != with || (u->list[o] && u->list[o]->prev[o]))
-            return fail(mm, "unmapped: per-order list misses a chunk with a free block of the order", o);
+            return fail(mm, "unmapped: per-order list misses a chunk with a free block of the order", UINT64_MAX);
     }
     if (sum.held != u->pages_held || sum.free != u->pages_free || sum.nocache != u->pages_nocache)
-        return fail(mm, "unmapped: cache page counts (held, free, nocache)", u->pages_held);
+        return fail(mm, "unmapped: cache page counts (held, free, nocache)", UINT64_MAX);
     for (unsigned k = UM_USED; k <= UM_EXECMEM; k++)
         if (sum.by_kind[k] != u->pages_by_kind[k])
-            return fail(mm, "unmapped: pages handed out, by owner", k);
+            return fail(mm, "unmapped: pages handed out, by owner", UINT64_MAX);
     bool quiet = !u->refills_in_flight && !sum.transit;
     kmm_unlock(mm, &mm->unmapped_lock);
     if (!quiet)
@@ -143,7 +158,7 @@ int kmm__unmapped_check(struct kmm *mm)
     }
     if (found != sum.owned)
         return kmm__check_fail(mm, "unmapped: pages the unmapped cache owns in the page allocator but holds in no chunk",
-                               found);
+                               UINT64_MAX);
     return 0;
 }
 
@@ -161,10 +176,8 @@ void kmm__unmapped_page_kinds(struct kmm *mm, uint64_t pfn, size_t n, uint8_t *k
         /* a refill not installed yet: free pages of the cache */
         uint8_t kind = KMM_PAGE_UNMAPPED_FREE;
         if (c && pfn + i - c->base_pfn < um_chunk_pages(c)) {
-            size_t off = (size_t)(pfn + i - c->base_pfn), head = off;
-            for (unsigned k = 1; c->state[head] == 0 && k <= c->order; k++)
-                head = off & ~(((size_t)1 << k) - 1);
-            kind = of_kind[um_kind_of(c->state[head]) <= UM_RELEASED ? um_kind_of(c->state[head]) : UM_TAIL];
+            enum um_kind k = um_kind_of(um_block_at(c, (size_t)(pfn + i - c->base_pfn), NULL));
+            kind = of_kind[k <= UM_RELEASED ? k : UM_TAIL];
         }
         kinds[i] = (uint8_t)(kind | KMM_PAGE_UNMAPPED_BIT);
     }

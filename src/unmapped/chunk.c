@@ -187,13 +187,33 @@ static size_t upper_bound(const struct kmm_unmapped *u, uint64_t pfn)
     return lo;
 }
 
+/* Chunks nest: a block a shrink gave back from a chunk may come back in a
+ * later (smaller) chunk, which then lies inside the first one's RELEASED
+ * block. The innermost chunk holding pfn is the one with the largest base
+ * (an inner one is newer, and insert puts it after equal bases), so the
+ * search walks back from the last base <= pfn to the first chunk holding
+ * pfn; no chunk further back can reach pfn once its base is a largest
+ * chunk's length before it. O(log chunks) without nesting. */
 struct um_chunk *um_chunk_find(struct kmm_unmapped *u, uint64_t pfn)
 {
-    size_t i = upper_bound(u, pfn);
-    if (i == 0)
-        return NULL;
-    struct um_chunk *c = u->sorted[i - 1];
-    return pfn - c->base_pfn < um_chunk_pages(c) ? c : NULL;
+    for (size_t i = upper_bound(u, pfn); i-- > 0;) {
+        struct um_chunk *c = u->sorted[i];
+        if (pfn - c->base_pfn < um_chunk_pages(c))
+            return c;
+        if (c->base_pfn + u->max_chunk_pages <= pfn)
+            break;
+    }
+    return NULL;
+}
+
+uint8_t um_block_at(const struct um_chunk *c, size_t off, size_t *head)
+{
+    size_t h = off;
+    for (unsigned k = 1; c->state[h] == 0 && k <= c->order; k++)
+        h = off & ~(((size_t)1 << k) - 1);
+    if (head)
+        *head = h;
+    return c->state[h];
 }
 
 void um_chunk_insert(struct kmm_unmapped *u, struct um_chunk *c)
@@ -203,6 +223,8 @@ void um_chunk_insert(struct kmm_unmapped *u, struct um_chunk *c)
         u->sorted[j] = u->sorted[j - 1];
     u->sorted[i] = c;
     u->nr_chunks++;
+    if (um_chunk_pages(c) > u->max_chunk_pages)
+        u->max_chunk_pages = um_chunk_pages(c);
     if (c->nocache) {
         u->pages_nocache += um_chunk_pages(c);
         return;
@@ -218,6 +240,8 @@ void um_chunk_insert(struct kmm_unmapped *u, struct um_chunk *c)
 void um_chunk_remove(struct kmm_unmapped *u, struct um_chunk *c)
 {
     size_t i = upper_bound(u, c->base_pfn) - 1;
+    while (u->sorted[i] != c)   /* a chunk nested at the same base came later */
+        i--;
     for (; i + 1 < u->nr_chunks; i++)
         u->sorted[i] = u->sorted[i + 1];
     u->nr_chunks--;
@@ -234,42 +258,46 @@ void um_chunk_remove(struct kmm_unmapped *u, struct um_chunk *c)
 
 /* ---- the direct map's mappings ---- */
 
-/* What an unmapped run [a, b) of frames adds to its memory range's one
- * mapping: a boundary at each end that is not the range's. */
-static size_t run_splits(struct kmm *mm, uint64_t a, uint64_t b)
+/* What an unmapped block [a, b) of frames adds to its memory range's one
+ * mapping: a boundary at each end that is not the range's and whose
+ * neighbour is mapped. */
+static size_t run_splits(struct kmm *mm, uint64_t a, uint64_t b, bool mapped_before, bool mapped_after)
 {
     for (unsigned r = 0; r < mm->mem.nr_ranges; r++) {
         uint64_t s = mm->mem.ranges[r].start >> mm->page_shift, e = mm->mem.ranges[r].end >> mm->page_shift;
         if (a >= s && a < e)
-            return (a > s) + (b < e);
+            return (a > s && mapped_before) + (b < e && mapped_after);
     }
     return 0;
 }
 
+/* Is frame pfn out of the direct map (in a chunk, in no RELEASED block)? */
+static bool pfn_unmapped(struct kmm_unmapped *u, uint64_t pfn)
+{
+    const struct um_chunk *c = um_chunk_find(u, pfn);
+    return c && um_kind_of(um_block_at(c, (size_t)(pfn - c->base_pfn), NULL)) != UM_RELEASED;
+}
+
+/* Each unmapped block (a whole chunk, or each block of a chunk that gave
+ * some back) adds a boundary at each end where its neighbour is mapped
+ * and is not the end of its memory range; the blocks are disjoint, so
+ * every boundary of a maximal run is counted once. */
 size_t um_direct_map_mappings(struct kmm *mm, struct kmm_unmapped *u)
 {
     size_t n = mm->mem.nr_ranges;
-    uint64_t run_a = 0, run_b = 0;   /* the run being extended; empty when equal */
     for (size_t i = 0; u && i < u->nr_chunks; i++) {
         const struct um_chunk *c = u->sorted[i];
         size_t pages = (size_t)um_chunk_pages(c);
+        bool whole = c->held == pages && !c->carved;
         for (size_t off = 0; off < pages;) {
             uint8_t s = c->state[off];
-            size_t len = c->held == pages ? pages : (size_t)1 << um_order_of(s);
-            if (c->held == pages || um_kind_of(s) != UM_RELEASED) {
-                uint64_t a = c->base_pfn + off;
-                if (run_a != run_b && a == run_b) {
-                    run_b = a + len;
-                } else {
-                    if (run_a != run_b)
-                        n += run_splits(mm, run_a, run_b);
-                    run_a = a, run_b = a + len;
-                }
+            size_t len = whole ? pages : (size_t)1 << um_order_of(s);
+            if (whole || um_kind_of(s) != UM_RELEASED) {
+                uint64_t a = c->base_pfn + off, b = a + len;
+                n += run_splits(mm, a, b, !pfn_unmapped(u, a - 1), !pfn_unmapped(u, b));
             }
             off += len;
         }
     }
-    if (run_a != run_b)
-        n += run_splits(mm, run_a, run_b);
     return n;
 }

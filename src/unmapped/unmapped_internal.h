@@ -29,8 +29,10 @@
  *    nfree[o] counts them; no FREE block has a FREE buddy of its order
  *    (it would have merged); free_pages and held are the sums.
  *  - A chunk is on list[o] iff nfree[o] > 0.
- *  - sorted[] holds every chunk, by address, disjoint; nocache chunks are
- *    one block, handed out, and never on a list.
+ *  - sorted[] holds every chunk, by base address; chunks are disjoint but
+ *    for nesting: a chunk may lie inside a RELEASED block of an older one
+ *    (the page allocator handed the block out again), never elsewhere in
+ *    it. nocache chunks are one block, handed out, and never on a list.
  *  - In the page allocator, the non-RELEASED pages of a chunk are tiled by
  *    OWNED allocations of OWNER_UNMAPPED, each inside a buddy block of the
  *    chunk that contains no RELEASED page.
@@ -96,6 +98,7 @@ struct kmm_unmapped {
     struct um_chunk *list[KMM_MAX_ORDER + 1];   /* chunks with a FREE block of order o; whole chunks last */
     struct um_chunk **sorted;             /* every chunk, by address */
     size_t nr_chunks, cap_chunks;
+    uint64_t max_chunk_pages;             /* the largest chunk's pages so far (bounds the search back) */
     size_t refills_in_flight;             /* refills that may hold pages not installed yet */
     size_t slots_reserved;                /* of sorted[], for chunks being installed or put back */
     /* pages_held and pages_free: of the cache's chunks (not nocache ones);
@@ -124,8 +127,12 @@ KMM_HIDDEN void um_block_put(struct kmm_unmapped *u, struct um_chunk *c, size_t 
 /* Takes the FREE block at off out of the free state: it becomes kind (a
  * shrink's RELEASED; a failed restore puts it back with um_block_put). */
 KMM_HIDDEN void um_block_unfree(struct kmm_unmapped *u, struct um_chunk *c, size_t off, unsigned o, enum um_kind kind);
-/* The chunk holding pfn, or NULL. O(log chunks). */
+/* The innermost chunk holding pfn, or NULL (see chunk.c). O(log chunks)
+ * without nesting. */
 KMM_HIDDEN struct um_chunk *um_chunk_find(struct kmm_unmapped *u, uint64_t pfn);
+/* The state byte of the block holding page off of c; its head's offset
+ * in *head (when not NULL). O(order). */
+KMM_HIDDEN uint8_t um_block_at(const struct um_chunk *c, size_t off, size_t *head);
 /* Inserts c in sorted[] (room for it: cap_chunks > nr_chunks) and on its lists. */
 KMM_HIDDEN void um_chunk_insert(struct kmm_unmapped *u, struct um_chunk *c);
 /* Removes c from sorted[] and from its lists. */

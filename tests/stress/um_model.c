@@ -4,7 +4,8 @@
  * naturally aligned, overlap no live one, read as zeros unless NOZERO
  * (through kmm_vmap: its direct-map alias faults), and keep the pattern
  * written into it until its free. The stats must agree with the model and
- * kmm_check pass every CHECK_EVERY steps; at the end every page is back in
+ * kmm_check pass, and the direct map's mapping count match
+ * /proc/self/maps, every CHECK_EVERY steps; at the end every page is back in
  * the page allocator and the direct map is one mapping again.
  *
  *   test_unmapped_model [STEPS]     ($KMM_SEED repeats a run)
@@ -36,7 +37,8 @@ static void head(FILE *f)
             (unsigned long long)step);
 }
 
-/* Writes (or checks) the pattern in the first and last page of a block. */
+/* Writes the pattern into the first and last page of a block, checks it,
+ * or (expect_zero) checks they are zero. */
 static void pages_io(struct kmm *mm, const struct live *l, bool write, bool expect_zero)
 {
     size_t n = (size_t)1 << l->order;
@@ -51,12 +53,33 @@ static void pages_io(struct kmm *mm, const struct live *l, bool write, bool expe
                     kmm_test_fail("allocation of order %u at 0x%llx not zero at byte %zu of page %d", l->order,
                                   (unsigned long long)l->phys, j, i);
         }
-        size_t bad = kmm_test_span_io(p, l->key + (uint64_t)i, 0, page_size, write);
+        size_t bad = expect_zero ? SIZE_MAX : kmm_test_span_io(p, l->key + (uint64_t)i, 0, page_size, write);
         if (!write && bad != SIZE_MAX)
             kmm_test_fail("allocation of order %u at 0x%llx lost its pattern at byte %zu of page %d", l->order,
                           (unsigned long long)l->phys, bad, i);
         kmm_vunmap(mm, p);
     }
+}
+
+/* VMAs of this process overlapping the direct map of mm's memory. */
+static size_t maps_in_direct_map(struct kmm *mm)
+{
+    struct kmm_page_stats ps;
+    kmm_page_stats(mm, &ps);
+    uintptr_t lo = (uintptr_t)kmm_phys_to_virt(mm, ps.area[0].start);
+    uintptr_t hi = (uintptr_t)kmm_phys_to_virt(mm, ps.area[ps.nr_areas - 1].end - ps.page_size) + ps.page_size;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        kmm_test_fail("cannot read /proc/self/maps");
+    char line[512];
+    size_t n = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long s, e;
+        if (sscanf(line, "%llx-%llx", &s, &e) == 2 && s < hi && e > lo)
+            n++;
+    }
+    fclose(f);
+    return n;
 }
 
 static void check_stats(struct kmm *mm)
@@ -69,6 +92,9 @@ static void check_stats(struct kmm *mm)
     if (st.pages_used != used || st.pages_nocache != nocache || st.pages_held != st.pages_free + used)
         kmm_test_fail("stats: used %zu (model %zu), nocache %zu (model %zu), held %zu, free %zu", st.pages_used, used,
                       st.pages_nocache, nocache, st.pages_held, st.pages_free);
+    size_t seen = maps_in_direct_map(mm);
+    if (seen != st.direct_map_mappings)
+        kmm_test_fail("direct map: stats say %zu mappings, /proc/self/maps %zu", st.direct_map_mappings, seen);
     if (kmm_check(mm) != 0)
         kmm_test_fail("kmm_check failed");
 }
@@ -99,7 +125,8 @@ static void run(size_t ps, unsigned long steps)
             }
             struct live *l = &live[nr_live++];
             *l = (struct live){ p, order, (flags & KMM_UNMAPPED_NOCACHE) != 0, kmm_test_rand(&rng) };
-            pages_io(mm, l, false, !(flags & KMM_NOZERO));
+            if (!(flags & KMM_NOZERO))
+                pages_io(mm, l, false, true);
             pages_io(mm, l, true, false);
         } else if (r < 92 && nr_live) {
             size_t i = (size_t)kmm_test_below(&rng, nr_live);
