@@ -218,7 +218,7 @@ static int zero_block(struct kmm *mm, struct kmm_unmapped *u, struct um_chunk *c
         if (i >= end)
             break;
         size_t j = i;
-        while (j < end && um_bit(c->dirty, j))
+        while (j < end && (__atomic_load_n(&c->dirty[j / 64], __ATOMIC_RELAXED) >> (j % 64) & 1))
             j++;
         if (pf_frames_zero(mm, um_phys(mm, c->base_pfn + i), (uint64_t)(j - i) << mm->page_shift) != 0)
             return -1;
