@@ -552,6 +552,14 @@ KMM_HIDDEN KMM_NORETURN void kmm__owner_fatal(struct kmm *mm, const char *fn, co
 KMM_HIDDEN void kmm__pages_own(struct kmm *mm, void *addr, enum kmm_owner owner);
 /* Hands owner from's page allocation at addr over to owner to. */
 KMM_HIDDEN void kmm__pages_hand_over(struct kmm *mm, void *addr, enum kmm_owner from, enum kmm_owner to);
+/* Makes the buddy block of 2^order pages at addr one OWNED allocation of
+ * owner's: the one-block OWNED allocation of owner's holding it is split
+ * along the buddy path (each half an allocation of owner's), or, when the
+ * block holds several such allocations, they are joined (the unmapped
+ * cache gives back a free block of a chunk it keeps, or a whole chunk it
+ * gave blocks of before). Aborts when addr is not in such allocations.
+ * O(KMM_MAX_ORDER) under the area lock (joining: O(allocations joined)). */
+KMM_HIDDEN void kmm__pages_carve(struct kmm *mm, enum kmm_owner owner, void *addr, unsigned order);
 /* Frees the page allocation at addr, which owner must own (OWNER_PAGES: an
  * allocation no layer owns), reporting misuse as coming from fn; with cache
  * false the pages go straight to the buddy lists, never into a per-thread

@@ -508,6 +508,65 @@ static inline bool continues(struct kmm *mm, uint64_t pfn, unsigned order)
     return meta_kind(meta_get(mm, pfn + ((uint64_t)1 << order))) == META_ALLOC_CONT;
 }
 
+void kmm__pages_carve(struct kmm *mm, enum kmm_owner owner, void *addr, unsigned order)
+{
+    uint64_t pfn = virt_to_pfn(mm, addr);
+    if (KMM_UNLIKELY(pfn == UINT64_MAX || (pfn & (((uint64_t)1 << order) - 1))))
+        kmm__fatal_page(mm, kmm__owner_name(owner), "carving a misaligned block out of an allocation:", addr);
+    /* the OWNED block holding pfn: the first head at or above order whose
+     * block reaches pfn */
+    uint64_t head = UINT64_MAX;
+    unsigned big = order;
+    for (unsigned k = 0; k <= KMM_MAX_ORDER; k++) {
+        uint64_t h = pfn & ~(((uint64_t)1 << k) - 1);
+        if (h < mm->base_pfn)
+            break;
+        kmm_meta_t m = meta_get(mm, h);
+        if (meta_kind(m) == META_TAIL)
+            continue;
+        big = meta_order(m);
+        if (meta_kind(m) == META_OWNED && pfn < h + ((uint64_t)1 << big) && pages_owner(mm, h) == owner &&
+            !continues(mm, h, big))
+            head = h;
+        break;
+    }
+    uint64_t size = (uint64_t)1 << order;
+    if (head != UINT64_MAX && big < order) {
+        /* joining: every head inside the block must be owner's, alone */
+        for (uint64_t p = pfn; p < pfn + size; p += (uint64_t)1 << meta_order(meta_get(mm, p))) {
+            kmm_meta_t m = meta_get(mm, p);
+            if (meta_kind(m) != META_OWNED || pages_owner(mm, p) != owner || continues(mm, p, meta_order(m)))
+                head = UINT64_MAX;
+            if (head == UINT64_MAX)
+                break;
+        }
+    }
+    if (KMM_UNLIKELY(head == UINT64_MAX))
+        kmm__fatal_page(mm, kmm__owner_name(owner), "carving a block out of no allocation of its own:", addr);
+    struct kmm_area *ar = &mm->area[area_of_pfn(mm, pfn)];
+    kmm_lock(mm, &ar->lock);   /* kmm_check reads heads under it */
+    if (big < order) {
+        for (uint64_t p = pfn + ((uint64_t)1 << big); p < pfn + size;) {
+            uint64_t next = p + ((uint64_t)1 << meta_order(meta_get(mm, p)));
+            meta_set(mm, p, 0);
+            p = next;
+        }
+        meta_set(mm, pfn, meta_make(META_OWNED, order));
+    }
+    while (big > order) {
+        big--;
+        uint64_t half = (uint64_t)1 << big;
+        uint64_t other = (pfn & half) ? head : head + half;
+        if (pfn & half)
+            head += half;
+        store_relaxed(&mm->owner[other - mm->base_pfn], (uint8_t)owner);
+        meta_set(mm, other, meta_make(META_OWNED, big));
+        store_relaxed(&mm->owner[head - mm->base_pfn], (uint8_t)owner);
+        meta_set(mm, head, meta_make(META_OWNED, big));
+    }
+    kmm_unlock(mm, &ar->lock);
+}
+
 /* Pushes a small allocated block into the cache list of its area and order. */
 static inline void tcache_push(struct kmm *mm, struct kmm_tcache *tc, uint64_t pfn, unsigned order)
 {
