@@ -478,7 +478,9 @@ static inline bool flags_ok(struct kmm *mm, unsigned flags, unsigned internal, c
 {
     if (KMM_LIKELY(!(flags & ~(KMM_AREA_MASK | KMM_ZERO | internal))))
         return true;
-    kmm__refuse(mm, KMM_EINVAL, fn, "unknown flags (an area mask and KMM_ZERO are allowed)");
+    kmm__refuse(mm, KMM_EINVAL, fn,
+                internal & KMM_NOZERO ? "unknown flags (an area mask, KMM_ZERO, KMM_NOZERO and KMM_UNMAPPED_NOCACHE are allowed)"
+                                      : "unknown flags (an area mask and KMM_ZERO are allowed)");
     return false;
 }
 

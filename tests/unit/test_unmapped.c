@@ -300,11 +300,18 @@ static void test_fallback_fragmented(void **state)
     assert_int_equal(st.cached[refill_order(ps)], 0);
     assert_int_equal(st.pages_held, 8);
     expect_maps_match(mm);
-    /* an order the fragments cannot hold fails cleanly */
+    /* an order the fragments cannot hold fails cleanly; on its way the
+     * failing refill ran the shrinkers, the cache's own among them, which
+     * may have given back the chunk's free pieces (nothing else to merge) */
     assert_true(kmm_unmapped_alloc(mm, 5, 0) == KMM_PHYS_NONE);
     assert_int_equal(kmm_check(mm), 0);
+    stats_of(mm, &st);
+    size_t left = st.pages_free;
+    assert_true(left <= 7);
     kmm_unmapped_free(mm, phys);
-    assert_int_equal(kmm_unmapped_shrink(mm, 0), 8);
+    assert_int_equal(kmm_unmapped_shrink(mm, 0), left + 1);
+    stats_of(mm, &st);
+    assert_int_equal(st.pages_held, 0);
     for (size_t i = 0; i < n; i++)
         if (pages[i])
             kmm_free_pages(mm, pages[i]);
@@ -338,13 +345,14 @@ static void test_shrink_order(void **state)
     expect_maps_match(mm);
     stats_of(mm, &st);
     size_t mappings_before = st.direct_map_mappings;
-    /* the page allocator's memory all taken, in 2 MiB blocks */
-    void *big[64];
-    size_t nbig = 0;
-    while (nbig < 64 && (big[nbig] = kmm_alloc_pages(mm, ro, 0)) != NULL)
-        nbig++;
+    struct kmm_page_stats pst0, pst1;
+    kmm_drain(mm);
+    kmm_page_stats(mm, &pst0);
     /* asked for one chunk's worth: the whole free chunk, not A's free page */
     assert_int_equal(kmm_unmapped_shrink(mm, chunk), chunk);
+    kmm_drain(mm);
+    kmm_page_stats(mm, &pst1);
+    assert_int_equal(pst1.free_pages, pst0.free_pages + chunk);
     stats_of(mm, &st);
     assert_int_equal(st.released[ro], 1);
     assert_int_equal(st.chunks, 1);
@@ -373,13 +381,46 @@ static void test_shrink_order(void **state)
     assert_int_equal(st.pages_held, 0);
     assert_int_equal(st.direct_map_mappings, 1);
     expect_maps_match(mm);
-    for (size_t i = 0; i < nbig; i++)
-        kmm_free_pages(mm, big[i]);
-    /* every page back: a 2 MiB block taken from every former chunk */
+    /* every page back */
     struct kmm_page_stats pst;
     kmm_drain(mm);
     kmm_page_stats(mm, &pst);
     assert_int_equal(pst.allocated_pages, 0);
+    free(got);
+    finish(mm);
+}
+
+/* ---- the shrinker: a page allocation that would fail succeeds ------------------------------ */
+
+/* All of memory taken into the cache, then freed there: the page allocator
+ * has nothing, and only the cache's shrinker can give it a 2 MiB block. */
+static void test_shrinker_gives_back(void **state)
+{
+    (void)state;
+    const size_t ps = 4096;
+    unsigned ro = refill_order(ps);
+    struct kmm *mm = kmm_test_create(ps, 16 * MiB);
+    size_t cap = (16 * MiB) >> (12 + ro), n = 0;
+    kmm_phys_t *got = malloc((cap + 1) * sizeof(*got));
+    assert_non_null(got);
+    while (n <= cap && (got[n] = kmm_unmapped_alloc(mm, ro, KMM_NOZERO)) != KMM_PHYS_NONE)
+        n++;
+    assert_true(n >= cap - 2);
+    for (size_t i = 0; i < n; i++)
+        kmm_unmapped_free(mm, got[i]);
+    struct kmm_unmapped_stats st;
+    stats_of(mm, &st);
+    size_t held = st.pages_held, released = st.released[ro];
+    assert_true(held >= (n << ro));
+    void *p = kmm_alloc_pages(mm, ro, 0);
+    assert_non_null(p);
+    stats_of(mm, &st);
+    assert_true(st.released[ro] > released);
+    assert_true(st.pages_held < held);
+    expect_maps_match(mm);
+    memset(p, 0x5a, ps << ro);   /* mapped again in the direct map */
+    assert_int_equal(kmm_check(mm), 0);
+    kmm_free_pages(mm, p);
     free(got);
     finish(mm);
 }
@@ -572,6 +613,7 @@ int main(int argc, char **argv)
         KMM_TEST_PER_PAGE_SIZE(test_refill_stats),
         cmocka_unit_test(test_fallback_fragmented),
         cmocka_unit_test(test_shrink_order),
+        cmocka_unit_test(test_shrinker_gives_back),
         cmocka_unit_test(test_pieces_then_whole),
         KMM_TEST_PER_PAGE_SIZE(test_nocache_splits),
         cmocka_unit_test(test_flags_and_areas),
