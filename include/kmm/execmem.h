@@ -72,7 +72,8 @@ struct kmm_execmem_piece {
 
 /* Writes n pieces as kmm_execmem_write would, checking all of them first:
  * if any lies outside a live allocation, nothing is written and
- * -KMM_EINVAL is returned (reported, naming the piece). Pieces that are
+ * -KMM_EINVAL is returned (reported, naming the piece); so, when two pieces
+ * overlap. Pieces that are
  * adjacent in the frames go in one platform write (hosted: one pwritev per
  * run, up to IOV_MAX pieces). Cost: O(n log n) to sort, and a platform call
  * per run of adjacent pieces. */

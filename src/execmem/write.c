@@ -238,13 +238,16 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
      * one chunk counts as one writer of it (kept at its first piece) */
     kmm_lock(mm, &mm->execmem_lock);
     struct exec_chunk *last = NULL;
+    uintptr_t prev_end = 0;
     for (size_t k = 0; k < n; k++) {
         const struct kmm_execmem_piece *p = &pieces[idx[k]];
         chunk[k] = NULL;
         if (!p->len)
             continue;
-        const char *why;
-        struct exec_chunk *c = kmm__exec_validate(x, (uintptr_t)p->dst, p->len, &why);
+        const char *why = "overlaps another piece";
+        struct exec_chunk *c = (uintptr_t)p->dst >= prev_end ? kmm__exec_validate(x, (uintptr_t)p->dst, p->len, &why)
+                                                             : NULL;
+        prev_end = (uintptr_t)p->dst + p->len;
         if (!c) {
             for (size_t j = 0; j < k; j++)
                 if (chunk[j])
