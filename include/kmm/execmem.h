@@ -75,7 +75,8 @@ struct kmm_execmem_piece {
  * -KMM_EINVAL is returned (reported, naming the piece); so, when two pieces
  * overlap. Pieces that are
  * adjacent in the frames go in one platform write (hosted: one pwritev per
- * run, up to IOV_MAX pieces). Cost: O(n log n) to sort, and a platform call
+ * run, up to IOV_MAX pieces). -KMM_ENOMEM, nothing written, without
+ * metadata memory for the sort. Cost: O(n log n) to sort, and a platform call
  * per run of adjacent pieces. */
 KMM_API int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *pieces, size_t n);
 
