@@ -87,6 +87,13 @@ KMM_API int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_pie
  * of trap fill, bitmap updates. */
 KMM_API void kmm_execmem_free(struct kmm *mm, void *p);
 
+/* Frees n allocations (NULL entries are skipped) as kmm_execmem_free
+ * would, with one platform write for all their trap fills (hosted: a
+ * pwritev per run of adjacent frames: pieces freed side by side go as one
+ * run). Misuse of any aborts as kmm_execmem_free does; so does a pointer
+ * given twice. Cost: O(n log n) to sort, and one frames_write. */
+KMM_API void kmm_execmem_free_batch(struct kmm *mm, void *const *ptrs, size_t n);
+
 /* The usable size of a live allocation (its size rounded up to
  * KMM_EXECMEM_ALIGN); aborts on anything else. */
 KMM_API size_t kmm_execmem_usable_size(struct kmm *mm, const void *p);

@@ -4,7 +4,8 @@
  *  - an allocation fails cleanly (NULL), or succeeds and reads as traps;
  *  - a write returns 0 (the bytes are there) or -KMM_EIO; either way its
  *    neighbours (a guard allocation on each side) are unchanged;
- *  - a free always frees (a failed trap fill quarantines the range);
+ *  - a free always frees (a failed trap fill quarantines the range), one
+ *    at a time or by kmm_execmem_free_batch;
  *  - after everything is freed and injection stopped: kmm_check passes, the
  *    stats are empty and the page allocator has every page back (no leak).
  */
@@ -64,8 +65,10 @@ int main(void)
         /* neighbours never written: p[0] and p[N - 1] still traps */
         if ((p[0] && !all(p[0], size[0], 0xcc)) || (p[N - 1] && !all(p[N - 1], 4096, 0xcc)))
             kmm_test_fail("a write reached an allocation it was not for");
+        void *even[N / 2];
         for (size_t i = 0; i < N; i += 2)
-            kmm_execmem_free(mm, p[i]);
+            even[i / 2] = p[i];
+        kmm_execmem_free_batch(mm, even, N / 2);   /* its sort's metadata may fail: then one by one */
         for (size_t i = 1; i < N; i += 2)
             kmm_execmem_free(mm, p[i]);
         free(kmm_test_capture_end(&cap));

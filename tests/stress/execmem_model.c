@@ -4,7 +4,7 @@
  * pattern when fresh, then what writes put there. Random allocations (1
  * byte .. 4 KiB mostly, now and then up to 3 MiB), single writes (inside,
  * and outside the allocation: refused, nothing changes), batches (one bad
- * piece now and then: nothing changes) and frees; after every step the
+ * piece now and then: nothing changes), frees and batch frees; after every step the
  * touched allocation is read back through its r-x mapping and compared,
  * every 64 steps all of them and kmm_check. Seeded ($KMM_SEED repeats a
  * run); 4 and 16 KiB pages.
@@ -122,10 +122,24 @@ static void run(size_t ps)
             }
             for (size_t i = 0; i < n; i++)
                 compare(used[i]);
-        } else {
+        } else if (op < 9) {
             kmm_execmem_free(mm, o->p);
             o->p = NULL;
             free(o->model);
+        } else {
+            /* kmm_execmem_free_batch of up to 8 slots from k on; the others
+             * must keep their bytes */
+            void *v[8];
+            size_t nv = 0;
+            for (size_t j = k; j < SLOTS && nv < 8; j++)
+                if (objs[j].p) {
+                    v[nv++] = objs[j].p;
+                    objs[j].p = NULL;
+                    free(objs[j].model);
+                }
+            kmm_execmem_free_batch(mm, v, nv);
+            for (size_t j = 0; j < SLOTS; j++)
+                compare(j);
         }
         compare(k);
         if (step % 64 == 0) {

@@ -2,7 +2,8 @@
  * memory at once (run under TSan in CI). Each thread writes x86-64
  * functions returning a value of its own (mov eax, imm; ret), in single
  * writes and batches, calls them (other architectures: reads them back),
- * frees them in random order; the allocations of all threads share chunks,
+ * frees them in random order (what is left at the end with
+ * kmm_execmem_free_batch); the allocations of all threads share chunks,
  * so frees, trap fills, grows and releases race with other threads'
  * writes. At the end kmm_check passes and nothing is left.
  */
@@ -58,8 +59,7 @@ static void *worker(void *v)
             kmm_test_fail("thread %u: write refused", a->id);
         }
     }
-    for (size_t k = 0; k < LIVE; k++)
-        kmm_execmem_free(a->mm, p[k]);
+    kmm_execmem_free_batch(a->mm, p, LIVE);
     return NULL;
 }
 

@@ -2,7 +2,8 @@
  *  - x86-64 machine code written with kmm_execmem_write runs and returns
  *    what it should (mov eax, imm; lea eax, [rdi+rsi]; a loop summing
  *    1..n), also 1000 functions from one kmm_execmem_write_batch; other
- *    architectures skip the calls, saying so;
+ *    architectures skip the calls, saying so; kmm_execmem_free_batch frees
+ *    500 of them with one platform write;
  *  - fresh and freed space reads as the trap pattern through the r-x
  *    mapping; writes outside one live allocation (before, after, spanning
  *    two, into freed space) and batches with one bad piece return
@@ -152,13 +153,36 @@ static void test_batch(void **state)
             assert_int_equal(((fn0)fns[i])(), (int)(i * 7 + 1));
     }
     check_ok(mm);
+    /* every other one by kmm_execmem_free_batch (one platform write), then
+     * one at a time; a keeper holds the chunk so that the freed space stays
+     * mapped and can be read */
+    void *keep = kmm_execmem_alloc(mm, 16);
+    static void *odd[N / 2];
+    static size_t len[N];
+    for (size_t i = 0; i < N; i++)
+        len[i] = kmm_execmem_usable_size(mm, fns[i]);
+    for (size_t i = 0; i < N / 2; i++)
+        odd[i] = fns[2 * i + 1];
+    odd[7] = NULL;   /* skipped */
+    kmm_execmem_stats(mm, &before);
+    kmm_execmem_free_batch(mm, odd, N / 2);
+    kmm_execmem_stats(mm, &after);
+    assert_int_equal(after.write_calls - before.write_calls, 1);
+    assert_int_equal(after.frees - before.frees, N / 2 - 1);
+    for (size_t i = 1; i < N; i += 2)
+        if (i != 15)
+            assert_true(all_trap(fns[i], len[i]));
+    assert_memory_equal(fns[15], code[15], 6);
+    check_ok(mm);
     for (size_t i = 0; i < N; i++) {
-        size_t len = kmm_execmem_usable_size(mm, fns[i]);
-        unsigned char *p = fns[i];
+        if (i % 2 && i != 15)
+            continue;
         kmm_execmem_free(mm, fns[i]);
-        if (i + 1 < N)   /* the last free gives the chunk back: unmapped */
-            assert_true(all_trap(p, len));
+        assert_true(all_trap(fns[i], len[i]));
     }
+    kmm_execmem_free(mm, keep);
+    kmm_execmem_stats(mm, &after);
+    assert_int_equal(after.chunks, 0);
     check_ok(mm);
     kmm_destroy(mm);
 }

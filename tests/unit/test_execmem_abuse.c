@@ -2,6 +2,7 @@
  * function, the reason and the address:
  *  - kmm_execmem_free twice, of an interior address, of an address of the
  *    region never allocated, of a kmm_malloc pointer, of a secret pointer;
+ *    kmm_execmem_free_batch with a pointer twice or an interior one;
  *  - kmm_execmem_usable_size of a freed allocation;
  *  - an execmem frame freed through kmm_unmapped_free (the unmapped cache
  *    names execmem as the owner) or kmm_free_pages (the page allocator
@@ -115,6 +116,25 @@ static void free_secret(void *arg)
     kmm_execmem_free(mm, p);
 }
 
+static void batch_twice(void *arg)
+{
+    (void)arg;
+    struct kmm *mm = kmm_test_create(PS, MEM);
+    void *p = exec_or_exit(mm, 64);
+    void *q = exec_or_exit(mm, 64);
+    void *v[3] = { q, p, q };
+    kmm_execmem_free_batch(mm, v, 3);
+}
+
+static void batch_interior(void *arg)
+{
+    (void)arg;
+    struct kmm *mm = kmm_test_create(PS, MEM);
+    char *p = exec_or_exit(mm, 64);
+    void *v[2] = { p, p + 32 };
+    kmm_execmem_free_batch(mm, v, 2);
+}
+
 static void usable_freed(void *arg)
 {
     (void)arg;
@@ -157,6 +177,8 @@ static void test_free_misuse(void **state)
     EXPECT(free_never, "kmm_execmem_free: not allocated");
     EXPECT(free_no_chunk, "kmm_execmem_free: never allocated (no chunk there)");
     EXPECT(free_large_interior, "kmm_execmem_free: not the start of an allocation");
+    EXPECT(batch_twice, "kmm_execmem_free_batch: freed already (double free");
+    EXPECT(batch_interior, "kmm_execmem_free_batch: not the start of an allocation (inside one)");
     EXPECT(usable_freed, "kmm_execmem_usable_size: not allocated");
 }
 
