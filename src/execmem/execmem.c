@@ -85,6 +85,16 @@ static struct exec_chunk *chunk_new(struct kmm *mm, struct kmm_execmem *x, size_
     size_t head = sizeof(struct exec_chunk) + nsteps * sizeof(kmm_phys_t);
     head = (head + 7) & ~(size_t)7;
     size_t maps = single ? 0 : 3 * EXEC_CHUNK_WORDS * sizeof(uint64_t) + EXEC_CHUNK_GRANULES / 2;
+    if (!single) {
+        kmm_lock(mm, &mm->execmem_lock);
+        struct exec_chunk *spare = x->spare;
+        x->spare = NULL;
+        if (spare)
+            x->meta_bytes -= kmm__meta_obj_held(mm, spare->meta_size);
+        kmm_unlock(mm, &mm->execmem_lock);
+        if (spare)
+            return spare;
+    }
     struct exec_chunk *c = kmm__meta_obj_alloc(mm, head + maps);
     if (!c)
         return NULL;
@@ -187,9 +197,29 @@ static void chunk_detach(struct kmm *mm, struct kmm_execmem *x, struct exec_chun
     x->meta_bytes -= kmm__meta_obj_held(mm, c->meta_size);
 }
 
-static void chunk_free(struct kmm *mm, struct kmm_execmem *x, struct exec_chunk *c)
+/* Unmaps c and gives its frames back. A packed chunk's record, its
+ * bitmaps all clear (no quarantined range), is kept as the spare when
+ * there is none (keep): the next chunk reuses it, pages already touched,
+ * instead of faulting fresh metadata in (a JIT's chunks come and go). */
+static void chunk_free(struct kmm *mm, struct kmm_execmem *x, struct exec_chunk *c, bool keep)
 {
     steps_release(mm, x, c, 0, c->mapped_steps);
+    if (keep && !c->single && !c->used_granules) {
+        size_t meta_size = c->meta_size;
+        uint64_t *used = c->used, *head = c->head, *dead = c->dead;
+        uint8_t *tail = c->tail;
+        kmm_lock(mm, &mm->execmem_lock);
+        if (!x->spare) {
+            *c = (struct exec_chunk){ .nslots = 1, .nsteps = EXEC_SLOT_BYTES / x->step_bytes, .cls = EXEC_CLASSES,
+                                      .used = used, .head = head, .dead = dead, .tail = tail, .meta_size = meta_size };
+            x->spare = c;
+            x->meta_bytes += kmm__meta_obj_held(mm, meta_size);
+            c = NULL;
+        }
+        kmm_unlock(mm, &mm->execmem_lock);
+        if (!c)
+            return;
+    }
     kmm__meta_obj_free(mm, c, c->meta_size);
 }
 
@@ -202,7 +232,7 @@ void kmm__exec_put_unlock(struct kmm *mm, struct exec_chunk *c)
     }
     chunk_detach(mm, x, c);
     kmm_unlock(mm, &mm->execmem_lock);
-    chunk_free(mm, x, c);
+    chunk_free(mm, x, c, true);
 }
 
 struct exec_chunk *kmm__exec_chunk_of(struct kmm_execmem *x, uintptr_t va)
@@ -568,6 +598,11 @@ struct batch_free {
 
 static void sort_frees(struct batch_free *f, size_t n)
 {
+    size_t sorted = 1;
+    while (sorted < n && f[sorted - 1].va <= f[sorted].va)
+        sorted++;
+    if (sorted >= n)
+        return;   /* freed in address order, as a JIT dropping a batch of its code often does */
     for (size_t end = n, start = n / 2;;) {
         if (start > 0) {
             start--;
@@ -610,7 +645,8 @@ static void fill_batch(struct kmm *mm, struct batch_free *f, size_t n)
     }
     if (!bound)
         return;
-    struct kmm_frame_write *w = kmm__meta_obj_alloc(mm, bound * sizeof(*w));
+    size_t held;
+    struct kmm_frame_write *w = bound <= SIZE_MAX / sizeof(*w) ? kmm__exec_scratch_get(mm, bound * sizeof(*w), &held) : NULL;
     size_t nw = 0;
     for (size_t k = 0; k < n; k++) {
         struct exec_chunk *c = f[k].c;
@@ -639,7 +675,7 @@ static void fill_batch(struct kmm *mm, struct batch_free *f, size_t n)
         if (todo && !f[k].c->single)
             f[k].failed = failed;
     }
-    kmm__meta_obj_free(mm, w, bound * sizeof(*w));
+    kmm__exec_scratch_put(mm, w, held);
 }
 
 void kmm_execmem_free_batch(struct kmm *mm, void *const *ptrs, size_t n)
@@ -657,7 +693,8 @@ void kmm_execmem_free_batch(struct kmm *mm, void *const *ptrs, size_t n)
     if (!m)
         return;
     struct batch_free *f = NULL;
-    if (!x || __builtin_mul_overflow(m, sizeof(*f), &bytes) || !(f = kmm__meta_obj_alloc(mm, bytes))) {
+    size_t held;
+    if (!x || __builtin_mul_overflow(m, sizeof(*f), &bytes) || !(f = kmm__exec_scratch_get(mm, bytes, &held))) {
         for (size_t i = 0; i < n; i++)   /* no memory for the sort: one by one */
             kmm_execmem_free(mm, ptrs[i]);
         return;
@@ -714,7 +751,7 @@ void kmm_execmem_free_batch(struct kmm *mm, void *const *ptrs, size_t n)
         kmm_lock(mm, &mm->execmem_lock);
     }
     kmm_unlock(mm, &mm->execmem_lock);
-    kmm__meta_obj_free(mm, f, bytes);
+    kmm__exec_scratch_put(mm, f, held);
 }
 
 size_t kmm_execmem_usable_size(struct kmm *mm, const void *p)
@@ -815,7 +852,9 @@ int kmm__execmem_check(struct kmm *mm)
         return 0;
     /* the frames are checked against the unmapped cache after the lock is
      * dropped (its lock is never taken under this one): copied here */
-    size_t cap = EXEC_NR_SLOTS * (EXEC_SLOT_BYTES / x->step_bytes);
+    kmm_lock(mm, &mm->execmem_lock);
+    size_t cap = x->pages / step_pages(mm, x) + 64;   /* what is mapped now, and room for grows meanwhile */
+    kmm_unlock(mm, &mm->execmem_lock);
     kmm_phys_t *frames = kmm__meta_obj_alloc(mm, cap * sizeof(kmm_phys_t));
     size_t nframes = 0, chunks = 0, pages = 0, allocs = 0, bytes = 0, used_bytes = 0, meta = 0;
     const char *why = NULL;
@@ -852,8 +891,14 @@ int kmm__execmem_check(struct kmm *mm)
             why = "the chunk or page count differs from the chunks'";
         else if (allocs != x->allocations || bytes != x->bytes || used_bytes != x->used_bytes)
             why = "the allocation counts differ from the bitmaps'";
-        else if (meta + kmm__meta_obj_held(mm, sizeof(*x)) + kmm__meta_obj_held(mm, EXEC_TRAP_BYTES) != x->meta_bytes)
+        else if (meta + kmm__meta_obj_held(mm, sizeof(*x)) + kmm__meta_obj_held(mm, EXEC_TRAP_BYTES) +
+                     (x->scratch ? kmm__meta_obj_held(mm, x->scratch_bytes) : 0) +
+                     (x->spare ? kmm__meta_obj_held(mm, x->spare->meta_size) : 0) != x->meta_bytes)
             why = "meta_bytes differs from the chunks' records";
+        else if (x->spare && (kmm__exec_count(x->spare->used, 0, EXEC_CHUNK_GRANULES) ||
+                              kmm__exec_count(x->spare->head, 0, EXEC_CHUNK_GRANULES) ||
+                              kmm__exec_count(x->spare->dead, 0, EXEC_CHUNK_GRANULES)))
+            why = "the spare chunk record's bitmaps are not clear";
         else if (x->current && x->slot[(x->current->base - x->region) >> EXEC_SLOT_SHIFT] != x->current)
             why = "the current chunk is not in the region";
     }
@@ -878,9 +923,12 @@ void kmm__execmem_destroy(struct kmm *mm)
     size_t s = 0;
     for (struct exec_chunk *c; (c = next_chunk(x, &s)) != NULL;) {
         slots_drop(x, c);
-        chunk_free(mm, x, c);
+        chunk_free(mm, x, c, false);
     }
     mm->pf->vm_unreserve(mm->ctx, (void *)x->region, KMM_EXECMEM_REGION_BYTES);
+    kmm__meta_obj_free(mm, x->scratch, x->scratch_bytes);
+    if (x->spare)
+        kmm__meta_obj_free(mm, x->spare, x->spare->meta_size);
     kmm__meta_obj_free(mm, (void *)x->trap, EXEC_TRAP_BYTES);
     mm->execmem = NULL;
     kmm__meta_obj_free(mm, x, sizeof(*x));

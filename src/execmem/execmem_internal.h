@@ -92,6 +92,9 @@ struct kmm_execmem {
     struct exec_chunk *cls[EXEC_CLASSES];     /* packed chunks by log2 of their free granules */
     struct exec_chunk *current;    /* the packed chunk last allocated from */
     const uint8_t *trap;           /* EXEC_TRAP_BYTES of the trap pattern (metadata memory) */
+    struct exec_chunk *spare;      /* a packed chunk's record kept for the next chunk (bitmaps clear) */
+    void *scratch;                 /* a batch's arrays, kept for the next batch (its pages are touched already) */
+    size_t scratch_bytes;
     /* stats */
     size_t allocations, bytes, used_bytes, chunks, pages, meta_bytes;
     uint64_t allocs, frees, writes, write_calls;   /* write_calls: atomic (counted outside the lock) */
@@ -127,6 +130,12 @@ KMM_HIDDEN bool kmm__exec_translate(const struct kmm_execmem *x, const struct ex
 /* Fills [va, va + len) of c with the trap pattern (lock not held; c kept by
  * the caller: a writer counted, or growing). 0 or a negative KMM_E*. */
 KMM_HIDDEN int kmm__exec_fill(struct kmm *mm, const struct exec_chunk *c, uintptr_t va, size_t len);
+/* Metadata memory of at least bytes for a batch call's arrays (lock not
+ * held): the kept one when big enough; *held says its size, to give back
+ * with kmm__exec_scratch_put. NULL when out of memory. */
+KMM_HIDDEN void *kmm__exec_scratch_get(struct kmm *mm, size_t bytes, size_t *held);
+KMM_HIDDEN void kmm__exec_scratch_put(struct kmm *mm, void *p, size_t held);
+#define EXEC_SCRATCH_KEEP ((size_t)1 << 20)   /* larger arrays are not kept */
 /* pf_frames_write, counted in write_calls. */
 KMM_HIDDEN int kmm__exec_frames_write(struct kmm *mm, const struct kmm_frame_write *w, size_t n);
 

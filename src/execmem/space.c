@@ -78,10 +78,17 @@ size_t kmm__exec_find_run(const uint64_t *map, size_t from, size_t to, size_t n)
     return SIZE_MAX;
 }
 
+/* One pass over both bitmaps, stopping at the first granule that is a
+ * head or not used: O(the allocation's length / 64), not O(chunk). */
 size_t kmm__exec_extent_end(const struct exec_chunk *c, size_t g)
 {
-    size_t end = kmm__exec_next(c->used, g + 1, EXEC_CHUNK_GRANULES, false);
-    return kmm__exec_next(c->head, g + 1, end, true);
+    size_t from = g + 1;
+    for (size_t w = from / EXEC_WORD_BITS; w < EXEC_CHUNK_WORDS; w++) {
+        uint64_t bits = (c->head[w] | ~c->used[w]) & word_mask(w, from, EXEC_CHUNK_GRANULES);
+        if (bits)
+            return w * EXEC_WORD_BITS + (size_t)__builtin_ctzll(bits);
+    }
+    return EXEC_CHUNK_GRANULES;
 }
 
 unsigned kmm__exec_tail_get(const struct exec_chunk *c, size_t g)

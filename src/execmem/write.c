@@ -15,6 +15,45 @@ int kmm__exec_frames_write(struct kmm *mm, const struct kmm_frame_write *w, size
     return pf_frames_write(mm, w, n);
 }
 
+void *kmm__exec_scratch_get(struct kmm *mm, size_t bytes, size_t *held)
+{
+    struct kmm_execmem *x = mm->execmem;
+    void *p = NULL;
+    kmm_lock(mm, &mm->execmem_lock);
+    if (x->scratch && x->scratch_bytes >= bytes) {
+        p = x->scratch, *held = x->scratch_bytes;
+        x->scratch = NULL;
+        x->meta_bytes -= kmm__meta_obj_held(mm, *held);
+    }
+    kmm_unlock(mm, &mm->execmem_lock);
+    if (p)
+        return p;
+    /* a power of two from 4 KiB: batches of similar sizes reuse it */
+    size_t size = 4096;
+    while (size < bytes && size <= SIZE_MAX / 2)
+        size *= 2;
+    *held = size >= bytes ? size : bytes;
+    return kmm__meta_obj_alloc(mm, *held);
+}
+
+void kmm__exec_scratch_put(struct kmm *mm, void *p, size_t held)
+{
+    struct kmm_execmem *x = mm->execmem;
+    void *drop = p;
+    size_t drop_bytes = held;
+    if (held <= EXEC_SCRATCH_KEEP) {
+        kmm_lock(mm, &mm->execmem_lock);
+        if (!x->scratch || x->scratch_bytes < held) {
+            drop = x->scratch, drop_bytes = x->scratch_bytes;
+            x->meta_bytes -= drop ? kmm__meta_obj_held(mm, drop_bytes) : 0;
+            x->scratch = p, x->scratch_bytes = held;
+            x->meta_bytes += kmm__meta_obj_held(mm, held);
+        }
+        kmm_unlock(mm, &mm->execmem_lock);
+    }
+    kmm__meta_obj_free(mm, drop, drop_bytes);
+}
+
 bool kmm__exec_translate(const struct kmm_execmem *x, const struct exec_chunk *c, uintptr_t va, size_t len,
                          struct kmm_frame_write *w, size_t *nw, size_t cap)
 {
@@ -164,6 +203,11 @@ static void sort_pieces(const struct kmm_execmem_piece *p, size_t *idx, size_t n
 {
     for (size_t i = 0; i < n; i++)
         idx[i] = i;
+    size_t sorted = 1;
+    while (sorted < n && !piece_before(p, idx[sorted], idx[sorted - 1]))
+        sorted++;
+    if (sorted >= n)
+        return;   /* in address order already: a JIT emitting one function after another */
     for (size_t end = n, start = n / 2;;) {
         if (start > 0) {
             start--;
@@ -201,7 +245,7 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
                      pieces ? (uintptr_t)pieces[0].dst : 0, pieces ? pieces[0].len : 0, 0, true);
         return -KMM_EINVAL;
     }
-    /* frame pieces: a piece of len bytes crosses at most len / step + 1 step boundaries */
+    /* the frame pieces: one per step a piece touches */
     size_t nframes = 0;
     for (size_t i = 0; i < n; i++) {
         uintptr_t va = (uintptr_t)pieces[i].dst;
@@ -211,7 +255,9 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
                          len, i, true);
             return -KMM_EINVAL;
         }
-        if (__builtin_add_overflow(nframes, len / x->step_bytes + 2, &nframes)) {
+        /* chunks and steps are aligned to the step: its boundaries crossed */
+        size_t steps = len ? (size_t)((va + len - 1) / x->step_bytes - va / x->step_bytes) + 1 : 0;
+        if (__builtin_add_overflow(nframes, steps, &nframes)) {
             report_write(mm, fn, "too large", va, len, i, true);
             return -KMM_EINVAL;
         }
@@ -223,7 +269,8 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
         kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
         return -KMM_ENOMEM;
     }
-    char *scratch = kmm__meta_obj_alloc(mm, bytes);
+    size_t held;
+    char *scratch = kmm__exec_scratch_get(mm, bytes, &held);
     if (!scratch) {
         kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
         return -KMM_ENOMEM;
@@ -254,7 +301,7 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
                     chunk[j]->writers--;
             kmm_unlock(mm, &mm->execmem_lock);
             report_write(mm, fn, why, (uintptr_t)p->dst, p->len, idx[k], true);
-            kmm__meta_obj_free(mm, scratch, bytes);
+            kmm__exec_scratch_put(mm, scratch, held);
             return -KMM_EINVAL;
         }
         if (c != last) {
@@ -298,7 +345,7 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
         kmm_lock(mm, &mm->execmem_lock);
     }
     kmm_unlock(mm, &mm->execmem_lock);
-    kmm__meta_obj_free(mm, scratch, bytes);
+    kmm__exec_scratch_put(mm, scratch, held);
     if (rc) {
         report_io(mm, fn, rc);
         return -KMM_EIO;

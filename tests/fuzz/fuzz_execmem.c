@@ -14,8 +14,8 @@
  *   7   check   kmm_check and the stats against the model
  * Every allocation is compared with its model after each operation that
  * touched it; at the end everything is freed and the layer must be empty.
- * The size of an alloc: the 2-byte value v; bit 15 set: (v & 0x7fff) * 128
- * (up to 4 MiB, chunks of their own).
+ * The size of an alloc: the 2-byte value v & 0x1fff (up to 8 KiB); with the
+ * top three bits set, that times 512 (up to 4 MiB: chunks of their own).
  * Built with -fsanitize=fuzzer when KMM_FUZZ=ON, and with replay_main.c as
  * an ordinary program (test_execmem_fuzz_replay).
  */
@@ -82,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct obj *o = &objs[k];
         if (code <= 1) {
             unsigned v = kmm_test_get16(&r);
-            size_t sz = v & 0x8000 ? (size_t)(v & 0x7fff) * 128 : v;
+            size_t sz = (v & 0xe000) == 0xe000 ? (size_t)(v & 0x1fff) * 512 : v & 0x1fff;
             if (o->p)
                 continue;
             void *p = kmm_execmem_alloc(mm, sz);
