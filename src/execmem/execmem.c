@@ -185,10 +185,13 @@ static bool releasable(const struct exec_chunk *c)
     return c->heads == c->quarantined && !c->writers && !c->growing;
 }
 
-/* Takes c out of the region and the stats (lock held). */
+/* Takes c out of the lists and the stats (lock held). Its slots stay
+ * taken (c->released: no lookup finds it) until chunk_free has unmapped
+ * it: a new chunk placed there meanwhile would have its fresh mappings
+ * undone by that unmap. */
 static void chunk_detach(struct kmm *mm, struct kmm_execmem *x, struct exec_chunk *c)
 {
-    slots_drop(x, c);
+    c->released = true;
     kmm__exec_class_remove(x, c);
     if (x->current == c)
         x->current = NULL;
@@ -204,6 +207,9 @@ static void chunk_detach(struct kmm *mm, struct kmm_execmem *x, struct exec_chun
 static void chunk_free(struct kmm *mm, struct kmm_execmem *x, struct exec_chunk *c, bool keep)
 {
     steps_release(mm, x, c, 0, c->mapped_steps);
+    kmm_lock(mm, &mm->execmem_lock);
+    slots_drop(x, c);
+    kmm_unlock(mm, &mm->execmem_lock);
     if (keep && !c->single && !c->used_granules) {
         size_t meta_size = c->meta_size;
         uint64_t *used = c->used, *head = c->head, *dead = c->dead;
@@ -239,7 +245,8 @@ struct exec_chunk *kmm__exec_chunk_of(struct kmm_execmem *x, uintptr_t va)
 {
     if (va < x->region || va - x->region >= KMM_EXECMEM_REGION_BYTES)
         return NULL;
-    return x->slot[(va - x->region) >> EXEC_SLOT_SHIFT];
+    struct exec_chunk *c = x->slot[(va - x->region) >> EXEC_SLOT_SHIFT];
+    return c && !c->released ? c : NULL;
 }
 
 /* The live allocation starting at va: its chunk, and for a packed chunk
@@ -380,8 +387,10 @@ static void *alloc_single(struct kmm *mm, struct kmm_execmem *x, size_t size)
     int rc = placed ? steps_grow(mm, x, c, 0, c->nsteps) : -KMM_ENOMEM;
     kmm_lock(mm, &mm->execmem_lock);
     if (rc) {
-        if (placed)
-            chunk_detach(mm, x, c);
+        if (placed) {
+            chunk_detach(mm, x, c);   /* nothing mapped: its slots can go at once */
+            slots_drop(x, c);
+        }
         kmm_unlock(mm, &mm->execmem_lock);
         kmm__meta_obj_free(mm, c, c->meta_size);
         kmm__refuse(mm, KMM_ENOMEM, "kmm_execmem_alloc", NULL);
@@ -796,6 +805,8 @@ static struct exec_chunk *next_chunk(struct kmm_execmem *x, size_t *s)
         struct exec_chunk *c = x->slot[*s];
         if (c && (*s == 0 || x->slot[*s - 1] != c)) {
             *s += c->nslots;
+            if (c->released)   /* being unmapped by the thread that released it */
+                continue;
             return c;
         }
     }
@@ -922,7 +933,6 @@ void kmm__execmem_destroy(struct kmm *mm)
         return;
     size_t s = 0;
     for (struct exec_chunk *c; (c = next_chunk(x, &s)) != NULL;) {
-        slots_drop(x, c);
         chunk_free(mm, x, c, false);
     }
     mm->pf->vm_unreserve(mm->ctx, (void *)x->region, KMM_EXECMEM_REGION_BYTES);
@@ -944,7 +954,8 @@ void kmm__execmem_fork_lock(struct kmm *mm, bool lock)
  * (dead: quarantined, as a failed fill is; its space is lost until the
  * chunk empties) or growing a chunk (the frames of the step being mapped
  * are lost to the child: taken from the unmapped cache, recorded nowhere; a
- * chunk still being made is dropped). The code already installed stays
+ * chunk still being made is dropped) or releasing a chunk (its record goes;
+ * its frames not given back yet are lost). The code already installed stays
  * mapped in the child (the platform remaps it from its copy). */
 void kmm__execmem_fork_child(struct kmm *mm)
 {
@@ -957,6 +968,15 @@ void kmm__execmem_fork_child(struct kmm *mm)
         struct exec_chunk *c = x->slot[s];
         if (!c || (s && x->slot[s - 1] == c))
             continue;
+        if (c->released) {
+            /* its releaser is gone: which of its frames went back is not
+             * known, so none is given back (lost to the child) */
+            slots_drop(x, c);
+            kmm_unlock(mm, &mm->execmem_lock);   /* the child has one thread: nothing changes meanwhile */
+            kmm__meta_obj_free(mm, c, c->meta_size);
+            kmm_lock(mm, &mm->execmem_lock);
+            continue;
+        }
         c->writers = 0;
         c->growing = false;
         c->quarantined = c->dying;

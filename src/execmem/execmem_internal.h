@@ -67,6 +67,7 @@ struct exec_chunk {
     size_t mapped_steps;           /* steps mapped (a prefix); set under the lock after the map */
     bool single;                   /* one large allocation (no bitmaps) */
     bool growing;                  /* a thread maps more steps outside the lock */
+    bool released;                 /* out of use, being unmapped: its slots stay taken until then */
     unsigned writers;              /* writes and fills in flight outside the lock */
     /* packed chunks */
     size_t used_granules;          /* used bits set (live and dying) */

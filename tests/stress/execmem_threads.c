@@ -5,7 +5,9 @@
  * frees them in random order (what is left at the end with
  * kmm_execmem_free_batch); the allocations of all threads share chunks,
  * so frees, trap fills, grows and releases race with other threads'
- * writes. At the end kmm_check passes and nothing is left.
+ * writes. Three phases: 64 live allocations per thread, then 2 and 1, with
+ * now and then one above a chunk (a chunk of its own), so that chunks
+ * empty and are released while other threads write and grow. At the end kmm_check passes and nothing is left.
  */
 #include "kmm_test.h"
 
@@ -15,12 +17,13 @@
 
 #define THREADS 4
 #define LIVE 64
-#define ROUNDS (KMM_TEST_SANITIZER ? 300 : 2000)
+#define ROUNDS (KMM_TEST_SANITIZER ? 1500 : 4000)
 
 struct arg {
     struct kmm *mm;
     unsigned id;
     uint64_t rng;
+    size_t live;          /* slots in use: few, and chunks empty and go often */
 };
 
 static void *worker(void *v)
@@ -30,7 +33,7 @@ static void *worker(void *v)
     uint32_t val[LIVE];
     unsigned char code[LIVE][8];
     for (int r = 0; r < ROUNDS; r++) {
-        size_t k = kmm_test_below(&a->rng, LIVE);
+        size_t k = kmm_test_below(&a->rng, a->live);
         if (p[k]) {
             unsigned char *q = p[k];
             if (memcmp(q, code[k], 6) != 0)
@@ -43,7 +46,8 @@ static void *worker(void *v)
             p[k] = NULL;
             continue;
         }
-        size_t size = kmm_test_below(&a->rng, 32) == 0 ? 1 + kmm_test_below(&a->rng, 70000) : 6 + kmm_test_below(&a->rng, 300);
+        size_t size = kmm_test_below(&a->rng, 32) == 0 ? 6 + kmm_test_below(&a->rng, a->live > 2 ? 70000 : 2500000)
+                                                        : 6 + kmm_test_below(&a->rng, 300);
         p[k] = kmm_execmem_alloc(a->mm, size);
         if (!p[k])
             kmm_test_fail("thread %u: alloc of %zu failed", a->id, size);
@@ -69,15 +73,17 @@ int main(void)
     uint64_t seed = kmm_test_seed("execmem_threads");
     struct arg args[THREADS];
     pthread_t th[THREADS];
-    for (unsigned i = 0; i < THREADS; i++)
-        args[i] = (struct arg){ mm, i + 1, seed + i * 0x9E3779B97F4A7C15ull };
-    kmm_test_start_threads(th, THREADS, worker, args, sizeof args[0]);
-    kmm_test_join_threads(th, THREADS);
+    for (size_t live = LIVE; live >= 1; live = live > 2 ? 2 : live - 1) {
+        for (unsigned i = 0; i < THREADS; i++)
+            args[i] = (struct arg){ mm, i + 1, seed + (i + 7 * live) * 0x9E3779B97F4A7C15ull, live };
+        kmm_test_start_threads(th, THREADS, worker, args, sizeof args[0]);
+        kmm_test_join_threads(th, THREADS);
+    }
     struct kmm_execmem_stats st;
     kmm_execmem_stats(mm, &st);
     if (kmm_check(mm) != 0 || st.allocations || st.chunks || st.pages)
         kmm_test_fail("after the threads: %zu allocations, %zu chunks, %zu pages", st.allocations, st.chunks, st.pages);
-    printf("execmem_threads: %d threads x %d rounds: %llu allocs, %llu writes, %llu platform writes\n", THREADS, ROUNDS,
+    printf("execmem_threads: %d threads x %d rounds x 3 phases (64, 2, 1 live each): %llu allocs, %llu writes, %llu platform writes\n", THREADS, ROUNDS,
            (unsigned long long)st.allocs, (unsigned long long)st.writes, (unsigned long long)st.write_calls);
     kmm_destroy(mm);
     return 0;
