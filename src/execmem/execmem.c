@@ -598,8 +598,8 @@ void kmm_execmem_free(struct kmm *mm, void *p)
 struct batch_free {
     uintptr_t va;
     struct exec_chunk *c;
-    size_t g, end;
-    size_t ours;          /* the batch's ranges in the chunk; 0 but at a run's first */
+    uint32_t g, end;      /* granules (a packed chunk has 2^17) */
+    uint32_t ours;        /* the batch's ranges in the chunk; 0 but at a run's first */
     bool skip;            /* the batch's frees empty the chunk: no fill */
     bool todo;            /* to fill in the pass under way */
     bool failed;          /* the range's fill failed */
@@ -717,11 +717,13 @@ void kmm_execmem_free_batch(struct kmm *mm, void *const *ptrs, size_t n)
     size_t first = 0;
     for (size_t k = 0; k < m; k++) {
         const char *why;
-        f[k].c = live_head(x, f[k].va, &f[k].g, &f[k].end, &why);
+        size_t g, end;
+        f[k].c = live_head(x, f[k].va, &g, &end, &why);
         if (!f[k].c) {
             kmm_unlock(mm, &mm->execmem_lock);
             misuse(mm, fn, why, (void *)f[k].va);
         }
+        f[k].g = (uint32_t)g, f[k].end = (uint32_t)end;   /* a single chunk's: 0 and its granules, below 2^26 */
         free_begin(x, f[k].c, f[k].g, f[k].end);
         if (!k || f[k].c != f[first].c) {
             first = k;

@@ -11,9 +11,10 @@
  *  - W^X: no mapping of the process is ever both writable and executable
  *    during a randomized run (/proc/self/maps after every step);
  *  - a fork child calls the parent's code and allocates its own;
- *  - sizes 1 byte .. 3 MiB; memory held per byte of code under 1.25 for
+ *  - sizes 1 byte .. 3 MiB, all within one region; sizes the region cannot
+ *    place refused with ENOMEM; memory held per byte of code under 1.25 for
  *    10,000 pieces of 64..512 bytes; kmm_check after each step; 4 and
- *    16 KiB pages.
+ *    16 KiB pages (and 64 KiB for the JIT, the sizes and the packing).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -362,7 +364,17 @@ static void test_sizes(void **state)
     struct kmm_test_capture cap;
     kmm_test_capture_begin(&cap);
     assert_null(kmm_execmem_alloc(mm, 0));
-    free(kmm_test_capture_end(&cap));
+    assert_int_equal(errno, EINVAL);
+    char *out = kmm_test_capture_end(&cap);
+    assert_non_null(strstr(out, "kmm_execmem_alloc: size 0"));
+    free(out);
+    /* more than the region can place (slots with a guard on each side): ENOMEM, nothing changed */
+    errno = 0;
+    assert_null(kmm_execmem_alloc(mm, KMM_EXECMEM_REGION_BYTES - (2u << 20)));
+    assert_int_equal(errno, ENOMEM);
+    errno = 0;
+    assert_null(kmm_execmem_alloc(mm, SIZE_MAX));
+    assert_int_equal(errno, ENOMEM);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         kmm_execmem_free(mm, p[i]);
     kmm_execmem_stats(mm, &st);
@@ -410,13 +422,13 @@ static void test_memory_per_byte(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        KMM_TEST_SMALL_PAGES(test_jit),
+        KMM_TEST_PER_PAGE_SIZE(test_jit),
         KMM_TEST_SMALL_PAGES(test_batch),
         KMM_TEST_SMALL_PAGES(test_refused_writes),
         KMM_TEST_SMALL_PAGES(test_wx_random),
         KMM_TEST_SMALL_PAGES(test_fork),
-        KMM_TEST_SMALL_PAGES(test_sizes),
-        KMM_TEST_SMALL_PAGES(test_memory_per_byte),
+        KMM_TEST_PER_PAGE_SIZE(test_sizes),
+        KMM_TEST_PER_PAGE_SIZE(test_memory_per_byte),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
