@@ -15,8 +15,9 @@
  * is a long-lived process). Time per piece (alloc + write + free; median
  * of reps), the peer/kmm
  * ratio, and memory held per byte of code: peer pages mapped, kmm's
- * execmem pages, and the unmapped cache's pages held (kmm_unmapped_stats'
- * cached minus released, all orders) - honestly, both.
+ * execmem pages, and every page the unmapped cache holds (kmm_unmapped_
+ * stats' cached minus released, all orders: execmem's pages included, and
+ * the free rest of its 2 MiB blocks), measured with all pieces live.
  */
 #include "harness.h"
 #include "unmapped.h"

@@ -7,7 +7,8 @@
  *  - a free always frees (a failed trap fill quarantines the range), one
  *    at a time or by kmm_execmem_free_batch;
  *  - after everything is freed and injection stopped: kmm_check passes, the
- *    stats are empty and the page allocator has every page back (no leak).
+ *    stats are empty and, once the unmapped cache is shrunk, the page
+ *    allocator has every page back (no leak).
  */
 #include "kmm_test.h"
 
@@ -81,6 +82,7 @@ int main(void)
         if (kmm_check(mm) != 0)
             kmm_test_fail("kmm_check");
         kmm_drain(mm);
+        kmm_unmapped_shrink(mm, 0);   /* the cache's blocks back to the page allocator */
         struct kmm_page_stats ps;
         kmm_page_stats(mm, &ps);
         if (ps.free_pages != ps0.free_pages)

@@ -201,7 +201,7 @@ static void test_wrong_kind(void **state)
 static void test_frames_elsewhere(void **state)
 {
     (void)state;
-    EXPECT(unmapped_free_frame, "execmem");
+    EXPECT(unmapped_free_frame, "kmm_unmapped_free: free of memory owned by executable memory");
     EXPECT(free_pages_frame, "unmapped cache");
 }
 
