@@ -140,13 +140,46 @@ KMM_HIDDEN void kmm__exec_scratch_put(struct kmm *mm, void *p, size_t held);
 /* pf_frames_write, counted in write_calls. */
 KMM_HIDDEN int kmm__exec_frames_write(struct kmm *mm, const struct kmm_frame_write *w, size_t n);
 
-/* ---- execmem.c ---- */
-/* The chunk holding va and the reason when none ("outside"...); lock held. */
-KMM_HIDDEN struct exec_chunk *kmm__exec_chunk_of(struct kmm_execmem *x, uintptr_t va);
-/* After a writer left or an allocation went: release c if it is empty and
- * unused. Called with the lock held; returns with it dropped. */
+/* ---- region.c: chunks ---- */
+static inline size_t exec_step_pages(const struct kmm *mm, const struct kmm_execmem *x)
+{
+    return x->step_bytes >> mm->page_shift;
+}
+static inline size_t exec_mapped_granules(const struct kmm_execmem *x, const struct exec_chunk *c)
+{
+    return c->mapped_steps * x->step_bytes >> EXEC_GRANULE_SHIFT;
+}
+/* A chunk's record (not in the region yet): packed, with its bitmaps (the
+ * spare when there is one), or for one allocation of size bytes. */
+KMM_HIDDEN struct exec_chunk *kmm__exec_chunk_new(struct kmm *mm, struct kmm_execmem *x, size_t size, bool single);
+/* Places c in a free run of slots with a guard slot on each side; false
+ * when the region is full. Lock held. */
+KMM_HIDDEN bool kmm__exec_slots_take(struct kmm_execmem *x, struct exec_chunk *c);
+KMM_HIDDEN void kmm__exec_slots_drop(struct kmm_execmem *x, struct exec_chunk *c);
+/* Maps steps [from, to) of c, which the caller keeps (growing, or not yet
+ * in the lists): frames from the unmapped cache, trap-filled, mapped
+ * read+execute. Lock not held. 0, or -KMM_ENOMEM with nothing changed. */
+KMM_HIDDEN int kmm__exec_steps_grow(struct kmm *mm, struct kmm_execmem *x, struct exec_chunk *c, size_t from,
+                                    size_t to);
+/* No allocation but quarantined ones, no writer, no grower. */
+KMM_HIDDEN bool kmm__exec_releasable(const struct exec_chunk *c);
+/* Out of the lists and the stats, c->released (lock held). */
+KMM_HIDDEN void kmm__exec_chunk_detach(struct kmm *mm, struct kmm_execmem *x, struct exec_chunk *c);
+/* Unmaps a detached c, frames back, slots free, record freed or kept as
+ * the spare (keep). Lock not held. */
+KMM_HIDDEN void kmm__exec_chunk_free(struct kmm *mm, struct kmm_execmem *x, struct exec_chunk *c, bool keep);
+/* After a writer left or an allocation went: releases c if it is
+ * releasable. Called with the lock held; returns with it dropped. */
 KMM_HIDDEN void kmm__exec_put_unlock(struct kmm *mm, struct exec_chunk *c);
-/* [va, va + len) inside one live allocation? Lock held. NULL with *why, or its chunk. */
+/* The chunk in use holding va, or NULL. Lock held. */
+KMM_HIDDEN struct exec_chunk *kmm__exec_chunk_of(struct kmm_execmem *x, uintptr_t va);
+/* The live allocation starting at va: its chunk, and its granules [*g,
+ * *end); NULL with the reason (for a fatal report). Lock held. */
+KMM_HIDDEN struct exec_chunk *kmm__exec_live_head(struct kmm_execmem *x, uintptr_t va, size_t *g, size_t *end,
+                                                  const char **why);
+/* [va, va + len) inside one live allocation? Its chunk, or NULL with *why. Lock held. */
 KMM_HIDDEN struct exec_chunk *kmm__exec_validate(struct kmm_execmem *x, uintptr_t va, size_t len, const char **why);
+/* The next chunk in use at or after slot *s (its first slot), or NULL; *s moves past it. */
+KMM_HIDDEN struct exec_chunk *kmm__exec_next_chunk(struct kmm_execmem *x, size_t *s);
 
 #endif

@@ -241,8 +241,8 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
         return 0;
     struct kmm_execmem *x = __atomic_load_n(&mm->execmem, __ATOMIC_ACQUIRE);
     if (!x || !pieces) {
-        report_write(mm, fn, pieces ? "not inside a live allocation (no executable memory allocated)" : "no pieces (NULL)",
-                     pieces ? (uintptr_t)pieces[0].dst : 0, pieces ? pieces[0].len : 0, 0, true);
+        const char *why = pieces ? "not inside a live allocation (no executable memory allocated)" : "no pieces (NULL)";
+        report_write(mm, fn, why, pieces ? (uintptr_t)pieces[0].dst : 0, pieces ? pieces[0].len : 0, 0, true);
         return -KMM_EINVAL;
     }
     /* the frame pieces: one per step a piece touches */

@@ -83,8 +83,9 @@ int main(void)
     kmm_execmem_stats(mm, &st);
     if (kmm_check(mm) != 0 || st.allocations || st.chunks || st.pages)
         kmm_test_fail("after the threads: %zu allocations, %zu chunks, %zu pages", st.allocations, st.chunks, st.pages);
-    printf("execmem_threads: %d threads x %d rounds x 3 phases (64, 2, 1 live each): %llu allocs, %llu writes, %llu platform writes\n", THREADS, ROUNDS,
-           (unsigned long long)st.allocs, (unsigned long long)st.writes, (unsigned long long)st.write_calls);
+    printf("execmem_threads: %d threads x %d rounds x 3 phases (64, 2, 1 live each): %llu allocs, %llu writes, "
+           "%llu platform writes\n",
+           THREADS, ROUNDS, (unsigned long long)st.allocs, (unsigned long long)st.writes, (unsigned long long)st.write_calls);
     kmm_destroy(mm);
     return 0;
 }
