@@ -57,9 +57,9 @@ extern "C" {
 KMM_API void *kmm_execmem_alloc(struct kmm *mm, size_t size);
 
 /* Copies len bytes of code from src to dst, which must lie inside one live
- * allocation ([dst, dst + len) within it). 0; -KMM_EINVAL (reported,
- * nothing written) otherwise; -KMM_EIO (reported) if the platform's write
- * failed (part may be written). Cost: one frames_write call (hosted: a
+ * allocation ([dst, dst + len) within it; len 0 is a no-op). 0;
+ * -KMM_EINVAL (reported, nothing written) otherwise; -KMM_EIO (reported)
+ * if the platform's write failed (part may be written). Cost: one frames_write call (hosted: a
  * pwrite per run of contiguous frames) and the platform's icache_sync. */
 KMM_API int kmm_execmem_write(struct kmm *mm, void *dst, const void *src, size_t len);
 
@@ -71,10 +71,11 @@ struct kmm_execmem_piece {
 };
 
 /* Writes n pieces as kmm_execmem_write would, checking all of them first:
- * if any lies outside a live allocation, nothing is written and
- * -KMM_EINVAL is returned (reported, naming the piece). Pieces that are
- * adjacent in the frames go in one platform write (hosted: one pwritev per
- * run, up to IOV_MAX pieces). Cost: O(n log n) to sort, and a platform call
+ * if any lies outside a live allocation, or two pieces overlap, nothing is
+ * written and -KMM_EINVAL is returned (reported, naming the piece). Pieces
+ * that are adjacent in the frames go in one platform write (hosted: one
+ * pwritev per run, up to IOV_MAX pieces). -KMM_ENOMEM, nothing written,
+ * without metadata memory for the sort. Cost: O(n log n) to sort, and a platform call
  * per run of adjacent pieces. */
 KMM_API int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *pieces, size_t n);
 
@@ -84,6 +85,13 @@ KMM_API int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_pie
  * must make sure no thread still executes the code. Cost: one frames_write
  * of trap fill, bitmap updates. */
 KMM_API void kmm_execmem_free(struct kmm *mm, void *p);
+
+/* Frees n allocations (NULL entries are skipped) as kmm_execmem_free
+ * would, with one platform write for all their trap fills (hosted: a
+ * pwritev per run of adjacent frames: pieces freed side by side go as one
+ * run). Misuse of any aborts as kmm_execmem_free does; so does a pointer
+ * given twice. Cost: O(n log n) to sort, and one frames_write. */
+KMM_API void kmm_execmem_free_batch(struct kmm *mm, void *const *ptrs, size_t n);
 
 /* The usable size of a live allocation (its size rounded up to
  * KMM_EXECMEM_ALIGN); aborts on anything else. */
