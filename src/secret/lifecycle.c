@@ -46,6 +46,14 @@ static int check_records(struct kmm *mm, struct kmm_secret *s)
         inherited++;
     if (inherited != s->inherited_count)
         return kmm__check_fail(mm, "secret: the count of records inherited by a fork child", UINT64_MAX);
+    size_t pending = 0;
+    for (struct secret *r = s->pending; r && pending <= s->pending_count; r = r->next) {
+        if ((r->prev ? r->prev->next : s->pending) != r)
+            return kmm__check_fail(mm, "secret: the pending list is broken", UINT64_MAX);
+        pending++;
+    }
+    if (pending != s->pending_count)
+        return kmm__check_fail(mm, "secret: the count of pending records", UINT64_MAX);
     if (s->backing != KMM_SECRET_UNMAPPED && s->backing != KMM_SECRET_MEMFD)
         return kmm__check_fail(mm, "secret: an unknown backing chosen", UINT64_MAX);
     return 0;
@@ -128,39 +136,62 @@ void kmm__secret_fork_lock(struct kmm *mm, bool lock)
         kmm_unlock(mm, &mm->secret_lock);
 }
 
+/* Zeroes the child's copy of r's frames and gives back r's reservation,
+ * as far as r shows them (see Fork in secret_internal.h). */
+static void drop_in_child(struct kmm *mm, struct kmm_secret *s, struct secret *r)
+{
+    const struct kmm_platform *pf = mm->pf;
+    size_t ps = mm->page_size;
+    for (unsigned i = 0; i < r->nr_runs; i++)
+        if (pf->frames_zero(mm->ctx, r->run[i].phys, (uint64_t)ps << r->run[i].order) != 0)
+            r->run[i].dirty = true;
+    if (r->addr) {
+        pf->vm_unreserve(mm->ctx, (void *)(r->addr - ps), (r->pages + 2) * ps);
+        secret_remember_gone(s, r->addr, SECRET_GONE_FORK);
+        r->addr = 0;
+    }
+}
+
 /* In the child, first thing (only this thread exists; the locks are free):
  * the secrets' mappings are not here (KMM_MAP_SECRET), the copy of their
  * frames is. It is zeroed (a hole punched when hosted: no page touched),
- * the inherited reservations are given back, and the records leave the
- * table for the inherited list. Only platform calls, no allocation and no
- * free: the frames go back to the cache at the child's next call of this
- * layer (kmm__secret_return_inherited), since a free to the cache may take
- * the page allocator's per-thread paths before kmm__tcache_fork_child has
- * run. A frame the platform could not zero is marked dirty: the cache
- * zeroes it before it hands it out. These platform calls are not fault
- * sites: an injected failure here would only be a leak in the child. */
+ * the inherited reservations are given back, and the records - live ones
+ * and those another thread of the parent was making or undoing - go to the
+ * inherited list. Only platform calls, no allocation and no free: the
+ * frames go back to the cache at the child's next call of this layer
+ * (kmm__secret_return_inherited), since a free to the cache may take the
+ * page allocator's per-thread paths before kmm__tcache_fork_child has run.
+ * A frame the platform could not zero is marked dirty: the cache zeroes it
+ * before it hands it out. These platform calls are not fault sites: an
+ * injected failure here would only be a leak in the child. */
 void kmm__secret_fork_child(struct kmm *mm)
 {
     struct kmm_secret *s = mm->secret;
-    if (!s || !s->oldest)
+    if (!s)
         return;
-    const struct kmm_platform *pf = mm->pf;
-    size_t ps = mm->page_size, dropped = 0;
-    for (struct secret *r = s->oldest; r; r = r->next) {
-        for (unsigned i = 0; i < r->nr_runs; i++)
-            if (pf->frames_zero(mm->ctx, r->run[i].phys, (uint64_t)ps << r->run[i].order) != 0)
-                r->run[i].dirty = true;
-        pf->vm_unreserve(mm->ctx, (void *)(r->addr - ps), (r->pages + 2) * ps);
-        secret_remember_gone(s, r->addr, SECRET_GONE_FORK);
+    size_t dropped = 0;
+    struct secret *r, *next;
+    for (r = s->oldest; r; r = next) {
+        next = r->next;
+        drop_in_child(mm, s, r);
+        r->next = s->inherited;
+        s->inherited = r;
         dropped++;
     }
-    s->newest->next = s->inherited;
-    s->inherited = s->oldest;
+    for (r = s->pending; r; r = next) {
+        next = r->next;
+        drop_in_child(mm, s, r);
+        r->next = s->inherited;
+        s->inherited = r;
+        dropped++;
+    }
+    if (!dropped)
+        return;
     store_relaxed(&s->inherited_count, s->inherited_count + dropped);
     for (size_t b = 0; b < s->nbuckets; b++)
         s->bucket[b] = NULL;
-    s->oldest = s->newest = NULL;
-    s->count = 0;
+    s->oldest = s->newest = s->pending = NULL;
+    s->count = s->pending_count = 0;
     s->bytes = s->pages = s->locked_bytes = s->memfd_allocations = 0;
     s->forked = true;
 }

@@ -83,11 +83,45 @@ static void unmap_or_die(struct kmm *mm, void *va, size_t len, const char *fn)
         kmm__fatal_page(mm, fn, "the platform could not unmap secret memory at", va);
 }
 
+/* Last run first, each uncounted before it is given back (see Fork in
+ * secret_internal.h). */
 static void free_runs(struct kmm *mm, struct secret *r, const char *fn)
 {
-    for (unsigned i = 0; i < r->nr_runs; i++)
-        kmm__unmapped_free_as(mm, OWNER_SECRET, r->run[i].phys, !r->run[i].dirty, fn);
-    r->nr_runs = 0;
+    while (r->nr_runs) {
+        struct secret_run run = r->run[--r->nr_runs];
+        __asm__ __volatile__("" : : : "memory");
+        kmm__unmapped_free_as(mm, OWNER_SECRET, run.phys, !run.dirty, fn);
+    }
+}
+
+/* The pending list (secret_lock taken here). */
+static void pending_add(struct kmm *mm, struct kmm_secret *s, struct secret *r)
+{
+    kmm_lock(mm, &mm->secret_lock);
+    r->prev = NULL;
+    r->next = s->pending;
+    if (s->pending)
+        s->pending->prev = r;
+    s->pending = r;
+    s->pending_count++;
+    kmm_unlock(mm, &mm->secret_lock);
+}
+static void pending_unlink(struct kmm_secret *s, struct secret *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        s->pending = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    s->pending_count--;
+}
+static void pending_del(struct kmm *mm, struct kmm_secret *s, struct secret *r)
+{
+    kmm_lock(mm, &mm->secret_lock);
+    pending_unlink(s, r);
+    kmm_unlock(mm, &mm->secret_lock);
 }
 
 /* Takes r's runs from the cache and maps them; on failure leaves r with
@@ -101,7 +135,9 @@ static int fill_unmapped(struct kmm *mm, struct secret *r, size_t *mapped, const
         kmm_phys_t phys = kmm__unmapped_alloc_as(mm, OWNER_SECRET, order, KMM_AREA_ANY, fn);
         if (phys == KMM_PHYS_NONE)
             return -KMM_ENOMEM;
-        r->run[r->nr_runs++] = (struct secret_run){ .phys = phys, .order = order };
+        r->run[r->nr_runs] = (struct secret_run){ .phys = phys, .order = order };
+        __asm__ __volatile__("" : : : "memory");   /* the run before its count (see Fork) */
+        r->nr_runs++;
         size_t len = mm->page_size << order;
         int rc = pf_vm_map(mm, (char *)r->addr + *mapped, phys, len, KMM_PROT_READ | KMM_PROT_WRITE | KMM_MAP_SECRET);
         if (rc)
@@ -117,11 +153,14 @@ static int fill_unmapped(struct kmm *mm, struct secret *r, size_t *mapped, const
 static void secret_unmake(struct kmm *mm, struct secret *r, size_t mapped, const char *fn)
 {
     size_t ps = mm->page_size;
+    uintptr_t addr = r->addr;
     if (mapped) {
-        secret_wipe((void *)r->addr, mapped);
-        unmap_or_die(mm, (void *)r->addr, mapped, fn);
+        secret_wipe((void *)addr, mapped);
+        unmap_or_die(mm, (void *)addr, mapped, fn);
     }
-    mm->pf->vm_unreserve(mm->ctx, (void *)(r->addr - ps), (r->pages + 2) * ps);
+    store_relaxed(&r->addr, 0);   /* before the range may become someone else's (see Fork) */
+    __asm__ __volatile__("" : : : "memory");
+    mm->pf->vm_unreserve(mm->ctx, (void *)(addr - ps), (r->pages + 2) * ps);
     free_runs(mm, r, fn);
 }
 
@@ -191,6 +230,7 @@ static bool secret_publish(struct kmm *mm, struct kmm_secret *s, struct secret *
             return false;
         kmm_lock(mm, &mm->secret_lock);
     }
+    pending_unlink(s, r);
     kmm__secret_insert(mm, s, r);
     s->allocs++;
     s->bytes += r->size;
@@ -242,13 +282,15 @@ void *kmm_secret_alloc(struct kmm *mm, size_t size)
     r->size = size;
     r->pages = pages;
     r->backing = backing;
+    pending_add(mm, s, r);
     char *base = pf->vm_reserve(mm->ctx, (pages + 2) * ps, ps);
     if (!base) {
+        pending_del(mm, s, r);
         kmm__meta_obj_free(mm, r, secret_record_size((unsigned)nr_runs));
         kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
         return NULL;
     }
-    r->addr = (uintptr_t)(base + ps);
+    store_relaxed(&r->addr, (uintptr_t)(base + ps));
     size_t mapped = 0;
     int rc;
     if (backing == KMM_SECRET_MEMFD) {
@@ -261,6 +303,7 @@ void *kmm_secret_alloc(struct kmm *mm, size_t size)
     if (rc == 0 && secret_publish(mm, s, r))
         return (void *)r->addr;
     secret_unmake(mm, r, mapped, fn);
+    pending_del(mm, s, r);
     kmm__meta_obj_free(mm, r, secret_record_size((unsigned)nr_runs));
     if (rc == -KMM_EAGAIN)
         refuse_memlock(mm, s, pages * ps, fn);
@@ -333,6 +376,11 @@ void kmm_secret_free(struct kmm *mm, void *p)
         r = kmm__secret_find(mm, s, (uintptr_t)p);
         if (r) {
             kmm__secret_remove(mm, s, r);
+            r->next = s->pending;   /* pending until undone (see Fork) */
+            if (s->pending)
+                s->pending->prev = r;
+            s->pending = r;
+            s->pending_count++;
             s->frees++;
             s->bytes -= r->size;
             s->pages -= r->pages;
@@ -348,7 +396,10 @@ void kmm_secret_free(struct kmm *mm, void *p)
     }
     if (!r)
         kmm__fatal(mm, &m);
-    kmm__secret_discard(mm, r, "kmm_secret_free");
+    size_t bytes = record_bytes(mm, r);
+    secret_unmake(mm, r, r->pages << mm->page_shift, "kmm_secret_free");
+    pending_del(mm, s, r);
+    kmm__meta_obj_free(mm, r, bytes);
     catch_up_after_fork(mm, s);
 }
 

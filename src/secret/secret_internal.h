@@ -27,6 +27,15 @@
  * step under it. So a secret being freed is out of the table before its
  * pages are wiped: a second free of it, even a concurrent one, finds
  * nothing and aborts.
+ *
+ * Fork. A record being made or undone (outside the lock) is on the pending
+ * list, so that the child of a fork made meanwhile by another thread finds
+ * its frames and its reservation. What such a record shows the child is
+ * kept safe by the order of the stores: addr is set after the reservation
+ * is made and cleared before it is given back, nr_runs counts a run after
+ * it is taken and before it is given back. The child may so miss a
+ * reservation or a run the thread had just taken (a leak in the child), but
+ * never gives back twice, nor unmaps what is no longer the record's.
  */
 #ifndef KMM_SECRET_INTERNAL_H
 #define KMM_SECRET_INTERNAL_H
@@ -58,7 +67,7 @@ struct secret {
     size_t pages;
     uint64_t seq;                         /* allocation number: a record's identity across unlocks */
     struct secret *hash_next;             /* the bucket's chain */
-    struct secret *prev, *next;           /* every live record, oldest first (seq ascending) */
+    struct secret *prev, *next;           /* in the live list (oldest first, seq ascending) or the pending list */
     unsigned backing;                     /* enum kmm_secret_backing */
     unsigned nr_runs;
     struct secret_run run[];
@@ -90,7 +99,10 @@ struct kmm_secret {
      * at the child's next call of this layer (the fork handler frees
      * nothing: see kmm__secret_fork_child). Linked through next. */
     struct secret *inherited;
-    size_t inherited_count;
+    size_t inherited_count;               /* atomic: read without the lock at each entry */
+    /* records being made or undone with the lock dropped (see Fork above) */
+    struct secret *pending;
+    size_t pending_count;
     bool forked;                          /* this is a child that dropped its parent's secrets */
     uintptr_t gone_addr[SECRET_GONE_RING];
     uint8_t gone_why[SECRET_GONE_RING];   /* enum secret_gone; 0 = empty */
