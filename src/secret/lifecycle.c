@@ -54,7 +54,8 @@ static int check_records(struct kmm *mm, struct kmm_secret *s)
     }
     if (pending != s->pending_count)
         return kmm__check_fail(mm, "secret: the count of pending records", UINT64_MAX);
-    if (s->backing != KMM_SECRET_UNMAPPED && s->backing != KMM_SECRET_MEMFD)
+    unsigned backing = load_relaxed(&s->backing);
+    if (backing != KMM_SECRET_UNMAPPED && backing != KMM_SECRET_MEMFD)
         return kmm__check_fail(mm, "secret: an unknown backing chosen", UINT64_MAX);
     return 0;
 }

@@ -79,18 +79,18 @@ enum secret_gone {
     SECRET_GONE_FORK,                     /* the parent's, dropped in this child of fork */
 };
 
-/* The layer (mm->secret), made on first use, published with release. All
- * fields but avail_memfd are protected by mm->secret_lock. */
+/* The layer (mm->secret), made on first use, published with release.
+ * Fields are protected by mm->secret_lock, but those marked atomic. */
 struct kmm_secret {
     struct secret **bucket;               /* nbuckets chains, by secret_hash */
     size_t nbuckets;                      /* a power of two; grown to keep count <= nbuckets */
     size_t count;                         /* live records */
     struct secret *oldest, *newest;       /* the list of every live record */
     uint64_t next_seq;
-    unsigned backing;                     /* of later allocations */
+    unsigned backing;                     /* of later allocations; atomic, not under the lock */
     /* kmm_secret_backing_available's probe of memfd_secret: 0 not yet, 1
      * available, 2 not (atomic; a race probes twice, harmlessly) */
-    int avail_memfd;
+    int avail_memfd;                      /* atomic */
     /* stats (struct kmm_secret_stats) */
     size_t bytes, pages, locked_bytes, memfd_allocations;
     uint64_t allocs, frees, refused_memlock;

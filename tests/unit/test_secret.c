@@ -36,13 +36,14 @@
 #define MEM (128ull << 20)
 #define CHECK(mm) assert_int_equal(kmm_check(mm), 0)
 
-/* ASan intercepts mlock(2) and munlock(2) as no-ops that succeed (its
- * allocator cannot honour them), so the hosted platform's vm_map locks
- * nothing in an ASan build: locking is checked outside ASan only (the
- * memfd_secret backing locks in the kernel, interceptor or not). */
+/* ASan and TSan intercept mlock(2) and munlock(2) as no-ops that succeed
+ * (sanitizer_common: their allocators cannot honour them), so the hosted
+ * platform's vm_map locks nothing in a sanitizer build: locking is checked
+ * outside sanitizers only (the memfd_secret backing locks in the kernel,
+ * interceptor or not). */
 static bool mlock_works(enum kmm_secret_backing backing)
 {
-    return !KMM_TEST_ASAN || backing == KMM_SECRET_MEMFD;
+    return !KMM_TEST_SANITIZER || backing == KMM_SECRET_MEMFD;
 }
 
 static bool memfd_ok(struct kmm *mm)
@@ -455,7 +456,7 @@ static void child_memlock(void *arg)
 static void memlock(size_t ps, enum kmm_secret_backing backing)
 {
     if (!mlock_works(backing)) {
-        printf("note: RLIMIT_MEMLOCK not tested for %s under ASan (its mlock interceptor locks nothing)\n",
+        printf("note: RLIMIT_MEMLOCK not tested for %s under a sanitizer (its mlock interceptor locks nothing)\n",
                kmm_secret_backing_name(backing));
         return;
     }
