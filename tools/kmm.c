@@ -3,7 +3,10 @@
  *   kmm demo                  run a mixed workload through every layer, print each layer's stats
  *   kmm stats [--json] [options]
  *                             run the workload on a configured memory system and print its stats
+ *   kmm map [options] [-o FILE.svg]
+ *                             run the workload and draw physical memory, page by page (map.c)
  *   options: --page-size N  --mem-size N[K|M|G]  --areas L1,L2,...  (upper limits, bytes with K/M/G)
+ *            --out-dir DIR (demo: where its picture goes)
  *   kmm zstore ...            what zram would hold for files or a process (zstore.c)
  */
 #include "tool.h"
@@ -571,6 +574,8 @@ struct options {
     struct kmm_config cfg;
     uint64_t limits[KMM_MAX_AREAS];
     bool json;
+    const char *output;                   /* map: -o */
+    const char *out_dir;                  /* demo: --out-dir */
 };
 
 static void parse_options(int argc, char **argv, struct options *o)
@@ -579,6 +584,10 @@ static void parse_options(int argc, char **argv, struct options *o)
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             o->json = true;
+        } else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+            o->output = argv[++i];
+        } else if (!strcmp(argv[i], "--out-dir") && i + 1 < argc) {
+            o->out_dir = argv[++i];
         } else if (!strcmp(argv[i], "--page-size") && i + 1 < argc) {
             o->cfg.page_size = (size_t)parse_size(argv[++i]);
         } else if (!strcmp(argv[i], "--mem-size") && i + 1 < argc) {
@@ -680,8 +689,11 @@ static int cmd_demo(int argc, char **argv)
     print_size(stdout, (uint64_t)st.resident_pages * st.page_size);
     printf(")\n");
 
-    printf("\n== Layers not built yet: unmapped cache\n");
-    int rc = kmm_check(mm);
+    printf("\n== 5. Pages out of the direct map (kmm_unmapped_alloc: 2 MiB blocks unmapped whole; secret memory;\n"
+           "      execmem for JITs)\n");
+    int rc = demo_unmapped(o.cfg.page_size, o.out_dir);
+    if (kmm_check(mm) != 0)
+        rc = 1;
     printf("\nkmm_check: %s\n", rc == 0 ? "all invariants hold" : "VIOLATION (see above)");
     kmm_destroy(mm);
     return rc == 0 ? 0 : 1;
@@ -698,6 +710,7 @@ static int cmd_stats(int argc, char **argv)
     struct slab_work sw = run_slab_workload(mm);
     struct vm_work vw = run_vm_workload(mm, o.cfg.page_size ? o.cfg.page_size : 4096);
     struct zs_work zw = run_zs_workload(mm);
+    struct unmapped_work uw = run_unmapped_workload(mm);
     struct kmm_page_stats st;
     kmm_page_stats(mm, &st);
     int rc = kmm_check(mm);
@@ -719,6 +732,8 @@ static int cmd_stats(int argc, char **argv)
             print_zstore_stats_json(stdout, zw.store);
         else
             printf("null");
+        printf(",");
+        print_unmapped_stats_json(stdout, mm);
         printf(",\"check\":%s}\n", rc == 0 ? "true" : "false");
     } else {
         printf("after the workload (%u allocations, %u frees, %u live blocks; %u kmm_malloc, %zu objects live):\n",
@@ -736,8 +751,13 @@ static int cmd_stats(int argc, char **argv)
         print_zs_stats(stdout, mm);
         if (zw.store)
             print_zstore_stats(stdout, zw.store);
+        printf("pages out of the direct map: %zu unmapped allocations live (orders 0..2, one taken alone), %s secret,\n"
+               "  %zu execmem pieces; %u calls refused\n",
+               uw.npages, uw.secret ? "a" : "no", uw.ncode, uw.refused);
+        print_unmapped_stats(stdout, mm);
         printf("kmm_check: %s\n", rc == 0 ? "all invariants hold" : "VIOLATION");
     }
+    release_unmapped_workload(&uw);
     release_zs_workload(&zw);
     release_vm_workload(&vw);
     release_slab_workload(&sw);
@@ -746,21 +766,87 @@ static int cmd_stats(int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
+/* Every layer's workload on a small memory system (so that a page is a
+ * cell one can see), with every other page allocation freed again so free
+ * memory lies between the rest, then the picture. */
+static int cmd_map(int argc, char **argv)
+{
+    struct options o;
+    parse_options(argc, argv, &o);
+    if (!o.cfg.mem_size)
+        o.cfg.mem_size = 256ull << 20;
+    const char *path = o.output ? o.output : "kmm-map.svg";
+    struct kmm *mm = create_or_die(&o.cfg);
+    void **live;
+    size_t n;
+    struct workload w = run_workload(mm, &live, &n);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i % 2)
+            kmm_free_pages(mm, live[i]);
+        else
+            live[kept++] = live[i];
+    }
+    struct slab_work sw = run_slab_workload(mm);
+    struct vm_work vw = run_vm_workload(mm, o.cfg.page_size ? o.cfg.page_size : 4096);
+    struct zs_work zw = run_zs_workload(mm);
+    struct unmapped_work uw = run_unmapped_workload(mm);
+
+    struct kmm_page_stats st;
+    kmm_page_stats(mm, &st);
+    char title[256];
+    snprintf(title, sizeof(title), "kmm map: %llu MiB of physical memory after every layer's workload",
+             (unsigned long long)(((uint64_t)st.total_pages * st.page_size) >> 20));
+    struct map_panel panel = { .mm = mm, .label = "kmm stats' workload" };
+    struct map_geometry geo;
+    int rc = map_write_svg(path, title, &panel, 1, &geo);
+    if (rc != 0) {
+        fprintf(stderr, "kmm: cannot write %s: %s\n", path, strerror(errno));
+    } else {
+        printf("%s\n", path);
+        printf("%zu pages of %zu bytes, %zu per cell, rows of ", panel.pages, geo.page_size, geo.pages_per_cell);
+        print_size(stdout, geo.row_bytes);
+        printf(": %zu free, %zu cached, %zu page allocations, %zu slab, %zu kmalloc, %zu vmalloc, %zu zsmalloc, "
+               "%zu out of the direct map; %zu split points (direct map: %zu mappings)\n",
+               panel.count[KMM_PAGE_FREE], panel.count[KMM_PAGE_CACHED], panel.count[KMM_PAGE_ALLOC],
+               panel.count[KMM_PAGE_SLAB], panel.count[KMM_PAGE_KMALLOC], panel.count[KMM_PAGE_VMALLOC],
+               panel.count[KMM_PAGE_ZSMALLOC],
+               panel.count[KMM_PAGE_UNMAPPED_FREE] + panel.count[KMM_PAGE_UNMAPPED] + panel.count[KMM_PAGE_SECRET] +
+                   panel.count[KMM_PAGE_EXECMEM],
+               panel.splits, panel.mappings);
+    }
+    release_unmapped_workload(&uw);
+    release_zs_workload(&zw);
+    release_vm_workload(&vw);
+    release_slab_workload(&sw);
+    release_workload(mm, live, kept, w.reserved);
+    if (kmm_check(mm) != 0)
+        rc = -1;
+    kmm_destroy(mm);
+    return rc == 0 ? 0 : 1;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: kmm demo [options]\n"
                "       kmm stats [--json] [options]\n"
+               "       kmm map [options] [-o FILE.svg]\n"
                "       kmm zstore [--algo lz4|zstd|both] [--limit BYTES] [--page-size N] PATH...\n"
                "       kmm zstore [--algo lz4|zstd|both] [--limit BYTES] --pid PID\n"
                "\n"
                "  demo    every layer at work on a mixed workload, with its stats: pages, small objects,\n"
                "          virtual memory, compressed memory (zsmalloc and the zram-like store)\n"
                "  stats   the same workloads on a memory system of your configuration; each layer's stats\n"
-               "          (buddyinfo, slabinfo, vmallocinfo, zsmalloc classes, zram's mm_stat), or JSON\n"
+               "          (buddyinfo, slabinfo, vmallocinfo, zsmalloc classes, zram's mm_stat, the unmapped\n"
+               "          cache's table, shrinkers, secret memory, execmem), or JSON\n"
+               "  map     the same workloads on a small memory system (--mem-size 256M unless given), then a\n"
+               "          picture of its physical memory, a cell per page coloured by what holds it, with the\n"
+               "          direct map's split points in red: an SVG file (default kmm-map.svg)\n"
                "  zstore  what zram would hold for these files or this process's anonymous memory:\n"
                "          mm_stat, compression ratio, memory saved, density, time (kmm zstore --help)\n"
                "\n"
-               "options of demo and stats: --page-size N  --mem-size N[K|M|G|T]  --areas LIMIT1,LIMIT2,...\n");
+               "options of demo, stats and map: --page-size N  --mem-size N[K|M|G|T]  --areas LIMIT1,LIMIT2,...\n"
+               "  demo: --out-dir DIR (where its picture goes; default the current directory)\n");
 }
 
 int main(int argc, char **argv)
@@ -769,6 +855,8 @@ int main(int argc, char **argv)
         return cmd_demo(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "stats"))
         return cmd_stats(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "map"))
+        return cmd_map(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "zstore"))
         return cmd_zstore(argc, argv);
     if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {

@@ -1,9 +1,12 @@
 /* tool.h - what the files of the kmm tool share.
  *
- *   kmm.c        main, options, `kmm demo` and `kmm stats` for the page, slab and vmalloc layers
+ *   kmm.c        main, options, `kmm demo`, `kmm stats` and `kmm map` for the page, slab and vmalloc layers
  *   corpus.c     page sources: the pages of files, the anonymous resident pages of a process
  *   zs.c         the zsmalloc layer and the compressed page store in `kmm demo` and `kmm stats`
  *   zstore.c     `kmm zstore`: what zram would hold for given files or a running process
+ *   map.c        the picture of physical memory (`kmm map`, the demo's section 5): SVG
+ *   unmapped.c   pages out of the direct map (unmapped cache, shrinkers, secret memory, execmem)
+ *                in `kmm demo` and `kmm stats`
  */
 #ifndef KMM_TOOL_H
 #define KMM_TOOL_H
@@ -110,6 +113,63 @@ void print_zstore_stats_json(FILE *f, struct kmm_zstore *zs);
 /* The demo's section for this layer: real pages stored with LZ4 and zstd,
  * half discarded, compacted. */
 void demo_zsmalloc(struct kmm *mm);
+
+/* ---- the picture of physical memory (map.c) ----------------------------------- */
+
+/* A memory system drawn as one panel; the counts are filled by map_write_svg. */
+struct map_panel {
+    struct kmm *mm;
+    const char *label;
+    size_t pages;                         /* pages of memory drawn (not ABSENT) */
+    size_t count[KMM_PAGE_NR_KINDS];      /* pages of each kind in the picture */
+    size_t splits;                        /* split points: a page in the direct map beside one out of it */
+    size_t mappings_seen;                 /* the direct map's mappings those make: ranges + splits */
+    size_t mappings;                      /* kmm_unmapped_stats' direct_map_mappings */
+};
+
+/* The scale of a picture. */
+struct map_geometry {
+    size_t page_size, pages_per_cell, rows;
+    uint64_t row_bytes;
+};
+
+/* Writes the physical memory of n memory systems (one page size) to path
+ * as SVG, panels side by side at one scale, with a legend; fills each
+ * panel's counts and *geo (if not NULL). 0, or -1 with errno set. Reads
+ * kmm_page_kinds of all memory: O(pages); the file is O(runs of a kind). */
+int map_write_svg(const char *path, const char *title, struct map_panel *panels, unsigned n, struct map_geometry *geo);
+
+/* ---- pages out of the direct map in demo, stats and map (unmapped.c) ------------ */
+
+#define UNMAPPED_WORK_PAGES 24
+#define UNMAPPED_WORK_CODE 8
+
+/* A few unmapped allocations of orders 0..2 (every third freed) and one
+ * KMM_UNMAPPED_NOCACHE page, a secret, execmem pieces (every fourth freed);
+ * refused counts the calls that were refused (ENOSYS on a platform without
+ * the hooks, layers not built, RLIMIT_MEMLOCK). */
+struct unmapped_work {
+    struct kmm *mm;
+    kmm_phys_t pages[UNMAPPED_WORK_PAGES + 1];
+    size_t npages;
+    void *secret;
+    void *code[UNMAPPED_WORK_CODE];
+    size_t ncode;
+    unsigned refused;
+};
+struct unmapped_work run_unmapped_workload(struct kmm *mm);
+void release_unmapped_workload(struct unmapped_work *w);
+
+/* The seed's table (Order / Free / Cached / Released) with the direct map's
+ * mappings, the cache's pages, the shrinkers, secret memory and execmem. */
+void print_unmapped_stats(FILE *f, struct kmm *mm);
+/* The same as JSON members: "unmapped":{...},"shrinkers":[...],"secret":{...},"execmem":{...} */
+void print_unmapped_stats_json(FILE *f, struct kmm *mm);
+
+/* The demo's section 5 on two memory systems of its own with this page size
+ * (0: default); the picture goes to out_dir (NULL: the current directory).
+ * 0, or 1 if kmm_check failed on one of them. */
+int demo_unmapped(size_t page_size, const char *out_dir);
 
 /* ---- kmm zstore (zstore.c) ---------------------------------------------------- */
 
