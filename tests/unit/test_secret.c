@@ -166,7 +166,14 @@ static void sizes_one(struct kmm *mm, size_t ps, size_t size)
         assert_true(n >= 1 && n <= 64);
         for (size_t i = 0; i < n; i++) {
             assert_int_equal(kmm__unmapped_size(mm, OWNER_SECRET, runs[i].phys), (size_t)1 << runs[i].order);
-            pages += (size_t)1 << runs[i].order;
+            /* kmm_page_kinds sees every frame out of the direct map */
+            uint8_t kinds[512];
+            size_t np = (size_t)1 << runs[i].order;
+            assert_true(np <= sizeof kinds);
+            assert_int_equal(kmm_page_kinds(mm, runs[i].phys, np, kinds), np);
+            for (size_t j = 0; j < np; j++)
+                assert_true(kinds[j] & KMM_PAGE_UNMAPPED_BIT);
+            pages += np;
         }
         assert_int_equal(pages, bytes / ps);   /* no page wasted */
     } else {
