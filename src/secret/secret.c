@@ -290,18 +290,19 @@ void *kmm_secret_alloc(struct kmm *mm, size_t size)
         kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
         return NULL;
     }
-    store_relaxed(&r->addr, (uintptr_t)(base + ps));
+    void *addr = base + ps;
+    store_relaxed(&r->addr, (uintptr_t)addr);
     size_t mapped = 0;
     int rc;
     if (backing == KMM_SECRET_MEMFD) {
-        rc = secret_map_call(mm, (void *)r->addr, pages * ps);
+        rc = secret_map_call(mm, addr, pages * ps);
         if (rc == 0)
             mapped = pages * ps;   /* for the undo's wipe and unmap */
     } else {
         rc = fill_unmapped(mm, r, &mapped, fn);
     }
     if (rc == 0 && secret_publish(mm, s, r))
-        return (void *)r->addr;
+        return addr;   /* not r->addr: r is the table's now */
     secret_unmake(mm, r, mapped, fn);
     pending_del(mm, s, r);
     kmm__meta_obj_free(mm, r, secret_record_size((unsigned)nr_runs));
@@ -357,8 +358,8 @@ static void explain_not_live(struct kmm *mm, struct kmm_secret *s, uintptr_t p, 
         kmm__msg_str(m, "not a live secret allocation: a kmm_vmalloc address");
         return;
     }
-    kmm__msg_str(m, s && s->forked ? "not a live secret allocation (never allocated, freed already, or the parent's: "
-                                     "secrets are not inherited by a child of fork)"
+    kmm__msg_str(m, s && s->forked ? "not a live secret allocation (secrets are not inherited by a child of fork; "
+                                     "or never allocated, or freed already)"
                                    : "not a live secret allocation (never allocated, freed already, or another "
                                      "allocator's, such as execmem)");
 }
