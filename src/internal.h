@@ -22,9 +22,9 @@
  *   registry_lock (core/kmm.c)  ->  mm->slab_lock  ->  mm->tcache_lock  ->
  *   a cache's lock (one at a time)  ->  mm->zs_lock  ->  a zsmalloc pool's
  *   lock  ->  area locks, lowest area first  ->  the vmalloc lock (vm->lock)
- * A zsmalloc pool frees pages under its lock, and the zsmalloc reclaim
- * (kmm__zs_reclaim) with zs_lock held, both straight to the buddy lists
- * (area locks), never through a per-thread cache (zs_internal.h).
+ * A zsmalloc pool frees pages under its lock (its compaction too, run by
+ * its shrinker), straight to the buddy lists (area locks), never through a
+ * per-thread cache (zs_internal.h).
  * Only fork's prepare handler (core/kmm.c) holds every cache's lock at once,
  * in the order of the caches' list, with slab_lock held: no one else holds
  * two, so this cannot deadlock. It then takes the area locks, the vmalloc
@@ -56,7 +56,11 @@
  * holds no kmm lock. The one allocation made under a lock, metadata from
  * the page allocator (kmm__meta_alloc without a meta_alloc hook, under
  * slab_lock), passes KMM__NO_RECLAIM and only drains its own cache. The
- * reclaim allocates nothing, so it never re-enters itself.
+ * reclaim allocates nothing, so it never re-enters itself. After it, a
+ * failing allocation runs the shrinkers (kmm__shrink), whose callbacks may
+ * allocate and take any lock: same rule, no kmm lock held by the caller
+ * (KMM__NO_RECLAIM allocations never run them); an allocation failing in
+ * a callback does not run them again.
  */
 #ifndef KMM_INTERNAL_H
 #define KMM_INTERNAL_H
@@ -247,6 +251,11 @@ struct kmm {
     /* shrinkers (core/shrink.c): registered ones, in order (shrink_lock) */
     struct shrink_entry *shrinkers;
     struct kmm_lock shrink_lock;
+    uint64_t shrink_seq;                  /* the last entry's registration number (shrink_lock) */
+    /* KMM_THREAD_CACHE=0 (one CPU, or calls serialised by the caller): the
+     * shrinker whose callback runs now, NULL outside one (a thread-local
+     * when threaded) */
+    const struct shrink_entry *shrink_running;
 
     /* small metadata objects (core/meta.c) */
     struct meta_class meta_obj[META_OBJ_CLASSES];
@@ -469,7 +478,9 @@ static inline bool flags_ok(struct kmm *mm, unsigned flags, unsigned internal, c
 {
     if (KMM_LIKELY(!(flags & ~(KMM_AREA_MASK | KMM_ZERO | internal))))
         return true;
-    kmm__refuse(mm, KMM_EINVAL, fn, "unknown flags (an area mask and KMM_ZERO are allowed)");
+    kmm__refuse(mm, KMM_EINVAL, fn,
+                internal & KMM_NOZERO ? "unknown flags (an area mask, KMM_ZERO, KMM_NOZERO and KMM_UNMAPPED_NOCACHE are allowed)"
+                                      : "unknown flags (an area mask and KMM_ZERO are allowed)");
     return false;
 }
 
@@ -478,9 +489,10 @@ static inline bool flags_ok(struct kmm *mm, unsigned flags, unsigned internal, c
  * new key that makes every other thread drain its own at its next call;
  * returns the blocks and objects taken. No kmm lock may be held. */
 KMM_HIDDEN size_t kmm__tcache_reclaim(struct kmm *mm);
-/* What a failing allocation does before its one retry (Linux drains every
- * CPU's lists): kmm_vmalloc_purge, kmm__tcache_reclaim, kmm__slab_drain.
- * With KMM__NO_RECLAIM in flags, only drains the caller's cache. */
+/* What a failing allocation does first, before a retry (Linux drains every
+ * CPU's lists): kmm_vmalloc_purge, kmm__tcache_reclaim, kmm__slab_drain;
+ * and again after the shrinkers gave pages back (they may be in those
+ * caches). With KMM__NO_RECLAIM in flags, only drains the caller's cache. */
 KMM_HIDDEN void kmm__reclaim(struct kmm *mm, unsigned flags);
 /* A fresh cache key (never 0, never reused: 64 bits do not wrap). */
 KMM_HIDDEN uint64_t kmm__next_key(void);
@@ -542,6 +554,14 @@ KMM_HIDDEN KMM_NORETURN void kmm__owner_fatal(struct kmm *mm, const char *fn, co
 KMM_HIDDEN void kmm__pages_own(struct kmm *mm, void *addr, enum kmm_owner owner);
 /* Hands owner from's page allocation at addr over to owner to. */
 KMM_HIDDEN void kmm__pages_hand_over(struct kmm *mm, void *addr, enum kmm_owner from, enum kmm_owner to);
+/* Makes the buddy block of 2^order pages at addr one OWNED allocation of
+ * owner's: the one-block OWNED allocation of owner's holding it is split
+ * along the buddy path (each half an allocation of owner's), or, when the
+ * block holds several such allocations, they are joined (the unmapped
+ * cache gives back a free block of a chunk it keeps, or a whole chunk it
+ * gave blocks of before). Aborts when addr is not in such allocations.
+ * O(KMM_MAX_ORDER) under the area lock (joining: O(allocations joined)). */
+KMM_HIDDEN void kmm__pages_carve(struct kmm *mm, enum kmm_owner owner, void *addr, unsigned order);
 /* Frees the page allocation at addr, which owner must own (OWNER_PAGES: an
  * allocation no layer owns), reporting misuse as coming from fn; with cache
  * false the pages go straight to the buddy lists, never into a per-thread
@@ -663,7 +683,11 @@ KMM_HIDDEN void kmm__execmem_fork_child(struct kmm *mm);
  * from inside a shrinker callback (the callback's own allocation failing)
  * returns 0 at once. */
 KMM_HIDDEN size_t kmm__shrink(struct kmm *mm, size_t nr_pages);
+KMM_HIDDEN int kmm__shrink_check(struct kmm *mm);
 KMM_HIDDEN void kmm__shrink_fork_lock(struct kmm *mm, bool lock);
+/* In the child: the pins of threads that are not there are dropped. */
+KMM_HIDDEN void kmm__shrink_fork_child(struct kmm *mm);
+/* Frees the registry, calling no callback (kmm_destroy, before the layers). */
 KMM_HIDDEN void kmm__shrink_destroy(struct kmm *mm);
 
 /* ---- The vmalloc layer (vm/), for the layers beside it ---------------------- */

@@ -136,8 +136,9 @@ KMM_API int kmm_zs_write(struct kmm_zspool *pool, uint64_t handle, size_t offset
 /* Moves objects out of the sparsest zspages of each class into the fullest
  * ones, and frees the pages emptied; returns the pages freed. Mapped
  * objects stay; handles stay valid. The pool lock is dropped between
- * zspages, so other calls proceed. Also run by the page allocator's reclaim
- * when an allocation of mm fails. O(objects moved). */
+ * zspages, so other calls proceed. Also run by the pool's shrinker
+ * ("zsmalloc <name>", kmm/unmapped.h) when a page allocation of mm fails,
+ * then stopping once the pages needed came back. O(objects moved). */
 KMM_API size_t kmm_zs_compact(struct kmm_zspool *pool);
 
 /* Pool totals. O(1). */
@@ -153,7 +154,7 @@ KMM_API const char *kmm_zs_name(struct kmm_zspool *pool);
 /* Calls fn for every pool of mm (for tools that print stats), with mm's
  * list of pools locked: fn may call kmm_zs_stats and the like, but must
  * not create or destroy a pool, nor allocate from mm (a failing allocation
- * compacts every pool, which takes the same lock). */
+ * runs the shrinkers, whose callbacks may). */
 KMM_API void kmm_zs_for_each(struct kmm *mm, void (*fn)(struct kmm_zspool *pool, void *arg), void *arg);
 
 #ifdef __cplusplus

@@ -235,7 +235,7 @@ static void fork_locks(struct kmm *mm, bool lock)
         op(&mm->slab_lock);
         op(&mm->tcache_lock);
         kmm__slab_fork_locks(mm, true);
-        kmm__zs_fork_lock(mm, true);   /* before the areas: the reclaim frees pages under zs_lock */
+        kmm__zs_fork_lock(mm, true);   /* before the areas: a pool frees pages under its lock */
         for (unsigned a = 0; a < mm->nr_areas; a++)
             op(&mm->area[a].lock);
         kmm__vm_fork_lock(mm, true);
@@ -290,6 +290,7 @@ static void fork_child(void)
             kmm__unmapped_fork_child(mm);
             kmm__secret_fork_child(mm);
             kmm__execmem_fork_child(mm);
+            kmm__shrink_fork_child(mm);
             kmm__slab_fork_child(mm);
             kmm__tcache_fork_child(mm);
             kmm__slab_fork_sweep(mm);
@@ -598,7 +599,9 @@ int kmm_check(struct kmm *mm)
         rc = kmm__unmapped_check(mm);
     if (!rc)
         rc = kmm__secret_check(mm);
-    return rc ? rc : kmm__execmem_check(mm);
+    if (!rc)
+        rc = kmm__execmem_check(mm);
+    return rc ? rc : kmm__shrink_check(mm);
 }
 
 void kmm__reclaim(struct kmm *mm, unsigned flags)
@@ -610,7 +613,6 @@ void kmm__reclaim(struct kmm *mm, unsigned flags)
     /* lazily freed vmalloc areas first: their pages and nodes go through
      * this thread's caches, drained next */
     kmm_vmalloc_purge(mm);
-    kmm__zs_reclaim(mm);   /* compaction: emptied zspages' pages go through this thread's cache */
     kmm__tcache_reclaim(mm);
     kmm__slab_drain(mm);   /* depots, and the empty slabs the magazines left */
 }

@@ -221,6 +221,32 @@ static inline void *tcache_pop(struct kmm *mm, struct tcache_list *l, unsigned o
 
 static uint64_t take_run_or_drain(struct kmm *mm, unsigned order, uint64_t npages, unsigned flags);
 
+/* What a failing allocation of npages tries before it fails, one stage at
+ * a time, retrying after each that may have given pages back:
+ *   0  kmm__reclaim: what kmm holds itself (lazily freed vmalloc areas,
+ *      per-thread caches, empty slabs); cheap, and nobody loses anything;
+ *   1  the shrinkers, asked for npages (kmm__shrink: in registration
+ *      order, each for what is still missing);
+ *   2  the shrinkers, asked for everything they hold: what stage 1 gave
+ *      back may have been too scattered to merge into the block wanted,
+ *      in an area the flags do not accept, or taken by another thread.
+ * What a shrinker frees may land in this thread's caches, in magazines or
+ * in lazily freed areas: stages 1 and 2 end with kmm__reclaim too.
+ * KMM__NO_RECLAIM allocations (made under a lock) stop after stage 0, which
+ * then only drains their own cache. Returns whether a retry is worth it. */
+#define RECLAIM_STAGES 3
+static bool reclaim_stage(struct kmm *mm, unsigned stage, uint64_t npages, unsigned flags)
+{
+    if (stage > 0) {
+        if (flags & KMM__NO_RECLAIM)
+            return false;
+        if (!kmm__shrink(mm, stage == 1 ? (size_t)npages : 0))
+            return false;
+    }
+    kmm__reclaim(mm, flags);
+    return true;
+}
+
 static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned order, unsigned flags)
 {
     void *p = NULL;
@@ -237,8 +263,15 @@ static __attribute__((noinline)) void *alloc_pages_slow(struct kmm *mm, unsigned
         struct tcache_list *l = &tc->list[mm->area_pref[flags & KMM_AREA_MASK][0]][order];
         if (!l->count)
             l = kmm__tcache_refill(mm, tc, order, flags);
-        if (!l) {   /* blocks of other orders, other threads' caches, may merge into one */
-            kmm__reclaim(mm, flags);
+        /* blocks of other orders, other threads' caches, what shrinkers
+         * give back, may merge into one */
+        for (unsigned stage = 0; !l && stage < RECLAIM_STAGES; stage++) {
+            if (!reclaim_stage(mm, stage, (uint64_t)1 << order, flags))
+                continue;
+            /* a shrinker's kmm calls may have moved this thread's slots */
+            tc = tcache_get(mm);
+            if (!tc)
+                break;
             l = kmm__tcache_refill(mm, tc, order, flags);
         }
         if (l)
@@ -322,16 +355,16 @@ static uint64_t take_run(struct kmm *mm, unsigned order, uint64_t npages, unsign
     return UINT64_MAX;
 }
 
-/* take_run, and if it fails, once more after the reclaim gave back what
- * caches and lazy vmalloc areas hold, which may merge into what is needed
- * (Linux drains every CPU's lists before it fails an allocation). */
+/* take_run, and if it fails, once more after each reclaim stage that gave
+ * something back: what caches and lazy vmalloc areas hold, then what the
+ * shrinkers give back, may merge into what is needed (Linux drains every
+ * CPU's lists, then shrinks, before it fails an allocation). */
 static uint64_t take_run_or_drain(struct kmm *mm, unsigned order, uint64_t npages, unsigned flags)
 {
     uint64_t pfn = take_run(mm, order, npages, flags);
-    if (pfn == UINT64_MAX) {
-        kmm__reclaim(mm, flags);
-        pfn = take_run(mm, order, npages, flags);
-    }
+    for (unsigned stage = 0; pfn == UINT64_MAX && stage < RECLAIM_STAGES; stage++)
+        if (reclaim_stage(mm, stage, npages, flags))
+            pfn = take_run(mm, order, npages, flags);
     return pfn;
 }
 
@@ -473,6 +506,65 @@ void kmm__pages_hand_over(struct kmm *mm, void *addr, enum kmm_owner from, enum 
 static inline bool continues(struct kmm *mm, uint64_t pfn, unsigned order)
 {
     return meta_kind(meta_get(mm, pfn + ((uint64_t)1 << order))) == META_ALLOC_CONT;
+}
+
+void kmm__pages_carve(struct kmm *mm, enum kmm_owner owner, void *addr, unsigned order)
+{
+    uint64_t pfn = virt_to_pfn(mm, addr);
+    if (KMM_UNLIKELY(pfn == UINT64_MAX || (pfn & (((uint64_t)1 << order) - 1))))
+        kmm__fatal_page(mm, kmm__owner_name(owner), "carving a misaligned block out of an allocation:", addr);
+    /* the OWNED block holding pfn: the first head at or above order whose
+     * block reaches pfn */
+    uint64_t head = UINT64_MAX;
+    unsigned big = order;
+    for (unsigned k = 0; k <= KMM_MAX_ORDER; k++) {
+        uint64_t h = pfn & ~(((uint64_t)1 << k) - 1);
+        if (h < mm->base_pfn)
+            break;
+        kmm_meta_t m = meta_get(mm, h);
+        if (meta_kind(m) == META_TAIL)
+            continue;
+        big = meta_order(m);
+        if (meta_kind(m) == META_OWNED && pfn < h + ((uint64_t)1 << big) && pages_owner(mm, h) == owner &&
+            !continues(mm, h, big))
+            head = h;
+        break;
+    }
+    uint64_t size = (uint64_t)1 << order;
+    if (head != UINT64_MAX && big < order) {
+        /* joining: every head inside the block must be owner's, alone */
+        for (uint64_t p = pfn; p < pfn + size; p += (uint64_t)1 << meta_order(meta_get(mm, p))) {
+            kmm_meta_t m = meta_get(mm, p);
+            if (meta_kind(m) != META_OWNED || pages_owner(mm, p) != owner || continues(mm, p, meta_order(m)))
+                head = UINT64_MAX;
+            if (head == UINT64_MAX)
+                break;
+        }
+    }
+    if (KMM_UNLIKELY(head == UINT64_MAX))
+        kmm__fatal_page(mm, kmm__owner_name(owner), "carving a block out of no allocation of its own:", addr);
+    struct kmm_area *ar = &mm->area[area_of_pfn(mm, pfn)];
+    kmm_lock(mm, &ar->lock);   /* kmm_check reads heads under it */
+    if (big < order) {
+        for (uint64_t p = pfn + ((uint64_t)1 << big); p < pfn + size;) {
+            uint64_t next = p + ((uint64_t)1 << meta_order(meta_get(mm, p)));
+            meta_set(mm, p, 0);
+            p = next;
+        }
+        meta_set(mm, pfn, meta_make(META_OWNED, order));
+    }
+    while (big > order) {
+        big--;
+        uint64_t half = (uint64_t)1 << big;
+        uint64_t other = (pfn & half) ? head : head + half;
+        if (pfn & half)
+            head += half;
+        store_relaxed(&mm->owner[other - mm->base_pfn], (uint8_t)owner);
+        meta_set(mm, other, meta_make(META_OWNED, big));
+        store_relaxed(&mm->owner[head - mm->base_pfn], (uint8_t)owner);
+        meta_set(mm, head, meta_make(META_OWNED, big));
+    }
+    kmm_unlock(mm, &ar->lock);
 }
 
 /* Pushes a small allocated block into the cache list of its area and order. */

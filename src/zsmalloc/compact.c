@@ -118,13 +118,14 @@ static unsigned zspage_trim(struct kmm_zspool *pool, struct zs_class *cls, struc
     return n;
 }
 
-/* zspage_trim on every zspage of cls with holes, one per lock hold. */
-static size_t trim_class(struct kmm_zspool *pool, struct zs_class *cls)
+/* zspage_trim on every zspage of cls with holes, one per lock hold, until
+ * budget pages were freed. */
+static size_t trim_class(struct kmm_zspool *pool, struct zs_class *cls, size_t budget)
 {
     struct kmm *mm = pool->mm;
     size_t freed = 0;
-    for (unsigned b = 0; b < ZS_BANDS; b++) {
-        for (unsigned skip = 0;; skip++) {
+    for (unsigned b = 0; b < ZS_BANDS && freed < budget; b++) {
+        for (unsigned skip = 0; freed < budget; skip++) {
             kmm_lock(mm, &pool->lock);
             struct zspage *z = cls->band[b];
             for (unsigned i = 0; z && i < skip; i++)
@@ -139,15 +140,17 @@ static size_t trim_class(struct kmm_zspool *pool, struct zs_class *cls)
     return freed;
 }
 
-static size_t compact_pool(struct kmm_zspool *pool)
+/* Compacts class after class until budget pages were freed (SIZE_MAX: the
+ * whole pool); returns the pages freed, which may pass budget by a zspage. */
+static size_t compact_pool(struct kmm_zspool *pool, size_t budget)
 {
     struct kmm *mm = pool->mm;
     size_t freed = 0;
-    for (uint32_t i = 0; i < pool->nr_classes; i++) {
+    for (uint32_t i = 0; i < pool->nr_classes && freed < budget; i++) {
         struct zs_class *cls = &pool->classes[i];
         if (cls->merged_into != i)
             continue;
-        for (;;) {
+        while (freed < budget) {
             size_t moved;
             kmm_lock(mm, &pool->lock);
             struct zspage *emptied = compact_step(pool, cls, &moved);
@@ -162,28 +165,59 @@ static size_t compact_pool(struct kmm_zspool *pool)
                 break;
             }
         }
-        freed += trim_class(pool, cls);
+        if (freed < budget)
+            freed += trim_class(pool, cls, budget - freed);
     }
-    /* and the pages stashed for zspages to come (not counted: they held
-     * no objects) */
-    kmm_lock(mm, &pool->lock);
-    kmm__zs_stash_free(pool, "kmm_zs_compact");
-    kmm_unlock(mm, &pool->lock);
     return freed;
+}
+
+/* The pages stashed for zspages to come; returns how many. */
+static size_t stash_release(struct kmm_zspool *pool, const char *fn)
+{
+    kmm_lock(pool->mm, &pool->lock);
+    size_t n = pool->nr_stash;
+    kmm__zs_stash_free(pool, fn);
+    kmm_unlock(pool->mm, &pool->lock);
+    return n;
 }
 
 size_t kmm_zs_compact(struct kmm_zspool *pool)
 {
     mm_live(pool->mm, "kmm_zs_compact");
-    return compact_pool(pool);
+    size_t freed = compact_pool(pool, SIZE_MAX);
+    stash_release(pool, "kmm_zs_compact");   /* not counted: those pages held no objects */
+    return freed;
 }
 
-size_t kmm__zs_reclaim(struct kmm *mm)
+/* ---- the pool's shrinker ---------------------------------------------------------
+ * count: what a full compaction could give back, from the classes' sums:
+ * the pages each class holds beyond what its objects fill, and the stash.
+ * An estimate: an object never moves into a mapped zspage or a sparser one,
+ * so compaction may fall short of it; and the objects' bytes round up to
+ * pages per class, not per zspage, so it may also do a little better.
+ * scan: the stash first (no copying), then compaction class by class,
+ * stopping once nr_to_scan pages came back. */
+size_t kmm__zs_shrink_count(void *arg)
 {
-    size_t freed = 0;
-    kmm_lock(mm, &mm->zs_lock);
-    for (struct kmm_zspool *p = mm->zspools; p; p = p->next)
-        freed += compact_pool(p);
-    kmm_unlock(mm, &mm->zs_lock);
+    struct kmm_zspool *pool = arg;
+    struct kmm *mm = pool->mm;
+    kmm_lock(mm, &pool->lock);
+    size_t spare = pool->nr_stash;
+    for (uint32_t i = 0; i < pool->nr_classes; i++) {
+        const struct zs_class *cls = &pool->classes[i];
+        size_t need = zs_pages_for(mm, cls->objects * cls->size);
+        if (cls->merged_into == i && cls->nr_pages > need)
+            spare += cls->nr_pages - need;
+    }
+    kmm_unlock(mm, &pool->lock);
+    return spare;
+}
+
+size_t kmm__zs_shrink_scan(void *arg, size_t nr_to_scan)
+{
+    struct kmm_zspool *pool = arg;
+    size_t freed = stash_release(pool, "kmm_zs_compact");
+    if (freed < nr_to_scan)
+        freed += compact_pool(pool, nr_to_scan - freed);
     return freed;
 }

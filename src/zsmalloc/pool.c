@@ -360,6 +360,19 @@ struct kmm_zspool *kmm_zs_create_config(struct kmm *mm, const char *name, const 
     pool->meta_bytes = kmm__meta_obj_held(mm, sizeof(*pool)) +
                        kmm__meta_obj_held(mm, pool->nr_classes * sizeof(struct zs_class)) +
                        ((size_t)1 << map_order) * mm->page_size;
+    /* compaction is what the pool can give back under memory pressure */
+    size_t at = 0;
+    for (const char *c = "zsmalloc "; *c; c++)
+        pool->shrinker_name[at++] = *c;
+    for (const char *c = pool->name; *c; c++)
+        pool->shrinker_name[at++] = *c;
+    pool->shrinker = (struct kmm_shrinker){ .count = kmm__zs_shrink_count, .scan = kmm__zs_shrink_scan,
+                                            .arg = pool, .name = pool->shrinker_name };
+    if (kmm_register_shrinker(mm, &pool->shrinker) != 0) {
+        pool_free_memory(pool);
+        kmm__refuse(mm, KMM_ENOMEM, "kmm_zs_create", NULL);
+        return NULL;
+    }
     kmm_lock(mm, &mm->zs_lock);
     pool->next = mm->zspools;
     mm->zspools = pool;
@@ -378,6 +391,7 @@ void kmm_zs_destroy(struct kmm_zspool *pool)
         return;
     struct kmm *mm = pool->mm;
     mm_live(mm, "kmm_zs_destroy");
+    kmm_unregister_shrinker(mm, &pool->shrinker);   /* waits for a compaction it runs on another thread */
     kmm_lock(mm, &mm->zs_lock);
     struct kmm_zspool **pp = &mm->zspools;
     while (*pp && *pp != pool)

@@ -33,6 +33,7 @@
 #define KMM_ZS_INTERNAL_H
 
 #include "internal.h"
+#include <kmm/unmapped.h>
 #include <kmm/zsmalloc.h>
 
 #define ZS_DEFAULT_STEP      16
@@ -194,6 +195,9 @@ struct kmm_zspool {
     uint64_t map_seq;
     size_t objects, obj_bytes, pages_used, pages_max, pages_compacted, zspages_held;
     size_t meta_bytes;            /* metadata memory the pool holds, as held (class rounding included) */
+    /* registered from kmm_zs_create to kmm_zs_destroy (compact.c) */
+    struct kmm_shrinker shrinker;
+    char shrinker_name[sizeof("zsmalloc ") + 32];   /* "zsmalloc <name>" */
 };
 
 /* Pages that bytes of a zspage's objects reach: what a zspage holding its
@@ -263,8 +267,12 @@ KMM_HIDDEN void kmm__zs_copy(struct kmm_zspool *pool, const struct zs_class *cls
                              uint32_t obj, size_t off, void *buf, size_t len, bool to_obj);
 
 /* ---- compact.c ------------------------------------------------------------------- */
-/* Compacts every pool of mm (the reclaim of a failing page allocation). */
-KMM_HIDDEN size_t kmm__zs_reclaim(struct kmm *mm);
+/* The pool's shrinker (arg: the pool), registered by kmm_zs_create:
+ * pages a compaction could give back, and a compaction that stops once
+ * nr_to_scan pages came back. A failing page allocation runs it with no
+ * lock held; it takes the pool lock, one zspage at a time. */
+KMM_HIDDEN size_t kmm__zs_shrink_count(void *arg);
+KMM_HIDDEN size_t kmm__zs_shrink_scan(void *arg, size_t nr_to_scan);
 
 /* ---- check.c ------------------------------------------------------------------ */
 KMM_HIDDEN int kmm__zs_check(struct kmm *mm);

@@ -18,6 +18,7 @@
 
 #include "kmm_test.h"
 #include "internal.h"   /* mm->cache_key, for the epoch test */
+#include <kmm/unmapped.h>
 
 #define MiB (1ull << 20)
 #define MEM (16 * MiB)
@@ -317,9 +318,25 @@ static void test_epoch_no_wrap(void **state)
     kmm_destroy(mm);
 }
 
+/* The pool's shrinker's stats, by its name. */
+struct shrinker_stats {
+    const char *name;
+    uint64_t scans, scanned;
+};
+
+static void find_shrinker(void *arg, const struct kmm_shrinker_info *info)
+{
+    struct shrinker_stats *s = arg;
+    if (strcmp(info->name, s->name) == 0) {
+        s->scans = info->scans;
+        s->scanned = info->scanned;
+    }
+}
+
 /* A zsmalloc pool left sparse by frees is compacted before a page
- * allocation fails: the pages its half-empty zspages held are had, and
- * every object keeps its contents. */
+ * allocation fails, by its shrinker (not by kmm__reclaim, which stays
+ * cheap): the pages its half-empty zspages held are had, and every object
+ * keeps its contents. */
 static void test_zsmalloc_compacted(void **state)
 {
     (void)state;
@@ -343,12 +360,20 @@ static void test_zsmalloc_compacted(void **state)
     struct kmm_zs_stats before, after;
     kmm_zs_stats(pool, &before);
     assert_int_equal(before.pages_compacted, 0);
+    kmm_drain(mm);   /* the cheap reclaim alone compacts nothing */
+    kmm_zs_stats(pool, &after);
+    assert_int_equal(after.pages_compacted, 0);
+    struct shrinker_stats sh0 = { .name = "zsmalloc reclaim" }, sh1 = sh0;
+    kmm_shrinker_for_each(mm, find_shrinker, &sh0);
     struct held got;
     exhaust(mm, &got);
     kmm_zs_stats(pool, &after);
     /* about half the pool's pages come back; without compaction, none */
     assert_true(after.pages_compacted > before.pages_used / 3);
     assert_true(got.n >= after.pages_compacted / 2);
+    kmm_shrinker_for_each(mm, find_shrinker, &sh1);
+    assert_true(sh1.scans > sh0.scans);
+    assert_true(sh1.scanned - sh0.scanned >= after.pages_compacted);
     for (size_t i = 1; i < n; i += 2) {
         assert_int_equal(kmm_zs_read(pool, h[i], 0, buf, 1000 + i % 500), 0);
         for (size_t j = 0; j < 1000 + i % 500; j++)
