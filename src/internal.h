@@ -567,6 +567,13 @@ KMM_HIDDEN void kmm__pages_carve(struct kmm *mm, enum kmm_owner owner, void *add
  * false the pages go straight to the buddy lists, never into a per-thread
  * cache (for frees made while a cache is being drained or retired). */
 KMM_HIDDEN void kmm__free_pages_as(struct kmm *mm, enum kmm_owner owner, const char *fn, void *addr, bool cache);
+/* The block [pfn, pfn + 2^order) (pfn a multiple of 2^order) as a page
+ * allocation, if all of it is free in the buddy lists of one area that
+ * flags' area mask accepts; NULL otherwise (pages cached by a thread count
+ * as taken). For a layer that wants its next block beside its last (the
+ * unmapped cache: adjacent chunks leave one hole in the direct map). One
+ * area lock, O(KMM_MAX_ORDER). */
+KMM_HIDDEN void *kmm__alloc_pages_at(struct kmm *mm, uint64_t pfn, unsigned order, unsigned flags);
 /* kmm_alloc_pages_aligned, refusing as fn (kmm_malloc's large blocks). */
 KMM_HIDDEN void *kmm__alloc_run(struct kmm *mm, const char *fn, uint64_t npages, size_t align, unsigned flags);
 /* Keeps the first npages (>= 1, at most what it holds) of owner's page

@@ -57,7 +57,10 @@ extern "C" {
  * takes a KMM_UNMAPPED_REFILL_BYTES block (or, for a larger order, one of
  * that order; failing both, the largest order the page allocator has, down
  * to order) from the page allocator, unmaps it in one platform call and
- * adds it. KMM_PHYS_NONE when out of memory (ENOMEM, silent), for order >
+ * adds it; it then holds the block beside that one, still mapped, for its
+ * next refill, so that chunks lie side by side and their holes in the
+ * direct map merge (the shrinker gives that block back first).
+ * KMM_PHYS_NONE when out of memory (ENOMEM, silent), for order >
  * KMM_MAX_ORDER or unknown flags (EINVAL, reported), or without the
  * platform's direct_unmap (ENOSYS, reported). Cost: O(KMM_MAX_ORDER) under
  * the cache lock when it has a block; a refill adds a page allocation and
@@ -97,6 +100,7 @@ struct kmm_unmapped_stats {
     size_t pages_execmem;     /* ... and to execmem */
     size_t pages_nocache;     /* KMM_UNMAPPED_NOCACHE allocations live */
     size_t chunks;            /* blocks taken from the page allocator and held */
+    size_t pages_beside;      /* the block beside the last refill, held still mapped for the next one */
     size_t unmap_calls;       /* direct_unmap calls so far */
     size_t restore_calls;     /* direct_restore calls so far */
     size_t pages_zeroed;      /* pages zeroed before they were handed out again */

@@ -175,3 +175,40 @@ void kmm_unreserve_pages(struct kmm *mm, kmm_phys_t addr, size_t npages)
     for_each_block(mm, start, end, unreserve_block);
     unlock_areas(mm, start, end);
 }
+
+/* ---- taking one given block (kmm__alloc_pages_at) --------------------------- */
+
+static void mark_taken(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, unsigned order)
+{
+    (void)ar;
+    meta_set(mm, pfn, meta_make(META_ALLOC, order));
+    pages_unpoison(mm, pfn_to_virt(mm, pfn), (uint64_t)1 << order);
+}
+
+void *kmm__alloc_pages_at(struct kmm *mm, uint64_t pfn, unsigned order, unsigned flags)
+{
+    uint64_t n = (uint64_t)1 << order;
+    if (order > KMM_MAX_ORDER || (pfn & (n - 1)) || pfn < mm->base_pfn || pfn >= mm->end_pfn ||
+        n > mm->end_pfn - pfn)
+        return NULL;
+    unsigned a = area_of_pfn(mm, pfn);
+    if (area_of_pfn(mm, pfn + n - 1) != a)
+        return NULL;
+    bool accepted = false;
+    for (const uint8_t *p = mm->area_pref[flags & KMM_AREA_MASK]; *p != NO_AREA; p++)
+        accepted |= *p == a;
+    if (!accepted)
+        return NULL;
+    struct kmm_area *ar = &mm->area[a];
+    void *got = NULL;
+    kmm_lock(mm, &ar->lock);
+    uint64_t head = kmm__block_head(mm, ar, pfn);
+    kmm_meta_t m = head == UINT64_MAX ? 0 : meta_get(mm, head);
+    if (head != UINT64_MAX && meta_is_free(m) && meta_order(m) >= order) {
+        kmm__area_unlink_free(mm, ar, head, meta_order(m));
+        carve(mm, ar, head, meta_order(m), pfn, pfn + n, mark_taken, kmm__area_push_free);
+        got = pfn_to_virt(mm, pfn);
+    }
+    kmm_unlock(mm, &ar->lock);
+    return got;
+}

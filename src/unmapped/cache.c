@@ -28,7 +28,8 @@
 static size_t shrinker_count(void *arg)
 {
     struct kmm_unmapped *u = arg;
-    return load_relaxed(&u->pages_free);
+    size_t beside = __atomic_load_n(&u->beside, __ATOMIC_RELAXED) ? (size_t)1 << u->refill_order : 0;
+    return load_relaxed(&u->pages_free) + beside;
 }
 
 static size_t um_shrink(struct kmm *mm, struct kmm_unmapped *u, size_t nr_pages);
@@ -151,6 +152,57 @@ static void refill_done(struct kmm *mm, struct kmm_unmapped *u, bool slot)
     kmm_unlock(mm, &mm->unmapped_lock);
 }
 
+static void beside_put_back(struct kmm *mm, struct kmm_unmapped *u, void *q);
+
+static bool area_accepted(const struct kmm *mm, uint64_t pfn, unsigned areas)
+{
+    unsigned a = area_of_pfn(mm, pfn);
+    for (const uint8_t *p = mm->area_pref[areas & KMM_AREA_MASK]; *p != NO_AREA; p++)
+        if (*p == a)
+            return true;
+    return false;
+}
+
+/* Holds the block just after the run of adjacent chunks that the refill at
+ * pfn joined (else the one just before the run) if it is wholly free now,
+ * for the next refill (see struct kmm_unmapped). O(run x log chunks), once
+ * per refill. */
+static void beside_take(struct kmm *mm, struct kmm_unmapped *u, uint64_t pfn, unsigned areas)
+{
+    if (__atomic_load_n(&u->beside, __ATOMIC_RELAXED))
+        return;
+    uint64_t n = (uint64_t)1 << u->refill_order, start = pfn, end = pfn;
+    kmm_lock(mm, &mm->unmapped_lock);
+    for (const struct um_chunk *c; (c = um_chunk_find(u, end)) != NULL && c->base_pfn == end;)
+        end += um_chunk_pages(c);
+    for (const struct um_chunk *c; start > mm->base_pfn && (c = um_chunk_find(u, start - 1)) != NULL &&
+                                   c->base_pfn + um_chunk_pages(c) == start;)
+        start = c->base_pfn;
+    kmm_unlock(mm, &mm->unmapped_lock);
+    void *q = kmm__alloc_pages_at(mm, end, u->refill_order, areas);
+    if (!q && start - mm->base_pfn >= n)
+        q = kmm__alloc_pages_at(mm, start - n, u->refill_order, areas);
+    if (!q)
+        return;
+    kmm__pages_own(mm, q, OWNER_UNMAPPED);
+    beside_put_back(mm, u, q);
+}
+
+/* Makes q (an OWNED block of the refill order) the block held beside, or
+ * frees it when another thread's refill already holds one. */
+static void beside_put_back(struct kmm *mm, struct kmm_unmapped *u, void *q)
+{
+    kmm_lock(mm, &mm->unmapped_lock);
+    bool kept = !u->beside;
+    if (kept) {
+        __atomic_store_n(&u->beside, q, __ATOMIC_RELAXED);
+        u->beside_order = u->refill_order;
+    }
+    kmm_unlock(mm, &mm->unmapped_lock);
+    if (!kept)
+        kmm__free_pages_as(mm, OWNER_UNMAPPED, "kmm_unmapped_alloc", q, true);
+}
+
 /* Takes a block of at least 2^order pages from the page allocator for the
  * cache (or, nocache, exactly 2^order pages for one allocation of kind),
  * unmaps it in one call and installs its record. Returns the chunk, or
@@ -161,15 +213,25 @@ static struct um_chunk *refill(struct kmm *mm, struct kmm_unmapped *u, unsigned 
     kmm_lock(mm, &mm->unmapped_lock);
     u->refills_in_flight++;   /* kmm_check: pages of ours in no chunk yet */
     bool slot = slot_reserve(mm, u);
+    unsigned areas = flags & KMM_AREA_MASK;
+    unsigned want = nocache || order > u->refill_order ? order : u->refill_order;
+    void *p = NULL;
+    if (!nocache && want == u->refill_order && u->beside && area_accepted(mm, virt_to_pfn(mm, u->beside), areas)) {
+        p = u->beside;
+        __atomic_store_n(&u->beside, NULL, __ATOMIC_RELAXED);
+    }
     kmm_unlock(mm, &mm->unmapped_lock);
-    if (!slot || kmm__fault(mm, KMM_FAULT_PAGES)) {
+    if (!slot || (!p && kmm__fault(mm, KMM_FAULT_PAGES))) {
+        if (p)
+            beside_put_back(mm, u, p);
         refill_done(mm, u, slot);
         return NULL;
     }
-    unsigned areas = flags & KMM_AREA_MASK;
-    unsigned want = nocache || order > u->refill_order ? order : u->refill_order;
-    /* one allocation that may reclaim; the smaller fallbacks only look */
-    void *p = kmm_alloc_pages(mm, want, areas);
+    /* the block held beside the last refill (already ours); else one
+     * allocation that may reclaim; the smaller fallbacks only look */
+    bool reserved = p != NULL;
+    if (!p)
+        p = kmm_alloc_pages(mm, want, areas);
     unsigned got = want;
     while (!p && got > order) {
         got--;
@@ -179,7 +241,8 @@ static struct um_chunk *refill(struct kmm *mm, struct kmm_unmapped *u, unsigned 
         refill_done(mm, u, slot);
         return NULL;
     }
-    kmm__pages_own(mm, p, OWNER_UNMAPPED);
+    if (!reserved)
+        kmm__pages_own(mm, p, OWNER_UNMAPPED);
     uint64_t pfn = virt_to_pfn(mm, p);
     uint64_t len = (uint64_t)mm->page_size << got;
     struct um_chunk *c = um_chunk_new(mm, pfn, got, nocache, kind);
@@ -200,6 +263,8 @@ static struct um_chunk *refill(struct kmm *mm, struct kmm_unmapped *u, unsigned 
     kmm_unlock(mm, &mm->unmapped_lock);
     if (!__atomic_load_n(&u->shrinker_claimed, __ATOMIC_ACQUIRE))
         shrinker_register(mm, u);
+    if (!nocache && got == u->refill_order)
+        beside_take(mm, u, pfn, areas);
     return c;
 }
 
@@ -468,6 +533,19 @@ static size_t um_shrink(struct kmm *mm, struct kmm_unmapped *u, size_t nr_pages)
 {
     add_relaxed(&u->shrinks, 1);
     size_t given = 0, max = nr_pages ? nr_pages : SIZE_MAX;
+    /* the block held beside the last refill: mapped, so given back as it is */
+    kmm_lock(mm, &mm->unmapped_lock);
+    void *q = u->beside;
+    size_t qpages = q ? (size_t)1 << u->beside_order : 0;
+    if (q && qpages <= max)
+        __atomic_store_n(&u->beside, NULL, __ATOMIC_RELAXED);
+    else
+        q = NULL;
+    kmm_unlock(mm, &mm->unmapped_lock);
+    if (q) {
+        kmm__free_pages_as(mm, OWNER_UNMAPPED, "kmm_unmapped_shrink", q, false);
+        given += qpages;
+    }
     /* whole chunks: one restore, one free, the whole 2 MiB mapping back */
     for (;;) {
         kmm_lock(mm, &mm->unmapped_lock);
@@ -584,6 +662,7 @@ void kmm_unmapped_stats(struct kmm *mm, struct kmm_unmapped_stats *st)
     st->pages_secret = u->pages_by_kind[UM_SECRET];
     st->pages_execmem = u->pages_by_kind[UM_EXECMEM];
     st->pages_nocache = u->pages_nocache;
+    st->pages_beside = u->beside ? (size_t)1 << u->beside_order : 0;
     kmm_unlock(mm, &mm->unmapped_lock);
     st->unmap_calls = load_relaxed(&u->unmap_calls);
     st->restore_calls = load_relaxed(&u->restore_calls);

@@ -156,6 +156,8 @@ int kmm__unmapped_check(struct kmm *mm)
             found += len;
         pfn += len;
     }
+    if (u->beside)
+        found -= (size_t)1 << u->beside_order;   /* mapped, in no chunk, by design */
     if (found != sum.owned)
         return kmm__check_fail(mm, "unmapped: pages the unmapped cache owns in the page allocator but holds in no chunk",
                                UINT64_MAX);
@@ -172,7 +174,12 @@ void kmm__unmapped_page_kinds(struct kmm *mm, uint64_t pfn, size_t n, uint8_t *k
     if (u)
         kmm_lock(mm, &mm->unmapped_lock);
     const struct um_chunk *c = u ? um_chunk_find(u, pfn) : NULL;
+    uint64_t beside = u && u->beside ? virt_to_pfn(mm, u->beside) : UINT64_MAX;
     for (size_t i = 0; i < n; i++) {
+        if (beside != UINT64_MAX && pfn + i - beside < ((uint64_t)1 << u->beside_order)) {
+            kinds[i] = KMM_PAGE_UNMAPPED_FREE;   /* held beside the last refill: still mapped */
+            continue;
+        }
         /* a refill not installed yet: free pages of the cache */
         uint8_t kind = KMM_PAGE_UNMAPPED_FREE;
         if (c && pfn + i - c->base_pfn < um_chunk_pages(c)) {

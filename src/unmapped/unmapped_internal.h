@@ -101,6 +101,15 @@ struct kmm_unmapped {
     uint64_t max_chunk_pages;             /* the largest chunk's pages so far (bounds the search back) */
     size_t refills_in_flight;             /* refills that may hold pages not installed yet */
     size_t slots_reserved;                /* of sorted[], for chunks being installed or put back */
+    /* The block beside the last refill of refill_order (just after it, or
+     * else just before), taken from the page allocator at once and held
+     * still mapped, or NULL: the next refill takes it, so chunks lie side
+     * by side and their holes in the direct map merge into one, however
+     * the page allocator's other users split the free blocks around them
+     * meanwhile. An OWNED block of OWNER_UNMAPPED in no chunk; the shrinker
+     * gives it back first (no remapping needed). */
+    void *beside;
+    unsigned beside_order;
     /* pages_held and pages_free: of the cache's chunks (not nocache ones);
      * pages_by_kind: handed out, by kind (UM_USED .. UM_EXECMEM) */
     size_t pages_held, pages_free, pages_by_kind[UM_EXECMEM + 1], pages_nocache;
