@@ -85,8 +85,8 @@ deps-fuzz:
 fuzz: deps-fuzz
 	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DKMM_SANITIZE=address -DKMM_FUZZ=ON -DKMM_BENCH=OFF >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzz_page fuzz_slab fuzz_vm fuzz_zs fuzz_unmapped fuzz_execmem
-	@for t in page slab vm zs unmapped execmem; do \
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_page fuzz_slab fuzz_vm fuzz_zs fuzz_unmapped fuzz_execmem fuzz_secret
+	@for t in page slab vm zs unmapped execmem secret; do \
 	  mkdir -p build-fuzz/corpus/$$t; \
 	  echo "== fuzz_$$t ($(FUZZ_SECONDS) s)"; \
 	  build-fuzz/tests/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$t 2>&1 | tail -n 12; \
