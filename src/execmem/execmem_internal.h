@@ -137,6 +137,11 @@ KMM_HIDDEN int kmm__exec_fill(struct kmm *mm, const struct exec_chunk *c, uintpt
 KMM_HIDDEN void *kmm__exec_scratch_get(struct kmm *mm, size_t bytes, size_t *held);
 KMM_HIDDEN void kmm__exec_scratch_put(struct kmm *mm, void *p, size_t held);
 #define EXEC_SCRATCH_KEEP ((size_t)1 << 20)   /* larger arrays are not kept */
+/* A batch copies runs of small pieces adjacent in the frames into a buffer
+ * this large and writes each run as one piece: the platform's cost per
+ * piece (hosted: ~100 ns per iovec in the kernel) is more than a copy of a
+ * few hundred bytes. */
+#define EXEC_STAGE_BYTES ((size_t)64 << 10)
 /* pf_frames_write, counted in write_calls. */
 KMM_HIDDEN int kmm__exec_frames_write(struct kmm *mm, const struct kmm_frame_write *w, size_t n);
 
@@ -178,7 +183,11 @@ KMM_HIDDEN struct exec_chunk *kmm__exec_chunk_of(struct kmm_execmem *x, uintptr_
 KMM_HIDDEN struct exec_chunk *kmm__exec_live_head(struct kmm_execmem *x, uintptr_t va, size_t *g, size_t *end,
                                                   const char **why);
 /* [va, va + len) inside one live allocation? Its chunk, or NULL with *why. Lock held. */
-KMM_HIDDEN struct exec_chunk *kmm__exec_validate(struct kmm_execmem *x, uintptr_t va, size_t len, const char **why);
+/* Bytes of an allocation between two pieces of a batch that the batch
+ * writes too, with their own contents, to keep one platform write. */
+#define EXEC_GAP_FILL 64
+KMM_HIDDEN struct exec_chunk *kmm__exec_validate(struct kmm_execmem *x, uintptr_t va, size_t len, const char **why,
+                                                uintptr_t *alloc_end);
 /* The next chunk in use at or after slot *s (its first slot), or NULL; *s moves past it. */
 KMM_HIDDEN struct exec_chunk *kmm__exec_next_chunk(struct kmm_execmem *x, size_t *s);
 

@@ -165,7 +165,7 @@ int kmm_execmem_write(struct kmm *mm, void *dst, const void *src, size_t len)
     struct exec_chunk *c = NULL;
     if (x && src && va + len > va) {
         kmm_lock(mm, &mm->execmem_lock);
-        c = kmm__exec_validate(x, va, len, &why);
+        c = kmm__exec_validate(x, va, len, &why, NULL);
         if (c)
             c->writers++;
         kmm_unlock(mm, &mm->execmem_lock);
@@ -233,6 +233,33 @@ static void sort_pieces(const struct kmm_execmem_piece *p, size_t *idx, size_t n
     }
 }
 
+/* Writes the frame pieces w[0..nw) (ascending): each run of two or more
+ * adjacent in the frames, up to EXEC_STAGE_BYTES, is copied into stage and
+ * written as one piece; the others as they are, together. */
+static int write_staged(struct kmm *mm, const struct kmm_frame_write *w, size_t nw, unsigned char *stage)
+{
+    size_t lone = 0;   /* w[lone..i): pieces not staged, not written yet */
+    for (size_t i = 0; i < nw;) {
+        size_t j = i + 1, bytes = w[i].len;
+        while (j < nw && w[j].phys == w[j - 1].phys + w[j - 1].len && bytes + w[j].len <= EXEC_STAGE_BYTES)
+            bytes += w[j++].len;
+        if (j - i < 2) {
+            i = j;
+            continue;
+        }
+        int rc = kmm__exec_frames_write(mm, w + lone, i - lone);
+        if (rc)
+            return rc;
+        for (size_t k = i, at = 0; k < j; at += w[k].len, k++)
+            __builtin_memcpy(stage + at, w[k].src, w[k].len);
+        struct kmm_frame_write run = { .phys = w[i].phys, .src = stage, .len = bytes };
+        if ((rc = kmm__exec_frames_write(mm, &run, 1)) != 0)
+            return rc;
+        i = lone = j;
+    }
+    return kmm__exec_frames_write(mm, w + lone, nw - lone);
+}
+
 int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *pieces, size_t n)
 {
     static const char fn[] = "kmm_execmem_write_batch";
@@ -262,10 +289,12 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
             return -KMM_EINVAL;
         }
     }
+    /* and at most two per gap filled between pieces (see below); the stage last */
     size_t bytes;
-    if (__builtin_mul_overflow(n, sizeof(size_t) + sizeof(struct exec_chunk *), &bytes) ||
+    if (__builtin_add_overflow(nframes, 2 * n, &nframes) ||
+        __builtin_mul_overflow(n, sizeof(size_t) + sizeof(struct exec_chunk *) + sizeof(uintptr_t), &bytes) ||
         __builtin_mul_overflow(nframes, sizeof(struct kmm_frame_write), &nframes) ||
-        __builtin_add_overflow(bytes, nframes, &bytes)) {
+        __builtin_add_overflow(bytes, nframes, &bytes) || __builtin_add_overflow(bytes, EXEC_STAGE_BYTES, &bytes)) {
         kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
         return -KMM_ENOMEM;
     }
@@ -278,7 +307,9 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
     struct kmm_frame_write *w = (struct kmm_frame_write *)(void *)scratch;
     size_t cap = nframes / sizeof(struct kmm_frame_write);
     struct exec_chunk **chunk = (struct exec_chunk **)(void *)(scratch + nframes);
-    size_t *idx = (size_t *)(void *)(chunk + n);
+    uintptr_t *alloc_end = (uintptr_t *)(void *)(chunk + n);
+    size_t *idx = (size_t *)(void *)(alloc_end + n);
+    unsigned char *stage = (unsigned char *)(void *)(idx + n);
     sort_pieces(pieces, idx, n);
 
     /* validate every piece before anything is written; a run of pieces in
@@ -292,8 +323,9 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
         if (!p->len)
             continue;
         const char *why = "overlaps another piece";
-        struct exec_chunk *c = (uintptr_t)p->dst >= prev_end ? kmm__exec_validate(x, (uintptr_t)p->dst, p->len, &why)
-                                                             : NULL;
+        struct exec_chunk *c = (uintptr_t)p->dst >= prev_end
+                                   ? kmm__exec_validate(x, (uintptr_t)p->dst, p->len, &why, &alloc_end[k])
+                                   : NULL;
         prev_end = (uintptr_t)p->dst + p->len;
         if (!c) {
             for (size_t j = 0; j < k; j++)
@@ -312,17 +344,32 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
     }
     kmm_unlock(mm, &mm->execmem_lock);
 
+    /* A gap of at most EXEC_GAP_FILL bytes between a piece and the next,
+     * where the next begins the allocation right after the piece's own,
+     * is the rest of the piece's allocation: it is written too, with what
+     * it holds now (read through the executable mapping), so that the run
+     * stays one platform write (hosted: one pwritev instead of one per
+     * piece). Those bytes are the caller's, in an allocation it is writing. */
     size_t nw = 0;
     const struct exec_chunk *c = NULL;
+    uintptr_t last_end = 0, last_alloc_end = 0;
     for (size_t k = 0; k < n; k++) {
         const struct kmm_execmem_piece *p = &pieces[idx[k]];
+        const struct exec_chunk *was = c;
         c = chunk[k] ? chunk[k] : c;
         if (!p->len)
             continue;
+        uintptr_t dst = (uintptr_t)p->dst;
+        if (c == was && last_end && dst > last_end && dst - last_end <= EXEC_GAP_FILL && dst == last_alloc_end) {
+            w[nw].src = (const void *)last_end;
+            kmm__exec_translate(x, c, last_end, (size_t)(dst - last_end), w, &nw, cap);
+        }
+        last_end = dst + p->len;
+        last_alloc_end = alloc_end[k];
         w[nw].src = p->src;
         kmm__exec_translate(x, c, (uintptr_t)p->dst, p->len, w, &nw, cap);
     }
-    int rc = kmm__exec_frames_write(mm, w, nw);
+    int rc = write_staged(mm, w, nw, stage);
     if (!rc && mm->pf->icache_sync) {
         /* one sync per run of pieces adjacent in the address space */
         for (size_t k = 0; k < n;) {

@@ -36,16 +36,6 @@
 #define MEM (128ull << 20)
 #define CHECK(mm) assert_int_equal(kmm_check(mm), 0)
 
-/* ASan and TSan intercept mlock(2) and munlock(2) as no-ops that succeed
- * (sanitizer_common: their allocators cannot honour them), so the hosted
- * platform's vm_map locks nothing in a sanitizer build: locking is checked
- * outside sanitizers only (the memfd_secret backing locks in the kernel,
- * interceptor or not). */
-static bool mlock_works(enum kmm_secret_backing backing)
-{
-    return !KMM_TEST_SANITIZER || backing == KMM_SECRET_MEMFD;
-}
-
 static bool memfd_ok(struct kmm *mm)
 {
     static bool told;
@@ -143,15 +133,13 @@ static void sizes_one(struct kmm *mm, size_t ps, size_t size)
     assert_true(all_zero(p, bytes));
     kmm_test_fill(p, bytes, (unsigned)size);
     assert_true(kmm_test_filled(p, bytes, (unsigned)size));
-    bool locks = mlock_works(kmm_secret_backing(mm));
-    if (locks)
-        assert_int_equal(vm_locked(), locked + bytes);
+    assert_int_equal(vm_locked(), locked + bytes);
     char flags[256];
     assert_true(vm_flags_of(p, flags, sizeof flags));
-    if (!has_flag(flags, "dd") || (locks && !has_flag(flags, "lo")))
+    if (!has_flag(flags, "dd") || !has_flag(flags, "lo"))
         fail_msg("secret mapping of %zu bytes lacks dd or lo: VmFlags:%s", size, flags);
     assert_true(vm_flags_of(p + bytes - 1, flags, sizeof flags));
-    assert_true(has_flag(flags, "dd") && (!locks || has_flag(flags, "lo")));
+    assert_true(has_flag(flags, "dd") && has_flag(flags, "lo"));
     kmm_secret_stats(mm, &st);
     assert_int_equal(st.allocations, before.allocations + 1);
     assert_int_equal(st.bytes, before.bytes + size);
@@ -464,11 +452,6 @@ static void child_memlock(void *arg)
 
 static void memlock(size_t ps, enum kmm_secret_backing backing)
 {
-    if (!mlock_works(backing)) {
-        printf("note: RLIMIT_MEMLOCK not tested for %s under a sanitizer (its mlock interceptor locks nothing)\n",
-               kmm_secret_backing_name(backing));
-        return;
-    }
     struct kmm *mm = make_mm(ps, backing);
     if (!mm)
         return;
