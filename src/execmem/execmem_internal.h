@@ -183,6 +183,11 @@ KMM_HIDDEN struct exec_chunk *kmm__exec_chunk_of(struct kmm_execmem *x, uintptr_
 KMM_HIDDEN struct exec_chunk *kmm__exec_live_head(struct kmm_execmem *x, uintptr_t va, size_t *g, size_t *end,
                                                   const char **why);
 /* [va, va + len) inside one live allocation? Its chunk, or NULL with *why. Lock held. */
+/* Sorts n elements of size bytes at base so that none is before(ctx, ., .)
+ * the one ahead of it: a heap sort (O(n log n), no recursion, no libc),
+ * O(n) when they are in order already. */
+KMM_HIDDEN void kmm__exec_sort(void *base, size_t n, size_t size,
+                               bool (*before)(const void *ctx, const void *a, const void *b), const void *ctx);
 /* Bytes of an allocation between two pieces of a batch that the batch
  * writes too, with their own contents, to keep one platform write. */
 #define EXEC_GAP_FILL 64

@@ -58,23 +58,35 @@ static bool frees_empty(const struct exec_chunk *c, size_t ours)
     return !c->single && c->heads == c->quarantined + ours && c->writers == 1 && !c->growing;
 }
 
+/* The live allocation starting at p: its chunk and granules [*g, *end),
+ * with execmem_lock held on return; anything else is reported as fn's
+ * misuse and aborts. */
+static struct exec_chunk *live_head_lock(struct kmm *mm, const char *fn, const void *p, struct kmm_execmem **xp,
+                                         size_t *g, size_t *end)
+{
+    mm_live(mm, fn);
+    struct kmm_execmem *x = __atomic_load_n(&mm->execmem, __ATOMIC_ACQUIRE);
+    if (!x)
+        kmm__fatal_page(mm, fn, "not executable memory (none was ever allocated):", p);
+    const char *why;
+    kmm_lock(mm, &mm->execmem_lock);
+    struct exec_chunk *c = kmm__exec_live_head(x, (uintptr_t)p, g, end, &why);
+    if (!c) {
+        kmm_unlock(mm, &mm->execmem_lock);
+        kmm__fatal_page(mm, fn, why, p);
+    }
+    *xp = x;
+    return c;
+}
+
 void kmm_execmem_free(struct kmm *mm, void *p)
 {
     static const char fn[] = "kmm_execmem_free";
     if (!p)
         return;
-    mm_live(mm, fn);
-    struct kmm_execmem *x = __atomic_load_n(&mm->execmem, __ATOMIC_ACQUIRE);
-    if (!x)
-        kmm__fatal_page(mm, fn, "not executable memory (none was ever allocated):", p);
+    struct kmm_execmem *x;
     size_t g, end;
-    const char *why;
-    kmm_lock(mm, &mm->execmem_lock);
-    struct exec_chunk *c = kmm__exec_live_head(x, (uintptr_t)p, &g, &end, &why);
-    if (!c) {
-        kmm_unlock(mm, &mm->execmem_lock);
-        kmm__fatal_page(mm, fn, why, p);
-    }
+    struct exec_chunk *c = live_head_lock(mm, fn, p, &x, &g, &end);
     free_begin(x, c, g, end);
     if (c->single) {
         kmm__exec_put_unlock(mm, c);   /* unmapped and back to the cache: nothing to fill */
@@ -107,36 +119,10 @@ struct batch_free {
     bool failed;          /* the range's fill failed */
 };
 
-static void sort_frees(struct batch_free *f, size_t n)
+static bool free_before(const void *ctx, const void *a, const void *b)
 {
-    size_t sorted = 1;
-    while (sorted < n && f[sorted - 1].va <= f[sorted].va)
-        sorted++;
-    if (sorted >= n)
-        return;   /* freed in address order, as a JIT dropping a batch of its code often does */
-    for (size_t end = n, start = n / 2;;) {
-        if (start > 0) {
-            start--;
-        } else {
-            if (end <= 1)
-                return;
-            end--;
-            struct batch_free t = f[0];
-            f[0] = f[end];
-            f[end] = t;
-        }
-        for (size_t root = start; 2 * root + 1 < end;) {
-            size_t child = 2 * root + 1;
-            if (child + 1 < end && f[child].va < f[child + 1].va)
-                child++;
-            if (f[root].va >= f[child].va)
-                break;
-            struct batch_free t = f[root];
-            f[root] = f[child];
-            f[child] = t;
-            root = child;
-        }
-    }
+    (void)ctx;
+    return ((const struct batch_free *)a)->va < ((const struct batch_free *)b)->va;
 }
 
 /* Trap-fills the ranges of the chunks marked todo: one platform write for
@@ -216,7 +202,8 @@ void kmm_execmem_free_batch(struct kmm *mm, void *const *ptrs, size_t n)
     for (size_t i = 0; i < n; i++)
         if (ptrs[i])
             f[m++] = (struct batch_free){ .va = (uintptr_t)ptrs[i] };
-    sort_frees(f, m);
+    /* freed in address order (as a JIT dropping a batch of its code often does): no sorting */
+    kmm__exec_sort(f, m, sizeof(*f), free_before, NULL);
     kmm_lock(mm, &mm->execmem_lock);
     size_t first = 0;
     for (size_t k = 0; k < m; k++) {
@@ -272,16 +259,9 @@ void kmm_execmem_free_batch(struct kmm *mm, void *const *ptrs, size_t n)
 size_t kmm_execmem_usable_size(struct kmm *mm, const void *p)
 {
     static const char fn[] = "kmm_execmem_usable_size";
-    mm_live(mm, fn);
-    struct kmm_execmem *x = __atomic_load_n(&mm->execmem, __ATOMIC_ACQUIRE);
-    if (!x)
-        kmm__fatal_page(mm, fn, "not executable memory (none was ever allocated):", p);
+    struct kmm_execmem *x;
     size_t g, end;
-    const char *why;
-    kmm_lock(mm, &mm->execmem_lock);
-    struct exec_chunk *c = kmm__exec_live_head(x, (uintptr_t)p, &g, &end, &why);
+    live_head_lock(mm, fn, p, &x, &g, &end);
     kmm_unlock(mm, &mm->execmem_lock);
-    if (!c)
-        kmm__fatal_page(mm, fn, why, p);
     return (end - g) << EXEC_GRANULE_SHIFT;
 }

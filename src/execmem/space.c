@@ -147,3 +147,44 @@ void kmm__exec_class_update(struct kmm_execmem *x, struct exec_chunk *c)
         c->next->prev = c;
     x->cls[cls] = c;
 }
+
+static void swap_bytes(unsigned char *a, unsigned char *b, size_t size)
+{
+    for (size_t i = 0; i < size; i++) {
+        unsigned char t = a[i];
+        a[i] = b[i];
+        b[i] = t;
+    }
+}
+
+void kmm__exec_sort(void *base, size_t n, size_t size, bool (*before)(const void *ctx, const void *a, const void *b),
+                    const void *ctx)
+{
+    unsigned char *e = base;
+#define AT(i) (e + (i) * size)
+    size_t sorted = 1;
+    while (sorted < n && !before(ctx, AT(sorted), AT(sorted - 1)))
+        sorted++;
+    if (sorted >= n)
+        return;
+    for (size_t end = n, start = n / 2;;) {
+        if (start > 0) {
+            start--;
+        } else {
+            if (end <= 1)
+                return;
+            end--;
+            swap_bytes(AT(0), AT(end), size);
+        }
+        for (size_t root = start; 2 * root + 1 < end;) {
+            size_t child = 2 * root + 1;
+            if (child + 1 < end && before(ctx, AT(child), AT(child + 1)))
+                child++;
+            if (!before(ctx, AT(root), AT(child)))
+                break;
+            swap_bytes(AT(root), AT(child), size);
+            root = child;
+        }
+    }
+#undef AT
+}

@@ -198,39 +198,9 @@ static bool piece_before(const struct kmm_execmem_piece *p, size_t a, size_t b)
     return da < db || (da == db && a < b);   /* equal destinations: the caller's order */
 }
 
-/* Heap sort of the indices by destination: O(n log n), no recursion, no libc. */
-static void sort_pieces(const struct kmm_execmem_piece *p, size_t *idx, size_t n)
+static bool index_before(const void *pieces, const void *a, const void *b)
 {
-    for (size_t i = 0; i < n; i++)
-        idx[i] = i;
-    size_t sorted = 1;
-    while (sorted < n && !piece_before(p, idx[sorted], idx[sorted - 1]))
-        sorted++;
-    if (sorted >= n)
-        return;   /* in address order already: a JIT emitting one function after another */
-    for (size_t end = n, start = n / 2;;) {
-        if (start > 0) {
-            start--;
-        } else {
-            if (end <= 1)
-                return;
-            end--;
-            size_t t = idx[0];
-            idx[0] = idx[end];
-            idx[end] = t;
-        }
-        for (size_t root = start; 2 * root + 1 < end;) {
-            size_t child = 2 * root + 1;
-            if (child + 1 < end && piece_before(p, idx[child], idx[child + 1]))
-                child++;
-            if (!piece_before(p, idx[root], idx[child]))
-                break;
-            size_t t = idx[root];
-            idx[root] = idx[child];
-            idx[child] = t;
-            root = child;
-        }
-    }
+    return piece_before(pieces, *(const size_t *)a, *(const size_t *)b);
 }
 
 /* Writes the frame pieces w[0..nw) (ascending): each run of two or more
@@ -310,7 +280,9 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
     uintptr_t *alloc_end = (uintptr_t *)(void *)(chunk + n);
     size_t *idx = (size_t *)(void *)(alloc_end + n);
     unsigned char *stage = (unsigned char *)(void *)(idx + n);
-    sort_pieces(pieces, idx, n);
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    kmm__exec_sort(idx, n, sizeof(*idx), index_before, pieces);
 
     /* validate every piece before anything is written; a run of pieces in
      * one chunk counts as one writer of it (kept at its first piece) */

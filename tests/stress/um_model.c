@@ -61,26 +61,6 @@ static void pages_io(struct kmm *mm, const struct live *l, bool write, bool expe
     }
 }
 
-/* VMAs of this process overlapping the direct map of mm's memory. */
-static size_t maps_in_direct_map(struct kmm *mm)
-{
-    struct kmm_page_stats ps;
-    kmm_page_stats(mm, &ps);
-    uintptr_t lo = (uintptr_t)kmm_phys_to_virt(mm, ps.area[0].start);
-    uintptr_t hi = (uintptr_t)kmm_phys_to_virt(mm, ps.area[ps.nr_areas - 1].end - ps.page_size) + ps.page_size;
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (!f)
-        kmm_test_fail("cannot read /proc/self/maps");
-    char line[512];
-    size_t n = 0;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long long s, e;
-        if (sscanf(line, "%llx-%llx", &s, &e) == 2 && s < hi && e > lo)
-            n++;
-    }
-    fclose(f);
-    return n;
-}
 
 static void check_stats(struct kmm *mm)
 {
@@ -92,7 +72,7 @@ static void check_stats(struct kmm *mm)
     if (st.pages_used != used || st.pages_nocache != nocache || st.pages_held != st.pages_free + used)
         kmm_test_fail("stats: used %zu (model %zu), nocache %zu (model %zu), held %zu, free %zu", st.pages_used, used,
                       st.pages_nocache, nocache, st.pages_held, st.pages_free);
-    size_t seen = maps_in_direct_map(mm);
+    size_t seen = kmm_test_direct_map_vmas(mm);
     if (seen != st.direct_map_mappings)
         kmm_test_fail("direct map: stats say %zu mappings, /proc/self/maps %zu", st.direct_map_mappings, seen);
     if (kmm_check(mm) != 0)

@@ -238,3 +238,23 @@ bool kmm_test_filled(const void *p, size_t len, unsigned seed)
     }
     return true;
 }
+
+size_t kmm_test_direct_map_vmas(struct kmm *mm)
+{
+    struct kmm_page_stats ps;
+    kmm_page_stats(mm, &ps);
+    uintptr_t lo = (uintptr_t)kmm_phys_to_virt(mm, ps.area[0].start);
+    uintptr_t hi = (uintptr_t)kmm_phys_to_virt(mm, ps.area[ps.nr_areas - 1].end - ps.page_size) + ps.page_size;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        kmm_test_fail("cannot read /proc/self/maps");
+    char line[512];
+    size_t n = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long s, e;
+        if (sscanf(line, "%llx-%llx", &s, &e) == 2 && s < hi && e > lo)
+            n++;
+    }
+    fclose(f);
+    return n;
+}

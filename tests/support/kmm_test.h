@@ -226,6 +226,13 @@ static inline unsigned kmm_test_get16(struct kmm_test_reader *r)
     return v | kmm_test_get8(r) << 8;
 }
 
+/* ---- the direct map ------------------------------------------------------------------------- */
+
+/* How many mappings (VMAs of this process, /proc/self/maps) overlap the
+ * direct map of mm's memory: what kmm_unmapped_stats' direct_map_mappings
+ * must say. Fails the test when /proc/self/maps cannot be read. */
+size_t kmm_test_direct_map_vmas(struct kmm *mm);
+
 /* ---- threads ------------------------------------------------------------------------------- */
 
 /* Starts fn(args + i * stride) on th[i] for i below n (args an array of n

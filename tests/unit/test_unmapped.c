@@ -49,25 +49,6 @@ static void finish(struct kmm *mm)
     kmm_destroy(mm);
 }
 
-/* VMAs of this process overlapping the direct map of mm's memory. */
-static size_t maps_in_direct_map(struct kmm *mm)
-{
-    struct kmm_page_stats ps;
-    kmm_page_stats(mm, &ps);
-    uintptr_t lo = (uintptr_t)kmm_phys_to_virt(mm, ps.area[0].start);
-    uintptr_t hi = (uintptr_t)kmm_phys_to_virt(mm, ps.area[ps.nr_areas - 1].end - ps.page_size) + ps.page_size;
-    FILE *f = fopen("/proc/self/maps", "r");
-    assert_non_null(f);
-    char line[512];
-    size_t n = 0;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long long s, e;
-        if (sscanf(line, "%llx-%llx", &s, &e) == 2 && s < hi && e > lo)
-            n++;
-    }
-    fclose(f);
-    return n;
-}
 
 static void stats_of(struct kmm *mm, struct kmm_unmapped_stats *st)
 {
@@ -78,7 +59,7 @@ static void expect_maps_match(struct kmm *mm)
 {
     struct kmm_unmapped_stats st;
     stats_of(mm, &st);
-    size_t seen = maps_in_direct_map(mm);
+    size_t seen = kmm_test_direct_map_vmas(mm);
     if (seen != st.direct_map_mappings)
         fprintf(stderr, "direct map: stats say %zu mappings, /proc/self/maps %zu\n", st.direct_map_mappings, seen);
     assert_int_equal(seen, st.direct_map_mappings);
