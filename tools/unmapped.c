@@ -107,10 +107,10 @@ static void print_unmapped_table(FILE *f, const struct kmm_unmapped_stats *us)
     print_row(f, "Cached:", us->cached, top);
     print_row(f, "Released:", us->released, top);
     fprintf(f, "  %zu pages held in %zu chunks: %zu free, %zu used by callers, %zu by secret memory, %zu by execmem;\n"
-               "  %zu taken alone (KMM_UNMAPPED_NOCACHE); %zu unmap and %zu restore calls, %zu pages zeroed for reuse,"
-               " %zu shrinks\n",
+               "  %zu held beside the last chunk for the next refill (still mapped); %zu taken alone\n"
+               "  (KMM_UNMAPPED_NOCACHE); %zu unmap and %zu restore calls, %zu pages zeroed for reuse, %zu shrinks\n",
             us->pages_held, us->chunks, us->pages_free, us->pages_used, us->pages_secret, us->pages_execmem,
-            us->pages_nocache, us->unmap_calls, us->restore_calls, us->pages_zeroed, us->shrinks);
+            us->pages_beside, us->pages_nocache, us->unmap_calls, us->restore_calls, us->pages_zeroed, us->shrinks);
 }
 
 struct shrinker_print {
@@ -194,10 +194,10 @@ void print_unmapped_stats_json(FILE *f, struct kmm *mm)
     fprintf(f, ",");
     print_array_json(f, "released", us.released);
     fprintf(f, ",\"pages_held\":%zu,\"pages_free\":%zu,\"pages_used\":%zu,\"pages_secret\":%zu,\"pages_execmem\":%zu,"
-               "\"pages_nocache\":%zu,\"chunks\":%zu,\"unmap_calls\":%zu,\"restore_calls\":%zu,\"pages_zeroed\":%zu,"
-               "\"shrinks\":%zu},\"shrinkers\":[",
+               "\"pages_nocache\":%zu,\"pages_beside\":%zu,\"chunks\":%zu,\"unmap_calls\":%zu,\"restore_calls\":%zu,"
+               "\"pages_zeroed\":%zu,\"shrinks\":%zu},\"shrinkers\":[",
             us.pages_held, us.pages_free, us.pages_used, us.pages_secret, us.pages_execmem, us.pages_nocache,
-            us.chunks, us.unmap_calls, us.restore_calls, us.pages_zeroed, us.shrinks);
+            us.pages_beside, us.chunks, us.unmap_calls, us.restore_calls, us.pages_zeroed, us.shrinks);
     struct shrinker_print sp = { .f = f, .json = true };
     kmm_shrinker_for_each(mm, print_shrinker, &sp);
     struct kmm_secret_stats ss;
