@@ -125,7 +125,9 @@ KMM_API void kmm_unmapped_stats(struct kmm *mm, struct kmm_unmapped_stats *st);
  * inside a callback does not run the shrinkers again). It must not wait
  * for another thread that may itself be allocating from this memory
  * system (that thread may be the one running the callback), and must not
- * unregister itself. count says how many pages scan could give back now
+ * unregister any shrinker, of any memory system, nor destroy a zsmalloc pool
+ * or store (they unregister theirs): that aborts, since two callbacks
+ * unregistering each other's shrinkers would wait for each other. count says how many pages scan could give back now
  * (an estimate; 0 skips the shrinker); scan gives back up to nr_to_scan
  * pages and returns how many it gave back.
  */
@@ -144,8 +146,9 @@ KMM_API int kmm_register_shrinker(struct kmm *mm, const struct kmm_shrinker *s);
 
 /* Unregisters s; when it returns, no callback of s runs or will run (it
  * waits for the ones running on other threads). Unregistering a shrinker
- * that is not registered is reported and aborts. Must not be called from a
- * shrinker callback. Cost: O(shrinkers), plus the wait. */
+ * that is not registered is reported and aborts, and so is a call from
+ * inside any shrinker callback (see above). Cost: O(shrinkers), plus the
+ * wait. */
 KMM_API void kmm_unregister_shrinker(struct kmm *mm, const struct kmm_shrinker *s);
 
 /* Runs every shrinker as a failing allocation would, asking for nr_pages

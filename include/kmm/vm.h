@@ -103,7 +103,8 @@ KMM_API void kmm_vfree(struct kmm *mm, void *addr);
  * followed by a guard page. prot: KMM_PROT_READ, optionally | KMM_PROT_WRITE.
  * The pages stay the caller's: kmm_vunmap unmaps without freeing them.
  * Returns NULL (errno EINVAL, reported, for a page outside memory or not
- * aligned, npages 0 or a bad prot; ENOMEM as kmm_vmalloc). Cost: as
+ * aligned, a frame of secret memory or execmem (mapped nowhere else, by
+ * their contract), npages 0 or a bad prot; ENOMEM as kmm_vmalloc). Cost: as
  * kmm_vmalloc without the page allocations. */
 KMM_API void *kmm_vmap(struct kmm *mm, const kmm_phys_t *pages, size_t npages, unsigned prot);
 

@@ -188,11 +188,7 @@ KMM_HIDDEN struct exec_chunk *kmm__exec_live_head(struct kmm_execmem *x, uintptr
  * O(n) when they are in order already. */
 KMM_HIDDEN void kmm__exec_sort(void *base, size_t n, size_t size,
                                bool (*before)(const void *ctx, const void *a, const void *b), const void *ctx);
-/* Bytes of an allocation between two pieces of a batch that the batch
- * writes too, with their own contents, to keep one platform write. */
-#define EXEC_GAP_FILL 64
-KMM_HIDDEN struct exec_chunk *kmm__exec_validate(struct kmm_execmem *x, uintptr_t va, size_t len, const char **why,
-                                                uintptr_t *alloc_end);
+KMM_HIDDEN struct exec_chunk *kmm__exec_validate(struct kmm_execmem *x, uintptr_t va, size_t len, const char **why);
 /* The next chunk in use at or after slot *s (its first slot), or NULL; *s moves past it. */
 KMM_HIDDEN struct exec_chunk *kmm__exec_next_chunk(struct kmm_execmem *x, size_t *s);
 

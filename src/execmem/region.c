@@ -209,8 +209,7 @@ struct exec_chunk *kmm__exec_live_head(struct kmm_execmem *x, uintptr_t va, size
     return c;
 }
 
-struct exec_chunk *kmm__exec_validate(struct kmm_execmem *x, uintptr_t va, size_t len, const char **why,
-                                      uintptr_t *alloc_end)
+struct exec_chunk *kmm__exec_validate(struct kmm_execmem *x, uintptr_t va, size_t len, const char **why)
 {
     struct exec_chunk *c = kmm__exec_chunk_of(x, va);
     *why = "not inside a live allocation";
@@ -223,8 +222,6 @@ struct exec_chunk *kmm__exec_validate(struct kmm_execmem *x, uintptr_t va, size_
             *why = c->heads ? "past the end of its allocation" : "not inside a live allocation";
             return NULL;
         }
-        if (alloc_end)
-            *alloc_end = c->base + usable;
         return c;
     }
     size_t g = off >> EXEC_GRANULE_SHIFT;
@@ -233,13 +230,10 @@ struct exec_chunk *kmm__exec_validate(struct kmm_execmem *x, uintptr_t va, size_
     size_t h = kmm__exec_prev_one(c->head, g + 1);
     if (h == SIZE_MAX || kmm__exec_bit(c->dead, h))
         return NULL;
-    size_t end = kmm__exec_extent_end(c, h) << EXEC_GRANULE_SHIFT;
-    if (off + len > end) {
+    if (off + len > kmm__exec_extent_end(c, h) << EXEC_GRANULE_SHIFT) {
         *why = "past the end of its allocation";
         return NULL;
     }
-    if (alloc_end)
-        *alloc_end = c->base + end;
     return c;
 }
 

@@ -165,7 +165,7 @@ int kmm_execmem_write(struct kmm *mm, void *dst, const void *src, size_t len)
     struct exec_chunk *c = NULL;
     if (x && src && va + len > va) {
         kmm_lock(mm, &mm->execmem_lock);
-        c = kmm__exec_validate(x, va, len, &why, NULL);
+        c = kmm__exec_validate(x, va, len, &why);
         if (c)
             c->writers++;
         kmm_unlock(mm, &mm->execmem_lock);
@@ -259,10 +259,9 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
             return -KMM_EINVAL;
         }
     }
-    /* and at most two per gap filled between pieces (see below); the stage last */
+    /* and the stage last */
     size_t bytes;
-    if (__builtin_add_overflow(nframes, 2 * n, &nframes) ||
-        __builtin_mul_overflow(n, sizeof(size_t) + sizeof(struct exec_chunk *) + sizeof(uintptr_t), &bytes) ||
+    if (__builtin_mul_overflow(n, sizeof(size_t) + sizeof(struct exec_chunk *), &bytes) ||
         __builtin_mul_overflow(nframes, sizeof(struct kmm_frame_write), &nframes) ||
         __builtin_add_overflow(bytes, nframes, &bytes) || __builtin_add_overflow(bytes, EXEC_STAGE_BYTES, &bytes)) {
         kmm__refuse(mm, KMM_ENOMEM, fn, NULL);
@@ -277,8 +276,7 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
     struct kmm_frame_write *w = (struct kmm_frame_write *)(void *)scratch;
     size_t cap = nframes / sizeof(struct kmm_frame_write);
     struct exec_chunk **chunk = (struct exec_chunk **)(void *)(scratch + nframes);
-    uintptr_t *alloc_end = (uintptr_t *)(void *)(chunk + n);
-    size_t *idx = (size_t *)(void *)(alloc_end + n);
+    size_t *idx = (size_t *)(void *)(chunk + n);
     unsigned char *stage = (unsigned char *)(void *)(idx + n);
     for (size_t i = 0; i < n; i++)
         idx[i] = i;
@@ -296,7 +294,7 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
             continue;
         const char *why = "overlaps another piece";
         struct exec_chunk *c = (uintptr_t)p->dst >= prev_end
-                                   ? kmm__exec_validate(x, (uintptr_t)p->dst, p->len, &why, &alloc_end[k])
+                                   ? kmm__exec_validate(x, (uintptr_t)p->dst, p->len, &why)
                                    : NULL;
         prev_end = (uintptr_t)p->dst + p->len;
         if (!c) {
@@ -316,28 +314,13 @@ int kmm_execmem_write_batch(struct kmm *mm, const struct kmm_execmem_piece *piec
     }
     kmm_unlock(mm, &mm->execmem_lock);
 
-    /* A gap of at most EXEC_GAP_FILL bytes between a piece and the next,
-     * where the next begins the allocation right after the piece's own,
-     * is the rest of the piece's allocation: it is written too, with what
-     * it holds now (read through the executable mapping), so that the run
-     * stays one platform write (hosted: one pwritev instead of one per
-     * piece). Those bytes are the caller's, in an allocation it is writing. */
     size_t nw = 0;
     const struct exec_chunk *c = NULL;
-    uintptr_t last_end = 0, last_alloc_end = 0;
     for (size_t k = 0; k < n; k++) {
         const struct kmm_execmem_piece *p = &pieces[idx[k]];
-        const struct exec_chunk *was = c;
         c = chunk[k] ? chunk[k] : c;
         if (!p->len)
             continue;
-        uintptr_t dst = (uintptr_t)p->dst;
-        if (c == was && last_end && dst > last_end && dst - last_end <= EXEC_GAP_FILL && dst == last_alloc_end) {
-            w[nw].src = (const void *)last_end;
-            kmm__exec_translate(x, c, last_end, (size_t)(dst - last_end), w, &nw, cap);
-        }
-        last_end = dst + p->len;
-        last_alloc_end = alloc_end[k];
         w[nw].src = p->src;
         kmm__exec_translate(x, c, (uintptr_t)p->dst, p->len, w, &nw, cap);
     }

@@ -474,7 +474,13 @@ static uint64_t check_free(struct kmm *mm, enum kmm_owner owner, const char *fn,
         kmm__fatal_page(mm, fn, "free of a reserved page", addr);
     case META_ABSENT:
         kmm__fatal_page(mm, fn, "address outside memory", addr);
-    case META_TAIL:
+    case META_TAIL: {
+        /* inside another layer's block: name the layer */
+        uint64_t h = kmm__block_head(mm, &mm->area[area_of_pfn(mm, pfn)], pfn);
+        if (h != UINT64_MAX && meta_kind(meta_get(mm, h)) == META_OWNED && pages_owner(mm, h) != owner)
+            kmm__owner_fatal(mm, fn, addr, pages_owner(mm, h));
+        kmm__fatal_page(mm, fn, "not the start of a page allocation", addr);
+    }
     case META_ALLOC_CONT:
     default:
         kmm__fatal_page(mm, fn, "not the start of a page allocation", addr);
@@ -513,6 +519,10 @@ void kmm__pages_carve(struct kmm *mm, enum kmm_owner owner, void *addr, unsigned
     uint64_t pfn = virt_to_pfn(mm, addr);
     if (KMM_UNLIKELY(pfn == UINT64_MAX || (pfn & (((uint64_t)1 << order) - 1))))
         kmm__fatal_page(mm, kmm__owner_name(owner), "carving a misaligned block out of an allocation:", addr);
+    /* under the area lock from the search on: two carves of one
+     * allocation (shrinks on two threads) split the same heads */
+    struct kmm_area *ar = &mm->area[area_of_pfn(mm, pfn)];
+    kmm_lock(mm, &ar->lock);
     /* the OWNED block holding pfn: the first head at or above order whose
      * block reaches pfn */
     uint64_t head = UINT64_MAX;
@@ -541,10 +551,10 @@ void kmm__pages_carve(struct kmm *mm, enum kmm_owner owner, void *addr, unsigned
                 break;
         }
     }
-    if (KMM_UNLIKELY(head == UINT64_MAX))
+    if (KMM_UNLIKELY(head == UINT64_MAX)) {
+        kmm_unlock(mm, &ar->lock);
         kmm__fatal_page(mm, kmm__owner_name(owner), "carving a block out of no allocation of its own:", addr);
-    struct kmm_area *ar = &mm->area[area_of_pfn(mm, pfn)];
-    kmm_lock(mm, &ar->lock);   /* kmm_check reads heads under it */
+    }
     if (big < order) {
         for (uint64_t p = pfn + ((uint64_t)1 << big); p < pfn + size;) {
             uint64_t next = p + ((uint64_t)1 << meta_order(meta_get(mm, p)));

@@ -859,6 +859,16 @@ void *kmm_vmap(struct kmm *mm, const kmm_phys_t *pages, size_t npages, unsigned 
             kmm__refuse(mm, KMM_EINVAL, fn, "a page is not a page-aligned frame of this memory system");
             return NULL;
         }
+        /* secret memory is mapped at its one address only, and code is
+         * never writable: their frames are nobody else's to map */
+        uint8_t kind;
+        kmm_page_kinds(mm, pages[i], 1, &kind);
+        kind &= (uint8_t)~KMM_PAGE_UNMAPPED_BIT;
+        if (kind == KMM_PAGE_SECRET || kind == KMM_PAGE_EXECMEM) {
+            kmm__refuse(mm, KMM_EINVAL, fn,
+                        kind == KMM_PAGE_SECRET ? "a page is a frame of secret memory" : "a page is a frame of execmem");
+            return NULL;
+        }
     }
     struct kmm_vm *vm = vm_get(mm, fn);
     if (!vm)

@@ -1,6 +1,6 @@
 /* um_threads.c - the unmapped cache under threads: THREADS threads
  * allocate (orders 0..4, some KMM_UNMAPPED_NOCACHE, some KMM_NOZERO) and
- * free at random, one of them shrinks now and then, another reads the
+ * free at random, two of them shrink now and then, another reads the
  * stats; every eighth block gets its owner's pattern in its first page
  * (through kmm_vmap) and must still hold it at its free, so two threads
  * never hold the same page. Runs under TSan in CI. At the end: kmm_check
@@ -64,9 +64,11 @@ static void *worker(void *arg)
                 pattern(held[k].phys, held[k].key, false);
             kmm_unmapped_free(mm, held[k].phys);
             held[k] = held[--n];
-        } else if (id == 0) {
+        } else if (id != 1) {
+            /* shrinks on two threads at once: pieces of one chunk carved
+             * out of its allocation concurrently */
             kmm_unmapped_shrink(mm, kmm_test_below(&rng, 2) ? 0 : 64);
-        } else if (id == 1) {
+        } else {
             struct kmm_unmapped_stats st;
             kmm_unmapped_stats(mm, &st);
             if (st.pages_free > st.pages_held)

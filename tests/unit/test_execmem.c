@@ -419,6 +419,41 @@ static void test_memory_per_byte(void **state)
     kmm_destroy(mm);
 }
 
+/* kmm_vmap of a code frame, which would make the code writable at another
+ * address, is refused; so is one of a secret's frames (mapped at its one
+ * address only). The frames are found with kmm_page_kinds. */
+static void test_vmap_refused(void **state)
+{
+    size_t ps = kmm_test_param_ps(state);
+    struct kmm *mm = kmm_test_create(ps, MEM);
+    void *code = kmm_execmem_alloc(mm, 100);
+    void *secret = kmm_secret_alloc(mm, 100);
+    assert_non_null(code);
+    assert_non_null(secret);
+    size_t npages = (size_t)(MEM / ps);
+    uint8_t *kinds = malloc(npages);
+    assert_non_null(kinds);
+    assert_int_equal(kmm_page_kinds(mm, 0, npages, kinds), npages);
+    int found = 0;
+    for (size_t i = 0; i < npages; i++) {
+        unsigned k = kinds[i] & ~KMM_PAGE_UNMAPPED_BIT;
+        if (k != KMM_PAGE_EXECMEM && k != KMM_PAGE_SECRET)
+            continue;
+        assert_true(kinds[i] & KMM_PAGE_UNMAPPED_BIT);
+        kmm_phys_t frame = (kmm_phys_t)i * ps;
+        errno = 0;
+        assert_null(kmm_vmap(mm, &frame, 1, KMM_PROT_READ | KMM_PROT_WRITE));
+        assert_int_equal(errno, EINVAL);
+        found |= k == KMM_PAGE_EXECMEM ? 1 : 2;
+    }
+    assert_int_equal(found, 3);
+    free(kinds);
+    kmm_secret_free(mm, secret);
+    kmm_execmem_free(mm, code);
+    check_ok(mm);
+    kmm_destroy(mm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +464,7 @@ int main(void)
         KMM_TEST_SMALL_PAGES(test_fork),
         KMM_TEST_PER_PAGE_SIZE(test_sizes),
         KMM_TEST_PER_PAGE_SIZE(test_memory_per_byte),
+        KMM_TEST_SMALL_PAGES(test_vmap_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,8 @@
  *    address the cache never handed out, inside a chunk or outside every
  *    one ("not an allocation of the unmapped cache"), of a page-allocator
  *    page (names its owner);
- *  - kmm_free_pages of a page of the cache names the unmapped cache.
+ *  - kmm_free_pages of a page of the cache (a chunk's head or a page
+ *    inside it) names the unmapped cache.
  * Each runs in a child (kmm_test_expect_abort); a child says "misuse of
  * 0x<phys>" (or the direct-map address) before the misuse, and the report
  * line must hold it; a child whose set-up failed exits with 3. */
@@ -136,6 +137,18 @@ static void free_pages_of_cache_page(void *arg)
     kmm_free_pages(mm, v);
 }
 
+static void free_pages_inside_cache_chunk(void *arg)
+{
+    (void)arg;
+    struct kmm *mm = child_mm();
+    alloc_or_exit(mm, 0);
+    kmm_phys_t p = alloc_or_exit(mm, 0);   /* the second page: inside the chunk, not its head */
+    void *v = kmm_phys_to_virt(mm, p);
+    fprintf(stderr, "misuse of %p\n", v);
+    fflush(stderr);
+    kmm_free_pages(mm, v);
+}
+
 static void unmapped_free_of_page_allocation(void *arg)
 {
     (void)arg;
@@ -172,7 +185,12 @@ static void test_never_allocated(void **s)
     expect_report(never_allocated_no_cache, "not an allocation of the unmapped cache");
     expect_report(misaligned, "not an allocation of the unmapped cache");
 }
-static void test_free_pages_names_cache(void **s) { (void)s; expect_report(free_pages_of_cache_page, "owned by the unmapped cache"); }
+static void test_free_pages_names_cache(void **s)
+{
+    (void)s;
+    expect_report(free_pages_of_cache_page, "owned by the unmapped cache");
+    expect_report(free_pages_inside_cache_chunk, "owned by the unmapped cache");
+}
 static void test_unmapped_free_names_owner(void **s)
 {
     (void)s;
