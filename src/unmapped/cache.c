@@ -173,6 +173,7 @@ static void beside_take(struct kmm *mm, struct kmm_unmapped *u, uint64_t pfn, un
         return;
     uint64_t n = (uint64_t)1 << u->refill_order, start = pfn, end = pfn;
     kmm_lock(mm, &mm->unmapped_lock);
+    u->refills_in_flight++;   /* the block is ours before it is recorded (beside_put_back) */
     for (const struct um_chunk *c; (c = um_chunk_find(u, end)) != NULL && c->base_pfn == end;)
         end += um_chunk_pages(c);
     for (const struct um_chunk *c; start > mm->base_pfn && (c = um_chunk_find(u, start - 1)) != NULL &&
@@ -182,14 +183,23 @@ static void beside_take(struct kmm *mm, struct kmm_unmapped *u, uint64_t pfn, un
     void *q = kmm__alloc_pages_at(mm, end, u->refill_order, areas);
     if (!q && start - mm->base_pfn >= n)
         q = kmm__alloc_pages_at(mm, start - n, u->refill_order, areas);
-    if (!q)
-        return;
-    kmm__pages_own(mm, q, OWNER_UNMAPPED);
-    beside_put_back(mm, u, q);
+    if (q)
+        kmm__pages_own(mm, q, OWNER_UNMAPPED);
+    kmm_lock(mm, &mm->unmapped_lock);
+    u->refills_in_flight--;
+    bool kept = q && !u->beside;
+    if (kept) {
+        __atomic_store_n(&u->beside, q, __ATOMIC_RELAXED);
+        u->beside_order = u->refill_order;
+    }
+    kmm_unlock(mm, &mm->unmapped_lock);
+    if (q && !kept)   /* another thread's refill holds one already */
+        kmm__free_pages_as(mm, OWNER_UNMAPPED, "kmm_unmapped_alloc", q, true);
 }
 
-/* Makes q (an OWNED block of the refill order) the block held beside, or
- * frees it when another thread's refill already holds one. */
+/* Makes q (the block held beside, taken by a refill that then failed)
+ * the block held beside again, or frees it when another thread's refill
+ * holds one already. The refill is still in flight. */
 static void beside_put_back(struct kmm *mm, struct kmm_unmapped *u, void *q)
 {
     kmm_lock(mm, &mm->unmapped_lock);
@@ -537,14 +547,19 @@ static size_t um_shrink(struct kmm *mm, struct kmm_unmapped *u, size_t nr_pages)
     kmm_lock(mm, &mm->unmapped_lock);
     void *q = u->beside;
     size_t qpages = q ? (size_t)1 << u->beside_order : 0;
-    if (q && qpages <= max)
+    if (q && qpages <= max) {
         __atomic_store_n(&u->beside, NULL, __ATOMIC_RELAXED);
-    else
+        u->refills_in_flight++;   /* ours, in no record, until it is freed */
+    } else {
         q = NULL;
+    }
     kmm_unlock(mm, &mm->unmapped_lock);
     if (q) {
         kmm__free_pages_as(mm, OWNER_UNMAPPED, "kmm_unmapped_shrink", q, false);
         given += qpages;
+        kmm_lock(mm, &mm->unmapped_lock);
+        u->refills_in_flight--;
+        kmm_unlock(mm, &mm->unmapped_lock);
     }
     /* whole chunks: one restore, one free, the whole 2 MiB mapping back */
     for (;;) {

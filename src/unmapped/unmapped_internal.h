@@ -99,7 +99,7 @@ struct kmm_unmapped {
     struct um_chunk **sorted;             /* every chunk, by address */
     size_t nr_chunks, cap_chunks;
     uint64_t max_chunk_pages;             /* the largest chunk's pages so far (bounds the search back) */
-    size_t refills_in_flight;             /* refills that may hold pages not installed yet */
+    size_t refills_in_flight;             /* refills (and blocks held beside, taken or given back) that may hold pages in no record */
     size_t slots_reserved;                /* of sorted[], for chunks being installed or put back */
     /* The block beside the last refill of refill_order (just after it, or
      * else just before), taken from the page allocator at once and held
