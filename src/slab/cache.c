@@ -115,6 +115,11 @@ void kmm_cache_stats(struct kmm_cache *c, struct kmm_cache_stats *st)
     st->align = c->align;
     st->objects_per_slab = c->objects;
     st->pages_per_slab = (size_t)1 << c->slab_order;
+    /* busy: a reclaim on another thread (a failing allocation, kmm_drain)
+     * leaves this thread's magazines alone meanwhile, so the objects its
+     * own magazines hold cannot go back to the slabs between the two reads
+     * (a thread's private cache then reads exact) */
+    busy_slow_enter();
     size_t cached = kmm__mag_count(mm, c);
     kmm_lock(mm, &c->lock);
     size_t out = c->objects_out, parked = c->depot_count;
@@ -123,6 +128,7 @@ void kmm_cache_stats(struct kmm_cache *c, struct kmm_cache_stats *st)
     st->total_objects = c->total_slots;
     st->pages = c->total_pages;
     kmm_unlock(mm, &c->lock);
+    busy_slow_exit();
     /* magazines and slabs are read one after the other while objects move */
     st->depot_objects = parked;
     st->cached_objects = cached < out - parked ? cached : out - parked;
