@@ -634,6 +634,10 @@ static inline int pf_frames_write(struct kmm *mm, const struct kmm_frame_write *
 {
     return kmm__fault(mm, KMM_FAULT_DIRECT) ? -KMM_EIO : mm->pf->frames_write(mm->ctx, w, n);
 }
+static inline int pf_secret_map(struct kmm *mm, void *va, size_t len)
+{
+    return kmm__fault(mm, KMM_FAULT_DIRECT) ? -KMM_ENOMEM : mm->pf->secret_map(mm->ctx, va, len);
+}
 static inline int pf_vm_map(struct kmm *mm, void *va, kmm_phys_t phys, size_t len, unsigned prot)
 {
     return kmm__fault(mm, KMM_FAULT_MAP) ? -KMM_ENOMEM : mm->pf->vm_map(mm->ctx, va, phys, len, prot);

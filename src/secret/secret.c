@@ -71,11 +71,6 @@ static void secret_wipe(void *p, size_t len)
 /* ---- making and undoing a secret's memory (no lock held) ---- */
 
 /* secret_map is a KMM_FAULT_DIRECT site (kmm/core.h). */
-static int secret_map_call(struct kmm *mm, void *va, size_t len)
-{
-    return kmm__fault(mm, KMM_FAULT_DIRECT) ? -KMM_ENOMEM : mm->pf->secret_map(mm->ctx, va, len);
-}
-
 /* Unmapping must work: a mapping left behind keeps the secret readable. */
 static void unmap_or_die(struct kmm *mm, void *va, size_t len, const char *fn)
 {
@@ -295,7 +290,7 @@ void *kmm_secret_alloc(struct kmm *mm, size_t size)
     size_t mapped = 0;
     int rc;
     if (backing == KMM_SECRET_MEMFD) {
-        rc = secret_map_call(mm, addr, pages * ps);
+        rc = pf_secret_map(mm, addr, pages * ps);
         if (rc == 0)
             mapped = pages * ps;   /* for the undo's wipe and unmap */
     } else {
