@@ -48,7 +48,7 @@ all: build
 build:
 	$(call ensure,$(PKGS_BUILD))
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DKMM_TESTS=OFF >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS) --target kmm_tool kmm kmm_static
+	@cmake --build $(BUILD) -j $(JOBS) --target kmm_tool kmm kmm_static kmm_malloc_shim
 
 demo: build
 	@$(BUILD)/kmm demo

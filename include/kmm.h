@@ -7,6 +7,7 @@
 #include "kmm/page.h"
 #include "kmm/platform.h"
 #include "kmm/secret.h"
+#include "kmm/stats.h"
 #include "kmm/execmem.h"
 #include "kmm/slab.h"
 #include "kmm/unmapped.h"

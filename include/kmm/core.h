@@ -58,7 +58,7 @@ struct kmm_config {
     /* virtual memory (kmm/vm.h); 0 = the default for each */
     uint64_t vmalloc_size;               /* bytes of address space for vmalloc; default 2 x memory, at least 1 GiB */
     size_t   vmalloc_max_mappings;       /* mappings vmalloc may hold; default half the platform's limit */
-    unsigned vmalloc_flags;              /* KMM_VMALLOC_STRICT */
+    unsigned vmalloc_flags;              /* KMM_VMALLOC_STRICT, KMM_VMALLOC_SPREAD */
     /* small objects (kmm/slab.h) */
     unsigned slab_flags;                 /* KMM_SLAB_POISON */
 };
@@ -66,6 +66,14 @@ struct kmm_config {
 /* vmalloc_flags: unmap every freed vmalloc area before kmm_vfree returns,
  * instead of in batches (see kmm/vm.h). */
 #define KMM_VMALLOC_STRICT 1u
+/* vmalloc_flags: place each new area at the lowest fit at or after the end
+ * of the last one placed (next fit), wrapping at the end of the space,
+ * instead of at the lowest fit: the address of a freed area is not reused
+ * until the space has been gone round (2 x memory), so with STRICT a stale
+ * pointer into a freed buffer faults instead of reaching the next one
+ * (the malloc shim's hardened mode). Costs one more tree descent when the
+ * rest of the space is full. */
+#define KMM_VMALLOC_SPREAD 2u
 
 /* slab_flags: catch writes after free (Linux's slub_debug=P, in part).
  * Every free slot then carries a canary word (secret ^ address) that each
@@ -133,6 +141,13 @@ KMM_API void kmm_destroy(struct kmm *mm);
 /* The process-wide memory system, created with the defaults on first use
  * (thread-safe). Aborts with a message if it cannot be created. */
 KMM_API struct kmm *kmm_default(void);
+
+/* Sets the configuration kmm_default() will create its memory system with
+ * (copied; area_limits must stay valid, platform must be NULL). 0, or
+ * -KMM_EBUSY if the default memory system exists (or is being made)
+ * already, -KMM_EINVAL for a configuration kmm_create would refuse. The
+ * malloc shim uses it before its first allocation. */
+KMM_API int kmm_default_set_config(const struct kmm_config *cfg);
 
 /* Full invariant check of every layer: 0 if all hold, else -1 after reporting
  * the first violation (address and invariant) through the platform's report

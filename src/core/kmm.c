@@ -42,6 +42,8 @@ _Static_assert(offsetof(struct kmm, pf) + sizeof(void *) <= 4096,
 /* kmm_default's memory system and its state: 0 none, 1 being created, 2 ready. */
 static struct kmm *default_mm;
 static int default_state;
+static struct kmm_config default_cfg;   /* kmm_default_set_config's, while default_state is 0 */
+static bool default_cfg_set;
 
 void kmm__registry_lock(void)
 {
@@ -76,7 +78,8 @@ static bool config_ok(const struct kmm_config *cfg, size_t page_size, const uint
         if (i > 0 && limits[i] <= limits[i - 1])
             return false;
     }
-    return cfg == NULL || ((cfg->mem_size & (page_size - 1)) == 0 && (cfg->slab_flags & ~KMM_SLAB_POISON) == 0);
+    return cfg == NULL || ((cfg->mem_size & (page_size - 1)) == 0 && (cfg->slab_flags & ~KMM_SLAB_POISON) == 0 &&
+                           (cfg->vmalloc_flags & ~(KMM_VMALLOC_STRICT | KMM_VMALLOC_SPREAD)) == 0);
 }
 
 static bool memory_ok(const struct kmm_memory *mem, size_t page_size)
@@ -564,22 +567,41 @@ struct kmm *kmm_default(void)
     struct kmm *mm = __atomic_load_n(&default_mm, __ATOMIC_ACQUIRE);
     if (KMM_LIKELY(mm != NULL))
         return mm;
-    int expected = 0;
-    if (__atomic_compare_exchange_n(&default_state, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        mm = kmm_create(NULL);
-        if (!mm) {
+    for (;;) {
+        int state = 0;
+        if (__atomic_compare_exchange_n(&default_state, &state, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            mm = kmm_create(default_cfg_set ? &default_cfg : NULL);
+            if (!mm) {
 #if KMM_HOSTED
-            kmm_platform_hosted.fatal(NULL, "kmm: kmm_default: cannot create the default memory system");
+                kmm_platform_hosted.fatal(NULL, "kmm: kmm_default: cannot create the default memory system");
 #endif
-            __builtin_trap();
+                __builtin_trap();
+            }
+            __atomic_store_n(&default_mm, mm, __ATOMIC_RELEASE);
+            __atomic_store_n(&default_state, 2, __ATOMIC_RELEASE);
+            return mm;
         }
-        __atomic_store_n(&default_mm, mm, __ATOMIC_RELEASE);
-        __atomic_store_n(&default_state, 2, __ATOMIC_RELEASE);
-        return mm;
+        if (state == 2)
+            return __atomic_load_n(&default_mm, __ATOMIC_ACQUIRE);
+        /* 1: another thread makes it, or kmm_default_set_config writes the
+         * configuration (then it goes back to 0 and this thread may make it) */
+        while (__atomic_load_n(&default_state, __ATOMIC_ACQUIRE) == 1)
+            ;
     }
-    while (__atomic_load_n(&default_state, __ATOMIC_ACQUIRE) != 2)
-        ;
-    return __atomic_load_n(&default_mm, __ATOMIC_ACQUIRE);
+}
+
+int kmm_default_set_config(const struct kmm_config *cfg)
+{
+    if (cfg->platform || cfg->nr_areas > KMM_MAX_AREAS || (cfg->vmalloc_flags & ~(KMM_VMALLOC_STRICT | KMM_VMALLOC_SPREAD)))
+        return -KMM_EINVAL;
+    /* state 1 while the configuration is written: kmm_default waits for 2 */
+    int expected = 0;
+    if (!__atomic_compare_exchange_n(&default_state, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return -KMM_EBUSY;
+    default_cfg = *cfg;
+    default_cfg_set = true;
+    __atomic_store_n(&default_state, 0, __ATOMIC_RELEASE);
+    return 0;
 }
 
 int kmm_check(struct kmm *mm)
