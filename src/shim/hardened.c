@@ -347,7 +347,7 @@ void *kmm__hard_alloc(struct kmm *mm, size_t size, size_t align, bool zero, cons
         void *p = align <= KMM_MALLOC_ALIGN ? kmm_malloc(mm, size + CANARY_BYTES, 0)
                                             : kmm_malloc_aligned(mm, size + CANARY_BYTES, align, 0);
         if (p) {
-            size_t slot = kmm_usable_size(mm, p);
+            size_t slot = kmm__usable_size_as(mm, p, fn);
             __builtin_memset(p, 0, slot - CANARY_BYTES);
             canary_write(p, slot);
             return p;
@@ -355,8 +355,9 @@ void *kmm__hard_alloc(struct kmm *mm, size_t size, size_t align, bool zero, cons
     }
     if (size > SIZE_MAX - mm->page_size - align)
         return NULL;
-    return align <= mm->page_size ? kmm_vmalloc(mm, size ? size : 1, KMM_ZERO)
-                                  : kmm_vmalloc_aligned(mm, size ? size : 1, align, KMM_ZERO);
+    unsigned flags = KMM_ZERO | KMM_NOPOPULATE;
+    return align <= mm->page_size ? kmm_vmalloc(mm, size ? size : 1, flags)
+                                  : kmm_vmalloc_aligned(mm, size ? size : 1, align, flags);
 }
 
 /* The slot size of live small object p, its canary checked; 0 for a large
@@ -367,7 +368,7 @@ static size_t checked_slot(struct kmm *mm, const void *p, const char *fn)
         return 0;
     if (KMM_UNLIKELY(in_quarantine(p)))
         kmm__shim_fatal(fn, "pointer to a freed object (in the quarantine: use after free or double free):", p);
-    size_t slot = kmm_usable_size(mm, p);   /* aborts on a freed, interior or foreign pointer */
+    size_t slot = kmm__usable_size_as(mm, p, fn);   /* aborts on a freed, interior or foreign pointer */
     if (KMM_UNLIKELY(!canary_ok(p, slot))) {
         struct kmm_msg m = { .len = 0 };
         kmm__msg_str(&m, "kmm: ");
@@ -396,7 +397,7 @@ void kmm__hard_free(struct kmm *mm, void *p, size_t size, size_t align, const ch
     if (size) {
         /* the size told must be one that gives this object: a small one's
          * class, or a large one's pages */
-        size_t have = slot ? slot : kmm_usable_size(mm, p);
+        size_t have = slot ? slot : kmm__usable_size_as(mm, p, fn);
         bool same = slot ? kmm_malloc_good_size(mm, size + CANARY_BYTES, align) == slot
                          : size <= have && size > have - mm->page_size;
         if (!same)
@@ -418,7 +419,7 @@ size_t kmm__hard_usable(struct kmm *mm, const void *p, const char *fn)
         return 0;
     }
     size_t slot = checked_slot(mm, p, fn);
-    return slot ? slot - CANARY_BYTES : kmm_usable_size(mm, p);
+    return slot ? slot - CANARY_BYTES : kmm__usable_size_as(mm, p, fn);
 }
 
 void *kmm__hard_realloc(struct kmm *mm, void *p, size_t size, const char *fn)

@@ -450,6 +450,12 @@ size_t kmm_usable_size(struct kmm *mm, const void *p)
     return usable(mm, p, &s, "kmm_usable_size");
 }
 
+size_t kmm__usable_size_as(struct kmm *mm, const void *p, const char *fn)
+{
+    struct kmm_slab *s;
+    return usable(mm, p, &s, fn);
+}
+
 void *kmm_realloc(struct kmm *mm, void *p, size_t size, unsigned flags)
 {
     mm_live(mm, "kmm_realloc");

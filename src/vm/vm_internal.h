@@ -51,6 +51,7 @@ struct vm_node {
     uint8_t state;                  /* enum vm_state */
     uint8_t prot;                   /* KMM_PROT_* of the mapping */
     uint8_t area_mask;              /* vmalloc: the areas its pages were asked from (KMM_AREA_ANY for any) */
+    bool nopopulate;                /* KMM_NOPOPULATE: mapped without filling the page tables */
     /* areas only: */
     size_t mapped;                  /* pages mapped: pages - 1 */
     size_t size;                    /* bytes asked for */
@@ -65,6 +66,9 @@ struct vm_node {
 /* Lazily freed areas up to this many pages are reused by allocations of
  * the same size (256 KiB of 4 KiB pages). */
 #define VM_WARM_PAGES 64
+/* KMM_ZERO | KMM_NOPOPULATE: runs of at least this many bytes are zeroed by
+ * dropping their frames (platform frames_zero) instead of writing them. */
+#define VM_DROP_BYTES (64 * 1024)
 
 struct kmm_vm {
     struct kmm *mm;
