@@ -98,8 +98,11 @@ static void run_child(const char *program, const char *preload, char **env, int 
         int devnull = open("/dev/null", O_WRONLY);
         if (devnull >= 0)
             dup2(devnull, STDOUT_FILENO);
+        /* the allocator is the one asked for, never one inherited */
         if (preload)
             setenv("LD_PRELOAD", preload, 1);
+        else
+            unsetenv("LD_PRELOAD");
         for (int i = 0; i < nenv; i++)
             putenv(env[i]);
         execl(program, program, (char *)NULL);
