@@ -72,12 +72,14 @@ struct kmm_vm {
     size_t bytes;
     uintptr_t first_page, end_page; /* the same in page numbers */
     bool strict;
+    bool spread;                    /* KMM_VMALLOC_SPREAD: next fit from cursor */
     size_t lazy_max;                /* pages of lazy areas that start a purge */
     size_t max_mappings;
 
     struct kmm_lock lock;
     /* protected by lock: */
     struct vm_node *root;
+    uintptr_t cursor;               /* spread: the page after the last area placed */
     /* VM_LAZY areas, newest first, by pages mapped: lazy[n] holds those of
      * n pages, lazy[0] those of more than VM_WARM_PAGES. An allocation of
      * n <= VM_WARM_PAGES pages takes the head of lazy[n] back as it is,
@@ -104,8 +106,10 @@ KMM_HIDDEN void kmm__vt_update(struct vm_node *root, uintptr_t first);
 /* The range holding page number page, or NULL. */
 KMM_HIDDEN struct vm_node *kmm__vt_find(struct vm_node *root, uintptr_t page);
 /* The free range holding the lowest fit for pages at a multiple of align
- * pages (a power of two); *at gets the fit's first page. NULL if none. */
-KMM_HIDDEN struct vm_node *kmm__vt_lowest_fit(struct vm_node *root, size_t pages, size_t align, uintptr_t *at);
+ * pages (a power of two) that starts at page from or above (0: anywhere);
+ * *at gets the fit's first page. NULL if none. */
+KMM_HIDDEN struct vm_node *kmm__vt_lowest_fit(struct vm_node *root, size_t pages, size_t align, uintptr_t from,
+                                              uintptr_t *at);
 /* Calls fn on every node in address order; stops at and returns fn's first nonzero. */
 KMM_HIDDEN int kmm__vt_walk(struct vm_node *root, int (*fn)(void *arg, struct vm_node *n), void *arg);
 /* Checks order, heights, balance and max_free: NULL or what is broken. */

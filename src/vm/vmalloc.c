@@ -104,6 +104,7 @@ static struct kmm_vm *vm_create(struct kmm *mm)
     vm->first_page = vm->start >> mm->page_shift;
     vm->end_page = vm->first_page + (bytes >> mm->page_shift);
     vm->strict = mm->vm_flags & KMM_VMALLOC_STRICT;
+    vm->spread = mm->vm_flags & KMM_VMALLOC_SPREAD;
     vm->lazy_max = KMM_VMALLOC_LAZY_PAGES;
     size_t limit = pf->vm_map_limit ? pf->vm_map_limit(mm->ctx) : 0;
     vm->max_mappings = mm->vm_max_mappings ? mm->vm_max_mappings : limit ? limit / 2 : SIZE_MAX;
@@ -485,9 +486,14 @@ static struct vm_node *area_new(struct kmm_vm *vm, size_t pages, size_t align)
         for (int attempt = 0; attempt < 2 && !area; attempt++) {
             kmm_lock(mm, &vm->lock);
             uintptr_t at;
-            struct vm_node *n = kmm__vt_lowest_fit(vm->root, pages, align, &at);
-            if (n)
+            /* spread: next fit, wrapping round to the lowest fit */
+            struct vm_node *n = vm->spread ? kmm__vt_lowest_fit(vm->root, pages, align, vm->cursor, &at) : NULL;
+            if (!n)
+                n = kmm__vt_lowest_fit(vm->root, pages, align, 0, &at);
+            if (n) {
                 area = carve(vm, n, at, pages, spare);
+                vm->cursor = at + pages;
+            }
             bool lazy = vm->lazy_areas != 0;
             kmm_unlock(mm, &vm->lock);
             if (area || !lazy)
