@@ -623,11 +623,24 @@ static struct vm_node *reuse_lazy(struct kmm_vm *vm, size_t pages, size_t align,
     kmm_unlock(mm, &vm->lock);
     if (n && n->mapped != pages) {
         /* the tail is unmapped, its pages freed, the guard moves up; if
-         * that cannot be done (no metadata node), the whole area serves */
-        area_shrink(vm, n, pages);
+         * that cannot be done (no metadata node), the area goes back */
+        bool cut = area_shrink(vm, n, pages);
         kmm_lock(mm, &vm->lock);
-        n->state = VM_VMALLOC;
+        n->state = cut ? VM_VMALLOC : VM_LAZY;
+        if (!cut) {
+            struct vm_node **list = &vm->lazy[n->mapped <= VM_WARM_PAGES ? n->mapped : 0];
+            n->next = *list;
+            store_relaxed(list, n);
+            vm->lazy_areas++;
+            vm->lazy_pages += n->mapped;
+            vm->reused--;
+            vm->allocs--;
+            vm->areas--;
+            vm->pages -= n->mapped;
+        }
         kmm_unlock(mm, &vm->lock);
+        if (!cut)
+            return NULL;
     }
     return n;
 }

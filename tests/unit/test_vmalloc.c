@@ -1413,7 +1413,24 @@ static void test_reuse_lazy_area(void **state)
     finish(mm);
 }
 
-/* At 4 KiB pages: 64 pages are taken back, 65 are not. */
+struct area_end {
+    uintptr_t addr, end;
+    size_t pages;
+};
+
+static void find_end(void *arg, const struct kmm_vmalloc_area_info *a)
+{
+    struct area_end *e = arg;
+    if (a->start == e->addr) {
+        e->end = a->end;
+        e->pages = a->pages;
+    }
+}
+
+/* Any size is taken back, small or large (64 and 65 pages at 4 KiB: the
+ * lists of exact sizes end at 64), and a larger lazy area serves a request
+ * of at least three quarters of it, its tail cut so that the guard page
+ * follows the pages asked for; a smaller request gets a new area. */
 static void test_reuse_size_limit(void **state)
 {
     (void)state;
@@ -1426,7 +1443,24 @@ static void test_reuse_size_limit(void **state)
         uint64_t reused = vstats(mm).reused;
         void *q = kmm_vmalloc(mm, n * ps, 0);
         assert_non_null(q);
-        assert_int_equal(vstats(mm).reused, reused + (n == 64));
+        assert_int_equal(vstats(mm).reused, reused + 1);
+        kmm_vfree(mm, q);
+        kmm_vmalloc_purge(mm);
+    }
+    for (size_t want = 80; want >= 70; want -= 10) {
+        void *p = kmm_vmalloc(mm, 100 * ps, 0);
+        assert_non_null(p);
+        kmm_vfree(mm, p);
+        uint64_t reused = vstats(mm).reused;
+        void *q = kmm_vmalloc(mm, want * ps, 0);
+        assert_non_null(q);
+        assert_int_equal(vstats(mm).reused, reused + (want == 80));
+        struct area_end e = { .addr = (uintptr_t)q };
+        kmm_vmalloc_info(mm, find_end, &e);
+        assert_int_equal(e.pages, want);
+        assert_int_equal(e.end, (uintptr_t)q + (want + 1) * ps);   /* its guard page right after */
+        assert_int_equal(kmm_usable_size(mm, q), want * ps);
+        assert_int_equal(kmm_check(mm), 0);
         kmm_vfree(mm, q);
         kmm_vmalloc_purge(mm);
     }
