@@ -643,8 +643,23 @@ static int print_failures(void)
 /* The data file: a row per workload, two columns (time, RSS relative to
  * glibc) per allocator, "?" where a cell failed; the medians themselves
  * in comments below. bench/suite/chart.gp reads it. */
+/* The directory a result goes to (docs/figures at first) is made if missing;
+ * its parent must exist. */
+static void make_parent_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = 0;
+        mkdir(dir, 0755);
+    }
+}
+
 static void write_data(void)
 {
+    make_parent_dir(opt.data_file);
+    make_parent_dir(opt.chart_file);
     FILE *f = fopen(opt.data_file, "w");
     if (!f) {
         fprintf(stderr, "suite: cannot write %s: %s\n", opt.data_file, strerror(errno));
