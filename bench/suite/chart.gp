@@ -13,7 +13,7 @@ set output output
 set style fill solid 0.85 border -1
 set logscale y 2
 set grid ytics
-set key top left horizontal
+unset key
 set xtics rotate by -30 nomirror
 set ytics format "%.2g"
 set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead lw 1.5 lc "black" front
@@ -39,6 +39,7 @@ plot datafile using 0:(NaN):xtic(1) notitle, '+' using (0):(1):(0.5):(2) with ye
      for [i=first:n] datafile using (x(i)):(1):(strcol(2*i) eq "?" ? "FAILED" : "") \
        with labels rotate by 90 left offset 0,0.5 tc "red" notitle
 set ylabel "peak RSS / glibc"
+set key below horizontal width 2
 # The first two series draw nothing: the workloads' names as x tics, and
 # two invisible points so that the axis always spans 0.5..2 around glibc.
 plot datafile using 0:(NaN):xtic(1) notitle, '+' using (0):(1):(0.5):(2) with yerrorbars ps 0 lc rgb "#ffffffff" notitle, \
