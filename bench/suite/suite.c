@@ -665,7 +665,14 @@ static void write_data(void)
         fprintf(stderr, "suite: cannot write %s: %s\n", opt.data_file, strerror(errno));
         return;
     }
-    fprintf(f, "# kmm bench/suite: median of %d runs; time and peak RSS relative to glibc; ? = failed\n", opt.reps);
+    time_t now = time(NULL);
+    char date[64];
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+    double load[1] = {-1};
+    getloadavg(load, 1);
+    fprintf(f, "# kmm bench/suite %s, %ld CPUs, load %.2f at the end: median of %d runs;\n"
+               "# time and peak RSS relative to glibc; ? = failed\n",
+            date, sysconf(_SC_NPROCESSORS_ONLN), load[0], opt.reps);
     fprintf(f, "# workload");
     for (int a = 0; a < opt.n_allocators; a++)
         fprintf(f, " %s_time %s_rss", opt.allocators[a]->name, opt.allocators[a]->name);
