@@ -21,7 +21,7 @@ PKGS_BUILD := cmake make gcc pkg-config liblz4-dev libzstd-dev
 PKGS_TEST  := $(PKGS_BUILD) libcmocka-dev
 PKGS_FUZZ  := $(PKGS_BUILD) clang libclang-rt-14-dev libcmocka-dev
 PKGS_BENCH := $(PKGS_BUILD) libmimalloc-dev libjemalloc-dev libgoogle-perftools-dev
-PKGS_SUITE := $(PKGS_BENCH) gnuplot-nox sqlite3 libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3 gcc
+PKGS_SUITE := $(PKGS_BENCH) gnuplot-nox sqlite3 libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3
 
 # $(call ensure,packages): install what dpkg does not have, or say how to.
 define ensure
