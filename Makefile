@@ -3,6 +3,8 @@
 #   make test   build and run every test under ctest
 #   make bench  build in Release and run the benchmarks in bench/
 #   make misuse-compare   the misuse suite under glibc, jemalloc, mimalloc, tcmalloc and kmm
+#   make bench-suite  whole programs under glibc, jemalloc, mimalloc, tcmalloc
+#               and kmm (bench/suite; SUITE_ARGS="--check" for the quick check)
 #   make sanitize-address / sanitize-thread   the tests under ASan+UBSan / TSan
 #   make fuzz   the libFuzzer targets for FUZZ_SECONDS each (clang)
 # Missing Debian packages are installed when run as root; otherwise the exact
@@ -20,6 +22,7 @@ PKGS_BUILD := cmake make gcc pkg-config liblz4-dev libzstd-dev
 PKGS_TEST  := $(PKGS_BUILD) libcmocka-dev
 PKGS_FUZZ  := $(PKGS_BUILD) clang libclang-rt-14-dev libcmocka-dev
 PKGS_BENCH := $(PKGS_BUILD) libmimalloc-dev libjemalloc-dev libgoogle-perftools-dev
+PKGS_SUITE := $(PKGS_BENCH) gnuplot-nox sqlite3 libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3
 
 # $(call ensure,packages): install what dpkg does not have, or say how to.
 define ensure
@@ -42,7 +45,7 @@ endef
 
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DKMM_SANITIZE=$(SANITIZE)
 
-.PHONY: all build demo test bench misuse-compare sanitize-address sanitize-thread fuzz install clean deps-test deps-bench deps-fuzz
+.PHONY: all build demo test bench bench-suite misuse-compare sanitize-address sanitize-thread fuzz install clean deps-test deps-bench deps-suite deps-fuzz
 
 all: build
 
@@ -86,6 +89,13 @@ misuse-compare: deps-test deps-bench
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DKMM_TESTS=ON >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) --target misuse_cases
 	@bench/misuse/compare $(BUILD)
+deps-suite:
+	$(call ensure,$(PKGS_SUITE))
+
+bench-suite: deps-suite
+	@cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DKMM_TESTS=OFF -DKMM_BENCH=ON >/dev/null
+	@cmake --build build-release -j $(JOBS) --target bench_suite
+	@build-release/bench/suite $(SUITE_ARGS)
 
 deps-fuzz:
 	$(call ensure,$(PKGS_FUZZ))
