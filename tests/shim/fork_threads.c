@@ -14,7 +14,7 @@
 
 #define FORKERS 4
 #define ALLOCATORS 3
-#define FORKS_EACH 12
+#define FORKS_EACH 8
 #define OWNED 6
 
 static volatile int stop;
