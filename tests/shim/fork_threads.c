@@ -18,6 +18,8 @@
 #define OWNED 6
 
 static volatile int stop;
+/* the forkers fork at the same moment each round */
+static pthread_barrier_t fork_line;
 
 static void *allocator(void *arg)
 {
@@ -102,6 +104,7 @@ static void *forker(void *arg)
             CHECK(owned[i] != NULL, "malloc");
             prog_fill(owned[i], sizes[i], seed + (uint32_t)i);
         }
+        pthread_barrier_wait(&fork_line);
         pid_t pid = fork();
         CHECK(pid >= 0, "fork");
         if (pid == 0) {
@@ -125,6 +128,7 @@ static void *forker(void *arg)
 int main(void)
 {
     pthread_t alloc[ALLOCATORS], forkers[FORKERS];
+    pthread_barrier_init(&fork_line, NULL, FORKERS);
     for (uintptr_t i = 0; i < ALLOCATORS; i++)
         CHECK(pthread_create(&alloc[i], NULL, allocator, (void *)(i + 1)) == 0, "pthread_create");
     for (uintptr_t i = 0; i < FORKERS; i++)
