@@ -2,6 +2,7 @@
 #   make demo   build, then run `kmm demo` (every layer at work, with stats)
 #   make test   build and run every test under ctest
 #   make bench  build in Release and run the benchmarks in bench/
+#   make misuse-compare   the misuse suite under glibc, jemalloc, mimalloc, tcmalloc and kmm
 #   make sanitize-address / sanitize-thread   the tests under ASan+UBSan / TSan
 #   make fuzz   the libFuzzer targets for FUZZ_SECONDS each (clang)
 # Missing Debian packages are installed when run as root; otherwise the exact
@@ -41,7 +42,7 @@ endef
 
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DKMM_SANITIZE=$(SANITIZE)
 
-.PHONY: all build demo test bench sanitize-address sanitize-thread fuzz install clean deps-test deps-bench deps-fuzz
+.PHONY: all build demo test bench misuse-compare sanitize-address sanitize-thread fuzz install clean deps-test deps-bench deps-fuzz
 
 all: build
 
@@ -78,6 +79,13 @@ bench: deps-bench
 	@build-release/bench/vmalloc $(BENCH_ARGS)
 	@build-release/bench/zsmalloc $(BENCH_ARGS)
 	@build-release/bench/unmapped $(BENCH_ARGS)
+
+# The misuse suite under glibc, jemalloc, mimalloc, tcmalloc, kmm and kmm
+# hardened: a table of what each catches (bench/misuse/compare).
+misuse-compare: deps-test deps-bench
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DKMM_TESTS=ON >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target misuse_cases
+	@bench/misuse/compare $(BUILD)
 
 deps-fuzz:
 	$(call ensure,$(PKGS_FUZZ))

@@ -303,6 +303,8 @@ KMM_HIDDEN KMM_NORETURN void kmm__fatal(struct kmm *mm, struct kmm_msg *m);
 KMM_HIDDEN KMM_NORETURN void kmm__fatal_page(struct kmm *mm, const char *fn, const char *why, const void *addr);
 /* A refused call: tells the platform (errno) and, for bad arguments, reports why. */
 KMM_HIDDEN void kmm__refuse(struct kmm *mm, int err, const char *fn, const char *why);
+/* kmm_usable_size, reporting misuse as fn (the malloc shim's entries). */
+KMM_HIDDEN size_t kmm__usable_size_as(struct kmm *mm, const void *p, const char *fn);
 /* kmm_check's verdict on one broken invariant: reports it, returns -1. */
 KMM_HIDDEN int kmm__check_fail(struct kmm *mm, const char *what, uint64_t pfn);
 

@@ -19,10 +19,17 @@
 #include <string.h>
 #include <time.h>
 
-static const char *area_name(unsigned nr_areas, unsigned a, bool default_areas)
+/* kmm_stats_print's layers below zsmalloc, and above it (`kmm stats` prints
+ * the zsmalloc pools and the zstore between the two). */
+#define LOWER_LAYERS (KMM_STATS_PAGES | KMM_STATS_SLAB | KMM_STATS_VMALLOC | KMM_STATS_META)
+#define UPPER_LAYERS (KMM_STATS_UNMAPPED | KMM_STATS_SHRINKERS | KMM_STATS_SECRET | KMM_STATS_EXECMEM)
+
+void print_kmm_stats(struct kmm *mm, unsigned flags)
 {
-    static const char *names[] = { "LOWEST", "LOW", "NORMAL" };
-    return default_areas && nr_areas == 3 ? names[a] : "";
+    fflush(stdout);   /* the library writes to the descriptor, after what stdio holds */
+    int rc = kmm_stats_print(mm, fileno(stdout), flags);
+    if (rc != 0)
+        fprintf(stderr, "kmm: cannot write the stats: %s\n", strerror(-rc));
 }
 
 double now_seconds(void)
@@ -270,51 +277,6 @@ static void release_slab_workload(struct slab_work *w)
     free(w->objs);
 }
 
-/* ---- printing -------------------------------------------------------------- */
-
-static void print_slab_stats(FILE *f, struct kmm *mm)
-{
-    struct kmm_cache_stats st[256];
-    size_t n = kmm_slab_stats(mm, st, 256);
-    size_t pages = 0, used = 0;
-    fprintf(f, "slabinfo: %-18s %8s %8s %8s %7s %6s %6s %6s %10s\n", "cache", "objsize", "active", "total", "cached",
-            "slabs", "pg/slb", "pages", "waste");
-    for (size_t i = 0; i < n && i < 256; i++) {
-        fprintf(f, "          %-18s %8zu %8zu %8zu %7zu %6zu %6zu %6zu %10zu\n", st[i].name, st[i].object_size,
-                st[i].active_objects, st[i].total_objects, st[i].cached_objects + st[i].depot_objects, st[i].slabs,
-                st[i].pages_per_slab,
-                st[i].pages, st[i].waste_bytes);
-        pages += st[i].pages;
-        used += st[i].active_objects * st[i].object_size;
-    }
-    struct kmm_page_stats ps;
-    kmm_page_stats(mm, &ps);
-    if (pages)
-        fprintf(f, "          %zu caches hold %zu pages (", n, pages);
-    else
-        fprintf(f, "          no slab in use (");
-    print_size(f, (uint64_t)pages * ps.page_size);
-    fprintf(f, "); objects in use fill %.1f%% of them (class rounding, free slots, magazines)\n",
-            pages ? 100.0 * (double)used / (double)(pages * ps.page_size) : 0.0);
-}
-
-static void print_slab_stats_json(FILE *f, struct kmm *mm)
-{
-    struct kmm_cache_stats st[256];
-    size_t n = kmm_slab_stats(mm, st, 256);
-    fprintf(f, "[");
-    for (size_t i = 0; i < n && i < 256; i++)
-        fprintf(f, "%s{\"name\":\"%s\",\"object_size\":%zu,\"slot_size\":%zu,\"objects_per_slab\":%zu,"
-                   "\"pages_per_slab\":%zu,\"active_objects\":%zu,\"cached_objects\":%zu,\"depot_objects\":%zu,"
-                   "\"total_objects\":%zu,"
-                   "\"slabs\":%zu,\"empty_slabs\":%zu,\"pages\":%zu,\"waste_bytes\":%zu}",
-                i ? "," : "", st[i].name, st[i].object_size, st[i].slot_size, st[i].objects_per_slab,
-                st[i].pages_per_slab, st[i].active_objects, st[i].cached_objects, st[i].depot_objects, st[i].total_objects,
-                st[i].slabs,
-                st[i].empty_slabs, st[i].pages, st[i].waste_bytes);
-    fprintf(f, "]");
-}
-
 /* ---- the vmalloc layer's workload ------------------------------------------------ */
 
 
@@ -377,11 +339,15 @@ static struct vm_work run_vm_workload(struct kmm *mm, size_t page)
         w.area[w.nareas++] = q ? q : last;
     }
     /* caller-given pages, mapped read-only */
+    unsigned got = 0;
     for (unsigned i = 0; i < 8; i++) {
         void *v = kmm_alloc_pages(mm, 0, KMM_ZERO);
         w.vmap_pages[i] = v ? kmm_virt_to_phys(mm, v) : KMM_PHYS_NONE;
+        got += v != NULL;
     }
-    w.vmapped = kmm_vmap(mm, w.vmap_pages, 8, KMM_PROT_READ);
+    /* on a memory system the workload filled, some may be missing: kmm_vmap would refuse them aloud */
+    if (got == 8)
+        w.vmapped = kmm_vmap(mm, w.vmap_pages, 8, KMM_PROT_READ);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     w.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     return w;
@@ -395,158 +361,6 @@ static void release_vm_workload(struct vm_work *w)
     for (unsigned i = 0; i < 8; i++)
         if (w->vmap_pages[i] != KMM_PHYS_NONE)
             kmm_free_pages(w->mm, kmm_phys_to_virt(w->mm, w->vmap_pages[i]));
-}
-
-struct info_print {
-    FILE *f;
-    unsigned shown, total;
-};
-
-static void print_area(void *arg, const struct kmm_vmalloc_area_info *a)
-{
-    struct info_print *ip = arg;
-    if (ip->total++ < 14)
-        fprintf(ip->f, "vmallocinfo: 0x%012lx-0x%012lx %9zu pages=%-4zu runs=%-3zu %-9s %s\n", (unsigned long)a->start,
-                (unsigned long)a->end, (size_t)(a->end - a->start), a->pages, a->runs, a->kind, a->tag);
-}
-
-static void print_vm_stats(FILE *f, struct kmm *mm)
-{
-    struct info_print ip = { .f = f };
-    kmm_vmalloc_info(mm, print_area, &ip);
-    if (ip.total > 14)
-        fprintf(f, "vmallocinfo: ... and %u more areas\n", ip.total - 14);
-    struct kmm_vmalloc_stats vs;
-    kmm_vmalloc_stats(mm, &vs);
-    fprintf(f, "vmalloc: space ");
-    print_size(f, vs.space_bytes);
-    fprintf(f, ", ");
-    print_size(f, vs.free_bytes);
-    fprintf(f, " free in %zu ranges (largest ", vs.free_ranges);
-    print_size(f, vs.largest_free_bytes);
-    fprintf(f, ")\n         %zu areas holding %zu pages, %zu vmap areas mapping %zu caller pages, %zu lazily freed (%zu pages)\n"
-               "         %zu mappings of a limit of %zu; %llu map calls, %llu unmap calls, %llu purges, %llu refused,\n"
-               "         %llu allocations took a lazily freed area back mapped (no call)\n",
-            vs.areas, vs.pages, vs.vmap_areas, vs.vmap_pages, vs.lazy_areas, vs.lazy_pages, vs.mappings, vs.max_mappings,
-            (unsigned long long)vs.map_calls, (unsigned long long)vs.unmap_calls, (unsigned long long)vs.purges,
-            (unsigned long long)vs.refused_mappings, (unsigned long long)vs.reused);
-}
-
-/* The small objects of kmm's own bookkeeping (vmalloc's nodes and run
- * arrays), kept in metadata memory out of the direct map. */
-static void print_meta_stats(FILE *f, struct kmm *mm)
-{
-    struct kmm_meta_stats ms;
-    kmm_meta_stats(mm, &ms);
-    fprintf(f, "metadata objects: %zu in use (", ms.objects);
-    print_size(f, ms.object_bytes);
-    fprintf(f, ") in %zu chunks (", ms.chunks);
-    print_size(f, ms.held_bytes);
-    fprintf(f, " held), %zu larger ones (", ms.large_objects);
-    print_size(f, ms.large_bytes);
-    fprintf(f, ", ");
-    print_size(f, ms.large_held_bytes);
-    fprintf(f, " held); outside the direct map\n");
-}
-
-static void print_meta_stats_json(FILE *f, struct kmm *mm)
-{
-    struct kmm_meta_stats ms;
-    kmm_meta_stats(mm, &ms);
-    fprintf(f, "{\"objects\":%zu,\"object_bytes\":%zu,\"chunks\":%zu,\"held_bytes\":%zu,\"large_objects\":%zu,"
-               "\"large_bytes\":%zu,\"large_held_bytes\":%zu}",
-            ms.objects, ms.object_bytes, ms.chunks, ms.held_bytes, ms.large_objects, ms.large_bytes,
-            ms.large_held_bytes);
-}
-
-struct info_json {
-    FILE *f;
-    unsigned n;
-};
-
-static void print_area_json(void *arg, const struct kmm_vmalloc_area_info *a)
-{
-    struct info_json *ij = arg;
-    fprintf(ij->f, "%s{\"start\":%lu,\"end\":%lu,\"size\":%zu,\"pages\":%zu,\"runs\":%zu,\"kind\":\"%s\",\"tag\":\"%s\"}",
-            ij->n++ ? "," : "", (unsigned long)a->start, (unsigned long)a->end, a->size, a->pages, a->runs, a->kind,
-            a->tag);
-}
-
-static void print_vm_stats_json(FILE *f, struct kmm *mm)
-{
-    struct kmm_vmalloc_stats vs;
-    kmm_vmalloc_stats(mm, &vs);
-    fprintf(f, "{\"space_bytes\":%zu,\"free_bytes\":%zu,\"largest_free_bytes\":%zu,\"free_ranges\":%zu,\"areas\":%zu,"
-               "\"pages\":%zu,\"vmap_areas\":%zu,\"vmap_pages\":%zu,\"lazy_areas\":%zu,\"lazy_pages\":%zu,"
-               "\"mappings\":%zu,\"max_mappings\":%zu,\"map_calls\":%llu,\"unmap_calls\":%llu,\"allocs\":%llu,"
-               "\"frees\":%llu,\"purges\":%llu,\"refused_mappings\":%llu,\"reused\":%llu,\"list\":[",
-            vs.space_bytes, vs.free_bytes, vs.largest_free_bytes, vs.free_ranges, vs.areas, vs.pages, vs.vmap_areas,
-            vs.vmap_pages, vs.lazy_areas, vs.lazy_pages, vs.mappings, vs.max_mappings, (unsigned long long)vs.map_calls,
-            (unsigned long long)vs.unmap_calls, (unsigned long long)vs.allocs, (unsigned long long)vs.frees,
-            (unsigned long long)vs.purges, (unsigned long long)vs.refused_mappings, (unsigned long long)vs.reused);
-    struct info_json ij = { .f = f };
-    kmm_vmalloc_info(mm, print_area_json, &ij);
-    fprintf(f, "]}");
-}
-
-static unsigned top_order(const struct kmm_page_stats *st)
-{
-    unsigned top = 10;
-    for (unsigned a = 0; a < st->nr_areas; a++)
-        for (unsigned o = 0; o <= KMM_MAX_ORDER; o++)
-            if (st->nr_free[a][o] && o > top)
-                top = o;
-    return top;
-}
-
-static void print_page_stats(FILE *f, const struct kmm_page_stats *st, bool default_areas)
-{
-    fprintf(f, "Page allocator: page size %zu, %zu pages (", st->page_size, st->total_pages);
-    print_size(f, (uint64_t)st->total_pages * st->page_size);
-    fprintf(f, ")\n  allocated %zu, free %zu (of which %zu in per-thread caches), reserved %zu\n",
-            st->allocated_pages, st->free_pages, st->cached_pages, st->reserved_pages);
-    fprintf(f, "  resident %zu pages (", st->resident_pages);
-    print_size(f, (uint64_t)st->resident_pages * st->page_size);
-    fprintf(f, ")\n");
-    unsigned top = top_order(st);
-    fprintf(f, "  free blocks per order (like /proc/buddyinfo):\n  %-22s", "area");
-    for (unsigned o = 0; o <= top; o++)
-        fprintf(f, " %5u", o);
-    fprintf(f, "\n");
-    for (unsigned a = 0; a < st->nr_areas; a++) {
-        char label[64];
-        snprintf(label, sizeof(label), "%u %s", a, area_name(st->nr_areas, a, default_areas));
-        fprintf(f, "  %-22s", label);
-        for (unsigned o = 0; o <= top; o++)
-            fprintf(f, " %5zu", st->nr_free[a][o]);
-        fprintf(f, "\n");
-    }
-    fprintf(f, "  areas:\n");
-    for (unsigned a = 0; a < st->nr_areas; a++) {
-        const struct kmm_area_stats *as = &st->area[a];
-        fprintf(f, "    %u [%#llx, %#llx) ", a, (unsigned long long)as->start, (unsigned long long)as->end);
-        print_size(f, as->end - as->start);
-        fprintf(f, ": %zu pages, %zu free, %zu reserved\n", as->total_pages, as->free_pages, as->reserved_pages);
-    }
-}
-
-static void print_page_stats_json(FILE *f, const struct kmm_page_stats *st)
-{
-    fprintf(f, "{\"page_size\":%zu,\"total_pages\":%zu,\"free_pages\":%zu,\"cached_pages\":%zu,"
-               "\"allocated_pages\":%zu,\"reserved_pages\":%zu,\"resident_pages\":%zu,"
-               "\"areas\":[",
-            st->page_size, st->total_pages, st->free_pages, st->cached_pages, st->allocated_pages,
-            st->reserved_pages, st->resident_pages);
-    for (unsigned a = 0; a < st->nr_areas; a++) {
-        const struct kmm_area_stats *as = &st->area[a];
-        fprintf(f, "%s{\"start\":%llu,\"end\":%llu,\"total_pages\":%zu,\"free_pages\":%zu,\"reserved_pages\":%zu,\"nr_free\":[",
-                a ? "," : "", (unsigned long long)as->start, (unsigned long long)as->end, as->total_pages,
-                as->free_pages, as->reserved_pages);
-        for (unsigned o = 0; o <= KMM_MAX_ORDER; o++)
-            fprintf(f, "%s%zu", o ? "," : "", st->nr_free[a][o]);
-        fprintf(f, "]}");
-    }
-    fprintf(f, "]}");
 }
 
 /* ---- commands -------------------------------------------------------------- */
@@ -643,7 +457,7 @@ static int cmd_demo(int argc, char **argv)
            "          %u refused because the accepted areas were full; %.1f ms\n\n",
            w.allocs, w.frees, w.exact, w.aligned, w.reserved, w.failed, w.seconds * 1e3);
     kmm_page_stats(mm, &st);
-    print_page_stats(stdout, &st, o.cfg.area_limits == NULL);
+    print_kmm_stats(mm, KMM_STATS_PAGES);
 
     void *p = kmm_alloc_pages_exact(mm, 20 << 10, 0);
     printf("\n  kmm_alloc_pages_exact(20 KiB) holds %zu pages of %zu bytes (a power-of-two block would hold %u)\n",
@@ -655,7 +469,7 @@ static int cmd_demo(int argc, char **argv)
     printf("workload: %u kmm_malloc (1 B .. 12 KB), %u kmm_free, %u of them by another thread than the allocating one,\n"
            "          %zu objects of a cache with a constructor; %.1f ms\n\n",
            sw.mallocs, sw.frees + sw.cross_frees, sw.cross_frees, sw.nobjs, sw.seconds * 1e3);
-    print_slab_stats(stdout, mm);
+    print_kmm_stats(mm, KMM_STATS_SLAB);
     p = kmm_malloc(mm, 20 << 10, 0);
     printf("\n  kmm_malloc(20 KiB) is physically contiguous and holds %zu bytes (%zu pages); kmm_malloc serves up to %zu bytes from slabs\n",
            kmm_usable_size(mm, p), kmm_usable_size(mm, p) / st.page_size, kmm_malloc_max_slab_size(mm));
@@ -667,8 +481,7 @@ static int cmd_demo(int argc, char **argv)
            "          a realloc to 80 pages %s, 8 caller pages mapped read-only; %.1f ms\n\n",
            vw.allocs, vw.kv_small + vw.kv_large, vw.kv_small, vw.kv_large, vw.frees,
            vw.grown_in_place ? "grew in place" : "moved", vw.seconds * 1e3);
-    print_vm_stats(stdout, mm);
-    print_meta_stats(stdout, mm);
+    print_kmm_stats(mm, KMM_STATS_VMALLOC | KMM_STATS_META);
     size_t purged = kmm_vmalloc_purge(mm);
     struct kmm_vmalloc_stats vs;
     kmm_vmalloc_stats(mm, &vs);
@@ -711,20 +524,12 @@ static int cmd_stats(int argc, char **argv)
     struct vm_work vw = run_vm_workload(mm, o.cfg.page_size ? o.cfg.page_size : 4096);
     struct zs_work zw = run_zs_workload(mm);
     struct unmapped_work uw = run_unmapped_workload(mm);
-    struct kmm_page_stats st;
-    kmm_page_stats(mm, &st);
     int rc = kmm_check(mm);
     if (o.json) {
-        printf("{\"workload\":{\"allocs\":%u,\"frees\":%u,\"exact\":%u,\"aligned\":%u,\"reserved\":%u,\"failed\":%u},"
-               "\"pages\":",
+        unsigned json_members = KMM_STATS_JSON | KMM_STATS_JSON_MEMBERS;
+        printf("{\"workload\":{\"allocs\":%u,\"frees\":%u,\"exact\":%u,\"aligned\":%u,\"reserved\":%u,\"failed\":%u},",
                w.allocs, w.frees, w.exact, w.aligned, w.reserved, w.failed);
-        print_page_stats_json(stdout, &st);
-        printf(",\"slab\":");
-        print_slab_stats_json(stdout, mm);
-        printf(",\"vmalloc\":");
-        print_vm_stats_json(stdout, mm);
-        printf(",\"meta\":");
-        print_meta_stats_json(stdout, mm);
+        print_kmm_stats(mm, json_members | LOWER_LAYERS);
         printf(",\"zsmalloc\":");
         print_zs_stats_json(stdout, mm);
         printf(",\"zstore\":");
@@ -733,15 +538,12 @@ static int cmd_stats(int argc, char **argv)
         else
             printf("null");
         printf(",");
-        print_unmapped_stats_json(stdout, mm);
+        print_kmm_stats(mm, json_members | UPPER_LAYERS);
         printf(",\"check\":%s}\n", rc == 0 ? "true" : "false");
     } else {
         printf("after the workload (%u allocations, %u frees, %u live blocks; %u kmm_malloc, %zu objects live):\n",
                w.allocs, w.frees, (unsigned)n, sw.mallocs, sw.nlive + sw.nobjs);
-        print_page_stats(stdout, &st, o.cfg.area_limits == NULL);
-        print_slab_stats(stdout, mm);
-        print_vm_stats(stdout, mm);
-        print_meta_stats(stdout, mm);
+        print_kmm_stats(mm, LOWER_LAYERS);
         printf("compressed store workload: %llu pages of files under /usr/bin and /usr/share, %llu same-filled,\n"
                "  %llu random; %llu discarded, %zu pages compacted; a pool of raw objects with every other freed;\n"
                "  %.1f ms\n",
@@ -754,7 +556,7 @@ static int cmd_stats(int argc, char **argv)
         printf("pages out of the direct map: %zu unmapped allocations live (orders 0..2, one taken alone), %s secret,\n"
                "  %zu execmem pieces; %u calls refused\n",
                uw.npages, uw.secret ? "a" : "no", uw.ncode, uw.refused);
-        print_unmapped_stats(stdout, mm);
+        print_kmm_stats(mm, UPPER_LAYERS);
         printf("kmm_check: %s\n", rc == 0 ? "all invariants hold" : "VIOLATION");
     }
     release_unmapped_workload(&uw);

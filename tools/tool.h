@@ -1,11 +1,12 @@
 /* tool.h - what the files of the kmm tool share.
  *
  *   kmm.c        main, options, `kmm demo`, `kmm stats` and `kmm map` for the page, slab and vmalloc layers
+ *                (every layer's stats but zsmalloc's are the library's: kmm_stats_print)
  *   corpus.c     page sources: the pages of files, the anonymous resident pages of a process
  *   zs.c         the zsmalloc layer and the compressed page store in `kmm demo` and `kmm stats`
  *   zstore.c     `kmm zstore`: what zram would hold for given files or a running process
  *   map.c        the picture of physical memory (`kmm map`, the demo's section 5): SVG
- *   unmapped.c   pages out of the direct map (unmapped cache, shrinkers, secret memory, execmem)
+ *   unmapped.c   pages out of the direct map (unmapped cache, secret memory, execmem)
  *                in `kmm demo` and `kmm stats`
  */
 #ifndef KMM_TOOL_H
@@ -20,6 +21,10 @@
 
 /* "12.3 MiB": bytes in the largest unit that keeps the number at least 1. */
 void print_size(FILE *f, uint64_t bytes);
+
+/* kmm_stats_print of these layers (KMM_STATS_*) to stdout, after what
+ * stdout holds; a failed write is reported on stderr. */
+void print_kmm_stats(struct kmm *mm, unsigned flags);
 
 /* Seconds on the monotonic clock (for durations). */
 double now_seconds(void);
@@ -159,12 +164,6 @@ struct unmapped_work {
 };
 struct unmapped_work run_unmapped_workload(struct kmm *mm);
 void release_unmapped_workload(struct unmapped_work *w);
-
-/* The seed's table (Order / Free / Cached / Released) with the direct map's
- * mappings, the cache's pages, the shrinkers, secret memory and execmem. */
-void print_unmapped_stats(FILE *f, struct kmm *mm);
-/* The same as JSON members: "unmapped":{...},"shrinkers":[...],"secret":{...},"execmem":{...} */
-void print_unmapped_stats_json(FILE *f, struct kmm *mm);
 
 /* The demo's section 5 on two memory systems of its own with this page size
  * (0: default); the picture goes to out_dir (NULL: the current directory).

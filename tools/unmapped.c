@@ -1,6 +1,7 @@
-/* unmapped.c - pages out of the direct map in `kmm demo` and `kmm stats`:
- * the unmapped cache (kmm/unmapped.h), the shrinkers, secret memory
- * (kmm/secret.h) and execmem (kmm/execmem.h).
+/* unmapped.c - pages out of the direct map in `kmm demo`, `kmm stats` and
+ * `kmm map`: the unmapped cache (kmm/unmapped.h), secret memory
+ * (kmm/secret.h) and execmem (kmm/execmem.h); their stats are
+ * kmm_stats_print's.
  *
  * Every call here may be refused (a platform without direct_unmap, a layer
  * refusing with ENOSYS, RLIMIT_MEMLOCK): the refusal is printed as one
@@ -74,146 +75,6 @@ void release_unmapped_workload(struct unmapped_work *w)
         kmm_unmapped_free(w->mm, w->pages[i]);
     w->ncode = w->npages = 0;
     w->secret = NULL;
-}
-
-/* ---- printing ------------------------------------------------------------------ */
-
-static unsigned table_top(const struct kmm_unmapped_stats *us)
-{
-    unsigned top = 10;
-    for (unsigned o = 11; o <= KMM_MAX_ORDER; o++)
-        if (us->free[o] || us->cached[o] || us->released[o])
-            top = o;
-    return top;
-}
-
-static void print_row(FILE *f, const char *label, const size_t *v, unsigned top)
-{
-    fprintf(f, "%-10s", label);
-    for (unsigned o = 0; o <= top; o++)
-        fprintf(f, "%5zu ", v[o]);
-    fprintf(f, "\n");
-}
-
-/* The seed's debugfs file (Linux's unmapped_alloc), then the pages. */
-static void print_unmapped_table(FILE *f, const struct kmm_unmapped_stats *us)
-{
-    unsigned top = table_top(us);
-    fprintf(f, "unmapped cache (direct map: %zu mappings)\n%-10s", us->direct_map_mappings, "Order:");
-    for (unsigned o = 0; o <= top; o++)
-        fprintf(f, "%5u ", o);
-    fprintf(f, "\n");
-    print_row(f, "Free:", us->free, top);
-    print_row(f, "Cached:", us->cached, top);
-    print_row(f, "Released:", us->released, top);
-    fprintf(f, "  %zu pages held in %zu chunks: %zu free, %zu used by callers, %zu by secret memory, %zu by execmem;\n"
-               "  %zu held beside the last chunk for the next refill (still mapped); %zu taken alone\n"
-               "  (KMM_UNMAPPED_NOCACHE); %zu unmap and %zu restore calls, %zu pages zeroed for reuse, %zu shrinks\n",
-            us->pages_held, us->chunks, us->pages_free, us->pages_used, us->pages_secret, us->pages_execmem,
-            us->pages_beside, us->pages_nocache, us->unmap_calls, us->restore_calls, us->pages_zeroed, us->shrinks);
-}
-
-struct shrinker_print {
-    FILE *f;
-    unsigned n;
-    bool json;
-};
-
-static void print_shrinker(void *arg, const struct kmm_shrinker_info *info)
-{
-    struct shrinker_print *sp = arg;
-    const char *name = info->name ? info->name : "(unnamed)";
-    if (sp->json)
-        fprintf(sp->f, "%s{\"name\":\"%s\",\"count\":%zu,\"scans\":%llu,\"scanned\":%llu}", sp->n ? "," : "", name,
-                info->count, (unsigned long long)info->scans, (unsigned long long)info->scanned);
-    else
-        fprintf(sp->f, "  %-24s could give back %zu pages now; %llu scans gave back %llu pages\n", name, info->count,
-                (unsigned long long)info->scans, (unsigned long long)info->scanned);
-    sp->n++;
-}
-
-static void print_secret_stats(FILE *f, struct kmm *mm)
-{
-    struct kmm_secret_stats ss;
-    kmm_secret_stats(mm, &ss);
-    fprintf(f, "secret memory: %zu allocations live (%zu bytes asked, %zu pages, ", ss.allocations, ss.bytes, ss.pages);
-    print_size(f, ss.locked_bytes);
-    fprintf(f, " locked, %zu backed by memfd_secret); backing of new ones: %s (memfd_secret %savailable)\n"
-               "  %llu allocations, %llu frees, %llu refused at RLIMIT_MEMLOCK\n",
-            ss.memfd_allocations, kmm_secret_backing_name(kmm_secret_backing(mm)),
-            kmm_secret_backing_available(mm, KMM_SECRET_MEMFD) ? "" : "not ", (unsigned long long)ss.allocs,
-            (unsigned long long)ss.frees, (unsigned long long)ss.refused_memlock);
-}
-
-static void print_execmem_stats(FILE *f, struct kmm *mm)
-{
-    struct kmm_execmem_stats es;
-    kmm_execmem_stats(mm, &es);
-    struct kmm_page_stats ps;
-    kmm_page_stats(mm, &ps);
-    fprintf(f, "execmem: %zu allocations live (%zu bytes asked, %zu usable) in %zu chunks holding %zu pages (",
-            es.allocations, es.bytes, es.used_bytes, es.chunks, es.pages);
-    print_size(f, (uint64_t)es.pages * ps.page_size);
-    fprintf(f, "), ");
-    print_size(f, es.meta_bytes);
-    fprintf(f, " of bookkeeping\n  %llu allocations, %llu frees, %llu writes in %llu platform writes\n",
-            (unsigned long long)es.allocs, (unsigned long long)es.frees, (unsigned long long)es.writes,
-            (unsigned long long)es.write_calls);
-}
-
-void print_unmapped_stats(FILE *f, struct kmm *mm)
-{
-    struct kmm_unmapped_stats us;
-    kmm_unmapped_stats(mm, &us);
-    print_unmapped_table(f, &us);
-    fprintf(f, "shrinkers (asked in this order when an allocation fails):\n");
-    struct shrinker_print sp = { .f = f };
-    kmm_shrinker_for_each(mm, print_shrinker, &sp);
-    if (!sp.n)
-        fprintf(f, "  none registered\n");
-    print_secret_stats(f, mm);
-    print_execmem_stats(f, mm);
-}
-
-static void print_array_json(FILE *f, const char *key, const size_t *v)
-{
-    fprintf(f, "\"%s\":[", key);
-    for (unsigned o = 0; o <= KMM_MAX_ORDER; o++)
-        fprintf(f, "%s%zu", o ? "," : "", v[o]);
-    fprintf(f, "]");
-}
-
-void print_unmapped_stats_json(FILE *f, struct kmm *mm)
-{
-    struct kmm_unmapped_stats us;
-    kmm_unmapped_stats(mm, &us);
-    fprintf(f, "\"unmapped\":{\"direct_map_mappings\":%zu,", us.direct_map_mappings);
-    print_array_json(f, "free", us.free);
-    fprintf(f, ",");
-    print_array_json(f, "cached", us.cached);
-    fprintf(f, ",");
-    print_array_json(f, "released", us.released);
-    fprintf(f, ",\"pages_held\":%zu,\"pages_free\":%zu,\"pages_used\":%zu,\"pages_secret\":%zu,\"pages_execmem\":%zu,"
-               "\"pages_nocache\":%zu,\"pages_beside\":%zu,\"chunks\":%zu,\"unmap_calls\":%zu,\"restore_calls\":%zu,"
-               "\"pages_zeroed\":%zu,\"shrinks\":%zu},\"shrinkers\":[",
-            us.pages_held, us.pages_free, us.pages_used, us.pages_secret, us.pages_execmem, us.pages_nocache,
-            us.pages_beside, us.chunks, us.unmap_calls, us.restore_calls, us.pages_zeroed, us.shrinks);
-    struct shrinker_print sp = { .f = f, .json = true };
-    kmm_shrinker_for_each(mm, print_shrinker, &sp);
-    struct kmm_secret_stats ss;
-    kmm_secret_stats(mm, &ss);
-    fprintf(f, "],\"secret\":{\"backing\":\"%s\",\"memfd_available\":%s,\"allocations\":%zu,\"bytes\":%zu,\"pages\":%zu,"
-               "\"locked_bytes\":%zu,\"memfd_allocations\":%zu,\"allocs\":%llu,\"frees\":%llu,\"refused_memlock\":%llu}",
-            kmm_secret_backing_name(kmm_secret_backing(mm)),
-            kmm_secret_backing_available(mm, KMM_SECRET_MEMFD) ? "true" : "false", ss.allocations, ss.bytes, ss.pages,
-            ss.locked_bytes, ss.memfd_allocations, (unsigned long long)ss.allocs, (unsigned long long)ss.frees,
-            (unsigned long long)ss.refused_memlock);
-    struct kmm_execmem_stats es;
-    kmm_execmem_stats(mm, &es);
-    fprintf(f, ",\"execmem\":{\"allocations\":%zu,\"bytes\":%zu,\"used_bytes\":%zu,\"chunks\":%zu,\"pages\":%zu,"
-               "\"meta_bytes\":%zu,\"allocs\":%llu,\"frees\":%llu,\"writes\":%llu,\"write_calls\":%llu}",
-            es.allocations, es.bytes, es.used_bytes, es.chunks, es.pages, es.meta_bytes, (unsigned long long)es.allocs,
-            (unsigned long long)es.frees, (unsigned long long)es.writes, (unsigned long long)es.write_calls);
 }
 
 /* ---- kmm demo, section 5 ---------------------------------------------------------- */
@@ -306,7 +167,7 @@ static void demo_secret_and_jit(struct kmm *mm, size_t page_size)
                (void *)secret, kmm_secret_backing_name(kmm_secret_backing(mm)), (char *)secret,
                before ? "faults (guard page)" : "DOES NOT FAULT", after ? "faults (guard page)" : "DOES NOT FAULT");
     }
-    print_secret_stats(stdout, mm);
+    print_kmm_stats(mm, KMM_STATS_SECRET);
 
     void *code = kmm_execmem_alloc(mm, sizeof(answer_code));
     if (!code) {
@@ -330,7 +191,7 @@ static void demo_secret_and_jit(struct kmm *mm, size_t page_size)
                answer(), access_faults(code, true) ? "faults (read+execute only)" : "DOES NOT FAULT");
 #endif
     }
-    print_execmem_stats(stdout, mm);
+    print_kmm_stats(mm, KMM_STATS_EXECMEM);
     if (code)
         kmm_execmem_free(mm, code);
     kmm_secret_free(mm, secret);
@@ -384,7 +245,7 @@ int demo_unmapped(size_t page_size, const char *out_dir)
         printf("  %-38s %30zu %30zu\n", "split points seen in the picture", panel[0].splits, panel[1].splits);
     printf("  %-38s %30zu %30zu\n", "direct_unmap calls", us[0].unmap_calls, us[1].unmap_calls);
     printf("\n  the cache's table (%s):\n", side[1].label);
-    print_unmapped_table(stdout, &us[1]);
+    print_kmm_stats(side[1].mm, KMM_STATS_UNMAPPED);
     if (wrote == 0)
         printf("\n  picture: %s (the two memory systems side by side; open it in a browser)\n", path);
     else
@@ -400,9 +261,8 @@ int demo_unmapped(size_t page_size, const char *out_dir)
         side[i].npages = 0;
     }
     size_t given = kmm_unmapped_shrink(side[1].mm, 0);
-    kmm_unmapped_stats(side[1].mm, &us[1]);
     printf("  %zu pages given back to the page allocator\n", given);
-    print_unmapped_table(stdout, &us[1]);
+    print_kmm_stats(side[1].mm, KMM_STATS_UNMAPPED);
 
     int rc = 0;
     for (unsigned i = 0; i < 2; i++) {

@@ -104,6 +104,7 @@ struct kmm_config {
 #define KMM_AREA_ANY      KMM_AREA_MASK
 #define KMM_ZERO          (1u << 8)     /* zero the memory */
 #define KMM_NOZERO        (1u << 9)     /* unmapped cache: skip the zeroing it otherwise does */
+#define KMM_NOPOPULATE    (1u << 10)    /* vmalloc family: pages mapped at first touch (see kmm/vm.h) */
 
 /* Page protections of a mapping (kmm_vmap, the platform's vm_map). */
 #define KMM_PROT_READ  1u

@@ -169,13 +169,26 @@ struct kmm_platform {
      * holds (hosted: memfd_secret(2)) at va, inside a reservation, as
      * KMM_MAP_SECRET says. -KMM_ENOSYS when the kernel has none. */
     int (*secret_map)(void *ctx, void *va, size_t len);
+
+    /* Optional: a monotonic clock, in milliseconds. With it the page
+     * allocator gives memory back to the OS only after it stayed free for
+     * KMM_RELEASE_DECAY_MS (a program that frees and allocates again soon
+     * keeps its pages resident, as jemalloc's and mimalloc's decay do);
+     * without it, after every release budget of frees (16 MiB). */
+    uint64_t (*clock_ms)(void *ctx);
 };
+
+/* The release decay (clock_ms above). */
+#define KMM_RELEASE_DECAY_MS 100
 
 /* vm_map flag beside the KMM_PROT_* bits: a secret mapping. Locked in
  * memory (never swapped), left out of core dumps, not inherited by a child
  * of fork (hosted: mlock, MADV_DONTDUMP, MADV_DONTFORK). -KMM_EAGAIN when
  * locking it would pass the process's locked-memory limit. */
 #define KMM_MAP_SECRET 0x100u
+/* vm_map flag: the page tables may be filled at first touch instead of
+ * now (hosted: no MAP_POPULATE). The frames are the caller's either way. */
+#define KMM_MAP_NOPOPULATE 0x200u
 
 /* The hosted Linux platform (not in freestanding builds). */
 KMM_API extern const struct kmm_platform kmm_platform_hosted;

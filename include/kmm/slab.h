@@ -104,6 +104,12 @@ KMM_API void kmm_free(struct kmm *mm, void *p);
  * pages held. p must be live kmm_malloc memory (else reported and aborts). */
 KMM_API size_t kmm_usable_size(struct kmm *mm, const void *p);
 
+/* The usable size kmm_malloc(size) (align 0) or kmm_malloc_aligned(size,
+ * align) would give: a size class, or whole pages above the classes
+ * (jemalloc's nallocx). 0 for a size too large or an alignment not a power
+ * of two. O(classes) at worst; no allocation, no lock. */
+KMM_API size_t kmm_malloc_good_size(struct kmm *mm, size_t size, size_t align);
+
 /* ---- caches of fixed-size objects (Linux's kmem_cache) -------------------- */
 
 /* Creates a cache of objects of size bytes, aligned to align (0 or a power

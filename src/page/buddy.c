@@ -167,6 +167,16 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
 {
     if (!mm->release_map || ar->end_pfn == ar->start_pfn || (!force && ar->freed_since_release <= mm->release_budget))
         return;
+    if (!force && mm->pf->clock_ms) {
+        /* at most one pass per decay interval: a chunk is released after
+         * it stayed free (and unwritten) from one pass to the next */
+        uint64_t now = mm->pf->clock_ms(mm->ctx);
+        if (now - ar->last_release_ms < KMM_RELEASE_DECAY_MS) {
+            ar->freed_since_release = mm->release_budget / 2;   /* look at the clock again in half a budget */
+            return;
+        }
+        ar->last_release_ms = now;
+    }
     ar->freed_since_release = 0;
     uint64_t first = (ar->start_pfn >> mm->release_order) - mm->release_chunk0;
     uint64_t last = ((ar->end_pfn - 1) >> mm->release_order) - mm->release_chunk0;

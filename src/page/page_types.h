@@ -101,6 +101,7 @@ struct kmm_area {
     size_t free_pages;                    /* pages in the free lists */
     size_t reserved_pages;
     size_t freed_since_release;           /* pages freed into the lists since the last release pass */
+    uint64_t last_release_ms;             /* platform clock_ms at the last release pass */
     uint32_t nonempty;                    /* bit o set iff free[o] is not empty */
     size_t nr_free[KMM_MAX_ORDER + 1];
     struct free_node free[KMM_MAX_ORDER + 1];   /* list heads (sentinels) */

@@ -10,6 +10,7 @@
 #include <kmm/vm.h>
 
 #include <errno.h>
+#include <time.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -165,6 +166,16 @@ static int hosted_release(void *ctx, kmm_phys_t addr, uint64_t len)
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23   /* Linux 5.14 */
 #endif
+/* The release decay's clock: the coarse monotonic clock (vDSO, no system
+ * call, a few milliseconds of resolution, which is all it needs). */
+static uint64_t hosted_clock_ms(void *ctx)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static int hosted_populate(void *ctx, kmm_phys_t addr, uint64_t len)
 {
     struct hosted *h = ctx;
@@ -245,7 +256,8 @@ static int hosted_vm_map(void *ctx, void *va, kmm_phys_t phys, size_t len, unsig
     struct hosted *h = ctx;
     if ((prot & KMM_PROT_EXEC) && (prot & KMM_PROT_WRITE))
         return -EINVAL;   /* never writable and executable */
-    if (mmap(va, len, prot_bits(prot), MAP_SHARED | MAP_FIXED | MAP_POPULATE, h->fd, (off_t)phys) == MAP_FAILED)
+    int populate = prot & KMM_MAP_NOPOPULATE ? 0 : MAP_POPULATE;
+    if (mmap(va, len, prot_bits(prot), MAP_SHARED | MAP_FIXED | populate, h->fd, (off_t)phys) == MAP_FAILED)
         return -errno;
     return prot & KMM_MAP_SECRET ? make_secret(ctx, va, len) : 0;
 }
@@ -614,6 +626,7 @@ const struct kmm_platform kmm_platform_hosted = {
     .meta_free = hosted_meta_free,
     .release = hosted_release,
     .populate = hosted_populate,
+    .clock_ms = hosted_clock_ms,
     .resident = hosted_resident,
     .lock_init = hosted_lock_init,
     .lock_fini = hosted_lock_fini,

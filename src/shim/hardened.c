@@ -1,23 +1,434 @@
-/* hardened.c - KMM_OPTIONS=hardened. (Being written: for now the default
- * paths.) */
+/* hardened.c - KMM_OPTIONS=hardened: catch what the default mode cannot.
+ *
+ * The default mode already aborts, with the address, on every free of
+ * something malloc did not give or gave back already, and a guard page
+ * sits behind every large buffer. This mode adds, at the cost of touching
+ * every object at allocation and free (bench/suite reports the cost):
+ *
+ *  - A canary behind every small object. An object of n bytes is a
+ *    kmm_malloc slot of at least n + 8: the slot's last 8 bytes hold
+ *    secret ^ address (first byte zero, so a string that fills the usable
+ *    size still ends), and malloc_usable_size stops before them. free
+ *    checks it: an overflow of even one byte past the usable size is
+ *    reported ("canary overwritten").
+ *  - Freed small objects are zeroed and held in a quarantine before kmm
+ *    gets them back: a read after free sees zeros, a second free of an
+ *    object in the quarantine is reported, and an object leaving it is
+ *    checked to be still zero, so a write after free is reported with the
+ *    object and the offset. Objects are handed out zeroed.
+ *  - Large buffers (kmm_vmalloc) are unmapped at free (KMM_VMALLOC_STRICT)
+ *    and new ones placed after the last (KMM_VMALLOC_SPREAD), so a stale
+ *    pointer faults instead of reaching a newer buffer; they are zero when
+ *    handed out (KMM_ZERO).
+ *  - malloc(0) returns a unique address in a region that is never
+ *    accessible (the zero region): any read or write faults.
+ *  - free_sized, free_aligned_sized and C++'s sized deletes check the size
+ *    against the object's class.
+ *
+ * The quarantine is SHARDS rings, each a lock and the objects in the order
+ * they were freed, a thread always using the same ring; and SHARDS hash
+ * sets by address, so that a pointer is looked for in one set whichever
+ * thread frees it. Threads freeing different objects rarely meet. Its tables and the zero region's bitmap are in kmm's
+ * metadata memory (the platform's meta_alloc), out of reach of an overflow
+ * of a user's buffer. Locks: a ring's or a set's lock is taken alone and
+ * nothing is called under it; an object leaving the quarantine is checked
+ * and freed after the locks are dropped. fork holds every lock (prepare)
+ * so that the child finds the rings and sets whole.
+ */
 #include "shim_internal.h"
 
-void kmm__hard_init(struct kmm *mm) { (void)mm; }
+#define CANARY_BYTES 8
+
+#define SHARDS 16
+#define RING 256                        /* objects per ring */
+#define RING_BYTES (512 * 1024)         /* bytes per ring: the quarantine holds at most 8 MiB */
+#define SET_SLOTS 8192                  /* per set: all SHARDS * RING objects fit in one, twice over */
+
+/* Objects in the order they were freed. A thread always puts its frees in
+ * the same ring (its own unless there are more threads than rings), so its
+ * oldest free is the next to leave whatever sizes it frees. (Rings chosen
+ * by address left objects in a ring that no longer received frees: a
+ * thread reusing the same few objects recycled them through one ring.) */
+struct ring {
+    struct kmm_lock lock;
+    /* protected by lock: */
+    void *obj[RING];                    /* oldest at head */
+    size_t bytes_of[RING];
+    unsigned head, count;
+    size_t bytes;
+};
+
+/* The quarantine's objects, found by address: the set of an object is
+ * chosen by its address, so a double free from any thread looks in one. */
+struct set {
+    struct kmm_lock lock;
+    void *slot[SET_SLOTS];              /* linear probing; NULL empty */
+};
+
+/* The zero region: 1 GiB of addresses that are never accessible, handed out
+ * 16 bytes at a time, never twice. */
+#define ZERO_BYTES ((size_t)1 << 30)
+#define ZERO_STEP 16
+#define ZERO_SLOTS (ZERO_BYTES / ZERO_STEP)
+
+struct hard {
+    struct kmm *mm;
+    uint64_t secret;
+    struct ring ring[SHARDS];
+    struct set set[SHARDS];
+    unsigned next_ring;                 /* round robin over the threads (atomic) */
+    uintptr_t zero_base;                /* 0 if it could not be reserved */
+    size_t zero_next;                   /* slots handed out (atomic) */
+    uint64_t *zero_live;                /* one bit per slot (atomic) */
+};
+
+static struct hard *hard;
+
+/* ---- canaries ------------------------------------------------------------------- */
+
+static inline uint64_t canary_at(uintptr_t where)
+{
+    uint64_t c = hard->secret ^ (where * 0x9e3779b97f4a7c15ull);
+    return c & ~(uint64_t)0xff;   /* the first byte (little-endian) zero: strings end */
+}
+
+static inline void canary_write(void *p, size_t slot)
+{
+    uintptr_t where = (uintptr_t)p + slot - CANARY_BYTES;
+    uint64_t c = canary_at(where);
+    __builtin_memcpy((void *)where, &c, sizeof(c));
+}
+
+static inline bool canary_ok(const void *p, size_t slot)
+{
+    uintptr_t where = (uintptr_t)p + slot - CANARY_BYTES;
+    uint64_t c;
+    __builtin_memcpy(&c, (const void *)where, sizeof(c));
+    return c == canary_at(where);
+}
+
+/* ---- the quarantine -------------------------------------------------------------- */
+
+static inline unsigned hash_ptr(const void *p)
+{
+    uint64_t h = (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull;
+    return (unsigned)(h >> 40);
+}
+
+static inline struct set *set_of(const void *p)
+{
+    return &hard->set[hash_ptr(p) % SHARDS];
+}
+
+static inline unsigned home_of(const void *p)
+{
+    return (hash_ptr(p) / SHARDS) % SET_SLOTS;
+}
+
+static bool set_has(const struct set *s, const void *p)
+{
+    for (unsigned i = home_of(p);; i = (i + 1) % SET_SLOTS) {
+        if (s->slot[i] == p)
+            return true;
+        if (!s->slot[i])
+            return false;
+    }
+}
+
+static void set_add(struct set *s, void *p)
+{
+    unsigned i = home_of(p);
+    while (s->slot[i])
+        i = (i + 1) % SET_SLOTS;
+    s->slot[i] = p;
+}
+
+/* Removes p, moving back the entries after it that probed past its slot
+ * (deletion without tombstones for linear probing). */
+static void set_remove(struct set *s, const void *p)
+{
+    unsigned i = home_of(p);
+    while (s->slot[i] != p)
+        i = (i + 1) % SET_SLOTS;
+    for (unsigned j = (i + 1) % SET_SLOTS; s->slot[j]; j = (j + 1) % SET_SLOTS) {
+        unsigned home = home_of(s->slot[j]);
+        /* j's entry may fill the hole at i unless its home is in (i, j] */
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            s->slot[i] = s->slot[j];
+            i = j;
+        }
+    }
+    s->slot[i] = NULL;
+}
+
+static bool in_quarantine(const void *p)
+{
+    struct set *s = set_of(p);
+    kmm_lock(hard->mm, &s->lock);
+    bool has = set_has(s, p);
+    kmm_unlock(hard->mm, &s->lock);
+    return has;
+}
+
+/* The first nonzero byte of [p, p + len), or len. */
+static size_t first_nonzero(const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        __builtin_memcpy(&w, b + i, 8);
+        if (w)
+            break;
+    }
+    for (; i < len; i++)
+        if (b[i])
+            return i;
+    return len;
+}
+
+/* An object leaves the quarantine: still zero, or someone wrote to it
+ * after it was freed. */
+static void release(struct kmm *mm, void *p, size_t slot)
+{
+    size_t at = first_nonzero(p, slot);
+    if (KMM_UNLIKELY(at < slot)) {
+        struct kmm_msg m = { .len = 0 };
+        kmm__msg_str(&m, "kmm: free: write after free detected: the object at ");
+        kmm__msg_hex(&m, (uint64_t)(uintptr_t)p);
+        kmm__msg_str(&m, " (");
+        kmm__msg_dec(&m, slot - CANARY_BYTES);
+        kmm__msg_str(&m, " bytes) was written at offset ");
+        kmm__msg_dec(&m, at);
+        kmm__msg_str(&m, " while in the quarantine");
+        kmm__fatal(mm, &m);
+    }
+    kmm_free(mm, p);
+}
+
+static _Thread_local unsigned my_ring __attribute__((tls_model("initial-exec")));   /* 1 + index; 0 none yet */
+
+/* Puts a zeroed object of slot bytes into the quarantine; the oldest of
+ * the thread's ring that no longer fit leave it (checked and freed with no
+ * lock held). Each step takes one lock at a time. */
+static void quarantine(struct kmm *mm, void *p, size_t slot, const char *fn)
+{
+    struct set *s = set_of(p);
+    kmm_lock(mm, &s->lock);
+    bool again = set_has(s, p);
+    if (!again)
+        set_add(s, p);
+    kmm_unlock(mm, &s->lock);
+    if (KMM_UNLIKELY(again))
+        kmm__shim_fatal(fn, "double free (the object is in the quarantine, freed before):", p);
+
+    if (KMM_UNLIKELY(!my_ring))
+        my_ring = 1 + __atomic_fetch_add(&hard->next_ring, 1, __ATOMIC_RELAXED) % SHARDS;
+    struct ring *r = &hard->ring[my_ring - 1];
+    void *out[4];
+    size_t out_bytes[4];
+    unsigned nout = 0;
+    kmm_lock(mm, &r->lock);
+    while (nout < 4 && r->count && (r->count == RING || r->bytes + slot > RING_BYTES)) {
+        out[nout] = r->obj[r->head];
+        out_bytes[nout++] = r->bytes_of[r->head];
+        r->bytes -= r->bytes_of[r->head];
+        r->head = (r->head + 1) % RING;
+        r->count--;
+    }
+    unsigned tail = (r->head + r->count) % RING;
+    r->obj[tail] = p;
+    r->bytes_of[tail] = slot;
+    r->count++;
+    r->bytes += slot;
+    kmm_unlock(mm, &r->lock);
+
+    for (unsigned i = 0; i < nout; i++) {
+        struct set *o = set_of(out[i]);
+        kmm_lock(mm, &o->lock);
+        set_remove(o, out[i]);
+        kmm_unlock(mm, &o->lock);
+        release(mm, out[i], out_bytes[i]);
+    }
+}
+
+static void fork_prepare(void)
+{
+    for (unsigned i = 0; i < SHARDS; i++)
+        kmm_lock(hard->mm, &hard->ring[i].lock);
+    for (unsigned i = 0; i < SHARDS; i++)
+        kmm_lock(hard->mm, &hard->set[i].lock);
+}
+
+static void fork_after(void)
+{
+    for (unsigned i = SHARDS; i-- > 0;)
+        kmm_unlock(hard->mm, &hard->set[i].lock);
+    for (unsigned i = SHARDS; i-- > 0;)
+        kmm_unlock(hard->mm, &hard->ring[i].lock);
+}
+
+/* ---- the zero region ------------------------------------------------------------- */
+
+bool kmm__hard_zero_owns(const void *p)
+{
+    return hard && hard->zero_base && (uintptr_t)p - hard->zero_base < ZERO_BYTES;
+}
+
+static void *zero_alloc(void)
+{
+    if (!hard->zero_base)
+        return NULL;
+    size_t i = __atomic_fetch_add(&hard->zero_next, 1, __ATOMIC_RELAXED);
+    if (i >= ZERO_SLOTS)
+        return NULL;   /* 64 M zero-size allocations made: an ordinary object serves */
+    __atomic_fetch_or(&hard->zero_live[i / 64], (uint64_t)1 << (i % 64), __ATOMIC_RELAXED);
+    return (void *)(hard->zero_base + i * ZERO_STEP);
+}
+
+static void zero_free(const void *p, const char *fn)
+{
+    size_t off = (uintptr_t)p - hard->zero_base;
+    size_t i = off / ZERO_STEP;
+    if (off % ZERO_STEP)
+        kmm__shim_fatal(fn, "pointer into the middle of a zero-size allocation:", p);
+    uint64_t bit = (uint64_t)1 << (i % 64);
+    uint64_t was = __atomic_fetch_and(&hard->zero_live[i / 64], ~bit, __ATOMIC_RELAXED);
+    if (!(was & bit))
+        kmm__shim_fatal(fn, i < __atomic_load_n(&hard->zero_next, __ATOMIC_RELAXED)
+                                ? "double free of a zero-size allocation:"
+                                : "pointer never from malloc (in the zero-size region):",
+                        p);
+}
+
+static bool zero_live(const void *p)
+{
+    size_t off = (uintptr_t)p - hard->zero_base;
+    size_t i = off / ZERO_STEP;
+    return off % ZERO_STEP == 0 && (__atomic_load_n(&hard->zero_live[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+}
+
+/* ---- the entries' hardened paths ---------------------------------------------------- */
+
+void kmm__hard_init(struct kmm *mm)
+{
+    struct hard *h = mm->pf->meta_alloc(mm->ctx, sizeof(*h));
+    if (!h)
+        kmm__shim_fatal("malloc", "hardened mode: no memory for the quarantine; bytes:", (void *)sizeof(*h));
+    h->mm = mm;
+    h->secret = kmm__os_random64() | 1;
+    for (unsigned i = 0; i < SHARDS; i++) {
+        mm->pf->lock_init(&h->ring[i].lock);
+        mm->pf->lock_init(&h->set[i].lock);
+    }
+    void *zero = kmm__os_reserve_none(ZERO_BYTES);
+    h->zero_live = zero ? mm->pf->meta_alloc(mm->ctx, ZERO_SLOTS / 8) : NULL;
+    h->zero_base = h->zero_live ? (uintptr_t)zero : 0;
+    hard = h;
+    kmm__os_atfork(fork_prepare, fork_after, fork_after);
+}
+
+static inline bool is_small(struct kmm *mm, size_t size, size_t align)
+{
+    return size <= mm->page_size - CANARY_BYTES && align <= mm->page_size;
+}
+
 void *kmm__hard_alloc(struct kmm *mm, size_t size, size_t align, bool zero, const char *fn)
 {
     (void)fn;
-    if (size <= mm->page_size && align <= mm->page_size) {
-        void *p = align <= 16 ? kmm_malloc(mm, size, zero ? KMM_ZERO : 0) : kmm_malloc_aligned(mm, size, align, zero ? KMM_ZERO : 0);
-        if (p)
-            return p;
+    (void)zero;   /* everything is handed out zeroed */
+    if (size == 0 && align <= KMM_MALLOC_ALIGN) {
+        void *z = zero_alloc();
+        if (z)
+            return z;
     }
-    return align <= mm->page_size ? kmm_vmalloc(mm, size ? size : 1, KMM_ZERO) : kmm_vmalloc_aligned(mm, size ? size : 1, align, KMM_ZERO);
+    if (is_small(mm, size, align)) {
+        void *p = align <= KMM_MALLOC_ALIGN ? kmm_malloc(mm, size + CANARY_BYTES, 0)
+                                            : kmm_malloc_aligned(mm, size + CANARY_BYTES, align, 0);
+        if (p) {
+            size_t slot = kmm__usable_size_as(mm, p, fn);
+            __builtin_memset(p, 0, slot - CANARY_BYTES);
+            canary_write(p, slot);
+            return p;
+        }
+    }
+    if (size > SIZE_MAX - mm->page_size - align)
+        return NULL;
+    unsigned flags = KMM_ZERO | KMM_NOPOPULATE;
+    return align <= mm->page_size ? kmm_vmalloc(mm, size ? size : 1, flags)
+                                  : kmm_vmalloc_aligned(mm, size ? size : 1, align, flags);
 }
+
+/* The slot size of live small object p, its canary checked; 0 for a large
+ * buffer. Reports and aborts on anything else. */
+static size_t checked_slot(struct kmm *mm, const void *p, const char *fn)
+{
+    if (kmm_is_vmalloc_addr(mm, p))
+        return 0;
+    if (KMM_UNLIKELY(in_quarantine(p)))
+        kmm__shim_fatal(fn, "pointer to a freed object (in the quarantine: use after free or double free):", p);
+    size_t slot = kmm__usable_size_as(mm, p, fn);   /* aborts on a freed, interior or foreign pointer */
+    if (KMM_UNLIKELY(!canary_ok(p, slot))) {
+        struct kmm_msg m = { .len = 0 };
+        kmm__msg_str(&m, "kmm: ");
+        kmm__msg_str(&m, fn);
+        kmm__msg_str(&m, ": canary overwritten (a write past the end) of the object at ");
+        kmm__msg_hex(&m, (uint64_t)(uintptr_t)p);
+        kmm__msg_str(&m, " (");
+        kmm__msg_dec(&m, slot - CANARY_BYTES);
+        kmm__msg_str(&m, " usable bytes)");
+        kmm__fatal(mm, &m);
+    }
+    return slot;
+}
+
 void kmm__hard_free(struct kmm *mm, void *p, size_t size, size_t align, const char *fn)
 {
-    (void)size; (void)align; (void)fn;
-    kmm_free(mm, p);
+    if (!p)
+        return;
+    if (kmm__hard_zero_owns(p)) {
+        if (size > 1)   /* free_sized(p, n) of a malloc(0): 0 (or 1, new's) */
+            kmm__shim_fatal(fn, "sized free with a size other than the object's (0) at", p);
+        zero_free(p, fn);
+        return;
+    }
+    size_t slot = checked_slot(mm, p, fn);
+    if (size) {
+        /* the size told must be one that gives this object: a small one's
+         * class, or a large one's pages */
+        size_t have = slot ? slot : kmm__usable_size_as(mm, p, fn);
+        bool same = slot ? kmm_malloc_good_size(mm, size + CANARY_BYTES, align) == slot
+                         : size <= have && size > have - mm->page_size;
+        if (!same)
+            kmm__shim_fatal(fn, "sized free with a size that does not match the object's, at", p);
+    }
+    if (!slot) {
+        kmm_free(mm, p);   /* unmapped at once (strict) */
+        return;
+    }
+    __builtin_memset(p, 0, slot);
+    quarantine(mm, p, slot, fn);
 }
-size_t kmm__hard_usable(struct kmm *mm, const void *p, const char *fn) { (void)fn; return kmm_usable_size(mm, p); }
-void *kmm__hard_realloc(struct kmm *mm, void *p, size_t size, const char *fn) { (void)fn; return kmm_realloc(mm, p, size, 0); }
-bool kmm__hard_zero_owns(const void *p) { (void)p; return false; }
+
+size_t kmm__hard_usable(struct kmm *mm, const void *p, const char *fn)
+{
+    if (kmm__hard_zero_owns(p)) {
+        if (!zero_live(p))
+            kmm__shim_fatal(fn, "pointer to a freed or never allocated zero-size object:", p);
+        return 0;
+    }
+    size_t slot = checked_slot(mm, p, fn);
+    return slot ? slot - CANARY_BYTES : kmm__usable_size_as(mm, p, fn);
+}
+
+void *kmm__hard_realloc(struct kmm *mm, void *p, size_t size, const char *fn)
+{
+    size_t old = kmm__hard_usable(mm, p, fn);   /* checks p first */
+    void *q = kmm__hard_alloc(mm, size, 0, false, fn);
+    if (!q)
+        return NULL;
+    __builtin_memcpy(q, p, old < size ? old : size);
+    kmm__hard_free(mm, p, 0, 0, fn);
+    return q;
+}

@@ -113,8 +113,9 @@ void *kmm__shim_alloc(struct kmm *mm, size_t size, size_t align, bool zero, cons
     }
     if (size > SIZE_MAX - small_max - align)   /* too large to serve: ENOMEM, silent */
         return NULL;
-    /* vmalloc's pages: fresh frames are zero, reused ones are zeroed by KMM_ZERO */
-    unsigned flags = zero ? KMM_ZERO : 0;
+    /* mapped at first touch, as malloc's mmap'd memory is: a buffer of
+     * which a program touches a few pages costs those pages */
+    unsigned flags = KMM_NOPOPULATE | (zero ? KMM_ZERO : 0);
     return align <= small_max ? kmm_vmalloc(mm, size ? size : 1, flags)
                               : kmm_vmalloc_aligned(mm, size ? size : 1, align, flags);
 }
@@ -238,9 +239,9 @@ SHIM_EXPORT void *realloc(void *p, size_t size)
     void *q;
     if (size > small_max) {
         /* vmalloc resizes its areas in place when it can */
-        q = large ? kmm_realloc(mm, p, size, 0) : realloc_move(mm, p, kmm_usable_size(mm, p), size);
+        q = large ? kmm_realloc(mm, p, size, 0) : realloc_move(mm, p, kmm__usable_size_as(mm, p, "realloc"), size);
     } else {
-        q = large ? realloc_move(mm, p, kmm_usable_size(mm, p), size) : kmm_realloc(mm, p, size, 0);
+        q = large ? realloc_move(mm, p, kmm__usable_size_as(mm, p, "realloc"), size) : kmm_realloc(mm, p, size, 0);
     }
     return q ? q : fail(KMM_ENOMEM);
 }
@@ -315,7 +316,7 @@ SHIM_EXPORT size_t malloc_usable_size(void *p)
         kmm__shim_fatal("malloc_usable_size", "pointer not from malloc:", p);
     if (kmm__shim_opts & KMM_SHIM_HARDENED)
         return kmm__hard_usable(mm, p, "malloc_usable_size");
-    return kmm_usable_size(mm, p);
+    return kmm__usable_size_as(mm, p, "malloc_usable_size");
 }
 
 SHIM_EXPORT void free_sized(void *p, size_t size)

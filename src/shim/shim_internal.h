@@ -118,6 +118,10 @@ KMM_HIDDEN void kmm__os_fault_explainer(void (*fn)(const void *addr));
 KMM_HIDDEN void kmm__os_at_exit(void (*fn)(void));
 /* A thread id, for the start-up recursion check. */
 KMM_HIDDEN long kmm__os_thread_id(void);
+/* 64 random bits (getrandom; the clock and addresses if it fails). */
+KMM_HIDDEN uint64_t kmm__os_random64(void);
+/* pthread_atfork. */
+KMM_HIDDEN void kmm__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 /* errno = err. */
 KMM_HIDDEN void kmm__os_set_errno(int err);
 

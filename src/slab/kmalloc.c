@@ -325,6 +325,23 @@ void *kmm_malloc_aligned(struct kmm *mm, size_t size, size_t align, unsigned fla
     return large_alloc(mm, size ? size : 1, align, flags, "kmm_malloc_aligned");
 }
 
+size_t kmm_malloc_good_size(struct kmm *mm, size_t size, size_t align)
+{
+    mm_live(mm, "kmm_malloc_good_size");
+    struct kmm_slab_root *r = slab_root(mm);
+    if (!r || (align & (align - 1)) || size > SIZE_MAX - mm->page_size - align)
+        return 0;
+    if (align <= KMM_MALLOC_ALIGN)
+        align = 0;
+    /* the class kmm_malloc / kmm_malloc_aligned would take */
+    if (size <= r->max_small && align < mm->page_size)
+        for (unsigned cls = mm->kmalloc_class[(size + 15) >> 4]; cls < r->nr_classes; cls++)
+            if (!align || r->class_size[cls] % align == 0)
+                return r->class_size[cls];
+    size_t pages = ((size ? size : 1) + mm->page_size - 1) >> mm->page_shift;
+    return pages << mm->page_shift;
+}
+
 /* ---- free, size, realloc ---------------------------------------------------------- */
 
 static KMM_NORETURN void not_from_kmm(struct kmm *mm, const char *fn, const void *p)
@@ -431,6 +448,12 @@ size_t kmm_usable_size(struct kmm *mm, const void *p)
 {
     struct kmm_slab *s;
     return usable(mm, p, &s, "kmm_usable_size");
+}
+
+size_t kmm__usable_size_as(struct kmm *mm, const void *p, const char *fn)
+{
+    struct kmm_slab *s;
+    return usable(mm, p, &s, fn);
 }
 
 void *kmm_realloc(struct kmm *mm, void *p, size_t size, unsigned flags)

@@ -136,44 +136,51 @@ struct vm_node *kmm__vt_find(struct vm_node *root, uintptr_t page)
     return NULL;
 }
 
-static bool fits(const struct vm_node *n, size_t pages, size_t align, uintptr_t *at)
+static bool fits(const struct vm_node *n, size_t pages, size_t align, uintptr_t from, uintptr_t *at)
 {
-    uintptr_t a = (n->first + align - 1) & ~(uintptr_t)(align - 1);
-    if (n->state != VM_FREE || a < n->first || a + pages < a || a + pages > vm_node_end(n))
+    uintptr_t low = n->first > from ? n->first : from;
+    uintptr_t a = (low + align - 1) & ~(uintptr_t)(align - 1);
+    if (n->state != VM_FREE || a < low || a + pages < a || a + pages > vm_node_end(n))
         return false;
     *at = a;
     return true;
 }
 
-/* The lowest fit in the subtree, visiting only subtrees whose largest free
- * range is at least prune pages. */
-static struct vm_node *lowest_fit(struct vm_node *n, size_t pages, size_t align, size_t prune, uintptr_t *at)
+/* The lowest fit at or above page from in the subtree, visiting only
+ * subtrees whose largest free range is at least prune pages. A left
+ * subtree lies wholly below its node: skipped when the node starts at or
+ * below from. */
+static struct vm_node *lowest_fit(struct vm_node *n, size_t pages, size_t align, size_t prune, uintptr_t from,
+                                  uintptr_t *at)
 {
     while (n && n->max_free >= prune) {
-        struct vm_node *found = lowest_fit(n->left, pages, align, prune, at);
-        if (found)
-            return found;
-        if (fits(n, pages, align, at))
+        if (n->first > from) {
+            struct vm_node *found = lowest_fit(n->left, pages, align, prune, from, at);
+            if (found)
+                return found;
+        }
+        if (fits(n, pages, align, from, at))
             return n;
         n = n->right;
     }
     return NULL;
 }
 
-struct vm_node *kmm__vt_lowest_fit(struct vm_node *root, size_t pages, size_t align, uintptr_t *at)
+struct vm_node *kmm__vt_lowest_fit(struct vm_node *root, size_t pages, size_t align, uintptr_t from, uintptr_t *at)
 {
     /* First with a pruning bound that guarantees a fit wherever it lets the
      * search in (pages + align - 1 pages hold an aligned run of pages
-     * anywhere): one descent, O(log n). Only if that finds nothing, the
-     * exact bound (a range of at least pages), which may have to look at
-     * every such range for one that happens to be aligned. */
+     * anywhere; but in the one range that straddles from): one descent,
+     * O(log n). Only if that finds nothing, the exact bound (a range of at
+     * least pages), which may have to look at every such range for one
+     * that happens to be aligned. */
     size_t sure = pages + align - 1;
     if (sure >= pages) {
-        struct vm_node *n = lowest_fit(root, pages, align, sure, at);
-        if (n || align == 1)
+        struct vm_node *n = lowest_fit(root, pages, align, sure, from, at);
+        if (n || (align == 1 && from == 0))
             return n;
     }
-    return lowest_fit(root, pages, align, pages, at);
+    return lowest_fit(root, pages, align, pages, from, at);
 }
 
 int kmm__vt_walk(struct vm_node *root, int (*fn)(void *arg, struct vm_node *n), void *arg)

@@ -51,6 +51,7 @@ struct vm_node {
     uint8_t state;                  /* enum vm_state */
     uint8_t prot;                   /* KMM_PROT_* of the mapping */
     uint8_t area_mask;              /* vmalloc: the areas its pages were asked from (KMM_AREA_ANY for any) */
+    bool nopopulate;                /* KMM_NOPOPULATE: mapped without filling the page tables */
     /* areas only: */
     size_t mapped;                  /* pages mapped: pages - 1 */
     size_t size;                    /* bytes asked for */
@@ -65,6 +66,9 @@ struct vm_node {
 /* Lazily freed areas up to this many pages are reused by allocations of
  * the same size (256 KiB of 4 KiB pages). */
 #define VM_WARM_PAGES 64
+/* KMM_ZERO | KMM_NOPOPULATE: runs of at least this many bytes are zeroed by
+ * dropping their frames (platform frames_zero) instead of writing them. */
+#define VM_DROP_BYTES (64 * 1024)
 
 struct kmm_vm {
     struct kmm *mm;
@@ -72,12 +76,14 @@ struct kmm_vm {
     size_t bytes;
     uintptr_t first_page, end_page; /* the same in page numbers */
     bool strict;
+    bool spread;                    /* KMM_VMALLOC_SPREAD: next fit from cursor */
     size_t lazy_max;                /* pages of lazy areas that start a purge */
     size_t max_mappings;
 
     struct kmm_lock lock;
     /* protected by lock: */
     struct vm_node *root;
+    uintptr_t cursor;               /* spread: the page after the last area placed */
     /* VM_LAZY areas, newest first, by pages mapped: lazy[n] holds those of
      * n pages, lazy[0] those of more than VM_WARM_PAGES. An allocation of
      * n <= VM_WARM_PAGES pages takes the head of lazy[n] back as it is,
@@ -104,8 +110,10 @@ KMM_HIDDEN void kmm__vt_update(struct vm_node *root, uintptr_t first);
 /* The range holding page number page, or NULL. */
 KMM_HIDDEN struct vm_node *kmm__vt_find(struct vm_node *root, uintptr_t page);
 /* The free range holding the lowest fit for pages at a multiple of align
- * pages (a power of two); *at gets the fit's first page. NULL if none. */
-KMM_HIDDEN struct vm_node *kmm__vt_lowest_fit(struct vm_node *root, size_t pages, size_t align, uintptr_t *at);
+ * pages (a power of two) that starts at page from or above (0: anywhere);
+ * *at gets the fit's first page. NULL if none. */
+KMM_HIDDEN struct vm_node *kmm__vt_lowest_fit(struct vm_node *root, size_t pages, size_t align, uintptr_t from,
+                                              uintptr_t *at);
 /* Calls fn on every node in address order; stops at and returns fn's first nonzero. */
 KMM_HIDDEN int kmm__vt_walk(struct vm_node *root, int (*fn)(void *arg, struct vm_node *n), void *arg);
 /* Checks order, heights, balance and max_free: NULL or what is broken. */

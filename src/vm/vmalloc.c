@@ -104,6 +104,7 @@ static struct kmm_vm *vm_create(struct kmm *mm)
     vm->first_page = vm->start >> mm->page_shift;
     vm->end_page = vm->first_page + (bytes >> mm->page_shift);
     vm->strict = mm->vm_flags & KMM_VMALLOC_STRICT;
+    vm->spread = mm->vm_flags & KMM_VMALLOC_SPREAD;
     vm->lazy_max = KMM_VMALLOC_LAZY_PAGES;
     size_t limit = pf->vm_map_limit ? pf->vm_map_limit(mm->ctx) : 0;
     vm->max_mappings = mm->vm_max_mappings ? mm->vm_max_mappings : limit ? limit / 2 : SIZE_MAX;
@@ -362,7 +363,15 @@ static int take_pages(struct kmm_vm *vm, struct vm_node *n, size_t from, size_t 
         size_t want = to - page < cap ? to - page : cap;
         if (kmm__fault(mm, KMM_FAULT_PAGES))
             goto fail;
-        void *v = kmm_alloc_pages_exact(mm, want << mm->page_shift, flags & (KMM_AREA_MASK | KMM_ZERO));
+        /* zeroed pages not populated: a large run by dropping its frames
+         * (they come back zero at first touch, as fresh mmap memory does)
+         * rather than by writing every page through the direct map */
+        bool drop = (flags & (KMM_ZERO | KMM_NOPOPULATE)) == (KMM_ZERO | KMM_NOPOPULATE) &&
+                    (want << mm->page_shift) >= VM_DROP_BYTES && mm->pf->frames_zero;
+        void *v = kmm_alloc_pages_exact(mm, want << mm->page_shift,
+                                        flags & (KMM_AREA_MASK | (drop ? 0 : KMM_ZERO)));
+        if (v && drop && pf_frames_zero(mm, kmm_virt_to_phys(mm, v), want << mm->page_shift) != 0)
+            __builtin_memset(v, 0, want << mm->page_shift);
         if (!v && want == 1 && !purged) {
             /* the pages of lazily freed areas are no one's: take them back
              * before failing, and look for large blocks again */
@@ -417,6 +426,11 @@ static void unmap_call(struct kmm_vm *vm, uintptr_t va, size_t len)
         kmm__fatal_page(mm, "kmm_vmalloc", "the platform could not unmap a vmalloc range at", (void *)va);
 }
 
+static unsigned map_prot(const struct vm_node *n)
+{
+    return n->prot | (n->nopopulate ? KMM_MAP_NOPOPULATE : 0);
+}
+
 /* Maps the runs of area n from run index i on. */
 static int map_runs(struct kmm_vm *vm, struct vm_node *n, size_t i)
 {
@@ -424,7 +438,7 @@ static int map_runs(struct kmm_vm *vm, struct vm_node *n, size_t i)
     for (; i < n->nr_runs; i++) {
         uintptr_t va = (n->first + n->runs[i].first) << shift;
         size_t len = (run_end(n, i) - n->runs[i].first) << shift;
-        int rc = map_call(vm, va, n->runs[i].phys, len, n->prot);
+        int rc = map_call(vm, va, n->runs[i].phys, len, map_prot(n));
         if (rc)
             return rc;
     }
@@ -485,9 +499,14 @@ static struct vm_node *area_new(struct kmm_vm *vm, size_t pages, size_t align)
         for (int attempt = 0; attempt < 2 && !area; attempt++) {
             kmm_lock(mm, &vm->lock);
             uintptr_t at;
-            struct vm_node *n = kmm__vt_lowest_fit(vm->root, pages, align, &at);
-            if (n)
+            /* spread: next fit, wrapping round to the lowest fit */
+            struct vm_node *n = vm->spread ? kmm__vt_lowest_fit(vm->root, pages, align, vm->cursor, &at) : NULL;
+            if (!n)
+                n = kmm__vt_lowest_fit(vm->root, pages, align, 0, &at);
+            if (n) {
                 area = carve(vm, n, at, pages, spare);
+                vm->cursor = at + pages;
+            }
             bool lazy = vm->lazy_areas != 0;
             kmm_unlock(mm, &vm->lock);
             if (area || !lazy)
@@ -551,34 +570,78 @@ static inline void va_poison(struct kmm_vm *vm, struct vm_node *n, size_t from)
 #endif
 }
 
-/* A lazily freed area of exactly pages pages, aligned and from the same
- * areas, made live again as it is (still mapped to its pages); NULL if
- * none. Strict mode has no lazy areas. */
+static bool area_shrink(struct kmm_vm *vm, struct vm_node *n, size_t keep);
+
+/* Whether lazily freed area n can serve pages at a multiple of align pages
+ * from the areas area_mask accepts: as it is, or after its tail is cut
+ * (at most a quarter of it, so that little is unmapped and freed again). */
+static inline bool lazy_fits(const struct vm_node *n, size_t pages, size_t align, uint8_t area_mask)
+{
+    return n->mapped >= pages && n->mapped - pages <= n->mapped / 4 && !(n->area_mask & ~area_mask) &&
+           !(n->first & (align - 1));
+}
+
+/* A lazily freed area that fits (lazy_fits), made live again still mapped
+ * to its pages, its tail beyond pages cut; NULL if none. Looks at the list
+ * of exactly pages pages, then at the lists of slightly larger ones, and
+ * for more than VM_WARM_PAGES pages at the best fit among the large ones
+ * (a list of at most lazy_max / VM_WARM_PAGES areas). Strict mode has no
+ * lazy areas. */
 static struct vm_node *reuse_lazy(struct kmm_vm *vm, size_t pages, size_t align, uint8_t area_mask, size_t size,
                                   const char *tag, const void *caller)
 {
-    if (pages > VM_WARM_PAGES || !load_relaxed(&vm->lazy[pages]))
+    if (!load_relaxed(&vm->lazy_areas))
         return NULL;
     struct kmm *mm = vm->mm;
+    struct vm_node **link = NULL;
     kmm_lock(mm, &vm->lock);
-    struct vm_node *n = vm->lazy[pages];
-    /* its pages must lie in areas the request accepts */
-    if (n && !(n->area_mask & ~area_mask) && !(n->first & (align - 1))) {
-        store_relaxed(&vm->lazy[pages], n->next);
+    for (size_t n = pages; n <= VM_WARM_PAGES && n <= pages + pages / 3; n++) {
+        if (vm->lazy[n] && lazy_fits(vm->lazy[n], pages, align, area_mask)) {
+            link = &vm->lazy[n];
+            break;
+        }
+    }
+    if (!link && pages + pages / 3 > VM_WARM_PAGES) {
+        for (struct vm_node **l = &vm->lazy[0]; *l; l = &(*l)->next)
+            if (lazy_fits(*l, pages, align, area_mask) && (!link || (*l)->mapped < (*link)->mapped))
+                link = l;
+    }
+    struct vm_node *n = link ? *link : NULL;
+    if (n) {
+        store_relaxed(link, n->next);
         vm->lazy_areas--;
-        vm->lazy_pages -= pages;
+        vm->lazy_pages -= n->mapped;
         vm->reused++;
         vm->allocs++;
         vm->areas++;
-        vm->pages += pages;
+        vm->pages += n->mapped;
         n->size = size;
         n->tag = tag;
         n->caller = caller;
-        n->state = VM_VMALLOC;
-    } else {
-        n = NULL;
+        n->state = n->mapped == pages ? VM_VMALLOC : VM_BUSY;
     }
     kmm_unlock(mm, &vm->lock);
+    if (n && n->mapped != pages) {
+        /* the tail is unmapped, its pages freed, the guard moves up; if
+         * that cannot be done (no metadata node), the area goes back */
+        bool cut = area_shrink(vm, n, pages);
+        kmm_lock(mm, &vm->lock);
+        n->state = cut ? VM_VMALLOC : VM_LAZY;
+        if (!cut) {
+            struct vm_node **list = &vm->lazy[n->mapped <= VM_WARM_PAGES ? n->mapped : 0];
+            n->next = *list;
+            store_relaxed(list, n);
+            vm->lazy_areas++;
+            vm->lazy_pages += n->mapped;
+            vm->reused--;
+            vm->allocs--;
+            vm->areas--;
+            vm->pages -= n->mapped;
+        }
+        kmm_unlock(mm, &vm->lock);
+        if (!cut)
+            return NULL;
+    }
     return n;
 }
 
@@ -596,7 +659,7 @@ static void *vmalloc_common(struct kmm *mm, size_t size, size_t align, unsigned 
                             const void *caller)
 {
     mm_live(mm, fn);
-    if (size == 0 || (align & (align - 1)) || (flags & ~(unsigned)(KMM_AREA_MASK | KMM_ZERO))) {
+    if (size == 0 || (align & (align - 1)) || (flags & ~(unsigned)(KMM_AREA_MASK | KMM_ZERO | KMM_NOPOPULATE))) {
         kmm__refuse(mm, KMM_EINVAL, fn,
                     size == 0 ? "size 0" : (align & (align - 1)) ? "alignment not a power of two" : "unknown flags");
         return NULL;
@@ -627,6 +690,7 @@ static void *vmalloc_common(struct kmm *mm, size_t size, size_t align, unsigned 
     n->tag = fn;
     n->caller = caller;
     n->prot = KMM_PROT_READ | KMM_PROT_WRITE;
+    n->nopopulate = flags & KMM_NOPOPULATE;
     n->area_mask = area_mask;
     if (take_pages(vm, n, 0, pages, flags) != 0)
         goto fail_area;
@@ -1043,7 +1107,7 @@ static bool area_grow(struct kmm_vm *vm, struct vm_node *n, size_t want, unsigne
         if (to <= from)
             continue;
         kmm_phys_t phys = n->runs[i].phys + ((kmm_phys_t)(from - n->runs[i].first) << shift);
-        if (map_call(vm, (n->first + from) << shift, phys, (to - from) << shift, n->prot) != 0) {
+        if (map_call(vm, (n->first + from) << shift, phys, (to - from) << shift, map_prot(n)) != 0) {
             unmap_call(vm, (n->first + old_mapped) << shift, (want - old_mapped) << shift);
             uncharge_mappings(vm, n->nr_runs - old_runs);
             goto undo_pages;
@@ -1090,8 +1154,11 @@ void *kmm__vrealloc(struct kmm *mm, void *p, size_t size, unsigned flags, const 
     }
     kmm_lock(mm, &vm->lock);
     n->state = VM_VMALLOC;
+    bool nopopulate = n->nopopulate;
     kmm_unlock(mm, &vm->lock);
-    void *q = vmalloc_common(mm, size, 0, flags & ~(unsigned)KMM_ZERO, fn, __builtin_return_address(0));
+    /* the new area is mapped as the old one was */
+    unsigned new_flags = (flags & ~(unsigned)KMM_ZERO) | (nopopulate ? KMM_NOPOPULATE : 0);
+    void *q = vmalloc_common(mm, size, 0, new_flags, fn, __builtin_return_address(0));
     if (!q)
         return NULL;
     size_t keep = n->size < size ? n->size : size;

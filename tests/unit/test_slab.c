@@ -2294,6 +2294,31 @@ static size_t ps_4k = 4096, ps_16k = 16384, ps_64k = 65536, ps_1m = 1 << 20;
     SMALL_PAGE_SIZES(fn),                                   \
     { #fn "_1m", fn, NULL, NULL, &ps_1m }
 
+/* kmm_malloc_good_size says what kmm_malloc / kmm_malloc_aligned give. */
+static void test_good_size(void **state)
+{
+    size_t ps = param_ps(state);
+    struct kmm *mm = create_mm(ps);
+    size_t sizes[] = { 0, 1, 8, 16, 17, 100, 1000, 2048, 3000, 4096, 5000, 3 * ps + 1 };
+    size_t aligns[] = { 0, 16, 64, 256, 4096 };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        void *p = kmm_malloc(mm, sizes[i], 0);
+        assert_non_null(p);
+        assert_int_equal(kmm_malloc_good_size(mm, sizes[i], 0), kmm_usable_size(mm, p));
+        kmm_free(mm, p);
+        for (size_t a = 1; a < sizeof(aligns) / sizeof(aligns[0]); a++) {
+            void *q = kmm_malloc_aligned(mm, sizes[i], aligns[a], 0);
+            assert_non_null(q);
+            assert_int_equal(kmm_malloc_good_size(mm, sizes[i], aligns[a]), kmm_usable_size(mm, q));
+            kmm_free(mm, q);
+        }
+    }
+    assert_int_equal(kmm_malloc_good_size(mm, 100, 3), 0);
+    assert_int_equal(kmm_malloc_good_size(mm, SIZE_MAX, 0), 0);
+    assert_int_equal(kmm_check(mm), 0);
+    kmm_destroy(mm);
+}
+
 /* An argument runs only the tests whose names match it (cmocka's pattern). */
 int main(int argc, char **argv)
 {
@@ -2338,6 +2363,7 @@ int main(int argc, char **argv)
         PER_PAGE_SIZE(test_cache_destroy_keeps_only_live_slabs),
         PER_PAGE_SIZE(test_cache_destroy_empty),
         PER_PAGE_SIZE(test_cache_destroy_after_thread),
+        PER_PAGE_SIZE(test_good_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

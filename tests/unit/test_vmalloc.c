@@ -1413,7 +1413,24 @@ static void test_reuse_lazy_area(void **state)
     finish(mm);
 }
 
-/* At 4 KiB pages: 64 pages are taken back, 65 are not. */
+struct area_end {
+    uintptr_t addr, end;
+    size_t pages;
+};
+
+static void find_end(void *arg, const struct kmm_vmalloc_area_info *a)
+{
+    struct area_end *e = arg;
+    if (a->start == e->addr) {
+        e->end = a->end;
+        e->pages = a->pages;
+    }
+}
+
+/* Any size is taken back, small or large (64 and 65 pages at 4 KiB: the
+ * lists of exact sizes end at 64), and a larger lazy area serves a request
+ * of at least three quarters of it, its tail cut so that the guard page
+ * follows the pages asked for; a smaller request gets a new area. */
 static void test_reuse_size_limit(void **state)
 {
     (void)state;
@@ -1426,7 +1443,24 @@ static void test_reuse_size_limit(void **state)
         uint64_t reused = vstats(mm).reused;
         void *q = kmm_vmalloc(mm, n * ps, 0);
         assert_non_null(q);
-        assert_int_equal(vstats(mm).reused, reused + (n == 64));
+        assert_int_equal(vstats(mm).reused, reused + 1);
+        kmm_vfree(mm, q);
+        kmm_vmalloc_purge(mm);
+    }
+    for (size_t want = 80; want >= 70; want -= 10) {
+        void *p = kmm_vmalloc(mm, 100 * ps, 0);
+        assert_non_null(p);
+        kmm_vfree(mm, p);
+        uint64_t reused = vstats(mm).reused;
+        void *q = kmm_vmalloc(mm, want * ps, 0);
+        assert_non_null(q);
+        assert_int_equal(vstats(mm).reused, reused + (want == 80));
+        struct area_end e = { .addr = (uintptr_t)q };
+        kmm_vmalloc_info(mm, find_end, &e);
+        assert_int_equal(e.pages, want);
+        assert_int_equal(e.end, (uintptr_t)q + (want + 1) * ps);   /* its guard page right after */
+        assert_int_equal(kmm_usable_size(mm, q), want * ps);
+        assert_int_equal(kmm_check(mm), 0);
         kmm_vfree(mm, q);
         kmm_vmalloc_purge(mm);
     }
@@ -1434,6 +1468,82 @@ static void test_reuse_size_limit(void **state)
 }
 
 /* Strict mode reuses nothing mapped. */
+/* KMM_VMALLOC_SPREAD: a freed area's addresses are not taken by the next
+ * areas (next fit); once the space is gone round, the lowest fit serves
+ * again, so a full space still works. */
+static void test_spread_no_address_reuse(void **state)
+{
+    size_t ps = kmm_test_param_ps(state);
+    uint64_t space = 64 * MiB;
+    struct kmm *mm = create_cfg(ps, 1 * GiB, space, 0, KMM_VMALLOC_STRICT | KMM_VMALLOC_SPREAD);
+    size_t area = 4 * ps + ps;   /* pages and guard */
+    size_t fit = (size_t)(space / area);
+    void *first = kmm_vmalloc(mm, 4 * ps, 0);
+    assert_non_null(first);
+    kmm_vfree(mm, first);
+    uintptr_t last = (uintptr_t)first;
+    for (size_t i = 1; i < fit / 2; i++) {
+        void *p = kmm_vmalloc(mm, 4 * ps, 0);
+        assert_non_null(p);
+        assert_true((uintptr_t)p > last);   /* never an address freed before */
+        last = (uintptr_t)p;
+        memset(p, 1, 4 * ps);
+        kmm_vfree(mm, p);
+    }
+    /* hold half the space, then go round: allocations still succeed */
+    void **held = malloc(fit * sizeof(void *));
+    size_t n = 0;
+    while (n < fit && (held[n] = kmm_vmalloc(mm, 4 * ps, 0)) != NULL)
+        n++;
+    assert_true(n >= fit - 2);
+    assert_int_equal(kmm_check(mm), 0);
+    for (size_t i = 0; i < n; i += 2)
+        kmm_vfree(mm, held[i]);
+    for (size_t i = 0; i < n; i += 2) {
+        held[i] = kmm_vmalloc(mm, 4 * ps, 0);
+        assert_non_null(held[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        kmm_vfree(mm, held[i]);
+    free(held);
+    finish(mm);
+}
+
+/* KMM_NOPOPULATE: the area is usable all the same (pages fault in at first
+ * touch), and KMM_ZERO with it gives zeros also where the frames were
+ * written before (large runs are zeroed by dropping their frames). */
+static void test_nopopulate(void **state)
+{
+    size_t ps = kmm_test_param_ps(state);
+    struct kmm *mm = create_mm(ps);
+    size_t big = 2 * MiB > 32 * ps ? 2 * MiB : 32 * ps;
+    for (int round = 0; round < 3; round++) {
+        char *p = kmm_vmalloc(mm, big, KMM_NOPOPULATE);
+        assert_non_null(p);
+        memset(p, 0xa5, big);
+        kmm_vfree(mm, p);
+        kmm_vmalloc_purge(mm);   /* the frames go back, written */
+        char *z = kmm_vmalloc(mm, big, KMM_ZERO | KMM_NOPOPULATE);
+        assert_non_null(z);
+        assert_bytes(z, big, 0);
+        char *small = kmm_vmalloc(mm, 3 * ps, KMM_ZERO | KMM_NOPOPULATE);   /* below the drop size: written */
+        assert_non_null(small);
+        assert_bytes(small, 3 * ps, 0);
+        assert_int_equal(kmm_check(mm), 0);
+        kmm_vfree(mm, z);
+        kmm_vfree(mm, small);
+    }
+    /* kmm_realloc keeps the way it is mapped */
+    char *r = kmm_vmalloc(mm, 4 * ps, KMM_NOPOPULATE);
+    assert_non_null(r);
+    memset(r, 7, 4 * ps);
+    r = kmm_realloc(mm, r, 64 * ps, 0);
+    assert_non_null(r);
+    assert_bytes(r, 4 * ps, 7);
+    kmm_vfree(mm, r);
+    finish(mm);
+}
+
 static void test_strict_no_reuse(void **state)
 {
     size_t ps = kmm_test_param_ps(state);
@@ -2222,6 +2332,8 @@ int main(int argc, char **argv)
         KMM_TEST_PER_PAGE_SIZE(test_reuse_lazy_area),
         { "test_reuse_size_limit_4k", test_reuse_size_limit, NULL, NULL, &kmm_test_page_sizes[0] },
         KMM_TEST_PER_PAGE_SIZE(test_strict_no_reuse),
+        KMM_TEST_PER_PAGE_SIZE(test_spread_no_address_reuse),
+        KMM_TEST_PER_PAGE_SIZE(test_nopopulate),
         KMM_TEST_PER_PAGE_SIZE(test_reuse_after_realloc_keeps_area_mask),
         { "test_lazy_purge_threshold_4k", test_lazy_purge_threshold, NULL, NULL, &kmm_test_page_sizes[0] },
         KMM_TEST_PER_PAGE_SIZE(test_strict_mode),

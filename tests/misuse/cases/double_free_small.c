@@ -1,0 +1,11 @@
+/* The same small object freed twice in a row. */
+#include "../case.h"
+
+int main(void)
+{
+    char *p = checked_malloc(SMALL_SIZE);
+    free(p);
+    announce_misuse(p);
+    free(p);
+    return 0;
+}
