@@ -1,8 +1,9 @@
 /* fork() from several threads at once while other threads allocate and
  * free. Each forking thread owns a few buffers (small and large) with known
  * contents; its child checks them, writes over them, allocates and frees at
- * once in mixed sizes (also from a new thread), and exits; the parent then
- * checks that its buffers were not touched by the child's writes. A child
+ * once in mixed sizes (also from a new thread), and exits; meanwhile the
+ * parent writes new contents into the same buffers, and checks them after
+ * the child is gone: neither side's writes reach the other. A child
  * that hangs (a lock held by a thread that does not exist in the child) is
  * killed by the alarm and fails the test. */
 #include <pthread.h>
@@ -111,13 +112,17 @@ static void *forker(void *arg)
             alarm(20);
             _exit(child(owned, sizes, seed));
         }
+        /* the parent's writes must not reach the child either: it checks the
+         * old contents while these land */
+        for (int i = 0; i < OWNED; i++)
+            prog_fill(owned[i], sizes[i], seed * 3 + (uint32_t)i);
         int status;
         CHECK(waitpid(pid, &status, 0) == pid, "waitpid");
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child of forker %u round %d: status %#x (exit %d, signal %d)",
               seed / 1000, round, status, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
               WIFSIGNALED(status) ? WTERMSIG(status) : 0);
         for (int i = 0; i < OWNED; i++) {
-            CHECK(prog_verify(owned[i], sizes[i], seed + (uint32_t)i) == sizes[i], "parent's buffer %d changed by its child", i);
+            CHECK(prog_verify(owned[i], sizes[i], seed * 3 + (uint32_t)i) == sizes[i], "parent's buffer %d changed by its child", i);
             free(owned[i]);
         }
         seed++;
