@@ -7,6 +7,7 @@
  * allocates.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,4 +108,20 @@ uint64_t kmm__os_random64(void)
 void kmm__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
 {
     pthread_atfork(prepare, parent, child);
+}
+
+int kmm__os_keep_stderr(void)
+{
+    int fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
+    return fd >= 0 ? fd : 2;
+}
+
+void kmm__os_write(int fd, const char *s)
+{
+    (void)!write(fd, s, strlen(s));
+}
+
+long kmm__os_pid(void)
+{
+    return getpid();
 }

@@ -33,6 +33,7 @@ static long init_thread;       /* the maker, while init_state is 1 */
 
 static void explain_fault(const void *addr);
 static void at_exit(void);
+static int stats_fd = 2;   /* KMM_OPTIONS=stats: where the stats go at exit */
 
 struct kmm *kmm__shim_init(void)
 {
@@ -57,8 +58,10 @@ struct kmm *kmm__shim_init(void)
         if (opts & KMM_SHIM_HARDENED)
             kmm__hard_init(mm);
         kmm__os_fault_explainer(explain_fault);
-        if (opts & KMM_SHIM_STATS)
+        if (opts & KMM_SHIM_STATS) {
+            stats_fd = kmm__os_keep_stderr();
             kmm__os_at_exit(at_exit);
+        }
         if (opts & KMM_SHIM_VERBOSE)
             kmm__os_say((opts & KMM_SHIM_HARDENED) ? "kmm: malloc on kmm, hardened" : "kmm: malloc on kmm");
         __atomic_store_n(&fast_mm, (opts & KMM_SHIM_HARDENED) ? NULL : mm, __ATOMIC_RELEASE);
@@ -74,7 +77,7 @@ struct kmm *kmm__shim_init(void)
 
 static void at_exit(void)
 {
-    kmm__shim_exit_stats(kmm__shim_mm);
+    kmm__shim_exit_stats(kmm__shim_mm, stats_fd);
 }
 
 void kmm__shim_fatal(const char *fn, const char *why, const void *addr)

@@ -42,7 +42,17 @@ unsigned kmm__shim_parse_options(const char *s)
     return opts;
 }
 
-void kmm__shim_exit_stats(struct kmm *mm)
+/* To a copy of stderr taken at start: programs close stderr before they
+ * exit (coreutils' close_stdout does). */
+void kmm__shim_exit_stats(struct kmm *mm, int fd)
 {
-    kmm_stats_print(mm, 2, 0);
+    struct kmm_msg m = { .len = 0 };
+    kmm__msg_str(&m, "kmm stats of process ");
+    kmm__msg_dec(&m, (uint64_t)kmm__os_pid());
+    kmm__msg_str(&m, " at exit (KMM_OPTIONS=");
+    const char *opts = kmm__os_getenv("KMM_OPTIONS");
+    kmm__msg_str(&m, opts ? opts : "");
+    kmm__msg_str(&m, "):\n");
+    kmm__os_write(fd, m.buf);
+    kmm_stats_print(mm, fd, 0);
 }

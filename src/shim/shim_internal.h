@@ -100,7 +100,7 @@ KMM_HIDDEN bool kmm__hard_zero_owns(const void *p);
 /* Parses KMM_OPTIONS into KMM_SHIM_* bits; reports unknown words. */
 KMM_HIDDEN unsigned kmm__shim_parse_options(const char *s);
 /* At exit, with KMM_SHIM_STATS: the process's stats to stderr. */
-KMM_HIDDEN void kmm__shim_exit_stats(struct kmm *mm);
+KMM_HIDDEN void kmm__shim_exit_stats(struct kmm *mm, int fd);
 
 /* ---- src/platform/shim_os.c: the operating system, for the shim ------------ */
 
@@ -116,6 +116,11 @@ KMM_HIDDEN void *kmm__os_reserve_none(size_t len);
 KMM_HIDDEN void kmm__os_fault_explainer(void (*fn)(const void *addr));
 /* Runs fn at process exit (after the program's own atexit handlers). */
 KMM_HIDDEN void kmm__os_at_exit(void (*fn)(void));
+/* A copy of stderr that the program will not close (close-on-exec), or 2. */
+KMM_HIDDEN int kmm__os_keep_stderr(void);
+/* Writes the string s to fd. */
+KMM_HIDDEN void kmm__os_write(int fd, const char *s);
+KMM_HIDDEN long kmm__os_pid(void);
 /* A thread id, for the start-up recursion check. */
 KMM_HIDDEN long kmm__os_thread_id(void);
 /* 64 random bits (getrandom; the clock and addresses if it fails). */
