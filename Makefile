@@ -19,7 +19,7 @@ FUZZ_SECONDS ?= 30
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 PKGS_BUILD := cmake make gcc pkg-config liblz4-dev libzstd-dev
-PKGS_TEST  := $(PKGS_BUILD) libcmocka-dev
+PKGS_TEST  := $(PKGS_BUILD) libcmocka-dev python3 git sqlite3 g++
 PKGS_FUZZ  := $(PKGS_BUILD) clang libclang-rt-14-dev libcmocka-dev
 PKGS_BENCH := $(PKGS_BUILD) libmimalloc-dev libjemalloc-dev libgoogle-perftools-dev
 PKGS_SUITE := $(PKGS_BENCH) gnuplot-nox sqlite3 libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3
