@@ -121,6 +121,7 @@ struct kmm_tcache {
 #define tcache_mag(tc, id) \
     ((struct kmm_magazine *)(void *)((char *)(tc) + offsetof(struct kmm_tcache, mag) + (size_t)(id) * sizeof(struct kmm_magazine)))
 
+#define TCACHE_SPARE 64
 #define TLS_SLOTS 4
 struct tls_slot {
     uint64_t key;                         /* mm->cache_key when last drained (== tc->synced): the fast path's one test */
@@ -212,6 +213,12 @@ struct kmm {
 
     struct kmm_lock tcache_lock;
     struct kmm_tcache *tcaches;           /* protected by tcache_lock */
+    /* Caches of exited threads, empty, kept for the next new threads (a
+     * cache and its magazines are a few mappings: making and unmapping
+     * them per thread cost a TLB shootdown each); at most TCACHE_SPARE.
+     * Protected by tcache_lock. */
+    struct kmm_tcache *tcache_spare;
+    unsigned tcache_spares;
 
     struct kmm *registry_next;            /* protected by registry_lock */
     unsigned retiring;                    /* threads retiring a cache of this mm (registry_lock): kmm_destroy waits */
@@ -608,6 +615,9 @@ KMM_HIDDEN void kmm__mag_fork_drain(struct kmm *mm, struct kmm_tcache *tc, bool 
 KMM_HIDDEN size_t kmm__mag_drain_all(struct kmm *mm, struct kmm_tcache *tc);
 /* Frees tc's magazine memory (its thread is gone or retiring). */
 KMM_HIDDEN void kmm__mag_release_all(struct kmm *mm, struct kmm_tcache *tc);
+/* Puts the slot arrays of tc's (drained) magazines back on its free list and
+ * detaches every magazine: tc is kept for another thread. */
+KMM_HIDDEN void kmm__mag_reset_all(struct kmm *mm, struct kmm_tcache *tc);
 KMM_HIDDEN void kmm__slab_drain(struct kmm *mm);   /* shrink every cache: depots and empty slabs back */
 
 /* ---- Pages out of the direct map (unmapped/, secret/, execmem/) and the

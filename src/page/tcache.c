@@ -24,6 +24,9 @@
 #if KMM_THREAD_CACHE
 _Thread_local struct kmm_tls_block kmm__tls_block __attribute__((tls_model("initial-exec")));
 static _Thread_local bool tls_attached __attribute__((tls_model("initial-exec")));
+/* kmm_thread_exit ran: the thread is exiting and gets no cache again (see
+ * there). */
+static _Thread_local bool tls_exited __attribute__((tls_model("initial-exec")));
 #endif
 
 /* Gives the coldest blocks of list (a, order) back to the buddy lists until
@@ -118,14 +121,23 @@ static struct kmm_tcache *tcache_create(struct kmm *mm)
         mm->pf->thread_attach();
         tls_attached = true;
     }
-    struct kmm_tcache *tc = mm->pf->meta_alloc(mm->ctx, sizeof(*tc));
-    if (!tc)
-        return NULL;
-    for (unsigned a = 0; a < KMM_MAX_AREAS; a++)
-        for (unsigned o = 0, at = 0; o <= KMM_PCP_MAX_ORDER; at += TCACHE_CAP(o), o++)
-            tc->list[a][o].slot = &tc->storage[a][at];
-    tc->mm = mm;
-    tc->mm_id = mm->id;
+    kmm_lock(mm, &mm->tcache_lock);
+    struct kmm_tcache *tc = mm->tcache_spare;   /* an exited thread's, empty */
+    if (tc) {
+        mm->tcache_spare = tc->next;
+        mm->tcache_spares--;
+    }
+    kmm_unlock(mm, &mm->tcache_lock);
+    if (!tc) {
+        tc = mm->pf->meta_alloc(mm->ctx, sizeof(*tc));
+        if (!tc)
+            return NULL;
+        for (unsigned a = 0; a < KMM_MAX_AREAS; a++)
+            for (unsigned o = 0, at = 0; o <= KMM_PCP_MAX_ORDER; at += TCACHE_CAP(o), o++)
+                tc->list[a][o].slot = &tc->storage[a][at];
+        tc->mm = mm;
+        tc->mm_id = mm->id;
+    }
     tc->busy = &kmm__busy;
     kmm_lock(mm, &mm->tcache_lock);
     tc->synced = load_relaxed(&mm->cache_key);
@@ -158,9 +170,20 @@ static void tcache_retire(uint64_t id, struct kmm_tcache *tc)
             break;
         }
     }
+    /* kept, empty, for a new thread (its magazines' slot arrays too) */
+    bool keep = mm->tcache_spares < TCACHE_SPARE;
+    if (keep) {
+        kmm__mag_reset_all(mm, tc);
+        tc->busy = NULL;
+        tc->next = mm->tcache_spare;
+        mm->tcache_spare = tc;
+        mm->tcache_spares++;
+    }
     kmm_unlock(mm, &mm->tcache_lock);
-    kmm__mag_release_all(mm, tc);
-    mm->pf->meta_free(mm->ctx, tc, sizeof(*tc));
+    if (!keep) {
+        kmm__mag_release_all(mm, tc);
+        mm->pf->meta_free(mm->ctx, tc, sizeof(*tc));
+    }
     kmm__registry_lock();
     mm->retiring--;
     kmm__registry_unlock();
@@ -191,6 +214,8 @@ struct kmm_tcache *kmm__tcache_get_slow(struct kmm *mm)
     if (i < TLS_SLOTS) {
         slot = kmm__tls[i];
     } else {
+        if (tls_exited)
+            return NULL;   /* uncached: a cache made now would outlive the thread */
         slot.tc = tcache_create(mm);
         if (!slot.tc)
             return NULL;
@@ -217,10 +242,13 @@ void kmm_thread_exit(void)
         kmm__tls[i].key = 0;
         kmm__tls[i].tc = NULL;
     }
-    /* A thread that goes on using kmm (a later destructor, or a caller that
-     * only wanted its caches back) attaches again, so its new caches are
-     * retired too. */
-    tls_attached = false;
+    /* The thread goes on using kmm without caches: later destructors, and
+     * the C library itself after every destructor has run (glibc frees a
+     * dead thread's TLS block from the exiting thread), when a cache made
+     * again would never be retired, and would keep a pointer into this
+     * thread's TLS after its stack is gone (a crash at the next reclaim,
+     * found by the malloc shim's thread churn test). */
+    tls_exited = true;
 }
 
 size_t kmm__tcache_drain_current(struct kmm *mm)
@@ -344,13 +372,17 @@ void kmm__tcache_fork_child(struct kmm *mm)
 
 void kmm__tcache_destroy_all(struct kmm *mm)
 {
-    struct kmm_tcache *tc = mm->tcaches, *next;
-    for (; tc; tc = next) {
-        next = tc->next;
-        kmm__mag_release_all(mm, tc);
-        mm->pf->meta_free(mm->ctx, tc, sizeof(*tc));
+    struct kmm_tcache *lists[2] = { mm->tcaches, mm->tcache_spare };
+    for (unsigned l = 0; l < 2; l++) {
+        for (struct kmm_tcache *tc = lists[l], *next; tc; tc = next) {
+            next = tc->next;
+            kmm__mag_release_all(mm, tc);
+            mm->pf->meta_free(mm->ctx, tc, sizeof(*tc));
+        }
     }
     mm->tcaches = NULL;
+    mm->tcache_spare = NULL;
+    mm->tcache_spares = 0;
 }
 
 size_t kmm__tcache_cached_pages(struct kmm *mm)

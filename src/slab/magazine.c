@@ -100,6 +100,23 @@ void kmm__mag_fork_drain(struct kmm *mm, struct kmm_tcache *tc, bool gone)
     }
 }
 
+void kmm__mag_reset_all(struct kmm *mm, struct kmm_tcache *tc)
+{
+    (void)mm;
+    for (unsigned id = 0; id < KMM_MAX_CACHES; id++) {
+        struct kmm_magazine *m = &tc->mag[id];
+        if (!m->slot)
+            continue;
+        /* empty (drained): its slot array back on the thread's free list */
+        m->slot[0].addr = (uintptr_t)tc->mag_free;
+        tc->mag_free = m->slot;
+        store_relaxed(&m->slot, NULL);
+        store_relaxed(&m->top, NULL);
+        store_relaxed(&m->end, NULL);
+        __atomic_store_n(&m->cache, NULL, __ATOMIC_RELEASE);
+    }
+}
+
 /* Frees the memory of tc's slot arrays; tc is freed next. */
 void kmm__mag_release_all(struct kmm *mm, struct kmm_tcache *tc)
 {
