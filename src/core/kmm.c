@@ -419,8 +419,9 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
         mm->vm_flags = cfg->vmalloc_flags;
         mm->slab_poison = (cfg->slab_flags & KMM_SLAB_POISON) != 0;
     }
-    /* memory is released in chunks of 2 MiB, once 16 MiB were freed since the last pass */
-    mm->release_order = shift >= 21 ? 1 : 21 - shift;
+    /* memory is released in chunks of 64 KiB (docs/decisions.md, "Releasing
+     * memory"), once 16 MiB were freed since the last pass */
+    mm->release_order = shift >= 16 ? 0 : 16 - shift;
     mm->release_budget = ((size_t)16 << 20) >> shift;
     if (pf->release && !carved) {   /* the release map needs meta_alloc memory */
         mm->release_chunk0 = base_pfn >> mm->release_order;

@@ -133,7 +133,7 @@ void kmm__area_free_block(struct kmm *mm, struct kmm_area *ar, uint64_t pfn, uns
         order++;
     }
     kmm__area_push_free(mm, ar, pfn, order);
-    if (ar->freed_since_release > mm->release_budget)
+    if (ar->freed_since_release > mm->release_budget || ar->release_deferred)
         kmm__area_release(mm, ar, false);
 }
 
@@ -201,17 +201,21 @@ static inline bool test_and_clear(uint64_t *map, uint64_t c)
 
 void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
 {
-    if (!mm->release_map || ar->end_pfn == ar->start_pfn || (!force && ar->freed_since_release <= mm->release_budget))
+    if (!mm->release_map || ar->end_pfn == ar->start_pfn ||
+        (!force && ar->freed_since_release <= mm->release_budget && !ar->release_deferred))
         return;
     if (!force && mm->pf->clock_ms) {
         /* at most one pass per decay interval: a chunk is released after
          * it stayed free (and unwritten) from one pass to the next */
         uint64_t now = mm->pf->clock_ms(mm->ctx);
         if (now - ar->last_release_ms < KMM_RELEASE_DECAY_MS) {
-            ar->freed_since_release = mm->release_budget / 2;   /* look at the clock again in half a budget */
+            /* due: the next page allocation or free of the area looks at
+             * the clock again (one vDSO read each, until the pass runs) */
+            ar->release_deferred = true;
             return;
         }
         ar->last_release_ms = now;
+        ar->release_deferred = false;
     }
     ar->freed_since_release = 0;
     uint64_t first = (ar->start_pfn >> mm->release_order) - mm->release_chunk0;
@@ -398,6 +402,8 @@ static uint64_t take_run(struct kmm *mm, unsigned order, uint64_t npages, unsign
         uint64_t pfn = kmm__area_take(mm, ar, order);
         if (pfn != UINT64_MAX)
             trim_block(mm, ar, pfn, order, npages, META_ALLOC);
+        if (ar->release_deferred)   /* a program that allocates without freeing pages releases too */
+            kmm__area_release(mm, ar, false);
         kmm_unlock(mm, &ar->lock);
         if (pfn != UINT64_MAX)
             return pfn;

@@ -331,7 +331,8 @@ void kmm__hard_init(struct kmm *mm)
 
 static inline bool is_small(struct kmm *mm, size_t size, size_t align)
 {
-    return size <= mm->page_size - CANARY_BYTES && align <= mm->page_size;
+    (void)mm;
+    return size <= kmm__shim_small_max - CANARY_BYTES && align <= kmm__shim_small_max;
 }
 
 void *kmm__hard_alloc(struct kmm *mm, size_t size, size_t align, bool zero, const char *fn)
@@ -422,9 +423,22 @@ size_t kmm__hard_usable(struct kmm *mm, const void *p, const char *fn)
     return slot ? slot - CANARY_BYTES : kmm__usable_size_as(mm, p, fn);
 }
 
+/* In place when the object stays what it is: a small one whose slot still
+ * holds the size and its canary (more than half of it used, or a smaller
+ * class would do), a large one resized by vmalloc (in place when the
+ * address space after it is free, which SPREAD makes the common case; its
+ * tail unmapped at once when it shrinks; new bytes zeroed). Otherwise a
+ * new object, the contents copied, the old one freed as free() does. */
 void *kmm__hard_realloc(struct kmm *mm, void *p, size_t size, const char *fn)
 {
     size_t old = kmm__hard_usable(mm, p, fn);   /* checks p first */
+    if (!kmm__hard_zero_owns(p)) {
+        bool large = kmm_is_vmalloc_addr(mm, p);
+        if (!large && size <= old && size + CANARY_BYTES > (old + CANARY_BYTES) / 2)
+            return p;
+        if (large && !is_small(mm, size, 0))
+            return kmm_realloc(mm, p, size, KMM_ZERO);
+    }
     void *q = kmm__hard_alloc(mm, size, 0, false, fn);
     if (!q)
         return NULL;

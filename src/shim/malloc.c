@@ -11,11 +11,11 @@
  * (bootstrap.c), not waited for. Other threads that arrive meanwhile wait
  * for the maker.
  *
- * Sizes: up to a page, kmm_malloc; above, kmm_vmalloc (a guard page behind
- * every buffer): the rule of kmm_kvmalloc, applied here so that the fast
- * path calls kmm_malloc directly. A size up to a page that kmm_malloc
- * cannot serve (memory too fragmented for a slab) falls back to vmalloc,
- * as kmm_kvmalloc does.
+ * Sizes: up to SHIM_SMALL_PAGES pages, kmm_malloc (slabs, then whole
+ * pages); above, kmm_vmalloc (a guard page behind every buffer). That is
+ * kmm_kvmalloc's rule with its threshold moved from one page to four
+ * (docs/decisions.md says why). A small size that kmm_malloc cannot serve
+ * (memory too fragmented) falls back to vmalloc, as kmm_kvmalloc does.
  */
 #include "shim_internal.h"
 
@@ -25,8 +25,9 @@ struct kmm *kmm__shim_mm;
 /* kmm__shim_mm when no option changes the fast paths (not hardened), else
  * NULL: the one load the fast paths test. */
 static struct kmm *fast_mm;
-/* Sizes up to this go to kmm_malloc (the page size, once up). */
-static size_t small_max;
+/* Sizes up to this go to kmm_malloc (SHIM_SMALL_PAGES pages, once up). */
+size_t kmm__shim_small_max;
+#define small_max kmm__shim_small_max
 
 static int init_state;         /* 0 not started, 1 being made, 2 up */
 static long init_thread;       /* the maker, while init_state is 1 */
@@ -54,7 +55,7 @@ struct kmm *kmm__shim_init(void)
         }
         mm = kmm_default();
         kmm__shim_opts = opts;
-        small_max = mm->page_size;
+        small_max = SHIM_SMALL_PAGES * mm->page_size;
         if (opts & KMM_SHIM_HARDENED)
             kmm__hard_init(mm);
         kmm__os_fault_explainer(explain_fault);
@@ -119,7 +120,7 @@ void *kmm__shim_alloc(struct kmm *mm, size_t size, size_t align, bool zero, cons
     /* mapped at first touch, as malloc's mmap'd memory is: a buffer of
      * which a program touches a few pages costs those pages */
     unsigned flags = KMM_NOPOPULATE | (zero ? KMM_ZERO : 0);
-    return align <= small_max ? kmm_vmalloc(mm, size ? size : 1, flags)
+    return align <= mm->page_size ? kmm_vmalloc(mm, size ? size : 1, flags)
                               : kmm_vmalloc_aligned(mm, size ? size : 1, align, flags);
 }
 
@@ -163,7 +164,7 @@ static __attribute__((noinline)) void *alloc_slow(size_t size, size_t align, boo
 
 SHIM_EXPORT void *malloc(size_t size)
 {
-    struct kmm *mm = __atomic_load_n(&fast_mm, __ATOMIC_RELAXED);
+    struct kmm *mm = __atomic_load_n(&fast_mm, __ATOMIC_ACQUIRE);
     if (KMM_LIKELY(mm != NULL && size <= small_max)) {
         void *p = kmm_malloc(mm, size, 0);
         if (KMM_LIKELY(p != NULL))
@@ -174,7 +175,7 @@ SHIM_EXPORT void *malloc(size_t size)
 
 SHIM_EXPORT void free(void *p)
 {
-    struct kmm *mm = __atomic_load_n(&fast_mm, __ATOMIC_RELAXED);
+    struct kmm *mm = __atomic_load_n(&fast_mm, __ATOMIC_ACQUIRE);
     if (KMM_LIKELY(mm != NULL && !kmm__boot_owns(p))) {
         kmm_free(mm, p);
         return;
@@ -195,7 +196,7 @@ SHIM_EXPORT void *calloc(size_t n, size_t size)
     size_t bytes;
     if (__builtin_mul_overflow(n, size, &bytes))
         return fail(KMM_ENOMEM);
-    struct kmm *mm = __atomic_load_n(&fast_mm, __ATOMIC_RELAXED);
+    struct kmm *mm = __atomic_load_n(&fast_mm, __ATOMIC_ACQUIRE);
     if (KMM_LIKELY(mm != NULL && bytes <= small_max)) {
         void *p = kmm_malloc(mm, bytes, 0);
         if (KMM_LIKELY(p != NULL))

@@ -59,6 +59,10 @@ void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t a, const void *t);
 /* The options in force (KMM_SHIM_* bits), fixed once the memory system is
  * up; read on every call that has a hardened variant. */
 extern unsigned kmm__shim_opts KMM_HIDDEN;
+/* Sizes up to SHIM_SMALL_PAGES pages are kmm_malloc's, larger ones
+ * kmm_vmalloc's (with a guard page). */
+#define SHIM_SMALL_PAGES 4
+extern size_t kmm__shim_small_max KMM_HIDDEN;
 /* kmm_default() once the shim is up, else NULL (acquire). */
 extern struct kmm *kmm__shim_mm KMM_HIDDEN;
 

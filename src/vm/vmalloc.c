@@ -609,7 +609,7 @@ static struct vm_node *reuse_lazy(struct kmm_vm *vm, size_t pages, size_t align,
     struct vm_node *n = link ? *link : NULL;
     if (n) {
         store_relaxed(link, n->next);
-        vm->lazy_areas--;
+        store_relaxed(&vm->lazy_areas, vm->lazy_areas - 1);
         vm->lazy_pages -= n->mapped;
         vm->reused++;
         vm->allocs++;
@@ -631,7 +631,7 @@ static struct vm_node *reuse_lazy(struct kmm_vm *vm, size_t pages, size_t align,
             struct vm_node **list = &vm->lazy[n->mapped <= VM_WARM_PAGES ? n->mapped : 0];
             n->next = *list;
             store_relaxed(list, n);
-            vm->lazy_areas++;
+            store_relaxed(&vm->lazy_areas, vm->lazy_areas + 1);
             vm->lazy_pages += n->mapped;
             vm->reused--;
             vm->allocs--;
@@ -776,7 +776,7 @@ static struct vm_node *area_claim(struct kmm_vm *vm, const void *p, enum vm_stat
         struct vm_node **list = &vm->lazy[n->mapped <= VM_WARM_PAGES ? n->mapped : 0];
         n->next = *list;
         store_relaxed(list, n);
-        vm->lazy_areas++;
+        store_relaxed(&vm->lazy_areas, vm->lazy_areas + 1);
         vm->lazy_pages += n->mapped;
         *purge_due = vm->lazy_pages >= vm->lazy_max;
     }
@@ -869,7 +869,8 @@ size_t kmm_vmalloc_purge(struct kmm *mm)
             list = n;
         }
     }
-    vm->lazy_areas = vm->lazy_pages = 0;
+    store_relaxed(&vm->lazy_areas, 0);
+    vm->lazy_pages = 0;
     if (list)
         vm->purges++;
     kmm_unlock(mm, &vm->lock);
@@ -1242,7 +1243,8 @@ void kmm__vm_fork_child(struct kmm *mm)
     struct vm_counts k = { 0 };
     kmm__vt_walk(vm->root, fork_recount, &k);
     vm->areas = k.areas, vm->pages = k.pages, vm->vmap_areas = k.vmap_areas, vm->vmap_pages = k.vmap_pages;
-    vm->lazy_areas = k.lazy_areas, vm->lazy_pages = k.lazy_pages;
+    store_relaxed(&vm->lazy_areas, k.lazy_areas);
+    vm->lazy_pages = k.lazy_pages;
     vm->free_ranges = k.free_ranges, vm->free_pages = k.free_pages;
     vm->mappings = k.mappings + 1;   /* and the reservation */
 }
