@@ -6,12 +6,16 @@
  *     LD_PRELOAD=/usr/local/lib/libkmm-malloc.so program ...
  *     cc program.c $(pkg-config --libs kmm-malloc)        (linked directly)
  *
- * What serves what (the rule of kmm_kvmalloc): up to a page, kmm_malloc
- * (slabs, lock-free per-thread magazines, physically contiguous); above a
- * page, kmm_vmalloc (whole pages, one unmapped guard page behind every
- * buffer, so a write past the end of a large buffer faults at once).
- * Aligned requests up to a page from kmm_malloc_aligned, larger ones from
- * kmm_vmalloc_aligned.
+ * What serves what (the rule of kmm_kvmalloc, its threshold at 4 pages):
+ * up to 4 pages (16 KiB), kmm_malloc (slabs, then whole pages; lock-free
+ * per-thread magazines and page caches; physically contiguous); above,
+ * kmm_vmalloc (one unmapped guard page behind every buffer, so a write
+ * past the end of a large buffer faults at once; pages mapped at first
+ * touch). Aligned requests likewise, from kmm_malloc_aligned and
+ * kmm_vmalloc_aligned. A large buffer grown by realloc grows by a quarter
+ * at least (malloc_usable_size tells). Freed memory goes back to the OS
+ * 100 ms later, at the program's next allocation or free (malloc_trim(0):
+ * at once).
  *
  * Every function is what POSIX and C23 say, with glibc's choices where they
  * leave one: malloc(0) is a unique pointer (a 16-byte object); realloc(p, 0)

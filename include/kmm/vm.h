@@ -22,8 +22,10 @@
  * this layer, so:
  *  - frees are lazy by default: a freed area stays mapped to its pages, which
  *    stay out of the page allocator. An allocation of the same number of
- *    pages (up to 256 KiB of 4 KiB pages) takes the most recently freed such
- *    area back as it is: no page allocation and no platform call at all.
+ *    pages, or of at least three quarters of a freed area's, takes the most
+ *    recently freed such area back as it is (its tail, if any, unmapped and
+ *    freed, the guard page moved up): no page allocation and at most one
+ *    platform call.
  *    The others wait until KMM_VMALLOC_LAZY_PAGES pages of freed areas have
  *    gathered; then one purge unmaps them all, adjacent areas in one call,
  *    and only then gives their pages and addresses back. A freed page
@@ -80,7 +82,14 @@ extern "C" {
  * pages and addresses count as free) or the size is larger than the vmalloc
  * space, printing nothing except when a configured limit refused (the
  * mapping limit, or a platform without virtual-memory hooks: one line
- * saying which); or (EINVAL, one line) for size 0 or other flags.
+ * saying which); or (EINVAL, one line) for size 0 or other flags. Flags:
+ * an area mask, KMM_ZERO, and KMM_NOPOPULATE: the pages are mapped at
+ * first touch, as mmap's are, instead of before this returns (a kernel's
+ * vmalloc populates; the malloc shim's large buffers do not, so that a
+ * buffer of which a program touches two pages costs two pages); with
+ * KMM_ZERO, runs of 64 KiB and more are zeroed by dropping their frames
+ * (the platform's frames_zero) rather than by writing them; kmm_realloc
+ * keeps the flag for the area.
  * Cost: O(log areas) under the vmalloc lock; page allocations of the largest
  * free blocks (one when memory is not fragmented); one platform map call per
  * physically contiguous run. Free with kmm_vfree or kmm_free. */

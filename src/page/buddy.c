@@ -13,11 +13,14 @@
  * block of order + 1. Each step writes two metadata bytes.
  *
  * Releasing memory: physical memory is divided into chunks of
- * 2^release_order pages (2 MiB). A free marks its chunks in the release map;
- * once an area has freed release_budget pages (16 MiB) since its last pass,
- * the pass gives back to the platform (hole punch when hosted) every chunk
- * that lay wholly inside a free block at this pass and the one before, with
- * no free into it between (so memory freed and soon reused stays). So
+ * 2^release_order pages (64 KiB). A free marks its chunks in the release
+ * map; once an area has freed release_budget pages (16 MiB) since its last
+ * pass, and, with the platform's clock, KMM_RELEASE_DECAY_MS passed since
+ * it (else the pass is due, release_deferred, and the area's next
+ * allocation or free looks again), the pass gives back to the platform
+ * (hole punch when hosted) every chunk that lay wholly inside a free block
+ * at this pass and the one before, with no free into it between (so memory
+ * freed and soon reused stays). So
  * resident memory follows live memory at chunk granularity, with one system
  * call per run of released chunks rather than one per free. kmm_drain runs
  * the pass at once. The pass runs under the area lock: the blocks must not be
@@ -154,42 +157,6 @@ static uint64_t chunk_releasable(struct kmm *mm, struct kmm_area *ar, uint64_t c
     return head == start ? start + 1 : start;
 }
 
-/* The free blocks of at least RELEASE_MIN_ORDER inside chunk c of area ar
- * that is partly in use: released but for each block's head page. Slabs
- * and small blocks kept here and there would otherwise keep every chunk
- * they touch resident (2 MiB each) however little of it is in use: a
- * program that ran threads and freed their objects kept 30 MiB resident
- * for 1 MiB allocated. Returns whether something of the chunk stays free
- * and unreleased (smaller blocks), so the chunk stays marked. */
-#define RELEASE_MIN_ORDER 4
-static bool release_free_blocks(struct kmm *mm, struct kmm_area *ar, uint64_t c)
-{
-    uint64_t start = (c + mm->release_chunk0) << mm->release_order, end = start + ((uint64_t)1 << mm->release_order);
-    if (start < ar->start_pfn)
-        start = ar->start_pfn;
-    if (end > ar->end_pfn)
-        end = ar->end_pfn;
-    bool small_left = false;
-    for (uint64_t pfn = start; pfn < end;) {
-        uint64_t head = kmm__block_head(mm, ar, pfn);
-        if (head == UINT64_MAX)
-            return small_left;   /* not in the area's blocks: leave the rest */
-        kmm_meta_t m = meta_get(mm, head);
-        uint64_t block_end = head + ((uint64_t)1 << meta_order(m));
-        if (meta_is_free(m)) {
-            if (meta_order(m) >= RELEASE_MIN_ORDER) {
-                uint64_t from = pfn > head ? pfn : head + 1, to = block_end < end ? block_end : end;
-                if (to > from)
-                    mm->pf->release(mm->ctx, from << mm->page_shift, (to - from) << mm->page_shift);
-            } else {
-                small_left = true;
-            }
-        }
-        pfn = block_end;
-    }
-    return small_left;
-}
-
 static inline bool test_and_clear(uint64_t *map, uint64_t c)
 {
     uint64_t bit = (uint64_t)1 << (c & 63);
@@ -233,12 +200,8 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
                 __atomic_fetch_or(&mm->aged_map[w], (uint64_t)1 << (c & 63), __ATOMIC_RELAXED);
                 continue;   /* freed recently: give it one more interval */
             }
-            if (from == UINT64_MAX) {
-                /* partly in use: its large free blocks go now; the free
-                 * that completes the chunk marks it again */
-                release_free_blocks(mm, ar, c);
-                continue;
-            }
+            if (from == UINT64_MAX)
+                continue;   /* partly in use: the free that completes it marks it again */
             uint64_t to = (c + mm->release_chunk0 + 1) << mm->release_order;
             if (from != run_end) {
                 if (run_end > run_start)

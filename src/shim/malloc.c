@@ -242,8 +242,20 @@ SHIM_EXPORT void *realloc(void *p, size_t size)
     bool large = kmm_is_vmalloc_addr(mm, p);
     void *q;
     if (size > small_max) {
-        /* vmalloc resizes its areas in place when it can */
-        q = large ? kmm_realloc(mm, p, size, 0) : realloc_move(mm, p, kmm__usable_size_as(mm, p, "realloc"), size);
+        /* vmalloc resizes its areas in place when it can; a buffer that
+         * grows grows by a quarter at least, so that a program growing it
+         * step by step maps pages once in a while, not at every page (the
+         * pages past the size are not touched: no memory until used) */
+        if (large) {
+            size_t old = kmm__usable_size_as(mm, p, "realloc");
+            size_t ahead = old + old / 4;
+            bool grow = size > old && ahead > size;
+            q = kmm_realloc(mm, p, grow ? ahead : size, 0);
+            if (!q && grow)
+                q = kmm_realloc(mm, p, size, 0);
+        } else {
+            q = realloc_move(mm, p, kmm__usable_size_as(mm, p, "realloc"), size);
+        }
     } else {
         q = large ? realloc_move(mm, p, kmm__usable_size_as(mm, p, "realloc"), size) : kmm_realloc(mm, p, size, 0);
     }
