@@ -312,6 +312,12 @@ KMM_HIDDEN KMM_NORETURN void kmm__fatal_page(struct kmm *mm, const char *fn, con
 KMM_HIDDEN void kmm__refuse(struct kmm *mm, int err, const char *fn, const char *why);
 /* kmm_usable_size, reporting misuse as fn (the malloc shim's entries). */
 KMM_HIDDEN size_t kmm__usable_size_as(struct kmm *mm, const void *p, const char *fn);
+/* The malloc shim's quarantine (hardened mode): marks live kmm_malloc slab
+ * object p quarantined (its held byte 1 -> 2: every free, realloc and
+ * usable-size call then reports it as freed, and kmm_check accepts it) or
+ * back to held (2 -> 1), atomically. False if p was not in the state
+ * expected (a second free racing the first) or is not a slab object. */
+KMM_HIDDEN bool kmm__malloc_quarantine(struct kmm *mm, const void *p, bool enter);
 /* kmm_check's verdict on one broken invariant: reports it, returns -1. */
 KMM_HIDDEN int kmm__check_fail(struct kmm *mm, const char *what, uint64_t pfn);
 

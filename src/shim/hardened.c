@@ -26,14 +26,18 @@
  *    against the object's class.
  *
  * The quarantine is SHARDS rings, each a lock and the objects in the order
- * they were freed, a thread always using the same ring; and SHARDS hash
- * sets by address, so that a pointer is looked for in one set whichever
- * thread frees it. Threads freeing different objects rarely meet. Its tables and the zero region's bitmap are in kmm's
- * metadata memory (the platform's meta_alloc), out of reach of an overflow
- * of a user's buffer. Locks: a ring's or a set's lock is taken alone and
- * nothing is called under it; an object leaving the quarantine is checked
- * and freed after the locks are dropped. fork holds every lock (prepare)
- * so that the child finds the rings and sets whole.
+ * they were freed, a thread always using the same ring, so its oldest free
+ * is the next to leave. Whether an object is in it is not looked up in the
+ * rings: its slab's held byte says so (kmm__malloc_quarantine: 2 instead
+ * of 1), so a second free, a realloc or a malloc_usable_size of it from
+ * any thread is reported by kmm's own checks, with no lock taken. Small
+ * means a slab object (up to the largest slab class, 3632 bytes at 4 KiB
+ * pages, with its canary); larger ones are vmalloc areas. The rings and
+ * the zero region's bitmap are in kmm's metadata memory (the platform's
+ * meta_alloc), out of reach of an overflow of a user's buffer. Locks: a
+ * ring's lock is taken alone and nothing is called under it; an object
+ * leaving is checked and freed after it is dropped. fork holds every ring
+ * lock (prepare) so that the child finds the rings whole.
  */
 #include "shim_internal.h"
 
@@ -42,7 +46,6 @@
 #define SHARDS 16
 #define RING 256                        /* objects per ring */
 #define RING_BYTES (512 * 1024)         /* bytes per ring: the quarantine holds at most 8 MiB */
-#define SET_SLOTS 8192                  /* per set: all SHARDS * RING objects fit in one, twice over */
 
 /* Objects in the order they were freed. A thread always puts its frees in
  * the same ring (its own unless there are more threads than rings), so its
@@ -58,13 +61,6 @@ struct ring {
     size_t bytes;
 };
 
-/* The quarantine's objects, found by address: the set of an object is
- * chosen by its address, so a double free from any thread looks in one. */
-struct set {
-    struct kmm_lock lock;
-    void *slot[SET_SLOTS];              /* linear probing; NULL empty */
-};
-
 /* The zero region: 1 GiB of addresses that are never accessible, handed out
  * 16 bytes at a time, never twice. */
 #define ZERO_BYTES ((size_t)1 << 30)
@@ -75,8 +71,8 @@ struct hard {
     struct kmm *mm;
     uint64_t secret;
     struct ring ring[SHARDS];
-    struct set set[SHARDS];
     unsigned next_ring;                 /* round robin over the threads (atomic) */
+    size_t small_max;                   /* the largest slab class: objects with a canary up to it */
     uintptr_t zero_base;                /* 0 if it could not be reserved */
     size_t zero_next;                   /* slots handed out (atomic) */
     uint64_t *zero_live;                /* one bit per slot (atomic) */
@@ -115,62 +111,6 @@ static inline unsigned hash_ptr(const void *p)
     return (unsigned)(h >> 40);
 }
 
-static inline struct set *set_of(const void *p)
-{
-    return &hard->set[hash_ptr(p) % SHARDS];
-}
-
-static inline unsigned home_of(const void *p)
-{
-    return (hash_ptr(p) / SHARDS) % SET_SLOTS;
-}
-
-static bool set_has(const struct set *s, const void *p)
-{
-    for (unsigned i = home_of(p);; i = (i + 1) % SET_SLOTS) {
-        if (s->slot[i] == p)
-            return true;
-        if (!s->slot[i])
-            return false;
-    }
-}
-
-static void set_add(struct set *s, void *p)
-{
-    unsigned i = home_of(p);
-    while (s->slot[i])
-        i = (i + 1) % SET_SLOTS;
-    s->slot[i] = p;
-}
-
-/* Removes p, moving back the entries after it that probed past its slot
- * (deletion without tombstones for linear probing). */
-static void set_remove(struct set *s, const void *p)
-{
-    unsigned i = home_of(p);
-    while (s->slot[i] != p)
-        i = (i + 1) % SET_SLOTS;
-    for (unsigned j = (i + 1) % SET_SLOTS; s->slot[j]; j = (j + 1) % SET_SLOTS) {
-        unsigned home = home_of(s->slot[j]);
-        /* j's entry may fill the hole at i unless its home is in (i, j] */
-        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-        if (!stays) {
-            s->slot[i] = s->slot[j];
-            i = j;
-        }
-    }
-    s->slot[i] = NULL;
-}
-
-static bool in_quarantine(const void *p)
-{
-    struct set *s = set_of(p);
-    kmm_lock(hard->mm, &s->lock);
-    bool has = set_has(s, p);
-    kmm_unlock(hard->mm, &s->lock);
-    return has;
-}
-
 /* The first nonzero byte of [p, p + len), or len. */
 static size_t first_nonzero(const void *p, size_t len)
 {
@@ -204,25 +144,21 @@ static void release(struct kmm *mm, void *p, size_t slot)
         kmm__msg_str(&m, " while in the quarantine");
         kmm__fatal(mm, &m);
     }
+    if (!kmm__malloc_quarantine(mm, p, false))
+        kmm__shim_fatal("free", "quarantined object no longer marked so (metadata corrupted?):", p);
     kmm_free(mm, p);
 }
 
 static _Thread_local unsigned my_ring __attribute__((tls_model("initial-exec")));   /* 1 + index; 0 none yet */
 
-/* Puts a zeroed object of slot bytes into the quarantine; the oldest of
- * the thread's ring that no longer fit leave it (checked and freed with no
- * lock held). Each step takes one lock at a time. */
+/* Puts a zeroed object of slot bytes into the quarantine: marked so in its
+ * slab (a free, realloc or malloc_usable_size of it from any thread then
+ * reports it as freed), then at the tail of the thread's ring; the oldest
+ * that no longer fit leave it, checked and freed with no lock held. */
 static void quarantine(struct kmm *mm, void *p, size_t slot, const char *fn)
 {
-    struct set *s = set_of(p);
-    kmm_lock(mm, &s->lock);
-    bool again = set_has(s, p);
-    if (!again)
-        set_add(s, p);
-    kmm_unlock(mm, &s->lock);
-    if (KMM_UNLIKELY(again))
-        kmm__shim_fatal(fn, "double free (the object is in the quarantine, freed before):", p);
-
+    if (KMM_UNLIKELY(!kmm__malloc_quarantine(mm, p, true)))
+        kmm__shim_fatal(fn, "double free (freed by two threads at once):", p);
     if (KMM_UNLIKELY(!my_ring))
         my_ring = 1 + __atomic_fetch_add(&hard->next_ring, 1, __ATOMIC_RELAXED) % SHARDS;
     struct ring *r = &hard->ring[my_ring - 1];
@@ -243,28 +179,18 @@ static void quarantine(struct kmm *mm, void *p, size_t slot, const char *fn)
     r->count++;
     r->bytes += slot;
     kmm_unlock(mm, &r->lock);
-
-    for (unsigned i = 0; i < nout; i++) {
-        struct set *o = set_of(out[i]);
-        kmm_lock(mm, &o->lock);
-        set_remove(o, out[i]);
-        kmm_unlock(mm, &o->lock);
+    for (unsigned i = 0; i < nout; i++)
         release(mm, out[i], out_bytes[i]);
-    }
 }
 
 static void fork_prepare(void)
 {
     for (unsigned i = 0; i < SHARDS; i++)
         kmm_lock(hard->mm, &hard->ring[i].lock);
-    for (unsigned i = 0; i < SHARDS; i++)
-        kmm_lock(hard->mm, &hard->set[i].lock);
 }
 
 static void fork_after(void)
 {
-    for (unsigned i = SHARDS; i-- > 0;)
-        kmm_unlock(hard->mm, &hard->set[i].lock);
     for (unsigned i = SHARDS; i-- > 0;)
         kmm_unlock(hard->mm, &hard->ring[i].lock);
 }
@@ -318,10 +244,9 @@ void kmm__hard_init(struct kmm *mm)
         kmm__shim_fatal("malloc", "hardened mode: no memory for the quarantine; bytes:", (void *)sizeof(*h));
     h->mm = mm;
     h->secret = kmm__os_random64() | 1;
-    for (unsigned i = 0; i < SHARDS; i++) {
+    for (unsigned i = 0; i < SHARDS; i++)
         mm->pf->lock_init(&h->ring[i].lock);
-        mm->pf->lock_init(&h->set[i].lock);
-    }
+    h->small_max = kmm_malloc_max_slab_size(mm);
     void *zero = kmm__os_reserve_none(ZERO_BYTES);
     h->zero_live = zero ? mm->pf->meta_alloc(mm->ctx, ZERO_SLOTS / 8) : NULL;
     h->zero_base = h->zero_live ? (uintptr_t)zero : 0;
@@ -329,10 +254,14 @@ void kmm__hard_init(struct kmm *mm)
     kmm__os_atfork(fork_prepare, fork_after, fork_after);
 }
 
+/* Small: a slab object (its held byte carries the quarantine's mark);
+ * anything larger is a vmalloc area, unmapped at free. */
 static inline bool is_small(struct kmm *mm, size_t size, size_t align)
 {
-    (void)mm;
-    return size <= kmm__shim_small_max - CANARY_BYTES && align <= kmm__shim_small_max;
+    if (size > hard->small_max - CANARY_BYTES)
+        return false;
+    size_t class = kmm_malloc_good_size(mm, size + CANARY_BYTES, align);   /* an aligned one may need pages */
+    return class && class <= hard->small_max;
 }
 
 void *kmm__hard_alloc(struct kmm *mm, size_t size, size_t align, bool zero, const char *fn)
@@ -367,8 +296,6 @@ static size_t checked_slot(struct kmm *mm, const void *p, const char *fn)
 {
     if (kmm_is_vmalloc_addr(mm, p))
         return 0;
-    if (KMM_UNLIKELY(in_quarantine(p)))
-        kmm__shim_fatal(fn, "pointer to a freed object (in the quarantine: use after free or double free):", p);
     size_t slot = kmm__usable_size_as(mm, p, fn);   /* aborts on a freed, interior or foreign pointer */
     if (KMM_UNLIKELY(!canary_ok(p, slot))) {
         struct kmm_msg m = { .len = 0 };

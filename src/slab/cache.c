@@ -253,7 +253,9 @@ static int check_slab(struct kmm *mm, struct kmm_cache *c, struct kmm_slab *s, c
         uintptr_t p = s->base + i * c->slot_size;
         bool out_bit = (s->out[i / 64] >> (i % 64)) & 1;
         uint8_t held = load_relaxed(slab_held(s, i));
-        if (held > 1 || (held && (i >= s->objects || !out_bit)) || load_relaxed(slab_held(s, c->objects)))
+        /* 2: held, in the malloc shim's quarantine (kmm__malloc_quarantine) */
+        if (held > 2 || (held == 2 && !c->kmalloc) || (held && (i >= s->objects || !out_bit)) ||
+            load_relaxed(slab_held(s, c->objects)))
             return kmm__check_fail(mm, "slab's held byte is set for a slot that is not out of it", pfn);
         *parked += i < s->objects && out_bit && !held;
         if (mm->slab_poison && i < s->objects && !out_bit && *(uintptr_t *)(p + c->canary_offset) != slot_canary(c, p))

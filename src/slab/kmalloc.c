@@ -450,6 +450,19 @@ size_t kmm_usable_size(struct kmm *mm, const void *p)
     return usable(mm, p, &s, "kmm_usable_size");
 }
 
+bool kmm__malloc_quarantine(struct kmm *mm, const void *p, bool enter)
+{
+    struct kmm_slab *s = slab_of(mm, p);
+    if (!s || s == LARGE_BLOCK || !s->cache->kmalloc)
+        return false;
+    uint64_t idx = slot_started_by(s, (uintptr_t)p);
+    if (idx == UINT64_MAX)
+        return false;
+    uint8_t expected = enter ? 1 : 2;
+    return __atomic_compare_exchange_n(slab_held(s, idx), &expected, enter ? 2 : 1, false, __ATOMIC_RELAXED,
+                                       __ATOMIC_RELAXED);
+}
+
 size_t kmm__usable_size_as(struct kmm *mm, const void *p, const char *fn)
 {
     struct kmm_slab *s;
