@@ -30,9 +30,11 @@
  * is the next to leave. Whether an object is in it is not looked up in the
  * rings: its slab's held byte says so (kmm__malloc_quarantine: 2 instead
  * of 1), so a second free, a realloc or a malloc_usable_size of it from
- * any thread is reported by kmm's own checks, with no lock taken. Small
- * means a slab object (up to the largest slab class, 3632 bytes at 4 KiB
- * pages, with its canary); larger ones are vmalloc areas. The rings and
+ * any thread is reported by kmm's own checks, with no lock taken. Only
+ * slab objects (up to the largest class, 3632 bytes at 4 KiB pages, with
+ * the canary) go through it; kmm_malloc's whole-page objects (up to
+ * SHIM_SMALL_PAGES) are zeroed and freed at once, and vmalloc areas above
+ * are unmapped at once. The rings and
  * the zero region's bitmap are in kmm's metadata memory (the platform's
  * meta_alloc), out of reach of an overflow of a user's buffer. Locks: a
  * ring's lock is taken alone and nothing is called under it; an object
@@ -256,12 +258,14 @@ void kmm__hard_init(struct kmm *mm)
 
 /* Small: a slab object (its held byte carries the quarantine's mark);
  * anything larger is a vmalloc area, unmapped at free. */
+/* Small: kmm_malloc's, with a canary (a slab object, or whole pages up to
+ * SHIM_SMALL_PAGES); larger ones are vmalloc areas, unmapped at free. */
 static inline bool is_small(struct kmm *mm, size_t size, size_t align)
 {
-    if (size > hard->small_max - CANARY_BYTES)
+    if (size > kmm__shim_small_max - CANARY_BYTES)
         return false;
-    size_t class = kmm_malloc_good_size(mm, size + CANARY_BYTES, align);   /* an aligned one may need pages */
-    return class && class <= hard->small_max;
+    size_t class = kmm_malloc_good_size(mm, size + CANARY_BYTES, align);
+    return class && class <= kmm__shim_small_max;
 }
 
 void *kmm__hard_alloc(struct kmm *mm, size_t size, size_t align, bool zero, const char *fn)
@@ -336,7 +340,10 @@ void kmm__hard_free(struct kmm *mm, void *p, size_t size, size_t align, const ch
         return;
     }
     __builtin_memset(p, 0, slot);
-    quarantine(mm, p, slot, fn);
+    if (slot <= hard->small_max)
+        quarantine(mm, p, slot, fn);
+    else
+        kmm_free(mm, p);   /* whole pages: no held byte to mark; kmm's page metadata catches a second free */
 }
 
 size_t kmm__hard_usable(struct kmm *mm, const void *p, const char *fn)
