@@ -192,6 +192,7 @@ struct kmm {
     unsigned nr_areas;
     unsigned release_order;               /* free blocks this large are released */
     size_t release_budget;                /* pages an area may free between release passes */
+    bool release_due;                     /* an area's release pass waits for the decay (relaxed): kmm__release_tick */
     /* Release maps: one bit per chunk of 2^release_order pages (aligned).
      * release_map: pages in the chunk were written since the last pass (a
      * free, or list links). aged_map: the chunk was wholly free at the last
@@ -311,6 +312,13 @@ KMM_HIDDEN KMM_NORETURN void kmm__fatal_page(struct kmm *mm, const char *fn, con
 /* A refused call: tells the platform (errno) and, for bad arguments, reports why. */
 KMM_HIDDEN void kmm__refuse(struct kmm *mm, int err, const char *fn, const char *why);
 /* kmm_usable_size, reporting misuse as fn (the malloc shim's entries). */
+/* Runs the release passes that waited for the decay interval, if it has
+ * passed (page/buddy.c). Called, with no lock held, from the slow paths
+ * that run however a program allocates (magazine refills and flushes, the
+ * per-thread page caches'), so that memory is given back also by a program
+ * whose allocations never reach the buddy lists. One relaxed load when
+ * nothing waits. */
+KMM_HIDDEN void kmm__release_tick(struct kmm *mm);
 KMM_HIDDEN size_t kmm__usable_size_as(struct kmm *mm, const void *p, const char *fn);
 /* The malloc shim's quarantine (hardened mode): marks live kmm_malloc slab
  * object p quarantined (its held byte 1 -> 2: every free, realloc and

@@ -179,6 +179,7 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
             /* due: the next page allocation or free of the area looks at
              * the clock again (one vDSO read each, until the pass runs) */
             ar->release_deferred = true;
+            store_relaxed(&mm->release_due, true);
             return;
         }
         ar->last_release_ms = now;
@@ -188,6 +189,7 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
     uint64_t first = (ar->start_pfn >> mm->release_order) - mm->release_chunk0;
     uint64_t last = ((ar->end_pfn - 1) >> mm->release_order) - mm->release_chunk0;
     uint64_t run_start = 0, run_end = 0;   /* pages to release in one call */
+    bool aging = false;                    /* chunks kept for one more interval: another pass is due */
     for (uint64_t w = first >> 6; w <= last >> 6; w++) {
         for (uint64_t bits = load_relaxed(&mm->release_map[w]) | load_relaxed(&mm->aged_map[w]); bits; bits &= bits - 1) {
             uint64_t c = (w << 6) + (uint64_t)__builtin_ctzll(bits);
@@ -198,6 +200,7 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
             uint64_t from = chunk_releasable(mm, ar, c);
             if (!force && (written || !aged)) {
                 __atomic_fetch_or(&mm->aged_map[w], (uint64_t)1 << (c & 63), __ATOMIC_RELAXED);
+                aging = true;
                 continue;   /* freed recently: give it one more interval */
             }
             if (from == UINT64_MAX)
@@ -213,6 +216,27 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
     }
     if (run_end > run_start)
         mm->pf->release(mm->ctx, run_start << mm->page_shift, (run_end - run_start) << mm->page_shift);
+    if (aging && mm->pf->clock_ms) {
+        /* the next pass, one interval on, releases what stays free then,
+         * even if the program frees nothing more meanwhile */
+        ar->release_deferred = true;
+        store_relaxed(&mm->release_due, true);
+    }
+}
+
+void kmm__release_tick(struct kmm *mm)
+{
+    if (KMM_LIKELY(!load_relaxed(&mm->release_due)))
+        return;
+    store_relaxed(&mm->release_due, false);   /* a pass deferred again sets it again */
+    for (unsigned a = 0; a < mm->nr_areas; a++) {
+        struct kmm_area *ar = &mm->area[a];
+        if (!load_relaxed(&ar->release_deferred))
+            continue;
+        kmm_lock(mm, &ar->lock);
+        kmm__area_release(mm, ar, false);
+        kmm_unlock(mm, &ar->lock);
+    }
 }
 
 /* ---- allocation --------------------------------------------------------- */

@@ -48,6 +48,7 @@ void kmm__tcache_flush(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsign
     kmm_unlock(mm, &ar->lock);
     __builtin_memmove(l->slot, l->slot + give, keep * sizeof(l->slot[0]));
     store_relaxed(&l->count, keep);
+    kmm__release_tick(mm);
 }
 
 size_t kmm__tcache_drain_all(struct kmm *mm, struct kmm_tcache *tc)
@@ -107,6 +108,7 @@ static uint32_t refill(struct kmm *mm, struct kmm_tcache *tc, unsigned a, unsign
     }
     kmm_unlock(mm, &ar->lock);
     store_relaxed(&l->count, base + n);
+    kmm__release_tick(mm);
     return n;
 }
 

@@ -330,7 +330,7 @@ void kmm__hard_free(struct kmm *mm, void *p, size_t size, size_t align, const ch
         /* the size told must be one that gives this object: a small one's
          * class, or a large one's pages */
         size_t have = slot ? slot : kmm__usable_size_as(mm, p, fn);
-        bool same = slot ? kmm_malloc_good_size(mm, size + CANARY_BYTES, align) == slot
+        bool same = slot ? size <= slot - CANARY_BYTES && kmm_malloc_good_size(mm, size + CANARY_BYTES, align) == slot
                          : size <= have && size > have - mm->page_size;
         if (!same)
             kmm__shim_fatal(fn, "sized free with a size that does not match the object's, at", p);

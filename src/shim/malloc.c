@@ -51,7 +51,9 @@ struct kmm *kmm__shim_init(void)
         if (opts & KMM_SHIM_HARDENED) {
             /* large buffers unmapped at free, their addresses not reused soon */
             struct kmm_config cfg = { .vmalloc_flags = KMM_VMALLOC_STRICT | KMM_VMALLOC_SPREAD };
-            kmm_default_set_config(&cfg);
+            if (kmm_default_set_config(&cfg) != 0)   /* the program made kmm_default() first */
+                kmm__os_say("kmm: KMM_OPTIONS=hardened: kmm_default() existed already; large buffers "
+                            "are not unmapped at free in this process");
         }
         mm = kmm_default();
         kmm__shim_opts = opts;
@@ -223,8 +225,10 @@ SHIM_EXPORT void *realloc(void *p, size_t size)
         return malloc(size);
     struct kmm *mm = mm_or_init();
     if (kmm__boot_owns(p)) {
+        if (size == 0)
+            return NULL;   /* realloc(p, 0) frees p: the arena's need nothing */
         size_t old = kmm__boot_size(p);
-        void *q = malloc(size ? size : 1);
+        void *q = malloc(size);
         if (q)
             __builtin_memcpy(q, p, old < size ? old : size);
         return q;
@@ -335,22 +339,26 @@ SHIM_EXPORT size_t malloc_usable_size(void *p)
     return kmm__usable_size_as(mm, p, "malloc_usable_size");
 }
 
-SHIM_EXPORT void free_sized(void *p, size_t size)
+/* The sized frees: free() unless hardened mode checks the size (after the
+ * shim is up: kmm__shim_opts is final once kmm__shim_mm is set). */
+static void free_checked(void *p, size_t size, size_t align, const char *fn)
 {
-    if (!(kmm__shim_opts & KMM_SHIM_HARDENED) || !p || kmm__boot_owns(p)) {
+    struct kmm *mm = p && !kmm__boot_owns(p) ? mm_or_init() : NULL;
+    if (!mm || !(kmm__shim_opts & KMM_SHIM_HARDENED)) {
         free(p);
         return;
     }
-    kmm__hard_free(kmm__shim_mm, p, size ? size : 1, 0, "free_sized");
+    kmm__hard_free(mm, p, size ? size : 1, align, fn);
+}
+
+SHIM_EXPORT void free_sized(void *p, size_t size)
+{
+    free_checked(p, size, 0, "free_sized");
 }
 
 SHIM_EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 {
-    if (!(kmm__shim_opts & KMM_SHIM_HARDENED) || !p || kmm__boot_owns(p)) {
-        free(p);
-        return;
-    }
-    kmm__hard_free(kmm__shim_mm, p, size ? size : 1, align, "free_aligned_sized");
+    free_checked(p, size, align, "free_aligned_sized");
 }
 
 /* glibc's malloc_trim: give back what kmm holds in caches. */

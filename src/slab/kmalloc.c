@@ -198,6 +198,7 @@ static void *large_alloc(struct kmm *mm, size_t size, size_t align, unsigned fla
         kmm__pages_own(mm, p, OWNER_KMALLOC);
         store_relaxed(map_entry(mm, p), LARGE_BLOCK);
     }
+    kmm__release_tick(mm);
     return p;
 }
 
@@ -213,6 +214,7 @@ static void large_free(struct kmm *mm, void *p, const char *fn)
     }
     store_relaxed(map_entry(mm, p), NULL);
     kmm__free_pages_as(mm, OWNER_KMALLOC, fn, p, true);
+    kmm__release_tick(mm);
 }
 
 /* kmm_free and its kin take only kmm_malloc's classes. */

@@ -373,6 +373,7 @@ static uint32_t take_from(struct kmm_cache *c, struct kmm_slab *s, struct free_s
 uint32_t kmm__cache_take(struct kmm_cache *c, struct free_slot *dst, uint32_t n, unsigned flags)
 {
     struct kmm *mm = c->mm;
+    kmm__release_tick(mm);
     kmm_lock(mm, &c->lock);
     /* the depot first: slots freed lately (likely still in some cache), and
      * taking them touches no slab descriptor, which the thread that freed
@@ -435,6 +436,7 @@ static void free_slab_pages(struct kmm_cache *c, const uintptr_t *bases, uint32_
 void kmm__cache_put(struct kmm_cache *c, const struct free_slot *src, uint32_t n, const char *fn)
 {
     struct kmm *mm = c->mm;
+    kmm__release_tick(mm);
     uintptr_t freed[MAG_MAX];
     while (n) {
         uint32_t batch = n < MAG_MAX ? n : MAG_MAX, nfreed = 0;

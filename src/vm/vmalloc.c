@@ -667,6 +667,7 @@ static void *vmalloc_common(struct kmm *mm, size_t size, size_t align, unsigned 
     struct kmm_vm *vm = vm_get(mm, fn);
     if (!vm)
         return NULL;
+    kmm__release_tick(mm);
     size_t pages = size / mm->page_size + ((size & (mm->page_size - 1)) != 0);
     size_t align_pages = align > mm->page_size ? align >> mm->page_shift : 1;
     if (size > vm->bytes || align > vm->bytes) {
