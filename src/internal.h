@@ -307,6 +307,8 @@ KMM_HIDDEN void kmm__msg_hex(struct kmm_msg *m, uint64_t v);
 KMM_HIDDEN void kmm__msg_dec(struct kmm_msg *m, uint64_t v);
 KMM_HIDDEN void kmm__report(struct kmm *mm, struct kmm_msg *m);
 KMM_HIDDEN KMM_NORETURN void kmm__fatal(struct kmm *mm, struct kmm_msg *m);
+/* Writes "kmm: <fn>: <why> <addr>": how every misuse report begins. */
+KMM_HIDDEN void kmm__msg_call(struct kmm_msg *m, const char *fn, const char *why, const void *addr);
 /* "kmm: <fn>: <why> <addr> (phys <phys>)" then abort. */
 KMM_HIDDEN KMM_NORETURN void kmm__fatal_page(struct kmm *mm, const char *fn, const char *why, const void *addr);
 /* A refused call: tells the platform (errno) and, for bad arguments, reports why. */

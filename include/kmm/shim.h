@@ -14,8 +14,8 @@
  * touch). Aligned requests likewise, from kmm_malloc_aligned and
  * kmm_vmalloc_aligned. A large buffer grown by realloc grows by a quarter
  * at least (malloc_usable_size tells). Freed memory goes back to the OS
- * 100 ms later, at the program's next allocation or free (malloc_trim(0):
- * at once).
+ * once it stayed free for 100-200 ms, while the program goes on
+ * allocating (malloc_trim(0): at once).
  *
  * Every function is what POSIX and C23 say, with glibc's choices where they
  * leave one: malloc(0) is a unique pointer (a 16-byte object); realloc(p, 0)

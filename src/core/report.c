@@ -50,15 +50,20 @@ void kmm__fatal(struct kmm *mm, struct kmm_msg *m)
     __builtin_trap();   /* a platform's fatal hook must not return */
 }
 
+void kmm__msg_call(struct kmm_msg *m, const char *fn, const char *why, const void *addr)
+{
+    kmm__msg_str(m, "kmm: ");
+    kmm__msg_str(m, fn);
+    kmm__msg_str(m, ": ");
+    kmm__msg_str(m, why);
+    kmm__msg_str(m, " ");
+    kmm__msg_hex(m, (uint64_t)(uintptr_t)addr);
+}
+
 void kmm__fatal_page(struct kmm *mm, const char *fn, const char *why, const void *addr)
 {
     struct kmm_msg m = { .len = 0 };
-    kmm__msg_str(&m, "kmm: ");
-    kmm__msg_str(&m, fn);
-    kmm__msg_str(&m, ": ");
-    kmm__msg_str(&m, why);
-    kmm__msg_str(&m, " ");
-    kmm__msg_hex(&m, (uint64_t)(uintptr_t)addr);
+    kmm__msg_call(&m, fn, why, addr);
     uint64_t pfn = virt_to_pfn(mm, addr);
     if (pfn != UINT64_MAX) {
         kmm__msg_str(&m, " (phys ");

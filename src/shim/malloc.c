@@ -87,12 +87,7 @@ void kmm__shim_fatal(const char *fn, const char *why, const void *addr)
 {
     struct kmm *mm = kmm__shim_mm;
     struct kmm_msg m = { .len = 0 };
-    kmm__msg_str(&m, "kmm: ");
-    kmm__msg_str(&m, fn);
-    kmm__msg_str(&m, ": ");
-    kmm__msg_str(&m, why);
-    kmm__msg_str(&m, " ");
-    kmm__msg_hex(&m, (uint64_t)(uintptr_t)addr);
+    kmm__msg_call(&m, fn, why, addr);
     if (mm)
         kmm__fatal(mm, &m);
     kmm__os_say(m.buf);

@@ -534,12 +534,7 @@ void kmm__cache_shrink(struct kmm_cache *c)
 void kmm__slot_fatal(struct kmm_cache *c, const char *fn, const char *why, const void *p)
 {
     struct kmm_msg m = { .len = 0 };
-    kmm__msg_str(&m, "kmm: ");
-    kmm__msg_str(&m, fn);
-    kmm__msg_str(&m, ": ");
-    kmm__msg_str(&m, why);
-    kmm__msg_str(&m, " ");
-    kmm__msg_hex(&m, (uintptr_t)p);
+    kmm__msg_call(&m, fn, why, p);
     kmm__msg_str(&m, " (cache ");
     kmm__msg_str(&m, c->name);
     kmm__msg_str(&m, ", object size ");
