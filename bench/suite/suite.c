@@ -632,7 +632,7 @@ static int print_failures(void)
                 continue;
             if (failed_cells++ == 0)
                 printf("\nFAILED runs (the first of each cell):\n");
-            printf("%s under %s: %d of %d runs failed; first: %s after %.2f s. stderr tail:\n%s\n",
+            printf("%s under %s: %d of %d runs failed; the first: %s (%.2f s). stderr tail:\n%s\n",
                    opt.workloads[w]->name, opt.allocators[a]->name, c->failures, c->runs,
                    c->first_failure.why, c->first_failure.seconds,
                    c->first_failure.stderr_tail[0] ? c->first_failure.stderr_tail : "(empty)\n");
@@ -670,9 +670,9 @@ static void write_data(void)
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     double load[1] = {-1};
     getloadavg(load, 1);
-    fprintf(f, "# kmm bench/suite %s, %ld CPUs, load %.2f at the end: median of %d runs;\n"
+    fprintf(f, "# kmm bench/suite %s, %ld CPUs, load %.2f at the end: median of %d runs, timeout %d s;\n"
                "# time and peak RSS relative to glibc; ? = failed\n",
-            date, sysconf(_SC_NPROCESSORS_ONLN), load[0], opt.reps);
+            date, sysconf(_SC_NPROCESSORS_ONLN), load[0], opt.reps, opt.timeout_seconds);
     fprintf(f, "# workload");
     for (int a = 0; a < opt.n_allocators; a++)
         fprintf(f, " %s_time %s_rss", opt.allocators[a]->name, opt.allocators[a]->name);
