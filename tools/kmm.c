@@ -505,6 +505,10 @@ static int cmd_demo(int argc, char **argv)
     printf("\n== 5. Pages out of the direct map (kmm_unmapped_alloc: 2 MiB blocks unmapped whole; secret memory;\n"
            "      execmem for JITs)\n");
     int rc = demo_unmapped(o.cfg.page_size, o.out_dir);
+
+    printf("\n== 6. Real programs on kmm (libkmm-malloc: malloc, free and C++ new/delete on kmm_default())\n");
+    fflush(stdout);
+    demo_shim(argv[0]);
     if (kmm_check(mm) != 0)
         rc = 1;
     printf("\nkmm_check: %s\n", rc == 0 ? "all invariants hold" : "VIOLATION (see above)");
@@ -659,6 +663,8 @@ int main(int argc, char **argv)
         return cmd_stats(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "map"))
         return cmd_map(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "double-free"))
+        return cmd_double_free();
     if (argc >= 2 && !strcmp(argv[1], "zstore"))
         return cmd_zstore(argc, argv);
     if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {

@@ -8,6 +8,7 @@
  *   map.c        the picture of physical memory (`kmm map`, the demo's section 5): SVG
  *   unmapped.c   pages out of the direct map (unmapped cache, secret memory, execmem)
  *                in `kmm demo` and `kmm stats`
+ *   shim_demo.c  real programs on libkmm-malloc in `kmm demo`
  */
 #ifndef KMM_TOOL_H
 #define KMM_TOOL_H
@@ -173,5 +174,12 @@ int demo_unmapped(size_t page_size, const char *out_dir);
 /* ---- kmm zstore (zstore.c) ---------------------------------------------------- */
 
 int cmd_zstore(int argc, char **argv);
+
+/* ---- the malloc shim (shim_demo.c) ---------------------------------------- */
+
+/* The demo's section 6: a shell pipeline and a double free on libkmm-malloc. */
+void demo_shim(const char *self);
+/* `kmm double-free`: frees a pointer twice (what section 6 runs on the shim). */
+int cmd_double_free(void);
 
 #endif
