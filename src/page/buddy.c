@@ -178,12 +178,12 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
         if (now - ar->last_release_ms < KMM_RELEASE_DECAY_MS) {
             /* due: the next page allocation or free of the area looks at
              * the clock again (one vDSO read each, until the pass runs) */
-            ar->release_deferred = true;
+            store_relaxed(&ar->release_deferred, true);
             store_relaxed(&mm->release_due, true);
             return;
         }
         ar->last_release_ms = now;
-        ar->release_deferred = false;
+        store_relaxed(&ar->release_deferred, false);
     }
     ar->freed_since_release = 0;
     uint64_t first = (ar->start_pfn >> mm->release_order) - mm->release_chunk0;
@@ -219,7 +219,7 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
     if (aging && mm->pf->clock_ms) {
         /* the next pass, one interval on, releases what stays free then,
          * even if the program frees nothing more meanwhile */
-        ar->release_deferred = true;
+        store_relaxed(&ar->release_deferred, true);
         store_relaxed(&mm->release_due, true);
     }
 }
