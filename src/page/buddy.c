@@ -166,6 +166,14 @@ static inline bool test_and_clear(uint64_t *map, uint64_t c)
     return true;
 }
 
+/* A pass is due for ar but waits for the decay interval: the next page
+ * allocation or free of the area, or a kmm__release_tick, looks again. */
+static void release_defer(struct kmm *mm, struct kmm_area *ar)
+{
+    store_relaxed(&ar->release_deferred, true);
+    store_relaxed(&mm->release_due, true);
+}
+
 void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
 {
     if (!mm->release_map || ar->end_pfn == ar->start_pfn ||
@@ -178,8 +186,7 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
         if (now - ar->last_release_ms < KMM_RELEASE_DECAY_MS) {
             /* due: the next page allocation or free of the area looks at
              * the clock again (one vDSO read each, until the pass runs) */
-            store_relaxed(&ar->release_deferred, true);
-            store_relaxed(&mm->release_due, true);
+            release_defer(mm, ar);
             return;
         }
         ar->last_release_ms = now;
@@ -219,8 +226,7 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
     if (aging && mm->pf->clock_ms) {
         /* the next pass, one interval on, releases what stays free then,
          * even if the program frees nothing more meanwhile */
-        store_relaxed(&ar->release_deferred, true);
-        store_relaxed(&mm->release_due, true);
+        release_defer(mm, ar);
     }
 }
 

@@ -107,12 +107,6 @@ static inline bool canary_ok(const void *p, size_t slot)
 
 /* ---- the quarantine -------------------------------------------------------------- */
 
-static inline unsigned hash_ptr(const void *p)
-{
-    uint64_t h = (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull;
-    return (unsigned)(h >> 40);
-}
-
 /* The first nonzero byte of [p, p + len), or len. */
 static size_t first_nonzero(const void *p, size_t len)
 {
@@ -278,8 +272,7 @@ void *kmm__hard_alloc(struct kmm *mm, size_t size, size_t align, bool zero, cons
             return z;
     }
     if (is_small(mm, size, align)) {
-        void *p = align <= KMM_MALLOC_ALIGN ? kmm_malloc(mm, size + CANARY_BYTES, 0)
-                                            : kmm_malloc_aligned(mm, size + CANARY_BYTES, align, 0);
+        void *p = kmm__shim_small(mm, size + CANARY_BYTES, align);
         if (p) {
             size_t slot = kmm__usable_size_as(mm, p, fn);
             __builtin_memset(p, 0, slot - CANARY_BYTES);
@@ -289,9 +282,7 @@ void *kmm__hard_alloc(struct kmm *mm, size_t size, size_t align, bool zero, cons
     }
     if (size > SIZE_MAX - mm->page_size - align)
         return NULL;
-    unsigned flags = KMM_ZERO | KMM_NOPOPULATE;
-    return align <= mm->page_size ? kmm_vmalloc(mm, size ? size : 1, flags)
-                                  : kmm_vmalloc_aligned(mm, size ? size : 1, align, flags);
+    return kmm__shim_large(mm, size, align, KMM_ZERO);
 }
 
 /* The slot size of live small object p, its canary checked; 0 for a large

@@ -103,9 +103,9 @@ void *kmm__shim_alloc(struct kmm *mm, size_t size, size_t align, bool zero, cons
         return kmm__hard_alloc(mm, size, align, zero, fn);
     void *p = NULL;
     if (size <= small_max && align <= small_max) {
-        p = align <= KMM_MALLOC_ALIGN ? kmm_malloc(mm, size, 0) : kmm_malloc_aligned(mm, size, align, 0);
+        p = kmm__shim_small(mm, size, align);
         if (!p && kmm_vmalloc_purge(mm))
-            p = align <= KMM_MALLOC_ALIGN ? kmm_malloc(mm, size, 0) : kmm_malloc_aligned(mm, size, align, 0);
+            p = kmm__shim_small(mm, size, align);
         if (p) {
             if (zero)
                 __builtin_memset(p, 0, size);
@@ -114,11 +114,21 @@ void *kmm__shim_alloc(struct kmm *mm, size_t size, size_t align, bool zero, cons
     }
     if (size > SIZE_MAX - small_max - align)   /* too large to serve: ENOMEM, silent */
         return NULL;
+    return kmm__shim_large(mm, size, align, zero ? KMM_ZERO : 0);
+}
+
+void *kmm__shim_small(struct kmm *mm, size_t size, size_t align)
+{
+    return align <= KMM_MALLOC_ALIGN ? kmm_malloc(mm, size, 0) : kmm_malloc_aligned(mm, size, align, 0);
+}
+
+void *kmm__shim_large(struct kmm *mm, size_t size, size_t align, unsigned flags)
+{
     /* mapped at first touch, as malloc's mmap'd memory is: a buffer of
      * which a program touches a few pages costs those pages */
-    unsigned flags = KMM_NOPOPULATE | (zero ? KMM_ZERO : 0);
+    flags |= KMM_NOPOPULATE;
     return align <= mm->page_size ? kmm_vmalloc(mm, size ? size : 1, flags)
-                              : kmm_vmalloc_aligned(mm, size ? size : 1, align, flags);
+                                  : kmm_vmalloc_aligned(mm, size ? size : 1, align, flags);
 }
 
 void kmm__shim_free(struct kmm *mm, void *p, const char *fn)

@@ -74,6 +74,11 @@ KMM_HIDDEN struct kmm *kmm__shim_init(void);
 /* The routing every entry shares, on a live mm (hardened mode aside). */
 KMM_HIDDEN void *kmm__shim_alloc(struct kmm *mm, size_t size, size_t align, bool zero, const char *fn);
 KMM_HIDDEN void kmm__shim_free(struct kmm *mm, void *p, const char *fn);
+/* kmm_malloc, or kmm_malloc_aligned above KMM_MALLOC_ALIGN. */
+KMM_HIDDEN void *kmm__shim_small(struct kmm *mm, size_t size, size_t align);
+/* kmm_vmalloc (kmm_vmalloc_aligned above a page), mapped at first touch;
+ * flags: KMM_ZERO or 0. The caller made sure size fits. */
+KMM_HIDDEN void *kmm__shim_large(struct kmm *mm, size_t size, size_t align, unsigned flags);
 
 /* Aborts: "kmm: <fn>: <why> <addr>". */
 KMM_HIDDEN KMM_NORETURN void kmm__shim_fatal(const char *fn, const char *why, const void *addr);

@@ -290,6 +290,20 @@ void *kmm_calloc(struct kmm *mm, size_t n, size_t size, unsigned flags)
     return malloc_slow(mm, bytes, flags | KMM_ZERO, "kmm_calloc");
 }
 
+/* The smallest class that holds size at a multiple of align (a power of
+ * two; 0 for any): slabs start on a page, so every object of a class whose
+ * size is a multiple of align is aligned, and powers of two are classes.
+ * nr_classes when none does (whole pages serve). */
+static unsigned aligned_class(struct kmm *mm, const struct kmm_slab_root *r, size_t size, size_t align)
+{
+    if (size > r->max_small || align >= mm->page_size)
+        return r->nr_classes;
+    unsigned cls = mm->kmalloc_class[(size + 15) >> 4];
+    while (cls < r->nr_classes && align && r->class_size[cls] % align)
+        cls++;
+    return cls;
+}
+
 void *kmm_malloc_aligned(struct kmm *mm, size_t size, size_t align, unsigned flags)
 {
     mm_live(mm, "kmm_malloc_aligned");
@@ -310,19 +324,14 @@ void *kmm_malloc_aligned(struct kmm *mm, size_t size, size_t align, unsigned fla
         kmm__refuse(mm, KMM_ENOMEM, "kmm_malloc_aligned", NULL);
         return NULL;
     }
-    if (size <= r->max_small && align < mm->page_size) {
-        /* slabs start on a page, so every object of a class whose size is a
-         * multiple of align is aligned; powers of two are classes */
-        for (unsigned cls = mm->kmalloc_class[(size + 15) >> 4]; cls < r->nr_classes; cls++) {
-            if (r->class_size[cls] % align == 0) {
-                struct kmm_cache *cs = kmalloc_caches(mm, r, flags);
-                if (!cs) {
-                    kmm__refuse(mm, KMM_ENOMEM, "kmm_malloc_aligned", NULL);
-                    return NULL;
-                }
-                return kmm__obj_alloc(&cs[cls], flags, "kmm_malloc_aligned");
-            }
+    unsigned cls = aligned_class(mm, r, size, align);
+    if (cls < r->nr_classes) {
+        struct kmm_cache *cs = kmalloc_caches(mm, r, flags);
+        if (!cs) {
+            kmm__refuse(mm, KMM_ENOMEM, "kmm_malloc_aligned", NULL);
+            return NULL;
         }
+        return kmm__obj_alloc(&cs[cls], flags, "kmm_malloc_aligned");
     }
     return large_alloc(mm, size ? size : 1, align, flags, "kmm_malloc_aligned");
 }
@@ -335,11 +344,9 @@ size_t kmm_malloc_good_size(struct kmm *mm, size_t size, size_t align)
         return 0;
     if (align <= KMM_MALLOC_ALIGN)
         align = 0;
-    /* the class kmm_malloc / kmm_malloc_aligned would take */
-    if (size <= r->max_small && align < mm->page_size)
-        for (unsigned cls = mm->kmalloc_class[(size + 15) >> 4]; cls < r->nr_classes; cls++)
-            if (!align || r->class_size[cls] % align == 0)
-                return r->class_size[cls];
+    unsigned cls = aligned_class(mm, r, size, align);   /* what kmm_malloc / kmm_malloc_aligned take */
+    if (cls < r->nr_classes)
+        return r->class_size[cls];
     size_t pages = ((size ? size : 1) + mm->page_size - 1) >> mm->page_shift;
     return pages << mm->page_shift;
 }
