@@ -7,6 +7,8 @@
 #               and kmm (bench/suite; SUITE_ARGS="--check" for the quick check)
 #   make sanitize-address / sanitize-thread   the tests under ASan+UBSan / TSan
 #   make fuzz   the libFuzzer targets for FUZZ_SECONDS each (clang)
+#   make guest  boot kmm as the memory manager of a small x86-64 kernel under
+#               QEMU and run its tests there (ACCEL=tcg, the default, or kvm)
 # Missing Debian packages are installed when run as root; otherwise the exact
 # apt-get command is printed.
 
@@ -16,10 +18,12 @@ BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 SANITIZE ?=
 FUZZ_SECONDS ?= 30
+ACCEL ?= tcg
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 PKGS_BUILD := cmake make gcc pkg-config liblz4-dev libzstd-dev
-PKGS_TEST  := $(PKGS_BUILD) libcmocka-dev python3 git sqlite3 g++
+PKGS_GUEST := $(PKGS_BUILD) qemu-system-x86
+PKGS_TEST  := $(PKGS_BUILD) libcmocka-dev python3 git sqlite3 g++ qemu-system-x86
 PKGS_FUZZ  := $(PKGS_BUILD) clang libclang-rt-14-dev libcmocka-dev
 PKGS_BENCH := $(PKGS_BUILD) libmimalloc-dev libjemalloc-dev libgoogle-perftools-dev
 PKGS_SUITE := $(PKGS_BENCH) gnuplot-nox sqlite3 libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3
@@ -38,14 +42,14 @@ define ensure
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
 	    echo "kmm: missing Debian packages:$$missing"; \
-	    echo "kmm: run: sudo apt-get install -y$$missing"; exit 1; \
+	    echo "kmm: run: sudo apt-get install -y --no-install-recommends$$missing"; exit 1; \
 	  fi; \
 	fi
 endef
 
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DKMM_SANITIZE=$(SANITIZE)
 
-.PHONY: all build demo test bench bench-suite misuse-compare sanitize-address sanitize-thread fuzz install clean deps-test deps-bench deps-suite deps-fuzz
+.PHONY: all build demo test guest deps-guest bench bench-suite misuse-compare sanitize-address sanitize-thread fuzz install clean deps-test deps-bench deps-suite deps-fuzz
 
 all: build
 
@@ -64,6 +68,16 @@ test: deps-test
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DKMM_TESTS=ON >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+deps-guest:
+	$(call ensure,$(PKGS_GUEST))
+
+# The guest kernel: libkmm_freestanding.a (the very archive test_freestanding
+# links) with src/platform/guest, booted by QEMU (tests/guest/run).
+guest: deps-guest
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DKMM_TESTS=ON >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target kmm_guest64 test_freestanding
+	@ACCEL=$(ACCEL) tests/guest/run $(BUILD)/tests/guest/kmm-guest.elf $(GUEST_ARGS)
 
 sanitize-address:
 	@$(MAKE) --no-print-directory test BUILD=build-asan SANITIZE=address BUILD_TYPE=Debug

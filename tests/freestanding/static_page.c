@@ -5,6 +5,8 @@
  * hosted only to print and to catch the fatal hook. */
 #include <kmm.h>
 
+#include "ktest.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,14 @@ static int failures;
         }                                                                         \
     } while (0)
 
+static int case_failures;
+
+void ktest_fail(const char *file, int line, const char *expr)
+{
+    fprintf(stderr, "    %s:%d: expected %s\n", file, line, expr);
+    case_failures++;
+}
+
 static void fatal(void *ctx, const char *msg)
 {
     (void)ctx;
@@ -37,10 +47,12 @@ static void report(void *ctx, const char *line)
     fprintf(stderr, "report: %s\n", line);
 }
 
+/* The shared freestanding cases (ktest.h) over a static buffer: two ranges
+ * with a 1 MiB hole, three areas at +2 MiB and +5 MiB, identity mapped. The
+ * guest kernel runs the same cases over the firmware's memory. */
 static void run(size_t page_size)
 {
     uintptr_t base = (uintptr_t)memory;
-    /* two ranges with a 1 MiB hole; three areas at +2 MiB and +5 MiB */
     struct kmm_memory mem = { .direct_map = 0, .nr_ranges = 2,
                               .ranges = { { base, base + (3u << 20) }, { base + (4u << 20), base + MEM_BYTES } } };
     uint64_t limits[] = { base + (2u << 20), base + (5u << 20), UINT64_MAX };
@@ -56,75 +68,34 @@ static void run(size_t page_size)
     EXPECT(before.total_pages > 0 && before.free_pages == before.total_pages);
     EXPECT(before.total_pages < (7u << 20) / page_size);   /* hole and metadata are not memory */
     EXPECT(kmm_check(mm) == 0);
+    /* no virtual memory hooks: vmalloc refuses, cleanly */
+    EXPECT(kmm_vmalloc(mm, page_size, 0) == NULL);
 
-    void *blocks[64];
-    unsigned n = 0;
-    for (unsigned order = 0; order < 6 && (page_size << order) <= (1u << 20); order++) {
-        void *p = kmm_alloc_pages(mm, order, 0);
-        EXPECT(p != NULL);
-        if (!p)
-            continue;
-        EXPECT(kmm_virt_to_phys(mm, p) == (kmm_phys_t)(uintptr_t)p);   /* identity mapped */
-        EXPECT(((uintptr_t)p & ((page_size << order) - 1)) == 0);
-        memset(p, 0xa5, page_size << order);
-        blocks[n++] = p;
-    }
-    void *low = kmm_alloc_pages(mm, 0, KMM_AREA(0));
-    EXPECT(low != NULL && (uintptr_t)low < limits[0]);
-    blocks[n++] = low;
-    void *exact = kmm_alloc_pages_exact(mm, 5 * page_size, KMM_ZERO);
-    EXPECT(exact != NULL && kmm_page_alloc_size(mm, exact) == 5);
-    blocks[n++] = exact;
-    void *aligned = kmm_alloc_pages_aligned(mm, 1, 1u << 20, 0);
-    EXPECT(aligned != NULL && ((uintptr_t)aligned & ((1u << 20) - 1)) == 0);
-    blocks[n++] = aligned;
-    /* the hole is not memory: reserving it is refused */
-    EXPECT(kmm_reserve_pages(mm, base + (3u << 20), 1) == -KMM_EBUSY);
-    EXPECT(kmm_reserve_pages(mm, base + (4u << 20) + page_size, 3) == 0);
-    EXPECT(kmm_check(mm) == 0);
-    for (unsigned i = n; i-- > 0;)
-        kmm_free_pages(mm, blocks[i]);
-    kmm_unreserve_pages(mm, base + (4u << 20) + page_size, 3);
-    EXPECT(kmm_check(mm) == 0);
-    kmm_page_stats(mm, &after);
-    EXPECT(memcmp(before.nr_free, after.nr_free, sizeof(before.nr_free)) == 0);
-    EXPECT(after.free_pages == before.free_pages);
-
-    /* kmm_malloc with no meta_alloc hook and no thread caches: its metadata
-     * comes from the page allocator; two rounds of the same work must not
-     * hold more pages than one */
-    size_t rounds_pages[2] = { 0, 0 };
-    unsigned objects = 0;
-    for (unsigned round = 0; round < 2; round++) {
-        void *obj[200];
-        static const size_t sizes[] = { 24, 100, 200, 1000, 2000 };   /* few classes: 64 KiB pages are few */
-        for (unsigned i = 0; i < 200; i++) {
-            size_t size = sizes[i % 5];
-            obj[i] = kmm_malloc(mm, size, i % 3 ? 0 : KMM_AREA(0));
-            EXPECT(obj[i] != NULL);
-            if (!obj[i])
+    struct ktest_env env = { .mm = mm, .page_size = page_size, .area_limits = limits, .nr_areas = 3,
+                             .direct_map = 0, .hole_start = base + (3u << 20), .hole_end = base + (4u << 20) };
+    unsigned cases = 0, failed = 0;
+    for (const struct ktest *const *s = ktest_suites; *s; s++) {
+        for (const struct ktest *c = *s; c->name; c++) {
+            if (c->guest_only || (c->needs_vm && !env.has_vm))
                 continue;
-            EXPECT(kmm_usable_size(mm, obj[i]) >= size);
-            EXPECT(i % 3 || (uintptr_t)obj[i] < limits[0]);
-            memset(obj[i], (int)i, size);
-            objects++;
+            case_failures = 0;
+            c->run(&env);
+            kmm_drain(mm);
+            if (kmm_check(mm) != 0)
+                ktest_fail(__FILE__, __LINE__, "kmm_check(mm) == 0 after the case");
+            cases++;
+            if (case_failures) {
+                failed++;
+                fprintf(stderr, "FAIL %s (page size %zu)\n", c->name, page_size);
+            }
         }
-        void *big = kmm_malloc(mm, 3 * page_size + 1, 0);
-        EXPECT(big != NULL && kmm_usable_size(mm, big) == 4 * page_size);
-        EXPECT(kmm_check(mm) == 0);
-        for (unsigned i = 0; i < 200; i++)
-            kmm_free(mm, obj[i]);
-        kmm_free(mm, big);
-        kmm_drain(mm);
-        EXPECT(kmm_check(mm) == 0);
-        kmm_page_stats(mm, &after);
-        rounds_pages[round] = after.allocated_pages;
     }
-    EXPECT(rounds_pages[1] == rounds_pages[0]);
+    failures += (int)failed;
+    kmm_page_stats(mm, &after);
+    EXPECT(after.reserved_pages == before.reserved_pages);
     kmm_destroy(mm);
-    printf("freestanding, page size %zu: %zu pages in 3 areas, %u allocations freed and coalesced back, "
-           "%u kmm_malloc objects (metadata: %zu pages)\n",
-           page_size, before.total_pages, n, objects, rounds_pages[1]);
+    printf("freestanding, page size %zu: %zu pages in 3 areas, %u shared cases, %u failed\n", page_size,
+           before.total_pages, cases, failed);
 }
 
 /* A call on a destroyed memory system, in a child: the carved struct is a

@@ -1,0 +1,207 @@
+/* cpu.c - the processor and the two devices the guest uses: descriptor
+ * tables, the exception handler, the serial port (COM1, 0x3f8) and QEMU's
+ * isa-debug-exit device (port 0xf4), which ends the run with a status. */
+#include "guest.h"
+
+/* ---- port I/O ------------------------------------------------------------ */
+static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
+static inline uint8_t inb(uint16_t port)
+{
+    uint8_t v;
+    __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+
+#define COM1 0x3f8
+#define DEBUG_EXIT_PORT 0xf4
+
+static void serial_init(void)
+{
+    outb(COM1 + 1, 0x00);   /* no interrupts */
+    outb(COM1 + 3, 0x80);   /* divisor latch */
+    outb(COM1 + 0, 0x01);   /* 115200 baud */
+    outb(COM1 + 1, 0x00);
+    outb(COM1 + 3, 0x03);   /* 8 bits, no parity, one stop bit */
+    outb(COM1 + 2, 0xc7);   /* FIFO on, cleared */
+    outb(COM1 + 4, 0x03);   /* DTR, RTS */
+}
+
+void guest_serial_write(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        for (unsigned spin = 0; !(inb(COM1 + 5) & 0x20) && spin < 100000; spin++)
+            __builtin_ia32_pause();
+        outb(COM1, (uint8_t)s[i]);
+    }
+}
+
+_Noreturn void guest_exit(unsigned code)
+{
+    outb(DEBUG_EXIT_PORT, (uint8_t)code);
+    /* no isa-debug-exit device: stop here; the host's timeout ends the run */
+    for (;;)
+        __asm__ volatile("cli; hlt");
+}
+
+_Noreturn void guest_panic(const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    guest_vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    guest_printf("kmm guest panic: %s\n", msg);
+    guest_exit(GUEST_EXIT_PANIC);
+}
+
+/* ---- descriptor tables ------------------------------------------------------ */
+struct tss64 {
+    uint32_t reserved0;
+    uint64_t rsp[3];
+    uint64_t reserved1;
+    uint64_t ist[7];
+    uint64_t reserved2;
+    uint16_t reserved3, iomap_base;
+} __attribute__((packed));
+
+struct idt_gate {
+    uint16_t offset_low, selector;
+    uint8_t ist, type;
+    uint16_t offset_mid;
+    uint32_t offset_high, zero;
+} __attribute__((packed));
+
+extern uint64_t guest_gdt_tss[2];
+extern const uint64_t guest_trap_stubs[32];
+extern char guest_exception_stack_top[], guest_double_fault_stack_top[];
+
+static struct tss64 tss __attribute__((aligned(16)));
+static struct idt_gate idt[32] __attribute__((aligned(16)));
+
+static void tss_init(void)
+{
+    tss.ist[0] = (uint64_t)(uintptr_t)guest_exception_stack_top;       /* IST1: every exception */
+    tss.ist[1] = (uint64_t)(uintptr_t)guest_double_fault_stack_top;    /* IST2: #DF, a fault in a handler */
+    tss.iomap_base = sizeof tss;
+    uint64_t base = (uint64_t)(uintptr_t)&tss, limit = sizeof tss - 1;
+    guest_gdt_tss[0] = (limit & 0xffff) | ((base & 0xffffff) << 16) | (0x89ull << 40) |
+                       ((limit >> 16 & 0xf) << 48) | ((base >> 24 & 0xff) << 56);
+    guest_gdt_tss[1] = base >> 32;
+    __asm__ volatile("ltr %w0" ::"r"(0x20));
+}
+
+static void idt_init(void)
+{
+    for (unsigned v = 0; v < 32; v++) {
+        uint64_t at = guest_trap_stubs[v];
+        idt[v] = (struct idt_gate){ .offset_low = (uint16_t)at, .selector = 0x08,
+                                    .ist = v == 8 ? 2 : 1, .type = 0x8e,
+                                    .offset_mid = (uint16_t)(at >> 16), .offset_high = (uint32_t)(at >> 32) };
+    }
+    struct {
+        uint16_t limit;
+        uint64_t base;
+    } __attribute__((packed)) ptr = { sizeof idt - 1, (uint64_t)(uintptr_t)idt };
+    __asm__ volatile("lidt %0" ::"m"(ptr));
+}
+
+void guest_cpu_init(void)
+{
+    serial_init();
+    tss_init();
+    idt_init();
+}
+
+/* ---- exceptions ------------------------------------------------------------ */
+struct guest_trap_frame {
+    uint64_t r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax;
+    uint64_t vector, error;
+    uint64_t rip, cs, rflags, rsp, ss;   /* pushed by the CPU */
+};
+void guest_trap(struct guest_trap_frame *f);
+
+struct fixup {
+    uint64_t at, resume;
+};
+extern const struct fixup guest_fixups_start[], guest_fixups_end[];
+
+struct guest_fault guest_last_fault;
+struct kmm *guest_fault_mm;
+
+static const char *const vector_name[32] = {
+    "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range", "invalid opcode",
+    "device not available", "double fault", "coprocessor overrun", "invalid TSS", "segment not present",
+    "stack fault", "general protection", "page fault", "reserved", "x87 error", "alignment check",
+    "machine check", "SIMD error", "virtualization", "control protection",
+};
+
+struct area_at {
+    uint64_t addr;
+    struct kmm_vmalloc_area_info info;
+    bool found;
+};
+
+static void find_area(void *arg, const struct kmm_vmalloc_area_info *a)
+{
+    struct area_at *at = arg;
+    if (at->addr >= a->start && at->addr < a->end) {
+        at->info = *a;
+        at->found = true;
+    }
+}
+
+/* What the address is, in words. ask_kmm: the fault came from a probe, not
+ * from inside kmm, so kmm's vmalloc lock is free to take. */
+static void explain(char *buf, size_t size, uint64_t addr, bool ask_kmm)
+{
+    struct kmm *mm = guest_fault_mm;
+    if (addr >= GUEST_VMALLOC_START && addr < GUEST_VMALLOC_END) {
+        if (!ask_kmm || !mm || !kmm_is_vmalloc_addr(mm, (const void *)(uintptr_t)addr)) {
+            guest_snprintf(buf, size, "in the vmalloc space");
+            return;
+        }
+        struct area_at at = { .addr = addr };
+        kmm_vmalloc_info(mm, find_area, &at);
+        if (!at.found) {
+            guest_snprintf(buf, size, "in the vmalloc space, in no live area");
+        } else {
+            struct kmm_page_stats ps;
+            kmm_page_stats(mm, &ps);
+            uint64_t mapped_end = at.info.start + at.info.pages * ps.page_size;
+            guest_snprintf(buf, size, "%s %s area at %p of %zu bytes",
+                           addr >= mapped_end ? "the guard page after the" : "inside the", at.info.kind,
+                           (void *)at.info.start, at.info.size);
+        }
+    } else if (addr >= GUEST_DIRECT_MAP && addr < GUEST_DIRECT_MAP + GUEST_DIRECT_MAX) {
+        guest_snprintf(buf, size, "in the direct map at physical %p, not present (unmapped, or not memory)",
+                       (void *)(uintptr_t)(addr - GUEST_DIRECT_MAP));
+    } else {
+        guest_snprintf(buf, size, "not mapped");
+    }
+}
+
+void guest_trap(struct guest_trap_frame *f)
+{
+    uint64_t cr2 = 0;
+    if (f->vector == 14)
+        __asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
+    for (const struct fixup *x = guest_fixups_start; f->vector == 14 && x < guest_fixups_end; x++) {
+        if (x->at != f->rip)
+            continue;
+        guest_last_fault.addr = cr2;
+        guest_last_fault.rip = f->rip;
+        guest_last_fault.error = f->error;
+        guest_last_fault.count++;
+        explain(guest_last_fault.explained, sizeof guest_last_fault.explained, cr2, true);
+        guest_printf("#PF at %p (%s): %s; resumed at the probe's fixup\n", (void *)(uintptr_t)cr2,
+                     f->error & 2 ? "write" : "read", guest_last_fault.explained);
+        f->rip = x->resume;
+        return;
+    }
+    char what[160] = "";
+    if (f->vector == 14)
+        explain(what, sizeof what, cr2, false);
+    guest_panic("%s (vector %u, error 0x%lx) at rip %p%s%p%s%s", f->vector < 32 ? vector_name[f->vector] : "?",
+                (unsigned)f->vector, (unsigned long)f->error, (void *)(uintptr_t)f->rip,
+                f->vector == 14 ? ", address " : "", (void *)(uintptr_t)cr2, f->vector == 14 ? ": " : "", what);
+}

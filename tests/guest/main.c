@@ -1,0 +1,151 @@
+/* main.c - the guest kernel's tests: the freestanding cases (tests/freestanding),
+ * run over the guest platform on the firmware's memory, one line per case,
+ * then the figures (bench/guest), then "N passed, N failed" as the last line.
+ *
+ * Command line (QEMU's -append): kmm.accel=NAME labels the figures with the
+ * accelerator the host chose; kmm.fail adds a case that fails on purpose
+ * (the host side's failure path is tested with it); kmm.nofigures skips the
+ * figures. */
+#include "guest.h"
+#include "ktest.h"
+
+void guest_figures(struct kmm *mm, const char *accel);
+
+static const uint64_t area_limits[] = { 16ull << 20, 4ull << 30, UINT64_MAX };
+static unsigned passed, failed, case_failures;
+
+void ktest_fail(const char *file, int line, const char *expr)
+{
+    guest_printf("    %s:%d: expected %s\n", file, line, expr);
+    case_failures++;
+}
+
+/* The value of "key=" on the command line, copied to out; or whether the
+ * bare word key is there (out NULL). */
+static bool cmdline_has(const char *key, char *out, size_t size)
+{
+    const char *s = guest_machine.cmdline;
+    size_t klen = __builtin_strlen(key);
+    while (*s) {
+        while (*s == ' ')
+            s++;
+        const char *w = s;
+        while (*s && *s != ' ')
+            s++;
+        if ((size_t)(s - w) >= klen && !__builtin_memcmp(w, key, klen)) {
+            if (!out && (size_t)(s - w) == klen)
+                return true;
+            if (out && w[klen] == '=') {
+                size_t n = 0;
+                for (const char *v = w + klen + 1; v < s && n + 1 < size; v++)
+                    out[n++] = *v;
+                out[n] = '\0';
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static const char *fault_words(void) { return guest_last_fault.explained; }
+
+static void deliberate_failure(const struct ktest_env *env)
+{
+    (void)env;
+    KT_EXPECT(1 + 1 == 3);
+}
+static const struct ktest failing_case = { .name = "deliberate_failure", .run = deliberate_failure };
+
+static void run_case(const struct ktest *c, const struct ktest_env *env)
+{
+    case_failures = 0;
+    uint64_t t0 = guest_rdtsc();
+    c->run(env);
+    kmm_drain(env->mm);
+    if (kmm_check(env->mm) != 0)
+        ktest_fail(__FILE__, __LINE__, "kmm_check(mm) == 0 after the case");
+    uint64_t mcycles = (guest_rdtsc() - t0) / 1000000;
+    if (case_failures)
+        failed++;
+    else
+        passed++;
+    guest_printf("%s %3u %s (page size %zu, %lu Mcycles)\n", case_failures ? "FAIL" : "ok  ", passed + failed,
+                 c->name, env->page_size, (unsigned long)mcycles);
+}
+
+/* One memory system over all of the machine's memory, in three areas; the
+ * kernel image and the boot structures reserved; then every case. */
+static struct kmm *run_all(size_t page_size, bool guest_cases, bool fail)
+{
+    struct kmm_config cfg = { .page_size = page_size, .area_limits = area_limits, .nr_areas = 3,
+                              .platform = &kmm_platform_guest };
+    struct kmm *mm = kmm_create(&cfg);
+    if (!mm)
+        guest_panic("kmm_create failed (error %d)", guest_errno);
+    int rc = guest_reserve_boot_memory(mm);
+    if (rc != 0)
+        guest_panic("reserving the kernel image and boot structures: %d", rc);
+    guest_fault_mm = mm;
+    struct ktest_env env = {
+        .mm = mm, .page_size = page_size, .area_limits = area_limits, .nr_areas = 3,
+        .direct_map = (uintptr_t)GUEST_DIRECT_MAP, .has_vm = true, .has_unmapped = true,
+        .probe_write = guest_probe_write, .probe_read = guest_probe_read, .last_fault = fault_words,
+    };
+    /* the first hole in the firmware's map: the legacy VGA/ROM range or the PCI hole */
+    for (unsigned i = 0; i < guest_machine.nr_e820; i++) {
+        const struct guest_e820 *r = &guest_machine.e820[i];
+        if (r->type != 1) {
+            env.hole_start = (r->start + page_size - 1) & ~(uint64_t)(page_size - 1);
+            env.hole_end = r->end & ~(uint64_t)(page_size - 1);
+            if (env.hole_end > env.hole_start)
+                break;
+        }
+    }
+    for (const struct ktest *const *s = ktest_suites; *s; s++)
+        for (const struct ktest *c = *s; c->name; c++)
+            if (guest_cases || !c->guest_only)
+                run_case(c, &env);
+    if (fail)
+        run_case(&failing_case, &env);
+    return mm;
+}
+
+unsigned guest_kernel_main(void)
+{
+    char accel[32] = "unknown";
+    cmdline_has("kmm.accel", accel, sizeof accel);
+    uint64_t usable = 0;
+    for (unsigned i = 0; i < guest_machine.nr_e820; i++)
+        if (guest_machine.e820[i].type == 1)
+            usable += guest_machine.e820[i].end - guest_machine.e820[i].start;
+    guest_printf("kmm guest: x86-64 long mode, accelerator %s, %lu MiB usable RAM in the firmware's map:\n", accel,
+                 (unsigned long)(usable >> 20));
+    for (unsigned i = 0; i < guest_machine.nr_e820; i++)
+        guest_printf("  e820 [%016lx, %016lx) %s\n", (unsigned long)guest_machine.e820[i].start,
+                     (unsigned long)guest_machine.e820[i].end,
+                     guest_machine.e820[i].type == 1 ? "usable" : "reserved");
+    guest_printf("kernel image [%lx, %lx), identity mapped; direct map at %p; vmalloc space at %p\n",
+                 (unsigned long)guest_machine.image_start, (unsigned long)guest_machine.image_end,
+                 (void *)GUEST_DIRECT_MAP, (void *)GUEST_VMALLOC_START);
+
+    bool fail = cmdline_has("kmm.fail", NULL, 0);
+    struct kmm *mm = run_all(4096, true, fail);
+    kmm_destroy(mm);
+    /* the same cases on 16 KiB pages, but those that need the guest's hooks at 4 KiB */
+    mm = run_all(16384, false, false);
+    kmm_destroy(mm);
+    guest_fault_mm = NULL;
+
+    if (!cmdline_has("kmm.nofigures", NULL, 0)) {
+        struct kmm_config cfg = { .area_limits = area_limits, .nr_areas = 3, .platform = &kmm_platform_guest };
+        mm = kmm_create(&cfg);
+        if (!mm || guest_reserve_boot_memory(mm) != 0)
+            guest_panic("kmm_create for the figures failed");
+        guest_figures(mm, accel);
+        if (kmm_check(mm) != 0)
+            failed++, guest_printf("FAIL kmm_check after the figures\n");
+        kmm_destroy(mm);
+    }
+    guest_printf("%u passed, %u failed\n", passed, failed);
+    return failed ? GUEST_EXIT_FAIL : GUEST_EXIT_PASS;
+}
