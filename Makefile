@@ -78,6 +78,7 @@ guest: deps-guest
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DKMM_TESTS=ON >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) --target kmm_guest64 test_freestanding
 	@ACCEL=$(ACCEL) tests/guest/run $(BUILD)/tests/guest/kmm-guest.elf $(GUEST_ARGS)
+	@tests/guest/same_archive $(BUILD)
 
 sanitize-address:
 	@$(MAKE) --no-print-directory test BUILD=build-asan SANITIZE=address BUILD_TYPE=Debug
