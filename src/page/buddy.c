@@ -502,6 +502,9 @@ void kmm__owner_fatal(struct kmm *mm, const char *fn, const void *addr, enum kmm
 static uint64_t check_free(struct kmm *mm, enum kmm_owner owner, const char *fn, const void *addr, kmm_meta_t *head)
 {
     uint64_t pfn = virt_to_pfn(mm, addr);
+    if (pfn == UINT64_MAX && kmm__vm_owns(mm, addr))   /* the likeliest wrong layer: name it */
+        kmm__fatal_page(mm, fn, "address in the vmalloc space (kmm_vmalloc or kmm_vmap memory: "
+                                "kmm_vfree or kmm_vunmap frees it)", addr);
     if (pfn == UINT64_MAX)
         kmm__fatal_page(mm, fn, "address outside memory", addr);
     if (((uintptr_t)addr - mm->direct_map) & (mm->page_size - 1))

@@ -110,6 +110,30 @@ static struct kmm *run_all(size_t page_size, bool guest_cases, bool fail)
     return mm;
 }
 
+/* kmm.misuse=WHAT: a misuse that must end the run in a panic that names it
+ * (the host side checks the words): the failure paths of kmm's core and of
+ * the fault handler, on real hardware state. */
+static _Noreturn void misuse(const char *what)
+{
+    struct kmm_config cfg = { .area_limits = area_limits, .nr_areas = 3, .platform = &kmm_platform_guest };
+    struct kmm *mm = kmm_create(&cfg);
+    if (!mm)
+        guest_panic("kmm_create failed");
+    guest_fault_mm = mm;
+    if (!__builtin_strcmp(what, "double_free")) {
+        void *p = kmm_malloc(mm, 64, 0);
+        kmm_free(mm, p);
+        kmm_free(mm, p);   /* kmm's fatal hook: guest_panic */
+    } else if (!__builtin_strcmp(what, "guard_overflow")) {
+        volatile char *v = kmm_vmalloc(mm, 4096, 0);
+        v[4096] = 1;   /* no probe: the fault handler panics, naming the guard page */
+    } else if (!__builtin_strcmp(what, "wrong_layer")) {
+        void *v = kmm_vmalloc(mm, 8192, 0);
+        kmm_free_pages(mm, v);   /* not the page allocator's: refused, naming the owner */
+    }
+    guest_panic("kmm.misuse=%s: the run went on", what);
+}
+
 unsigned guest_kernel_main(void)
 {
     char accel[32] = "unknown";
@@ -128,6 +152,9 @@ unsigned guest_kernel_main(void)
                  (unsigned long)guest_machine.image_start, (unsigned long)guest_machine.image_end,
                  (void *)GUEST_DIRECT_MAP, (void *)GUEST_VMALLOC_START);
 
+    char what[32];
+    if (cmdline_has("kmm.misuse", what, sizeof what))
+        misuse(what);
     bool fail = cmdline_has("kmm.fail", NULL, 0);
     struct kmm *mm = run_all(4096, true, fail);
     kmm_destroy(mm);

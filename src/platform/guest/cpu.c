@@ -150,8 +150,8 @@ static void find_area(void *arg, const struct kmm_vmalloc_area_info *a)
     }
 }
 
-/* What the address is, in words. ask_kmm: the fault came from a probe, not
- * from inside kmm, so kmm's vmalloc lock is free to take. */
+/* What the address is, in words. ask_kmm: no lock is held (one CPU), so
+ * kmm's vmalloc lock is free to take. */
 static void explain(char *buf, size_t size, uint64_t addr, bool ask_kmm)
 {
     struct kmm *mm = guest_fault_mm;
@@ -192,15 +192,15 @@ void guest_trap(struct guest_trap_frame *f)
         guest_last_fault.rip = f->rip;
         guest_last_fault.error = f->error;
         guest_last_fault.count++;
-        explain(guest_last_fault.explained, sizeof guest_last_fault.explained, cr2, true);
+        explain(guest_last_fault.explained, sizeof guest_last_fault.explained, cr2, guest_locks_held == 0);
         guest_printf("#PF at %p (%s): %s; resumed at the probe's fixup\n", (void *)(uintptr_t)cr2,
                      f->error & 2 ? "write" : "read", guest_last_fault.explained);
         f->rip = x->resume;
         return;
     }
     char what[160] = "";
-    if (f->vector == 14)
-        explain(what, sizeof what, cr2, false);
+    if (f->vector == 14)   /* kmm can be asked unless the fault came from inside one of its critical sections */
+        explain(what, sizeof what, cr2, guest_locks_held == 0);
     guest_panic("%s (vector %u, error 0x%lx) at rip %p%s%p%s%s", f->vector < 32 ? vector_name[f->vector] : "?",
                 (unsigned)f->vector, (unsigned long)f->error, (void *)(uintptr_t)f->rip,
                 f->vector == 14 ? ", address " : "", (void *)(uintptr_t)cr2, f->vector == 14 ? ": " : "", what);

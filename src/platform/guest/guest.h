@@ -111,6 +111,8 @@ void guest_paging_stats(struct guest_paging_stats *st);
  * the serial port and the page tables are set up; its return value is the
  * exit code (GUEST_EXIT_*). */
 unsigned guest_kernel_main(void);
+/* Locks held now by the (one) CPU: kmm's and the platform's spinlocks. */
+extern unsigned guest_locks_held;
 /* The last refused call's KMM_E* number (the platform's error hook). */
 extern int guest_errno;
 /* The kmm platform over this machine: memory from the e820 map, locks as

@@ -92,7 +92,11 @@ static int guest_open(const struct kmm_platform *pf, const struct kmm_config *cf
 
 static void guest_close(void *ctx) { (void)ctx; }
 
-/* A test-and-set lock; pause while it is held. */
+/* A test-and-set lock; pause while it is held. guest_locks_held counts the
+ * locks this (only) CPU holds: at 0, a fault did not come from inside a
+ * critical section of kmm, and the fault handler may call kmm to explain it. */
+unsigned guest_locks_held;
+
 static void spin_init(struct kmm_lock *l) { __atomic_store_n((int *)l->opaque, 0, __ATOMIC_RELAXED); }
 static void spin_lock(struct kmm_lock *l)
 {
@@ -100,8 +104,13 @@ static void spin_lock(struct kmm_lock *l)
     while (__atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE))
         while (__atomic_load_n(word, __ATOMIC_RELAXED))
             __builtin_ia32_pause();
+    guest_locks_held++;
 }
-static void spin_unlock(struct kmm_lock *l) { __atomic_store_n((int *)l->opaque, 0, __ATOMIC_RELEASE); }
+static void spin_unlock(struct kmm_lock *l)
+{
+    guest_locks_held--;
+    __atomic_store_n((int *)l->opaque, 0, __ATOMIC_RELEASE);
+}
 
 static void guest_report(void *ctx, const char *line)
 {

@@ -1,12 +1,15 @@
-/* string.c - the four functions a C compiler calls even in freestanding code
- * (struct copies, large zeroing); kmm's core needs memcpy, memmove and memset.
- * rep movsb / stosb: short and, on current CPUs, fast. */
+/* string.c - the functions a C compiler calls even in freestanding code
+ * (struct copies, large zeroing, __builtin_strlen of a non-constant); kmm's
+ * core needs memcpy, memmove and memset. rep movsb / stosb: short and, on
+ * current CPUs, fast. */
 #include <stddef.h>
 
 void *memcpy(void *restrict dst, const void *restrict src, size_t n);
 void *memmove(void *dst, const void *src, size_t n);
 void *memset(void *dst, int c, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
+size_t strlen(const char *s);
+int strcmp(const char *a, const char *b);
 
 void *memcpy(void *restrict dst, const void *restrict src, size_t n)
 {
@@ -41,4 +44,19 @@ int memcmp(const void *a, const void *b, size_t n)
         if (x[i] != y[i])
             return x[i] < y[i] ? -1 : 1;
     return 0;
+}
+
+size_t strlen(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+int strcmp(const char *a, const char *b)
+{
+    while (*a && *a == *b)
+        a++, b++;
+    return (unsigned char)*a - (unsigned char)*b;
 }
