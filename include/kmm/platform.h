@@ -9,8 +9,12 @@
  *    reservation.
  *  - kmm_platform_static(): freestanding. The caller hands over ranges of
  *    memory that are identity mapped (virtual == physical), and locks do
- *    nothing; it has no virtual memory hooks (kmm_vmalloc refuses) (one CPU, or the caller serialises). A hypervisor, kernel or test
- *    framework fills in its own hooks instead where it has better ones.
+ *    nothing; it has no virtual memory hooks (kmm_vmalloc refuses) (one CPU,
+ *    or the caller serialises). A hypervisor, kernel or test framework fills
+ *    in its own hooks instead where it has better ones: src/platform/guest
+ *    is a complete example, an x86-64 kernel's platform over the firmware's
+ *    memory map and real page tables (README, "Running kmm in your own
+ *    kernel").
  *
  * Every hook receives ctx, the value open() stored. Optional hooks may be
  * NULL. Hooks that can fail return 0 or a negative KMM_E* number.
