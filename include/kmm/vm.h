@@ -174,6 +174,7 @@ KMM_API void kmm_vmalloc_stats(struct kmm *mm, struct kmm_vmalloc_stats *st);
 /* One area of the vmalloc space, as /proc/vmallocinfo shows it. */
 struct kmm_vmalloc_area_info {
     uintptr_t start, end;          /* [start, end): the area and its guard page */
+    uintptr_t guard;               /* [guard, end): not mapped, the guard page */
     size_t size;                   /* bytes asked for */
     size_t pages, runs;            /* pages mapped; physically contiguous runs (one mapping each) */
     const char *kind;              /* "vmalloc", "vmap", "vmap-ro", "lazy-free" */
@@ -185,6 +186,12 @@ struct kmm_vmalloc_area_info {
  * not call into mm). Cost: O(areas). */
 KMM_API void kmm_vmalloc_info(struct kmm *mm, void (*fn)(void *arg, const struct kmm_vmalloc_area_info *a),
                               void *arg);
+
+/* The area addr lies in (its pages or its guard page), as kmm_vmalloc_info
+ * would report it: true and *out filled, or false when addr is in no area.
+ * For fault handlers that explain an address. Takes the vmalloc lock: not
+ * from inside kmm's critical sections. Cost: O(log areas). */
+KMM_API bool kmm_vmalloc_area_at(struct kmm *mm, const void *addr, struct kmm_vmalloc_area_info *out);
 
 #ifdef __cplusplus
 }

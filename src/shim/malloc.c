@@ -384,21 +384,6 @@ SHIM_EXPORT unsigned kmm_shim_options(void)
 
 /* ---- a fault explained: which kmm memory the address is ------------------------------ */
 
-struct near_area {
-    uintptr_t addr;
-    struct kmm_vmalloc_area_info info;
-    bool found;
-};
-
-static void find_area(void *arg, const struct kmm_vmalloc_area_info *a)
-{
-    struct near_area *n = arg;
-    if (n->addr >= a->start && n->addr < a->end) {   /* its pages, then its guard page */
-        n->info = *a;
-        n->found = true;
-    }
-}
-
 static void explain_fault(const void *addr)
 {
     struct kmm *mm = kmm__shim_mm;
@@ -410,18 +395,17 @@ static void explain_fault(const void *addr)
     if (kmm__hard_zero_owns(addr)) {
         kmm__msg_str(&m, ": inside a zero-size allocation (malloc(0) memory is not accessible)");
     } else if (kmm_is_vmalloc_addr(mm, addr)) {
-        struct near_area n = { .addr = (uintptr_t)addr };
-        kmm_vmalloc_info(mm, find_area, &n);
-        if (!n.found) {
+        struct kmm_vmalloc_area_info a;
+        if (!kmm_vmalloc_area_at(mm, addr, &a)) {
             kmm__msg_str(&m, ": in the large-buffer space but in no live buffer (use after free?)");
         } else {
-            bool guard = (uintptr_t)addr >= n.info.start + (n.info.pages << mm->page_shift);
+            bool guard = (uintptr_t)addr >= a.guard;
             kmm__msg_str(&m, guard ? ": the guard page after the buffer at " : ": inside the buffer at ");
-            kmm__msg_hex(&m, (uint64_t)n.info.start);
+            kmm__msg_hex(&m, (uint64_t)a.start);
             kmm__msg_str(&m, " of ");
-            kmm__msg_dec(&m, n.info.size);
+            kmm__msg_dec(&m, a.size);
             kmm__msg_str(&m, guard ? " bytes (overflow)" : " bytes");
-            if (!__builtin_strcmp(n.info.kind, "lazy-free"))
+            if (!__builtin_strcmp(a.kind, "lazy-free"))
                 kmm__msg_str(&m, ", freed (use after free)");
         }
     } else {

@@ -39,16 +39,18 @@ struct info_walk {
     void *arg;
 };
 
-static int info_one(void *arg, struct vm_node *n)
+/* What /proc/vmallocinfo would say of n; false for what is no area (free
+ * ranges, and areas being made or orphaned). */
+static bool area_info(struct kmm *mm, const struct vm_node *n, struct kmm_vmalloc_area_info *a)
 {
-    struct info_walk *w = arg;
     static const char *const kinds[] = { [VM_VMALLOC] = "vmalloc", [VM_VMAP] = "vmap", [VM_LAZY] = "lazy-free" };
     if (n->state == VM_FREE || n->state == VM_BUSY || n->state == VM_ORPHAN)
-        return 0;
-    unsigned shift = w->mm->page_shift;
-    struct kmm_vmalloc_area_info a = {
+        return false;
+    unsigned shift = mm->page_shift;
+    *a = (struct kmm_vmalloc_area_info){
         .start = n->first << shift,
         .end = vm_node_end(n) << shift,
+        .guard = (n->first + n->mapped) << shift,
         .size = n->size,
         .pages = n->mapped,
         .runs = n->nr_runs,
@@ -56,7 +58,15 @@ static int info_one(void *arg, struct vm_node *n)
         .tag = n->tag,
         .caller = n->caller,
     };
-    w->fn(w->arg, &a);
+    return true;
+}
+
+static int info_one(void *arg, struct vm_node *n)
+{
+    struct info_walk *w = arg;
+    struct kmm_vmalloc_area_info a;
+    if (area_info(w->mm, n, &a))
+        w->fn(w->arg, &a);
     return 0;
 }
 
@@ -70,6 +80,19 @@ void kmm_vmalloc_info(struct kmm *mm, void (*fn)(void *arg, const struct kmm_vma
     kmm_lock(mm, &vm->lock);
     kmm__vt_walk(vm->root, info_one, &w);
     kmm_unlock(mm, &vm->lock);
+}
+
+bool kmm_vmalloc_area_at(struct kmm *mm, const void *addr, struct kmm_vmalloc_area_info *out)
+{
+    mm_live(mm, "kmm_vmalloc_area_at");
+    struct kmm_vm *vm = __atomic_load_n(&mm->vm, __ATOMIC_ACQUIRE);
+    if (!vm || !kmm__vm_owns(mm, addr))
+        return false;
+    kmm_lock(mm, &vm->lock);
+    struct vm_node *n = kmm__vt_find(vm->root, (uintptr_t)addr >> mm->page_shift);
+    bool found = n && area_info(mm, n, out);
+    kmm_unlock(mm, &vm->lock);
+    return found;
 }
 
 /* ---- kmm_check ---------------------------------------------------------------- */

@@ -135,21 +135,6 @@ static const char *const vector_name[32] = {
     "machine check", "SIMD error", "virtualization", "control protection",
 };
 
-struct area_at {
-    uint64_t addr;
-    struct kmm_vmalloc_area_info info;
-    bool found;
-};
-
-static void find_area(void *arg, const struct kmm_vmalloc_area_info *a)
-{
-    struct area_at *at = arg;
-    if (at->addr >= a->start && at->addr < a->end) {
-        at->info = *a;
-        at->found = true;
-    }
-}
-
 /* What the address is, in words. ask_kmm: no lock is held (one CPU), so
  * kmm's vmalloc lock is free to take. */
 static void explain(char *buf, size_t size, uint64_t addr, bool ask_kmm)
@@ -160,18 +145,13 @@ static void explain(char *buf, size_t size, uint64_t addr, bool ask_kmm)
             guest_snprintf(buf, size, "in the vmalloc space");
             return;
         }
-        struct area_at at = { .addr = addr };
-        kmm_vmalloc_info(mm, find_area, &at);
-        if (!at.found) {
+        struct kmm_vmalloc_area_info a;
+        if (!kmm_vmalloc_area_at(mm, (const void *)(uintptr_t)addr, &a))
             guest_snprintf(buf, size, "in the vmalloc space, in no live area");
-        } else {
-            struct kmm_page_stats ps;
-            kmm_page_stats(mm, &ps);
-            uint64_t mapped_end = at.info.start + at.info.pages * ps.page_size;
+        else
             guest_snprintf(buf, size, "%s %s area at %p of %zu bytes",
-                           addr >= mapped_end ? "the guard page after the" : "inside the", at.info.kind,
-                           (void *)at.info.start, at.info.size);
-        }
+                           addr >= a.guard ? "the guard page after the" : "inside the", a.kind, (void *)a.start,
+                           a.size);
     } else if (addr >= GUEST_DIRECT_MAP && addr < GUEST_DIRECT_MAP + GUEST_DIRECT_MAX) {
         guest_snprintf(buf, size, "in the direct map at physical %p, not present (unmapped, or not memory)",
                        (void *)(uintptr_t)(addr - GUEST_DIRECT_MAP));
