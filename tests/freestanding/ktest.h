@@ -16,6 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A physical range [start, end). */
+struct ktest_range {
+    kmm_phys_t start, end;
+};
+
 struct ktest_env {
     struct kmm *mm;
     size_t page_size;
@@ -33,6 +38,13 @@ struct ktest_env {
     int (*probe_read)(const void *p);
     /* Optional: the words the platform had for the last caught fault. */
     const char *(*last_fault)(void);
+    /* Optional, where a firmware described the machine (guest): its ranges
+     * that are not usable memory, as it gave them (unaligned, possibly
+     * beyond the last memory), and the kernel image, reserved at boot.
+     * nr_firmware_reserved 0 / image.end == image.start: none known. */
+    const struct ktest_range *firmware_reserved;
+    unsigned nr_firmware_reserved;
+    struct ktest_range image;
 };
 
 /* Supplied by the runner: one broken expectation. */
@@ -49,6 +61,20 @@ struct ktest {
     bool guest_only;               /* needs the guest platform: skipped elsewhere */
     bool needs_vm;                 /* needs kmm_vmalloc: skipped where env->has_vm is false */
 };
+
+/* Did the last caught fault's words mention word? (No libc: no strstr.) */
+static inline bool ktest_fault_mentions(const struct ktest_env *env, const char *word)
+{
+    const char *s = env->last_fault ? env->last_fault() : NULL;
+    for (; s && *s; s++) {
+        size_t i = 0;
+        while (word[i] && s[i] == word[i])
+            i++;
+        if (!word[i])
+            return true;
+    }
+    return false;
+}
 
 /* The cases, a table per file (each ended by a { NULL } entry), and all of
  * them in the order they run (ended by NULL): ktest_cases.c. */

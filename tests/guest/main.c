@@ -91,7 +91,17 @@ static struct kmm *run_all(size_t page_size, bool guest_cases, bool fail)
         .direct_map = (uintptr_t)GUEST_DIRECT_MAP, .has_vm = true, .has_unmapped = true,
         .probe_write = guest_probe_write, .probe_read = guest_probe_read, .last_fault = fault_words,
     };
-    /* the first hole in the firmware's map: the legacy VGA/ROM range or the PCI hole */
+    /* what the firmware keeps, as it said it, for the cases to check that
+     * kmm refuses it; and the first hole in its map (the legacy VGA/ROM
+     * range or the PCI hole) */
+    static struct ktest_range firmware[GUEST_MAX_E820];
+    unsigned nr_firmware = 0;
+    for (unsigned i = 0; i < guest_machine.nr_e820; i++)
+        if (guest_machine.e820[i].type != 1)
+            firmware[nr_firmware++] = (struct ktest_range){ guest_machine.e820[i].start, guest_machine.e820[i].end };
+    env.firmware_reserved = firmware;
+    env.nr_firmware_reserved = nr_firmware;
+    env.image = (struct ktest_range){ guest_machine.image_start, guest_machine.image_end };
     for (unsigned i = 0; i < guest_machine.nr_e820; i++) {
         const struct guest_e820 *r = &guest_machine.e820[i];
         if (r->type != 1) {
