@@ -6,8 +6,10 @@
  *
  * A case gets a memory system and what it needs to know of its machine. It
  * reports each broken expectation with KT_EXPECT, leaves the memory system as
- * it found it (the runner calls kmm_check after every case, and compares the
- * free pages before and after), and may skip what its platform cannot do. */
+ * it found it (the runner calls kmm_drain and kmm_check after every case;
+ * the case compares free pages itself, after a warm-up where a layer's first
+ * use takes metadata pages for good), and may skip what its platform cannot
+ * do. */
 #ifndef KMM_KTEST_H
 #define KMM_KTEST_H
 
