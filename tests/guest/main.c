@@ -129,6 +129,8 @@ static _Noreturn void misuse(const char *what)
     struct kmm *mm = kmm_create(&cfg);
     if (!mm)
         guest_panic("kmm_create failed");
+    if (guest_reserve_boot_memory(mm) != 0)   /* or the kernel's own page tables are kmm's to hand out */
+        guest_panic("reserving the kernel image and boot structures failed");
     guest_fault_mm = mm;
     if (!__builtin_strcmp(what, "double_free")) {
         void *p = kmm_malloc(mm, 64, 0);
@@ -167,11 +169,12 @@ unsigned guest_kernel_main(void)
         misuse(what);
     bool fail = cmdline_has("kmm.fail", NULL, 0);
     struct kmm *mm = run_all(4096, true, fail);
+    guest_fault_mm = NULL;   /* the fault handler must not ask a destroyed memory system */
     kmm_destroy(mm);
     /* the same cases on 16 KiB pages, but those that need the guest's hooks at 4 KiB */
     mm = run_all(16384, false, false);
-    kmm_destroy(mm);
     guest_fault_mm = NULL;
+    kmm_destroy(mm);
 
     if (!cmdline_has("kmm.nofigures", NULL, 0)) {
         struct kmm_config cfg = { .area_limits = area_limits, .nr_areas = 3, .platform = &kmm_platform_guest };

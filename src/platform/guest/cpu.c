@@ -160,11 +160,24 @@ static void explain(char *buf, size_t size, uint64_t addr, bool ask_kmm)
     }
 }
 
+/* Every exception starts at the top of its IST stack, so one taken inside
+ * this handler (kmm asked about a destroyed or corrupted mm, say) has
+ * overwritten the frame of the one being handled: it cannot return, and
+ * asking kmm again could fault again, forever. */
+static unsigned trap_depth;
+static uint64_t trap_vector, trap_rip, trap_cr2;   /* the exception being handled, for that panic */
+
 void guest_trap(struct guest_trap_frame *f)
 {
     uint64_t cr2 = 0;
     if (f->vector == 14)
         __asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
+    if (trap_depth++)
+        guest_panic("vector %u (error 0x%lx) at rip %p, address %p, inside the handler of vector %u at rip %p, "
+                    "address %p",
+                    (unsigned)f->vector, (unsigned long)f->error, (void *)(uintptr_t)f->rip, (void *)(uintptr_t)cr2,
+                    (unsigned)trap_vector, (void *)(uintptr_t)trap_rip, (void *)(uintptr_t)trap_cr2);
+    trap_vector = f->vector, trap_rip = f->rip, trap_cr2 = cr2;
     for (const struct fixup *x = guest_fixups_start; f->vector == 14 && x < guest_fixups_end; x++) {
         if (x->at != f->rip)
             continue;
@@ -176,12 +189,15 @@ void guest_trap(struct guest_trap_frame *f)
         guest_printf("#PF at %p (%s): %s; resumed at the probe's fixup\n", (void *)(uintptr_t)cr2,
                      f->error & 2 ? "write" : "read", guest_last_fault.explained);
         f->rip = x->resume;
+        trap_depth--;
         return;
     }
+    const char *name = f->vector < 32 && vector_name[f->vector] ? vector_name[f->vector] : "reserved vector";
+    if (f->vector != 14)
+        guest_panic("%s (vector %u, error 0x%lx) at rip %p", name, (unsigned)f->vector, (unsigned long)f->error,
+                    (void *)(uintptr_t)f->rip);
     char what[160] = "";
-    if (f->vector == 14)   /* kmm can be asked unless the fault came from inside one of its critical sections */
-        explain(what, sizeof what, cr2, guest_locks_held == 0);
-    guest_panic("%s (vector %u, error 0x%lx) at rip %p%s%p%s%s", f->vector < 32 ? vector_name[f->vector] : "?",
-                (unsigned)f->vector, (unsigned long)f->error, (void *)(uintptr_t)f->rip,
-                f->vector == 14 ? ", address " : "", (void *)(uintptr_t)cr2, f->vector == 14 ? ": " : "", what);
+    explain(what, sizeof what, cr2, guest_locks_held == 0);   /* kmm is asked unless the fault came from inside one of its critical sections */
+    guest_panic("%s (vector %u, error 0x%lx) at rip %p, address %p: %s", name, (unsigned)f->vector,
+                (unsigned long)f->error, (void *)(uintptr_t)f->rip, (void *)(uintptr_t)cr2, what);
 }

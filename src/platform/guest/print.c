@@ -41,10 +41,13 @@ static void put_num(struct out *o, uint64_t v, unsigned base, bool neg, int widt
     for (int i = 0; i < n; i++)
         s[i] = tmp[n - 1 - i];
     s[n] = '\0';
-    if (pad == '0' && !left) {
+    if (pad == '0' && !left) {   /* the sign before the zeros, as printf's "-0042" */
+        if (neg)
+            put(o, '-');
         for (int i = n; i < width; i++)
             put(o, '0');
-        width = 0;
+        put_str(o, s + neg, 0, false);
+        return;
     }
     put_str(o, s, width, left);
 }
@@ -71,7 +74,11 @@ size_t guest_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
         while (*f == 'l' || *f == 'z')
             longs += *f++ == 'z' ? 2 : 1;
         switch (*f) {
-        case 's': put_str(&o, va_arg(ap, const char *), width, left); break;
+        case 's': {
+            const char *s = va_arg(ap, const char *);
+            put_str(&o, s ? s : "(null)", width, left);   /* a panic message must not fault on it */
+            break;
+        }
         case 'c': put(&o, (char)va_arg(ap, int)); break;
         case 'd': {
             int64_t v = longs ? va_arg(ap, int64_t) : va_arg(ap, int);
@@ -89,7 +96,11 @@ size_t guest_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
             put_num(&o, (uint64_t)(uintptr_t)va_arg(ap, void *), 16, false, width, left, pad);
             break;
         case '%': put(&o, '%'); break;
-        default: put(&o, '%'), put(&o, *f); break;
+        default:
+            put(&o, '%');
+            if (*f)   /* a '%' that ends the format is printed as such, not followed by its NUL */
+                put(&o, *f);
+            break;
         }
         if (!*f)
             break;
@@ -112,7 +123,11 @@ void guest_vprintf(const char *fmt, va_list ap)
 {
     char line[512];
     size_t n = guest_vsnprintf(line, sizeof line, fmt, ap);
-    guest_serial_write(line, n < sizeof line ? n : sizeof line - 1);
+    if (n >= sizeof line) {   /* cut short: still end the line, or the next one (the verdict line) joins it */
+        n = sizeof line - 1;
+        line[n - 1] = '\n';
+    }
+    guest_serial_write(line, n);
 }
 
 void guest_printf(const char *fmt, ...)
