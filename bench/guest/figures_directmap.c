@@ -206,7 +206,7 @@ static void spread_undo(struct kmm *mm)
 void fig_directmap(struct kmm *mm, const char *accel)
 {
     struct counts c;
-    uint64_t t;
+    uint64_t t, pair_cache = 0, pair_naive, pair_spread;   /* cycles: unmap + give back, all pages */
     guest_printf("\nfigures [%s]: the direct map under %u unmapped single pages: present 4 KiB and 2 MiB entries,"
                  " 4 KiB page tables (split 2 MiB), kmm_unmapped_stats().direct_map_mappings, cycles per page\n",
                  accel, NPAGES);
@@ -244,6 +244,7 @@ void fig_directmap(struct kmm *mm, const char *accel)
         if (round) {
             count(mm, &c);
             row("cache: kmm_unmapped_shrink(all)", &c, td - tc, NPAGES);
+            pair_cache = td - ta;
             struct kmm_unmapped_stats st;
             kmm_unmapped_stats(mm, &st);
             guest_printf("    (%zu pages given back, %zu held now, %zu direct_restore calls so far)\n", back,
@@ -262,6 +263,7 @@ void fig_directmap(struct kmm *mm, const char *accel)
     for (unsigned i = 0; i < NPAGES; i++)
         kmm_unmapped_free(mm, pages[i]);
     kmm_unmapped_shrink(mm, 0);
+    uint64_t pair_nozero = guest_rdtsc() - ta;
 
     /* (a) naive, as the allocator gives the pages */
     prefault(mm);
@@ -269,10 +271,12 @@ void fig_directmap(struct kmm *mm, const char *accel)
     unsigned touched = blocks_touched();
     count(mm, &c);
     row("naive, as allocated: alloc + set not-present", &c, t, NPAGES);
+    pair_naive = t;
     guest_printf("    (pages in %u 2 MiB blocks: mostly contiguous)\n", touched);
     t = naive_give_back(mm);
     count(mm, &c);
     row("naive, as allocated: set present + free", &c, t, NPAGES);
+    pair_naive += t;
 
     /* (a) naive, spread */
     spread_layout(mm);
@@ -283,13 +287,20 @@ void fig_directmap(struct kmm *mm, const char *accel)
     touched = blocks_touched();
     count(mm, &c);
     row("naive, spread: alloc + set not-present", &c, t, NPAGES);
+    pair_spread = t;
     guest_printf("    (pages in %u 2 MiB blocks: every free page reserved, then %u pages at a stride of %u KiB"
                  " given back in each of %u blocks spread over memory: %zu pages were free)\n",
                  touched, PER_BLOCK, BLOCK_PAGES / PER_BLOCK * 4, SPREAD_BLOCKS, free_before);
     t = naive_give_back(mm);
     count(mm, &c);
     row("naive, spread: set present + free", &c, t, NPAGES);
+    pair_spread += t;
     spread_undo(mm);
+    guest_printf("  cycles per unmapped page, taken and given back: cache %lu (%lu with KMM_NOZERO), naive as"
+                 " allocated %lu, naive spread %lu\n",
+                 (unsigned long)(pair_cache / NPAGES), (unsigned long)(pair_nozero / NPAGES),
+                 (unsigned long)(pair_naive / NPAGES),
+                 (unsigned long)(pair_spread / NPAGES));
     guest_printf("  the naive splits stay (nothing merges 4 KiB entries back); the cache's 2 MiB entries came back"
                  " whole. kmm: kmm's own count, which sees what kmm unmapped, not the naive calls that bypass it\n");
 }

@@ -10,7 +10,7 @@
  * flush. */
 #include "figures.h"
 
-#define PAIRS_SMALL 20000   /* per repetition; all of this block takes well under a second of TCG */
+#define PAIRS_SMALL 10000   /* per repetition; all of this block takes well under a second of TCG */
 #define PAIRS_VMALLOC 2000
 #define FRESH_AREAS 32      /* areas allocated, then freed and purged, per repetition */
 
@@ -20,6 +20,7 @@ struct speed {
     void *areas[FRESH_AREAS];
     unsigned rep;
     uint64_t map_cycles[FIG_REPS], unmap_cycles[FIG_REPS];   /* fresh vmalloc: the two halves, per repetition */
+    uint64_t flushes_vfree;                                  /* TLB flushes (invlpg or full) in kmm_vfree */
 };
 
 static void loop_pages(void *arg, unsigned n)
@@ -65,11 +66,15 @@ static void loop_vmalloc_fresh(void *arg, unsigned n)
         if (!(s->areas[i] = kmm_vmalloc(s->mm, s->size, 0)))
             guest_panic("figures: kmm_vmalloc(%zu) failed", s->size);
     uint64_t t1 = guest_rdtsc();
+    struct guest_paging_stats p0, p1;
+    guest_paging_stats(&p0);
     for (unsigned i = 0; i < n; i++)
         kmm_vfree(s->mm, s->areas[i]);
+    guest_paging_stats(&p1);
     kmm_vmalloc_purge(s->mm);
     s->map_cycles[s->rep] = t1 - t0;
     s->unmap_cycles[s->rep++] = guest_rdtsc() - t1;
+    s->flushes_vfree += p1.invlpg - p0.invlpg + p1.full_flushes - p0.full_flushes;
 }
 
 static void row(const char *what, unsigned ops, uint64_t cycles)
@@ -105,12 +110,14 @@ void fig_speed(struct kmm *mm, const char *accel)
     kmm_vmalloc_purge(mm);
 
     guest_paging_stats(&p0);
-    fig_median_per_op(loop_vmalloc_fresh, &s, FRESH_AREAS);
+    for (unsigned r = 0; r < FIG_REPS; r++)
+        loop_vmalloc_fresh(&s, FRESH_AREAS);
     guest_paging_stats(&p1);
     row("kmm_vmalloc(64 KiB), fresh: 16 pages + 16 PTEs", FRESH_AREAS, fig_median(s.map_cycles, FIG_REPS) / FRESH_AREAS);
     row("kmm_vfree(64 KiB) + its share of the purge", FRESH_AREAS, fig_median(s.unmap_cycles, FIG_REPS) / FRESH_AREAS);
-    guest_printf("    (%lu invlpg, %lu full flushes for %u areas: the purge unmaps adjacent areas in one call)\n",
+    guest_printf("    (%lu invlpg, %lu full flushes for %u areas, %lu of them in kmm_vfree: a freed area stays mapped"
+                 " until %u pages of them gather or kmm_vmalloc_purge, which unmaps adjacent areas in one call)\n",
                  (unsigned long)(p1.invlpg - p0.invlpg), (unsigned long)(p1.full_flushes - p0.full_flushes),
-                 FIG_REPS * FRESH_AREAS);
+                 FIG_REPS * FRESH_AREAS, (unsigned long)s.flushes_vfree, KMM_VMALLOC_LAZY_PAGES);
     kmm_drain(mm);
 }
