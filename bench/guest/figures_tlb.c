@@ -30,47 +30,45 @@ static unsigned touch(const volatile unsigned char *p, uint64_t pages)
     return sum;
 }
 
-static void loop_flush(void *arg, unsigned n)
+/* n operations; flush false: the same, but the working set is touched
+ * before the window is unmapped (by invlpg), for what it costs warm. */
+static void loop_flush(struct tlb *t, unsigned n, bool flush)
 {
-    struct tlb *t = arg;
     uint64_t unmap = 0, after = 0;
     for (unsigned i = 0; i < n; i++) {
         if (guest_map(t->window, t->frames, t->len, KMM_PROT_READ | KMM_PROT_WRITE) != 0)
             guest_panic("figures: guest_map of the TLB window failed");
         touch((const volatile unsigned char *)(uintptr_t)t->window, t->len / 4096);
         uint64_t t0 = guest_rdtsc();
-        guest_unmap(t->window, t->len);
+        if (flush)
+            guest_unmap(t->window, t->len);
         uint64_t t1 = guest_rdtsc();
         touch(t->ws, WORKING_SET);
         uint64_t t2 = guest_rdtsc();
+        if (!flush)
+            guest_unmap(t->window, t->len);
         unmap += t1 - t0, after += t2 - t1;
     }
     t->unmap = unmap / n;
     t->after = after / n;
 }
 
-static void loop_warm(void *arg, unsigned n)
+/* The medians of one size: unmap and working set after it with invlpg
+ * (mode 0) and with a full flush (1); the working set with no flush (2).
+ * The modes take turns, batch by batch, so that whatever state one leaves
+ * the TLB in weighs on all alike. */
+static void measure(struct tlb *t, uint64_t med[3][2])
 {
-    struct tlb *t = arg;
-    for (unsigned i = 0; i < n; i++)
-        touch(t->ws, WORKING_SET);
-}
-
-/* The medians of one size under each ceiling: unmap, and the working set
- * after it. The two ceilings take turns, batch by batch, so that whatever
- * state one leaves the TLB in weighs on both alike. */
-static void measure(struct tlb *t, uint64_t med[2][2])
-{
-    static const unsigned ceilings[2] = { ~0u, 0 };   /* invlpg always; a full flush always */
-    uint64_t v[2][2][FIG_REPS];
+    static const unsigned ceilings[3] = { ~0u, 0, ~0u };
+    uint64_t v[3][2][FIG_REPS];
     for (unsigned r = 0; r < FIG_REPS; r++)
-        for (unsigned m = 0; m < 2; m++) {
+        for (unsigned m = 0; m < 3; m++) {
             guest_flush_ceiling = ceilings[m];
-            loop_flush(t, TLB_OPS);
+            loop_flush(t, TLB_OPS, m < 2);
             v[m][0][r] = t->unmap;
             v[m][1][r] = t->after;
         }
-    for (unsigned m = 0; m < 2; m++)
+    for (unsigned m = 0; m < 3; m++)
         for (unsigned k = 0; k < 2; k++)
             med[m][k] = fig_median(v[m][k], FIG_REPS);
 }
@@ -91,21 +89,19 @@ void fig_tlb(struct kmm *mm, const char *accel)
     t.window = (uint64_t)(uintptr_t)window;
     unsigned saved = guest_flush_ceiling;
 
-    touch(t.ws, WORKING_SET);
-    uint64_t warm = fig_median_per_op(loop_warm, &t, TLB_OPS);
     guest_printf("\nfigures [%s]: TLB invalidation, cycles per unmap of a 4 KiB-mapped range and per touch of %u other"
                  " pages after it; median of %u x %u\n",
                  accel, WORKING_SET, FIG_REPS, TLB_OPS);
-    guest_printf("  %8s %5s | %-24s | %-24s | %s\n", "", "", "       invlpg per page", "   full flush (CR3)",
-                 "cheaper");
-    guest_printf("  %8s %5s | %7s %7s %8s | %7s %7s %8s |\n", "size", "pages", "unmap", "touch", "total", "unmap",
-                 "touch", "total");
+    guest_printf("  %8s %5s | %-24s | %-24s | %-8s | %s\n", "", "", "       invlpg per page", "   full flush (CR3)",
+                 "no flush", "cheaper");
+    guest_printf("  %8s %5s | %7s %7s %8s | %7s %7s %8s | %8s |\n", "size", "pages", "unmap", "touch", "total", "unmap",
+                 "touch", "total", "touch");
     /* the crossover: the last size invlpg wins before the first one the full flush wins */
     unsigned last_invlpg = 0, first_full = 0;
     bool alternate = false;
     for (unsigned i = 0; i < NSIZES; i++) {
         t.len = sizes[i];
-        uint64_t med[2][2];
+        uint64_t med[3][2];
         measure(&t, med);
         uint64_t iu = med[0][0], ia = med[0][1], fu = med[1][0], fa = med[1][1];
         unsigned pages = (unsigned)(sizes[i] / 4096);
@@ -121,11 +117,10 @@ void fig_tlb(struct kmm *mm, const char *accel)
             guest_snprintf(size, sizeof size, "%lu MiB", (unsigned long)(sizes[i] >> 20));
         else
             guest_snprintf(size, sizeof size, "%lu KiB", (unsigned long)(sizes[i] >> 10));
-        guest_printf("  %8s %5u | %7lu %7lu %8lu | %7lu %7lu %8lu | %s\n", size, pages, (unsigned long)iu,
+        guest_printf("  %8s %5u | %7lu %7lu %8lu | %7lu %7lu %8lu | %8lu | %s\n", size, pages, (unsigned long)iu,
                      (unsigned long)ia, (unsigned long)(iu + ia), (unsigned long)fu, (unsigned long)fa,
-                     (unsigned long)(fu + fa), invlpg_wins ? "invlpg" : "full flush");
+                     (unsigned long)(fu + fa), (unsigned long)med[2][1], invlpg_wins ? "invlpg" : "full flush");
     }
-    guest_printf("  touch of the %u pages with no flush before it: %lu cycles\n", WORKING_SET, (unsigned long)warm);
     guest_flush_ceiling = saved;
     if (!first_full)
         guest_printf("  the data suggest a ceiling of at least %u pages (invlpg wins at every size)", last_invlpg);
