@@ -132,7 +132,8 @@ void fig_tlb(struct kmm *mm, const char *accel)
                  alternate ? " (then invlpg wins again at a larger size: noise)" : "", saved);
     if (fig_is_tcg(accel))
         guest_printf("  (TCG: the TLB here is QEMU's software TLB, direct-mapped and resized only when flushed"
-                     " whole: the crossover is the emulator's, not a CPU's)\n");
+                     " whole, so a full flush can cost a resize of its arrays: the crossover is the emulator's,"
+                     " not a CPU's)\n");
 
     kmm_platform_guest.vm_unreserve(ctx, window, WINDOW_BYTES);
     kmm_free_pages(mm, frames);
