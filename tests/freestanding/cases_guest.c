@@ -399,7 +399,48 @@ static void guest_execmem_runs_code(const struct ktest_env *env)
     KT_EXPECT(after.free_pages == before.free_pages);
 }
 
+/* kmm's own bookkeeping lies out of reach of the memory it hands out: the
+ * memory system is not in the direct map, and the direct map has no
+ * entry for the frames that hold it (DESIGN.md: "Metadata out of reach"). */
+static void guest_metadata_out_of_reach(const struct ktest_env *env)
+{
+    struct kmm *mm = env->mm;
+    KT_EXPECT(env->metadata.end > env->metadata.start);
+    if (env->metadata.end <= env->metadata.start || !env->probe_read)
+        return;
+    KT_EXPECT(kmm_virt_to_phys(mm, mm) == KMM_PHYS_NONE);
+    KT_EXPECT((uintptr_t)mm - env->direct_map >= env->metadata.end);   /* not a direct-map address */
+    const char *first = (const char *)(env->direct_map + (uintptr_t)env->metadata.start);
+    const char *last = (const char *)(env->direct_map + (uintptr_t)env->metadata.end - 1);
+    KT_EXPECT(env->probe_read(first) == -1 && ktest_fault_mentions(env, "direct map"));
+    KT_EXPECT(env->probe_read(last) == -1);
+    /* the pool is not memory to kmm either */
+    KT_EXPECT(kmm_reserve_pages(mm, env->metadata.start, 1) != 0);   /* -EBUSY, or -EINVAL past the end */
+}
+
+/* Every secret allocation reserves address space of its own: many in turn
+ * must not use up the platform's page tables or address space (a space that
+ * never reused what was given back ran the guest's table pool dry after
+ * some 170,000 of them). */
+static void guest_secret_churn(const struct ktest_env *env)
+{
+    struct kmm *mm = env->mm;
+    unsigned made = 0;
+    for (unsigned i = 0; i < 3000; i++) {
+        void *a = kmm_secret_alloc(mm, env->page_size), *b = kmm_secret_alloc(mm, env->page_size);
+        made += (a != NULL) + (b != NULL);
+        if (a)
+            *(volatile char *)a = 1;
+        kmm_secret_free(mm, a);
+        kmm_secret_free(mm, b);
+    }
+    KT_EXPECT(made == 6000);
+    kmm_unmapped_shrink(mm, SIZE_MAX);
+}
+
 const struct ktest ktest_cases_guest[] = {
+    { .name = "guest_metadata_out_of_reach", .run = guest_metadata_out_of_reach, .guest_only = true },
+    { .name = "guest_secret_churn", .run = guest_secret_churn, .guest_only = true },
     { .name = "guest_areas_have_memory", .run = guest_areas_have_memory, .guest_only = true },
     { .name = "guest_area_fallback", .run = guest_area_fallback, .guest_only = true },
     { .name = "guest_firmware_ranges_refused", .run = guest_firmware_ranges_refused, .guest_only = true },

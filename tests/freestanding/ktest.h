@@ -47,6 +47,9 @@ struct ktest_env {
     const struct ktest_range *firmware_reserved;
     unsigned nr_firmware_reserved;
     struct ktest_range image;
+    /* Where the platform keeps kmm's metadata, if it keeps it out of the
+     * direct map (guest: the metadata pool); end == start: not known. */
+    struct ktest_range metadata;
 };
 
 /* Supplied by the runner: one broken expectation. */

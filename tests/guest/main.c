@@ -102,6 +102,7 @@ static struct kmm *run_all(size_t page_size, bool guest_cases, bool fail)
     env.firmware_reserved = firmware;
     env.nr_firmware_reserved = nr_firmware;
     env.image = (struct ktest_range){ guest_machine.image_start, guest_machine.image_end };
+    env.metadata = (struct ktest_range){ guest_machine.meta_pool_start, guest_machine.meta_pool_end };
     for (unsigned i = 0; i < guest_machine.nr_e820; i++) {
         const struct guest_e820 *r = &guest_machine.e820[i];
         if (r->type != 1) {
@@ -160,6 +161,9 @@ unsigned guest_kernel_main(void)
         guest_printf("  e820 [%016lx, %016lx) %s\n", (unsigned long)guest_machine.e820[i].start,
                      (unsigned long)guest_machine.e820[i].end,
                      guest_machine.e820[i].type == 1 ? "usable" : "reserved");
+    guest_printf("kmm's metadata: frames [%lx, %lx) out of kmm's memory and the direct map, mapped at %p\n",
+                 (unsigned long)guest_machine.meta_pool_start, (unsigned long)guest_machine.meta_pool_end,
+                 (void *)GUEST_META_START);
     guest_printf("kernel image [%lx, %lx), identity mapped; direct map at %p; vmalloc space at %p\n",
                  (unsigned long)guest_machine.image_start, (unsigned long)guest_machine.image_end,
                  (void *)GUEST_DIRECT_MAP, (void *)GUEST_VMALLOC_START);
@@ -186,6 +190,16 @@ unsigned guest_kernel_main(void)
             failed++, guest_printf("FAIL kmm_check after the figures\n");
         kmm_destroy(mm);
     }
+    struct guest_paging_stats ps;
+    struct guest_platform_stats pls;
+    guest_paging_stats(&ps);
+    guest_platform_stats(&pls);
+    guest_printf("platform: %lu of %lu page tables used, %lu invlpg, %lu full flushes; metadata frames in use "
+                 "%lu KiB of %lu MiB; vmalloc space: %lu free ranges, %lu bytes lost\n",
+                 (unsigned long)ps.tables_used, (unsigned long)ps.tables_total, (unsigned long)ps.invlpg,
+                 (unsigned long)ps.full_flushes, (unsigned long)(pls.meta_bytes_in_use >> 10),
+                 (unsigned long)(pls.meta_pool_bytes >> 20), (unsigned long)pls.vmalloc_free_ranges,
+                 (unsigned long)pls.vmalloc_dropped_bytes);
     guest_printf("%u passed, %u failed\n", passed, failed);
     return failed ? GUEST_EXIT_FAIL : GUEST_EXIT_PASS;
 }

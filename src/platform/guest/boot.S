@@ -26,14 +26,18 @@
 boot_pml4: .skip 4096
 boot_pdpt: .skip 4096
 boot_pd:   .skip 4096
-    .balign 16
-    .globl guest_boot_stack_top
+    /* each stack has an unmapped page below it (paging.c leaves the
+     * *_guard pages out of the page tables): running off a stack faults */
+    .globl guest_boot_stack_guard, guest_boot_stack_top
+guest_boot_stack_guard: .skip 4096
 boot_stack: .skip 65536
 guest_boot_stack_top:
-    .globl guest_exception_stack_top
+    .globl guest_exception_stack_guard, guest_exception_stack_top
+guest_exception_stack_guard: .skip 4096
 exception_stack: .skip 16384
 guest_exception_stack_top:
-    .globl guest_double_fault_stack_top
+    .globl guest_double_fault_stack_guard, guest_double_fault_stack_top
+guest_double_fault_stack_guard: .skip 4096
 double_fault_stack: .skip 8192
 guest_double_fault_stack_top:
 
@@ -98,10 +102,11 @@ start32:
     or $(1 << 11), %eax
 2:  wrmsr
 
-    /* CR0: paging, write protect in ring 0, FPU without emulation */
+    /* CR0: paging, write protect in ring 0, FPU without emulation and
+     * without a task-switch trap (EM, TS off), x87 errors as exceptions (NE) */
     mov %cr0, %eax
-    and $~(1 << 2), %eax             /* EM off */
-    or $((1 << 31) | (1 << 16) | (1 << 1) | 1), %eax
+    and $~((1 << 2) | (1 << 3)), %eax
+    or $((1 << 31) | (1 << 16) | (1 << 5) | (1 << 1) | 1), %eax
     mov %eax, %cr0
 
     lgdt guest_gdt_ptr

@@ -155,6 +155,10 @@ static void explain(char *buf, size_t size, uint64_t addr, bool ask_kmm)
     } else if (addr >= GUEST_DIRECT_MAP && addr < GUEST_DIRECT_MAP + GUEST_DIRECT_MAX) {
         guest_snprintf(buf, size, "in the direct map at physical %p, not present (unmapped, or not memory)",
                        (void *)(uintptr_t)(addr - GUEST_DIRECT_MAP));
+    } else if (addr >= GUEST_META_START && addr < GUEST_META_END) {
+        guest_snprintf(buf, size, "in kmm's metadata space (a guard page after a piece, or freed metadata)");
+    } else if (guest_is_stack_guard(addr)) {
+        guest_snprintf(buf, size, "the guard page below a kernel stack (stack overflow)");
     } else {
         guest_snprintf(buf, size, "not mapped");
     }

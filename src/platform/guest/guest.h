@@ -26,6 +26,8 @@
 #define GUEST_DIRECT_MAX   (64ull << 40)            /* the direct map covers up to 64 TiB */
 #define GUEST_VMALLOC_START 0xffffc90000000000ull  /* vm_reserve hands out addresses from here */
 #define GUEST_VMALLOC_END   0xffffe90000000000ull  /* 32 TiB */
+#define GUEST_META_START    0xffffd00000000000ull  /* kmm's metadata (meta_alloc): its own frames, */
+#define GUEST_META_END      0xffffd10000000000ull  /* a guard page after each piece; 1 TiB */
 #define GUEST_SCRATCH_VA    0xffffff0000000000ull  /* one 2 MiB window for frames_zero/frames_write */
 #define GUEST_SCRATCH_BYTES (2ull << 20)
 
@@ -42,7 +44,16 @@ struct guest_machine {
     unsigned nr_boot_pieces;                   /* multiboot structures: reserved from kmm */
     struct guest_e820 boot_pieces[4];          /* (the information, its memory map, the command line) */
     uint64_t image_start, image_end;           /* the kernel image (identity mapped) */
+    /* Frames for kmm's metadata: the top of the largest usable range, taken
+     * out of kmm's memory and out of the direct map, mapped only at
+     * GUEST_META_START (platform.c), so no overflow of a buffer kmm hands
+     * out can reach them. */
+    uint64_t meta_pool_start, meta_pool_end;
 };
+/* The usable memory as kmm and the direct map see it: the e820 map's usable
+ * ranges (sorted, merged), minus the metadata pool, rounded inward to align.
+ * Returns how many ranges it wrote (at most max). */
+unsigned guest_memory_ranges(struct guest_e820 *out, unsigned max, uint64_t align);
 /* Filled by guest_main from the multiboot information, before anything else. */
 extern struct guest_machine guest_machine;
 
@@ -83,7 +94,9 @@ extern struct kmm *guest_fault_mm;
  * of every usable range with 2 MiB entries where possible) and loads them. */
 void guest_paging_init(const struct guest_machine *m);
 /* Maps [va, va + len) to [pa, pa + len) with 4 KiB entries; flags: KMM_PROT_*.
- * Page tables come from a pool in the kernel image. 0 or -KMM_ENOMEM. */
+ * Page tables come from a pool in the kernel image. 0, or -KMM_ENOMEM with
+ * [va, va + len) left unmapped (what it replaced included: kmm maps over
+ * nothing but its own unmapped ranges). */
 int  guest_map(uint64_t va, uint64_t pa, uint64_t len, unsigned prot);
 /* Clears the 4 KiB or 2 MiB entries of [va, va + len) (splitting 2 MiB ones
  * that are cut) and flushes the TLB for them. */
@@ -105,6 +118,11 @@ struct guest_paging_stats {
     uint64_t invlpg, full_flushes;
 };
 void guest_paging_stats(struct guest_paging_stats *st);
+/* The physical address va is mapped to (4 KiB or 2 MiB entry), or
+ * UINT64_MAX when it is not mapped. */
+uint64_t guest_translate(uint64_t va);
+/* Whether va lies in the unmapped page below one of the kernel's stacks. */
+bool guest_is_stack_guard(uint64_t va);
 
 /* ---- platform.c ------------------------------------------------------------ */
 /* The kernel's own entry, called by guest_start (platform.c) once the CPU,
@@ -122,6 +140,11 @@ extern const struct kmm_platform kmm_platform_guest;
  * structures that lies in a usable range (kmm_reserve_pages). 0, or the
  * first error. */
 int guest_reserve_boot_memory(struct kmm *mm);
+struct guest_platform_stats {
+    uint64_t meta_pool_bytes, meta_bytes_in_use;   /* kmm's metadata frames */
+    uint64_t vmalloc_free_ranges, vmalloc_dropped_bytes;
+};
+void guest_platform_stats(struct guest_platform_stats *st);
 
 /* ---- print.c -------------------------------------------------------------- */
 /* printf for the serial port: %s %c %d %u %x %p, with l, ll and z, and widths. */

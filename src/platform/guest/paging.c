@@ -1,10 +1,11 @@
 /* paging.c - the guest's 4-level page tables.
  *
- * Three regions: the kernel image, identity mapped with 4 KiB entries (and
+ * Four regions: the kernel image, identity mapped with 4 KiB entries (and
  * nothing else below the direct map, so that a frame kmm hands out is
  * reachable only through the direct map and the mappings kmm asks for); the
  * direct map of every usable range at GUEST_DIRECT_MAP, in 2 MiB entries
- * where the range allows; the vmalloc space, filled by guest_map.
+ * where the range allows (not the metadata pool); the vmalloc space and the
+ * metadata space, filled by guest_map.
  *
  * Entries: 0 is empty; a leaf has PS set at the 2 MiB level; an entry that
  * is not present but not 0 is a leaf taken out of the direct map, kept
@@ -51,7 +52,7 @@ static inline unsigned index_at(uint64_t va, int level)
 
 /* A 2 MiB leaf becomes a table of 512 4 KiB leaves with the same frames,
  * permissions and presence. Needs one table from the pool. */
-static int split_2m(uint64_t *e)
+static int split_2m(uint64_t *e, uint64_t va)
 {
     uint64_t *t = table_new();
     if (!t)
@@ -60,6 +61,11 @@ static int split_2m(uint64_t *e)
     for (unsigned i = 0; i < 512; i++)
         t[i] = (base + i * SIZE_4K) | flags;
     *e = (uint64_t)(uintptr_t)t | PTE_P | PTE_W;   /* upper levels permit all; the leaves decide */
+    /* The TLB may hold the 2 MiB translation: drop it now, before a 4 KiB
+     * entry under it changes, so that no two sizes of translation with
+     * different permissions are ever cached for one address (Intel SDM
+     * 4.10.2: undefined; Linux flushes here too). */
+    __asm__ volatile("invlpg (%0)" ::"r"(va & ~(SIZE_2M - 1)) : "memory");
     return 0;
 }
 
@@ -78,7 +84,7 @@ static uint64_t *entry_at(uint64_t va, int level, bool create)
                 return NULL;
             *e = (uint64_t)(uintptr_t)n | PTE_P | PTE_W;
         } else if (*e & PTE_PS) {
-            if (!create || l != 2 || split_2m(e) != 0)
+            if (!create || l != 2 || split_2m(e, va) != 0)
                 return NULL;
         }
         t = table_of(*e);
@@ -156,29 +162,53 @@ int guest_unmap(uint64_t va, uint64_t len)
     return 0;
 }
 
-int guest_direct_set_present(uint64_t pa, uint64_t len, bool present)
+/* One pass of guest_direct_set_present. check: change nothing, count the
+ * 2 MiB entries that would be split; 0 or -KMM_EINVAL (not memory). */
+static int direct_walk(uint64_t va, uint64_t len, bool present, bool check, unsigned *splits)
 {
-    uint64_t va = GUEST_DIRECT_MAP + pa;
     for (uint64_t off = 0; off < len;) {
         uint64_t at = va + off;
         uint64_t *pd = entry_at(at, 2, false);
         if (!pd || *pd == 0)
             return -KMM_EINVAL;   /* not memory: no direct map here */
-        if ((*pd & PTE_PS) && !(at & (SIZE_2M - 1)) && len - off >= SIZE_2M) {
-            *pd = present ? *pd | PTE_P : *pd & ~PTE_P;
-            off += SIZE_2M;
-            continue;
+        if (*pd & PTE_PS) {
+            uint64_t into = at & (SIZE_2M - 1);
+            if (!into && len - off >= SIZE_2M) {   /* a whole 2 MiB entry flips */
+                if (!check)
+                    *pd = present ? *pd | PTE_P : *pd & ~PTE_P;
+                off += SIZE_2M;
+                continue;
+            }
+            if (check) {   /* this entry will be split; skip what it covers */
+                (*splits)++;
+                off += SIZE_2M - into;
+                continue;
+            }
         }
-        uint64_t *e = entry_at(at, 1, true);   /* splits the 2 MiB entry, as set_memory_np() does */
-        if (!e)
-            return -KMM_ENOMEM;
-        if (*e == 0)
-            return -KMM_EINVAL;
-        *e = present ? *e | PTE_P : *e & ~PTE_P;
+        uint64_t *e = check ? entry_at(at, 1, false) : entry_at(at, 1, true);
+        if (!e || *e == 0)
+            return check ? -KMM_EINVAL : -KMM_ENOMEM;   /* (the check pass counted the tables needed) */
+        if (!check)
+            *e = present ? *e | PTE_P : *e & ~PTE_P;
         off += SIZE_4K;
     }
-    flush_range(va, len);
     return 0;
+}
+
+int guest_direct_set_present(uint64_t pa, uint64_t len, bool present)
+{
+    uint64_t va = GUEST_DIRECT_MAP + pa;
+    unsigned splits = 0;
+    /* all or nothing, as the platform contract asks: check the whole range
+     * and the page tables its splits need before changing an entry */
+    int rc = direct_walk(va, len, present, true, &splits);
+    if (rc != 0)
+        return rc;
+    if (splits > POOL_TABLES - tables_used)
+        return -KMM_ENOMEM;
+    rc = direct_walk(va, len, present, false, &splits);
+    flush_range(va, len);
+    return rc;
 }
 
 void guest_direct_counts(struct guest_direct_counts *c)
@@ -209,6 +239,17 @@ void guest_direct_counts(struct guest_direct_counts *c)
     }
 }
 
+uint64_t guest_translate(uint64_t va)
+{
+    uint64_t *pd = entry_at(va, 2, false);
+    if (!pd || !(*pd & PTE_P))
+        return UINT64_MAX;
+    if (*pd & PTE_PS)
+        return (*pd & PTE_ADDR & ~(SIZE_2M - 1)) + (va & (SIZE_2M - 1));
+    uint64_t *e = entry_at(va, 1, false);
+    return e && (*e & PTE_P) ? (*e & PTE_ADDR) + (va & (SIZE_4K - 1)) : UINT64_MAX;
+}
+
 void guest_paging_stats(struct guest_paging_stats *st)
 {
     st->tables_used = tables_used;
@@ -232,20 +273,44 @@ static void map_large(uint64_t va, uint64_t pa, uint64_t len, uint64_t flags)
     }
 }
 
+extern char guest_text_end[], guest_rodata_end[];
+extern char guest_boot_stack_guard[], guest_exception_stack_guard[], guest_double_fault_stack_guard[];
+
+static bool is_stack_guard(uint64_t a)
+{
+    return a == (uint64_t)(uintptr_t)guest_boot_stack_guard || a == (uint64_t)(uintptr_t)guest_exception_stack_guard ||
+           a == (uint64_t)(uintptr_t)guest_double_fault_stack_guard;
+}
+
+bool guest_is_stack_guard(uint64_t va)
+{
+    return is_stack_guard(va & ~(SIZE_4K - 1));
+}
+
 void guest_paging_init(const struct guest_machine *m)
 {
     uint32_t lo, hi;
     __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0xc0000080u));
     nx_bit = lo & (1u << 11) ? PTE_NX : 0;
     pml4 = table_new();
-    /* the kernel image, where it was loaded: code, data, stacks, this pool */
-    for (uint64_t a = m->image_start; a < m->image_end; a += SIZE_4K)
-        *entry_at(a, 1, true) = a | PTE_P | PTE_W;
-    for (unsigned i = 0; i < m->nr_e820; i++) {
-        const struct guest_e820 *r = &m->e820[i];
-        uint64_t start = (r->start + SIZE_4K - 1) & ~(SIZE_4K - 1), end = r->end & ~(SIZE_4K - 1);
-        if (r->type == 1 && end > start && end <= GUEST_DIRECT_MAX)
-            map_large(GUEST_DIRECT_MAP + start, start, end - start, PTE_P | PTE_W | nx_bit);
+    /* the kernel image, where it was loaded: code read-only and executable,
+     * read-only data, then data, stacks and this pool writable and not
+     * executable; the page below each stack left out, so that running off
+     * a stack faults instead of writing over what lies below it */
+    for (uint64_t a = m->image_start; a < m->image_end; a += SIZE_4K) {
+        if (is_stack_guard(a))
+            continue;
+        uint64_t flags = a < (uint64_t)(uintptr_t)guest_text_end     ? PTE_P
+                         : a < (uint64_t)(uintptr_t)guest_rodata_end ? PTE_P | nx_bit
+                                                                      : PTE_P | PTE_W | nx_bit;
+        uint64_t *e = entry_at(a, 1, true);
+        if (!e)
+            guest_panic("paging: out of page tables while mapping the kernel image");
+        *e = a | flags;
     }
+    struct guest_e820 r[GUEST_MAX_E820];
+    unsigned n = guest_memory_ranges(r, GUEST_MAX_E820, SIZE_4K);
+    for (unsigned i = 0; i < n; i++)
+        map_large(GUEST_DIRECT_MAP + r[i].start, r[i].start, r[i].end - r[i].start, PTE_P | PTE_W | nx_bit);
     write_cr3((uint64_t)(uintptr_t)pml4);
 }

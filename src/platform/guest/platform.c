@@ -55,6 +55,83 @@ static void read_multiboot(struct guest_machine *m, const uint8_t *info)
     }
 }
 
+/* Firmware maps come in any order, and may list one RAM range in pieces. */
+static void sort_e820(struct guest_machine *m)
+{
+    for (unsigned i = 1; i < m->nr_e820; i++)
+        for (unsigned j = i; j > 0 && m->e820[j].start < m->e820[j - 1].start; j--) {
+            struct guest_e820 t = m->e820[j];
+            m->e820[j] = m->e820[j - 1];
+            m->e820[j - 1] = t;
+        }
+}
+
+/* The usable ranges, merged where they touch or overlap. */
+static unsigned usable_ranges(struct guest_e820 *out, unsigned max)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < guest_machine.nr_e820; i++) {
+        const struct guest_e820 *r = &guest_machine.e820[i];
+        if (r->type != 1 || r->end <= r->start || r->start >= GUEST_DIRECT_MAX)
+            continue;
+        uint64_t end = r->end < GUEST_DIRECT_MAX ? r->end : GUEST_DIRECT_MAX;
+        if (n && r->start <= out[n - 1].end) {
+            if (end > out[n - 1].end)
+                out[n - 1].end = end;
+        } else if (n < max) {
+            out[n++] = (struct guest_e820){ r->start, end, 1 };
+        }
+    }
+    return n;
+}
+
+unsigned guest_memory_ranges(struct guest_e820 *out, unsigned max, uint64_t align)
+{
+    struct guest_e820 all[GUEST_MAX_E820];
+    unsigned nr_all = usable_ranges(all, GUEST_MAX_E820), n = 0;
+    const struct guest_machine *m = &guest_machine;
+    for (unsigned i = 0; i < nr_all; i++) {
+        /* at most two pieces: below and above the metadata pool */
+        struct guest_e820 piece[2] = { all[i], { 0, 0, 1 } };
+        if (m->meta_pool_end > all[i].start && m->meta_pool_start < all[i].end) {
+            piece[0].end = m->meta_pool_start > all[i].start ? m->meta_pool_start : all[i].start;
+            piece[1] = (struct guest_e820){ m->meta_pool_end < all[i].end ? m->meta_pool_end : all[i].end, all[i].end, 1 };
+        }
+        for (unsigned k = 0; k < 2; k++) {
+            uint64_t start = (piece[k].start + align - 1) & ~(align - 1), end = piece[k].end & ~(align - 1);
+            if (end > start && n < max)
+                out[n++] = (struct guest_e820){ start, end, 1 };
+        }
+    }
+    return n;
+}
+
+/* The metadata pool: 1/64 of memory (kmm's metadata is about 1/100 at 4 KiB
+ * pages: the page-to-slab map's 32 bytes per page, one byte per page, and
+ * what the layers grow), at least 8 MiB, from the top of the largest usable
+ * range, in whole 2 MiB so that the direct map around it keeps 2 MiB
+ * entries. */
+static void choose_meta_pool(struct guest_machine *m)
+{
+    struct guest_e820 r[GUEST_MAX_E820];
+    unsigned n = usable_ranges(r, GUEST_MAX_E820), largest = 0;
+    uint64_t total = 0;
+    for (unsigned i = 0; i < n; i++) {
+        total += r[i].end - r[i].start;
+        if (r[i].end - r[i].start > r[largest].end - r[largest].start)
+            largest = i;
+    }
+    uint64_t size = total / 64;
+    if (size < (8ull << 20))
+        size = 8ull << 20;
+    size = (size + (2ull << 20) - 1) & ~((2ull << 20) - 1);
+    uint64_t top = r[largest].end & ~((2ull << 20) - 1);
+    if (!n || top < r[largest].start + 2 * size)
+        guest_panic("no usable range can hold the metadata pool of %lu MiB", (unsigned long)(size >> 20));
+    m->meta_pool_start = top - size;
+    m->meta_pool_end = top;
+}
+
 void guest_start(uint32_t magic, uint32_t info);
 
 void guest_start(uint32_t magic, uint32_t info)
@@ -66,6 +143,8 @@ void guest_start(uint32_t magic, uint32_t info)
     read_multiboot(m, (const uint8_t *)(uintptr_t)info);
     m->image_start = (uint64_t)(uintptr_t)guest_image_start;
     m->image_end = (uint64_t)(uintptr_t)guest_image_end;
+    sort_e820(m);
+    choose_meta_pool(m);
     guest_paging_init(m);
     guest_exit(guest_kernel_main());
 }
@@ -76,16 +155,23 @@ static int guest_open(const struct kmm_platform *pf, const struct kmm_config *cf
 {
     (void)pf;
     uint64_t ps = cfg->page_size ? cfg->page_size : 4096;
+    struct guest_e820 r[GUEST_MAX_E820];
+    unsigned n = guest_memory_ranges(r, GUEST_MAX_E820, ps);
     *mem = (struct kmm_memory){ .direct_map = (uintptr_t)GUEST_DIRECT_MAP };
-    for (unsigned i = 0; i < guest_machine.nr_e820; i++) {
-        const struct guest_e820 *r = &guest_machine.e820[i];
-        uint64_t start = (r->start + ps - 1) & ~(ps - 1), end = r->end & ~(ps - 1);
-        if (r->type != 1 || end <= start || end > GUEST_DIRECT_MAX)
-            continue;
-        if (mem->nr_ranges == KMM_MAX_RANGES)
-            break;
-        mem->ranges[mem->nr_ranges++] = (struct kmm_range){ start, end };
+    /* more ranges than kmm takes: the largest ones, in address order */
+    while (n > KMM_MAX_RANGES) {
+        unsigned smallest = 0;
+        for (unsigned i = 1; i < n; i++)
+            if (r[i].end - r[i].start < r[smallest].end - r[smallest].start)
+                smallest = i;
+        guest_printf("kmm guest: more than %u usable ranges; [%lx, %lx) left out\n", KMM_MAX_RANGES,
+                     (unsigned long)r[smallest].start, (unsigned long)r[smallest].end);
+        for (unsigned i = smallest; i + 1 < n; i++)
+            r[i] = r[i + 1];
+        n--;
     }
+    for (unsigned i = 0; i < n; i++)
+        mem->ranges[mem->nr_ranges++] = (struct kmm_range){ r[i].start, r[i].end };
     *ctx = &guest_machine;
     return mem->nr_ranges ? 0 : -KMM_ENOMEM;
 }
@@ -101,9 +187,11 @@ static void spin_init(struct kmm_lock *l) { __atomic_store_n((int *)l->opaque, 0
 static void spin_lock(struct kmm_lock *l)
 {
     int *word = (int *)l->opaque;
-    while (__atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE))
-        while (__atomic_load_n(word, __ATOMIC_RELAXED))
-            __builtin_ia32_pause();
+    /* One CPU and no interrupts: a held lock is held by this very code path,
+     * and spinning would never end. Say so instead. (With more CPUs this
+     * becomes a plain spin: while (exchange) pause.) */
+    if (__atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE))
+        guest_panic("spinlock %p taken again by the CPU that holds it (a deadlock)", (void *)l);
     guest_locks_held++;
 }
 static void spin_unlock(struct kmm_lock *l)
@@ -133,19 +221,105 @@ static int guest_barrier_all(void *ctx)
     return 0;
 }
 
-/* The vmalloc space: reservations handed out upwards. A reservation given
- * back at the top is reused; one below it is left as a hole (the space is
- * 32 TiB, and a kernel makes few memory systems). */
-static uint64_t vm_next = GUEST_VMALLOC_START;
+/* ---- address space ------------------------------------------------------------
+ * A region handed out in page-aligned ranges: first fit among ranges given
+ * back (sorted, merged where they touch), else from the never-used top.
+ * Reusing freed ranges keeps the page tables under them in use: the tables
+ * are never freed, so a space that only grew would run the pool dry (a
+ * secret or execmem reservation per allocation). */
+#define VA_FREE_SLOTS 256
+
+struct va_space {
+    uint64_t start, end, top;        /* [start, top) handed out at some time; [top, end) never */
+    unsigned nr_free;
+    struct guest_e820 free[VA_FREE_SLOTS];   /* type unused */
+    uint64_t dropped_bytes;          /* given back when free[] was full: lost, counted */
+    struct kmm_lock lock;
+};
+
+static struct va_space vmalloc_space = { .start = GUEST_VMALLOC_START, .end = GUEST_VMALLOC_END,
+                                         .top = GUEST_VMALLOC_START };
+static struct va_space meta_space = { .start = GUEST_META_START, .end = GUEST_META_END, .top = GUEST_META_START };
+
+static uint64_t va_take(struct va_space *s, uint64_t len, uint64_t align)
+{
+    if (!len || (len & 4095) || (align & (align - 1)) || align > (1ull << 40))
+        return 0;
+    if (align < 4096)
+        align = 4096;
+    uint64_t at = 0;
+    spin_lock(&s->lock);
+    for (unsigned i = 0; i < s->nr_free && !at; i++) {
+        struct guest_e820 *f = &s->free[i];
+        uint64_t a = (f->start + align - 1) & ~(align - 1);
+        if (a < f->start || a + len < a || a + len > f->end)
+            continue;
+        if (a > f->start && a + len < f->end) {   /* a hole on both sides: needs one more slot */
+            if (s->nr_free == VA_FREE_SLOTS)
+                continue;
+            for (unsigned j = s->nr_free++; j > i + 1; j--)
+                s->free[j] = s->free[j - 1];
+            s->free[i + 1] = (struct guest_e820){ a + len, f->end, 0 };
+            f->end = a;
+        } else if (a > f->start) {
+            f->end = a;
+        } else if (a + len < f->end) {
+            f->start = a + len;
+        } else {
+            for (unsigned j = i; j + 1 < s->nr_free; j++)
+                s->free[j] = s->free[j + 1];
+            s->nr_free--;
+        }
+        at = a;
+    }
+    if (!at) {
+        uint64_t a = (s->top + align - 1) & ~(align - 1);
+        if (a >= s->top && a + len > a && a + len <= s->end) {
+            if (a > s->top && s->nr_free < VA_FREE_SLOTS)
+                s->free[s->nr_free++] = (struct guest_e820){ s->top, a, 0 };   /* the alignment gap */
+            s->top = a + len;
+            at = a;
+        }
+    }
+    spin_unlock(&s->lock);
+    return at;
+}
+
+static void va_give(struct va_space *s, uint64_t at, uint64_t len)
+{
+    spin_lock(&s->lock);
+    unsigned i = 0;
+    while (i < s->nr_free && s->free[i].start < at)
+        i++;
+    bool joins_prev = i > 0 && s->free[i - 1].end == at, joins_next = i < s->nr_free && s->free[i].start == at + len;
+    if (joins_prev && joins_next) {
+        s->free[i - 1].end = s->free[i].end;
+        for (unsigned j = i; j + 1 < s->nr_free; j++)
+            s->free[j] = s->free[j + 1];
+        s->nr_free--;
+    } else if (joins_prev) {
+        s->free[i - 1].end = at + len;
+    } else if (joins_next) {
+        s->free[i].start = at;
+    } else if (s->nr_free < VA_FREE_SLOTS) {
+        for (unsigned j = s->nr_free++; j > i; j--)
+            s->free[j] = s->free[j - 1];
+        s->free[i] = (struct guest_e820){ at, at + len, 0 };
+    } else {
+        s->dropped_bytes += len;
+    }
+    /* a free range that reaches the top goes back to the never-used part */
+    if (s->nr_free && s->free[s->nr_free - 1].end == s->top) {
+        s->top = s->free[s->nr_free - 1].start;
+        s->nr_free--;
+    }
+    spin_unlock(&s->lock);
+}
 
 static void *guest_vm_reserve(void *ctx, size_t len, size_t align)
 {
     (void)ctx;
-    uint64_t at = (vm_next + align - 1) & ~((uint64_t)align - 1);
-    if (at + len > GUEST_VMALLOC_END || at + len < at)
-        return NULL;
-    vm_next = at + len;
-    return (void *)(uintptr_t)at;
+    return (void *)(uintptr_t)va_take(&vmalloc_space, (len + 4095) & ~(uint64_t)4095, align);
 }
 
 static int guest_vm_unmap(void *ctx, void *va, size_t len)
@@ -157,8 +331,101 @@ static int guest_vm_unmap(void *ctx, void *va, size_t len)
 static void guest_vm_unreserve(void *ctx, void *va, size_t len)
 {
     guest_vm_unmap(ctx, va, len);
-    if ((uint64_t)(uintptr_t)va + len == vm_next)
-        vm_next = (uint64_t)(uintptr_t)va;
+    va_give(&vmalloc_space, (uint64_t)(uintptr_t)va, (len + 4095) & ~(uint64_t)4095);
+}
+
+/* ---- kmm's metadata --------------------------------------------------------------
+ * Frames from the metadata pool (a bitmap, first fit from a hint), mapped
+ * at addresses of the metadata space with an unmapped guard page after
+ * each piece: out of the direct map, so no overflow of memory kmm hands out
+ * reaches them, and one piece's overflow faults instead of reaching the
+ * next. meta_alloc is rare (kmm_create, then 4 KiB chunks as layers grow). */
+#define META_POOL_MAX_FRAMES (1u << 18)   /* 1 GiB of metadata at most */
+static uint64_t meta_frame_used[META_POOL_MAX_FRAMES / 64];
+static uint64_t meta_frame_hint, meta_frames_in_use;
+
+static uint64_t meta_frame_take(void)
+{
+    uint64_t frames = (guest_machine.meta_pool_end - guest_machine.meta_pool_start) >> 12;
+    if (frames > META_POOL_MAX_FRAMES)
+        frames = META_POOL_MAX_FRAMES;
+    for (uint64_t k = 0; k < frames; k++) {
+        uint64_t i = (meta_frame_hint + k) % frames;
+        if (!(meta_frame_used[i / 64] & (1ull << (i % 64)))) {
+            meta_frame_used[i / 64] |= 1ull << (i % 64);
+            meta_frame_hint = i + 1;
+            meta_frames_in_use++;
+            return guest_machine.meta_pool_start + (i << 12);
+        }
+    }
+    return UINT64_MAX;
+}
+
+static void meta_frame_give(uint64_t pa)
+{
+    uint64_t i = (pa - guest_machine.meta_pool_start) >> 12;
+    if (pa < guest_machine.meta_pool_start || pa >= guest_machine.meta_pool_end ||
+        !(meta_frame_used[i / 64] & (1ull << (i % 64))))
+        guest_panic("meta_free: frame %p is no metadata frame in use", (void *)(uintptr_t)pa);
+    meta_frame_used[i / 64] &= ~(1ull << (i % 64));
+    meta_frames_in_use--;
+}
+
+static struct kmm_lock meta_lock;
+
+/* Unmaps [va, va + mapped) and gives its frames back. */
+static void meta_unmap(uint64_t va, uint64_t mapped)
+{
+    for (uint64_t off = 0; off < mapped; off += 4096)
+        meta_frame_give(guest_translate(va + off));
+    guest_unmap(va, mapped);
+}
+
+static void *guest_meta_alloc(void *ctx, size_t len)
+{
+    (void)ctx;
+    uint64_t bytes = (len + 4095) & ~(uint64_t)4095;
+    uint64_t va = va_take(&meta_space, bytes + 4096, 4096);   /* + the guard page */
+    if (!va)
+        return NULL;
+    spin_lock(&meta_lock);
+    uint64_t off = 0;
+    for (; off < bytes; off += 4096) {
+        uint64_t pa = meta_frame_take();
+        if (pa == UINT64_MAX)
+            break;
+        if (guest_map(va + off, pa, 4096, KMM_PROT_READ | KMM_PROT_WRITE) != 0) {
+            meta_frame_give(pa);
+            break;
+        }
+    }
+    if (off < bytes) {   /* out of frames or page tables: nothing kept */
+        meta_unmap(va, off);
+        spin_unlock(&meta_lock);
+        va_give(&meta_space, va, bytes + 4096);
+        return NULL;
+    }
+    spin_unlock(&meta_lock);
+    __builtin_memset((void *)(uintptr_t)va, 0, bytes);
+    return (void *)(uintptr_t)va;
+}
+
+static void guest_meta_free(void *ctx, void *p, size_t len)
+{
+    (void)ctx;
+    uint64_t va = (uint64_t)(uintptr_t)p, bytes = (len + 4095) & ~(uint64_t)4095;
+    spin_lock(&meta_lock);
+    meta_unmap(va, bytes);
+    spin_unlock(&meta_lock);
+    va_give(&meta_space, va, bytes + 4096);
+}
+
+void guest_platform_stats(struct guest_platform_stats *st)
+{
+    st->meta_pool_bytes = guest_machine.meta_pool_end - guest_machine.meta_pool_start;
+    st->meta_bytes_in_use = meta_frames_in_use << 12;
+    st->vmalloc_free_ranges = vmalloc_space.nr_free;
+    st->vmalloc_dropped_bytes = vmalloc_space.dropped_bytes;
 }
 
 /* KMM_MAP_SECRET needs nothing more here: no swap, no core dump, no fork.
@@ -236,6 +503,8 @@ const struct kmm_platform kmm_platform_guest = {
     .report = guest_report,
     .error = guest_error,
     .fatal = guest_fatal,
+    .meta_alloc = guest_meta_alloc,
+    .meta_free = guest_meta_free,
     .barrier_all = guest_barrier_all,
     .vm_reserve = guest_vm_reserve,
     .vm_unreserve = guest_vm_unreserve,
@@ -247,16 +516,14 @@ const struct kmm_platform kmm_platform_guest = {
     .frames_write = guest_frames_write,
 };
 
-/* Reserves [start, end) in mm where it lies in memory (kmm's ranges are the
- * usable ones, rounded inward to pages). */
+/* Reserves [start, end) in mm where it lies in kmm's memory. */
 static int reserve_in_memory(struct kmm *mm, uint64_t ps, uint64_t start, uint64_t end)
 {
-    for (unsigned i = 0; i < guest_machine.nr_e820; i++) {
-        const struct guest_e820 *r = &guest_machine.e820[i];
-        uint64_t lo = r->start > start ? r->start : start, hi = r->end < end ? r->end : end;
-        lo = (lo + ps - 1) & ~(ps - 1);
-        hi &= ~(ps - 1);
-        if (r->type != 1 || hi <= lo)
+    struct guest_e820 r[GUEST_MAX_E820];
+    unsigned n = guest_memory_ranges(r, GUEST_MAX_E820, ps);
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t lo = r[i].start > start ? r[i].start : start, hi = r[i].end < end ? r[i].end : end;
+        if (hi <= lo)
             continue;
         int rc = kmm_reserve_pages(mm, lo, (size_t)((hi - lo) / ps));
         if (rc != 0)
