@@ -56,6 +56,57 @@ static void deliberate_failure(const struct ktest_env *env)
 }
 static const struct ktest failing_case = { .name = "deliberate_failure", .run = deliberate_failure };
 
+/* ---- the platform's own pieces, through its hooks -------------------------- */
+
+/* Address space given back is reused, and giving all of it back leaves the
+ * space as it was (page tables are never freed, so a space that only grows
+ * runs the table pool dry). */
+static void platform_vm_space_reused(const struct ktest_env *env)
+{
+    (void)env;
+    const struct kmm_platform *pf = &kmm_platform_guest;
+    struct guest_platform_stats before, after;
+    guest_platform_stats(&before);
+    void *a = pf->vm_reserve(NULL, 1 << 20, 4096), *b = pf->vm_reserve(NULL, 3 << 20, 1 << 21),
+         *c = pf->vm_reserve(NULL, 1 << 20, 4096);
+    KT_EXPECT(a && b && c && ((uintptr_t)b & ((1 << 21) - 1)) == 0);
+    KT_EXPECT(pf->vm_reserve(NULL, 4096, 3 << 12) == NULL);   /* alignment not a power of two: refused */
+    pf->vm_unreserve(NULL, b, 3 << 20);
+    void *again = pf->vm_reserve(NULL, 1 << 20, 1 << 21);
+    KT_EXPECT(again == b);   /* first fit: the hole b left */
+    pf->vm_unreserve(NULL, a, 1 << 20);
+    pf->vm_unreserve(NULL, again, 1 << 20);
+    pf->vm_unreserve(NULL, c, 1 << 20);
+    guest_platform_stats(&after);
+    KT_EXPECT(after.vmalloc_free_ranges == before.vmalloc_free_ranges);
+    KT_EXPECT(after.vmalloc_dropped_bytes == before.vmalloc_dropped_bytes);
+}
+
+/* A change of the direct map that cannot be made in whole changes nothing. */
+static void platform_direct_map_all_or_nothing(const struct ktest_env *env)
+{
+    /* the last page of the first usable range, and the hole after it */
+    uint64_t end = 0;
+    for (unsigned i = 0; i < guest_machine.nr_e820 && !end; i++)
+        if (guest_machine.e820[i].type == 1)
+            end = guest_machine.e820[i].end & ~4095ull;
+    kmm_phys_t last = end - 4096;
+    KT_EXPECT(kmm_reserve_pages(env->mm, last, 1) == 0);   /* nobody else's while the case flips it */
+    KT_EXPECT(guest_direct_set_present(last, 2 * 4096, false) == -KMM_EINVAL);
+    KT_EXPECT(env->probe_read((const void *)(uintptr_t)(GUEST_DIRECT_MAP + last)) == 0);   /* still there */
+    KT_EXPECT(guest_direct_set_present(last, 4096, false) == 0);
+    KT_EXPECT(env->probe_read((const void *)(uintptr_t)(GUEST_DIRECT_MAP + last)) == -1);
+    KT_EXPECT(guest_direct_set_present(last, 4096, true) == 0);
+    KT_EXPECT(env->probe_read((const void *)(uintptr_t)(GUEST_DIRECT_MAP + last)) == 0);
+    kmm_unreserve_pages(env->mm, last, 1);
+}
+
+static const struct ktest platform_cases[] = {
+    { .name = "platform_vm_space_reused", .run = platform_vm_space_reused },
+    { .name = "platform_direct_map_all_or_nothing", .run = platform_direct_map_all_or_nothing },
+    { .name = NULL },
+};
+
 static void run_case(const struct ktest *c, const struct ktest_env *env)
 {
     case_failures = 0;
@@ -116,6 +167,8 @@ static struct kmm *run_all(size_t page_size, bool guest_cases, bool fail)
         for (const struct ktest *c = *s; c->name; c++)
             if (guest_cases || !c->guest_only)
                 run_case(c, &env);
+    for (const struct ktest *c = platform_cases; guest_cases && c->name; c++)
+        run_case(c, &env);
     if (fail)
         run_case(&failing_case, &env);
     return mm;

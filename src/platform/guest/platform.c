@@ -12,6 +12,8 @@
 struct guest_machine guest_machine;
 int guest_errno;
 
+#define META_POOL_MAX_FRAMES (1u << 18)   /* the metadata pool: 1 GiB at most */
+
 extern char guest_image_start[], guest_image_end[];
 
 /* ---- start --------------------------------------------------------------------- */
@@ -124,6 +126,8 @@ static void choose_meta_pool(struct guest_machine *m)
     uint64_t size = total / 64;
     if (size < (8ull << 20))
         size = 8ull << 20;
+    if (size > (uint64_t)META_POOL_MAX_FRAMES << 12)   /* what the frame bitmap covers */
+        size = (uint64_t)META_POOL_MAX_FRAMES << 12;
     size = (size + (2ull << 20) - 1) & ~((2ull << 20) - 1);
     uint64_t top = r[largest].end & ~((2ull << 20) - 1);
     if (!n || top < r[largest].start + 2 * size)
@@ -277,6 +281,8 @@ static uint64_t va_take(struct va_space *s, uint64_t len, uint64_t align)
         if (a >= s->top && a + len > a && a + len <= s->end) {
             if (a > s->top && s->nr_free < VA_FREE_SLOTS)
                 s->free[s->nr_free++] = (struct guest_e820){ s->top, a, 0 };   /* the alignment gap */
+            else if (a > s->top)
+                s->dropped_bytes += a - s->top;
             s->top = a + len;
             at = a;
         }
@@ -288,6 +294,10 @@ static uint64_t va_take(struct va_space *s, uint64_t len, uint64_t align)
 static void va_give(struct va_space *s, uint64_t at, uint64_t len)
 {
     spin_lock(&s->lock);
+    if (at + len == s->top) {   /* the last range handed out: back to the never-used part */
+        s->top = at;
+        goto fold_top;
+    }
     unsigned i = 0;
     while (i < s->nr_free && s->free[i].start < at)
         i++;
@@ -308,7 +318,7 @@ static void va_give(struct va_space *s, uint64_t at, uint64_t len)
     } else {
         s->dropped_bytes += len;
     }
-    /* a free range that reaches the top goes back to the never-used part */
+fold_top:   /* a free range that reaches the top goes back to the never-used part */
     if (s->nr_free && s->free[s->nr_free - 1].end == s->top) {
         s->top = s->free[s->nr_free - 1].start;
         s->nr_free--;
@@ -340,7 +350,6 @@ static void guest_vm_unreserve(void *ctx, void *va, size_t len)
  * each piece: out of the direct map, so no overflow of memory kmm hands out
  * reaches them, and one piece's overflow faults instead of reaching the
  * next. meta_alloc is rare (kmm_create, then 4 KiB chunks as layers grow). */
-#define META_POOL_MAX_FRAMES (1u << 18)   /* 1 GiB of metadata at most */
 static uint64_t meta_frame_used[META_POOL_MAX_FRAMES / 64];
 static uint64_t meta_frame_hint, meta_frames_in_use;
 
