@@ -67,7 +67,10 @@ void guest_cpu_init(void);
 _Noreturn void guest_exit(unsigned code);
 /* Prints "kmm guest panic: ..." and exits with GUEST_EXIT_PANIC. */
 _Noreturn void guest_panic(const char *fmt, ...);
+/* Writes len bytes to COM1, waiting for the transmitter (bounded). */
 void guest_serial_write(const char *s, size_t len);
+/* The time-stamp counter, fenced so that it is read after what came before
+ * and before what follows. Under TCG it counts emulated time. */
 static inline uint64_t guest_rdtsc(void)
 {
     uint32_t lo, hi;
@@ -109,6 +112,7 @@ struct guest_direct_counts {
     uint64_t pages_4k, pages_2m;     /* present leaf entries in the direct map */
     uint64_t tables_4k;              /* page tables of 4 KiB entries under it (split or built so) */
 };
+/* Counts the direct map's entries by walking its page tables: O(tables). */
 void guest_direct_counts(struct guest_direct_counts *c);
 /* TLB invalidation: invlpg for up to this many pages, a full flush (CR3
  * reload) above it. Tunable for the figures. */
@@ -117,6 +121,7 @@ struct guest_paging_stats {
     uint64_t tables_used, tables_total;
     uint64_t invlpg, full_flushes;
 };
+/* The page-table pool's use and the TLB flushes since boot: O(1). */
 void guest_paging_stats(struct guest_paging_stats *st);
 /* The physical address va is mapped to (4 KiB or 2 MiB entry), or
  * UINT64_MAX when it is not mapped. */
@@ -144,12 +149,17 @@ struct guest_platform_stats {
     uint64_t meta_pool_bytes, meta_bytes_in_use;   /* kmm's metadata frames */
     uint64_t vmalloc_free_ranges, vmalloc_dropped_bytes;
 };
+/* The metadata pool's and the vmalloc address space's state: O(1). */
 void guest_platform_stats(struct guest_platform_stats *st);
 
 /* ---- print.c -------------------------------------------------------------- */
-/* printf for the serial port: %s %c %d %u %x %p, with l, ll and z, and widths. */
+/* printf for the serial port: %s %c %d %u %x %p, with l, ll and z, '-' and
+ * '0' flags and widths. One call writes at most 511 bytes (a longer line is
+ * cut, keeping its newline); no allocation. */
 void guest_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void guest_vprintf(const char *fmt, va_list ap);
+/* The same into buf: at most size - 1 bytes and a NUL; returns the length
+ * the whole output would have had, as snprintf does. */
 size_t guest_snprintf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 size_t guest_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
 
