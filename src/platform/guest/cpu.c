@@ -1,58 +1,8 @@
-/* cpu.c - the processor and the two devices the guest uses: descriptor
- * tables, the exception handler, the serial port (COM1, 0x3f8) and QEMU's
- * isa-debug-exit device (port 0xf4), which ends the run with a status. */
+/* cpu.c - the processor: descriptor tables (GDT with a TSS whose IST
+ * stacks every exception runs on, an IDT for the 32 exceptions) and the
+ * exception handler, which resumes a probe at its fixup and explains
+ * anything else before it panics. */
 #include "guest.h"
-
-/* ---- port I/O ------------------------------------------------------------ */
-static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
-static inline uint8_t inb(uint16_t port)
-{
-    uint8_t v;
-    __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-
-#define COM1 0x3f8
-#define DEBUG_EXIT_PORT 0xf4
-
-static void serial_init(void)
-{
-    outb(COM1 + 1, 0x00);   /* no interrupts */
-    outb(COM1 + 3, 0x80);   /* divisor latch */
-    outb(COM1 + 0, 0x01);   /* 115200 baud */
-    outb(COM1 + 1, 0x00);
-    outb(COM1 + 3, 0x03);   /* 8 bits, no parity, one stop bit */
-    outb(COM1 + 2, 0xc7);   /* FIFO on, cleared */
-    outb(COM1 + 4, 0x03);   /* DTR, RTS */
-}
-
-void guest_serial_write(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        for (unsigned spin = 0; !(inb(COM1 + 5) & 0x20) && spin < 100000; spin++)
-            __builtin_ia32_pause();
-        outb(COM1, (uint8_t)s[i]);
-    }
-}
-
-_Noreturn void guest_exit(unsigned code)
-{
-    outb(DEBUG_EXIT_PORT, (uint8_t)code);
-    /* no isa-debug-exit device: stop here; the host's timeout ends the run */
-    for (;;)
-        __asm__ volatile("cli; hlt");
-}
-
-_Noreturn void guest_panic(const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    guest_vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    guest_printf("kmm guest panic: %s\n", msg);
-    guest_exit(GUEST_EXIT_PANIC);
-}
 
 /* ---- descriptor tables ------------------------------------------------------ */
 struct tss64 {
@@ -107,7 +57,6 @@ static void idt_init(void)
 
 void guest_cpu_init(void)
 {
-    serial_init();
     tss_init();
     idt_init();
 }

@@ -1,13 +1,17 @@
 /* guest.h - the guest platform: kmm as the memory manager of a small x86-64
  * kernel booted by QEMU (multiboot), on real page tables.
  *
- * This folder is the example to copy for running kmm in your own kernel:
- *  - boot.S     multiboot entry, long mode, exception stubs, probes;
- *  - cpu.c      GDT/TSS/IDT, the fault handler, serial port, exit, panic;
- *  - paging.c   4-level page tables: kernel image, direct map, vmalloc space;
- *  - platform.c struct kmm_platform over all of it, and the memory map;
- *  - print.c    a small formatted printer for the serial console;
- *  - string.c   memcpy and friends, which compilers call even in freestanding code.
+ * This folder is the example to copy for running kmm in your own kernel
+ * (each file uses only those above it):
+ *  - print.c    formatting (snprintf), no devices;
+ *  - string.c   memcpy and friends, which compilers call even in freestanding code;
+ *  - console.c  the serial port, printf, exit through isa-debug-exit, panic;
+ *  - machine.c  the multiboot information: e820 map, usable memory, metadata pool;
+ *  - paging.c   4-level page tables: kernel image, direct map, vmalloc and metadata spaces;
+ *  - platform.c struct kmm_platform over all of it;
+ *  - cpu.c      GDT/TSS/IDT and the fault handler (which asks kmm what an address is);
+ *  - start.c    the order of it all at boot;
+ *  - boot.S     multiboot entry, long mode, exception stubs, probes.
  * The allocators themselves are libkmm_freestanding.a, the same archive the
  * user-space freestanding test links: nothing here is compiled into it.
  *
@@ -28,6 +32,7 @@
 #define GUEST_VMALLOC_END   0xffffe90000000000ull  /* 32 TiB */
 #define GUEST_META_START    0xffffd00000000000ull  /* kmm's metadata (meta_alloc): its own frames, */
 #define GUEST_META_END      0xffffd10000000000ull  /* a guard page after each piece; 1 TiB */
+#define GUEST_META_POOL_MAX_FRAMES (1u << 18)      /* the metadata pool: 1 GiB at most */
 #define GUEST_SCRATCH_VA    0xffffff0000000000ull  /* one 2 MiB window for frames_zero/frames_write */
 #define GUEST_SCRATCH_BYTES (2ull << 20)
 
@@ -57,9 +62,11 @@ unsigned guest_memory_ranges(struct guest_e820 *out, unsigned max, uint64_t alig
 /* Filled by guest_main from the multiboot information, before anything else. */
 extern struct guest_machine guest_machine;
 
-/* ---- cpu.c ---------------------------------------------------------------- */
-/* Sets up the serial port, GDT/TSS/IDT; after it, exceptions are handled. */
-void guest_cpu_init(void);
+/* ---- console.c ------------------------------------------------------------- */
+/* Sets up the serial port (115200 8N1, no interrupts). */
+void guest_console_init(void);
+/* Writes len bytes to COM1, waiting for the transmitter (bounded). */
+void guest_serial_write(const char *s, size_t len);
 /* Ends the run: QEMU exits with status (code << 1) | 1 (isa-debug-exit). */
 #define GUEST_EXIT_PASS  0x10   /* QEMU exits 33 */
 #define GUEST_EXIT_FAIL  0x11   /* 35 */
@@ -67,8 +74,22 @@ void guest_cpu_init(void);
 _Noreturn void guest_exit(unsigned code);
 /* Prints "kmm guest panic: ..." and exits with GUEST_EXIT_PANIC. */
 _Noreturn void guest_panic(const char *fmt, ...);
-/* Writes len bytes to COM1, waiting for the transmitter (bounded). */
-void guest_serial_write(const char *s, size_t len);
+/* printf for the serial port: %s %c %d %u %x %p, with l, ll and z, '-' and
+ * '0' flags and widths. One call writes at most 511 bytes (a longer line is
+ * cut, keeping its newline); no allocation. */
+void guest_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void guest_vprintf(const char *fmt, va_list ap);
+
+/* ---- machine.c ------------------------------------------------------------- */
+/* Reads the multiboot information (magic and info as the loader left them in
+ * eax and ebx) into guest_machine, sorts the e820 map and chooses the
+ * metadata pool. Before guest_paging_init: it reads through the boot page
+ * tables. Panics if the loader was not multiboot or gave no memory map. */
+void guest_machine_init(uint32_t magic, uint32_t info);
+
+/* ---- cpu.c ----------------------------------------------------------------- */
+/* Loads the GDT's TSS and the IDT; after it, exceptions are handled. */
+void guest_cpu_init(void);
 /* The time-stamp counter, fenced so that it is read after what came before
  * and before what follows. Under TCG it counts emulated time. */
 static inline uint64_t guest_rdtsc(void)
@@ -129,11 +150,13 @@ uint64_t guest_translate(uint64_t va);
 /* Whether va lies in the unmapped page below one of the kernel's stacks. */
 bool guest_is_stack_guard(uint64_t va);
 
-/* ---- platform.c ------------------------------------------------------------ */
-/* The kernel's own entry, called by guest_start (platform.c) once the CPU,
- * the serial port and the page tables are set up; its return value is the
- * exit code (GUEST_EXIT_*). */
+/* ---- start.c --------------------------------------------------------------- */
+/* The kernel's own entry, called by guest_start (start.c) once the console,
+ * the CPU's tables, the machine's description and the page tables are set
+ * up; its return value is the exit code (GUEST_EXIT_*). */
 unsigned guest_kernel_main(void);
+
+/* ---- platform.c ------------------------------------------------------------ */
 /* Locks held now by the (one) CPU: kmm's and the platform's spinlocks. */
 extern unsigned guest_locks_held;
 /* The last refused call's KMM_E* number (the platform's error hook). */
@@ -153,13 +176,8 @@ struct guest_platform_stats {
 void guest_platform_stats(struct guest_platform_stats *st);
 
 /* ---- print.c -------------------------------------------------------------- */
-/* printf for the serial port: %s %c %d %u %x %p, with l, ll and z, '-' and
- * '0' flags and widths. One call writes at most 511 bytes (a longer line is
- * cut, keeping its newline); no allocation. */
-void guest_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void guest_vprintf(const char *fmt, va_list ap);
-/* The same into buf: at most size - 1 bytes and a NUL; returns the length
- * the whole output would have had, as snprintf does. */
+/* Formats into buf (guest_printf's formats): at most size - 1 bytes and a
+ * NUL; returns the length the whole output would have had, as snprintf does. */
 size_t guest_snprintf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 size_t guest_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
 

@@ -118,22 +118,3 @@ size_t guest_snprintf(char *buf, size_t size, const char *fmt, ...)
     va_end(ap);
     return n;
 }
-
-void guest_vprintf(const char *fmt, va_list ap)
-{
-    char line[512];
-    size_t n = guest_vsnprintf(line, sizeof line, fmt, ap);
-    if (n >= sizeof line) {   /* cut short: still end the line, or the next one (the verdict line) joins it */
-        n = sizeof line - 1;
-        line[n - 1] = '\n';
-    }
-    guest_serial_write(line, n);
-}
-
-void guest_printf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    guest_vprintf(fmt, ap);
-    va_end(ap);
-}
