@@ -57,7 +57,7 @@ struct kmm_config {
     const struct kmm_platform *platform; /* NULL = hosted Linux (memfd + mmap) */
     /* virtual memory (kmm/vm.h); 0 = the default for each */
     uint64_t vmalloc_size;               /* bytes of address space for vmalloc; default 2 x memory, at least 1 GiB */
-    size_t   vmalloc_max_mappings;       /* mappings vmalloc may hold; default half the platform's limit */
+    size_t   vmalloc_max_mappings;       /* mappings vmalloc may hold; default 7/8 of what the process may still make (kmm/vm.h) */
     unsigned vmalloc_flags;              /* KMM_VMALLOC_STRICT, KMM_VMALLOC_SPREAD */
     /* small objects (kmm/slab.h) */
     unsigned slab_flags;                 /* KMM_SLAB_POISON */

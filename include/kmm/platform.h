@@ -96,8 +96,8 @@ struct kmm_platform {
      * makes [va, va + len) fault again, still reserved (and undoes what
      * KMM_MAP_SECRET did). prot may add KMM_PROT_EXEC (never with
      * KMM_PROT_WRITE) and KMM_MAP_SECRET (below). vm_map_limit: how
-     * many mappings the process may hold (hosted: vm.max_map_count), 0 for
-     * no limit; optional. */
+     * many more mappings the process may make now (hosted: vm.max_map_count
+     * less the mappings it holds), 0 for no limit; optional. */
     void *(*vm_reserve)(void *ctx, size_t len, size_t align);
     void  (*vm_unreserve)(void *ctx, void *va, size_t len);
     int   (*vm_map)(void *ctx, void *va, kmm_phys_t phys, size_t len, unsigned prot);

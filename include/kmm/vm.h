@@ -39,11 +39,19 @@
  *    returns (one more call per free) and nothing is reused mapped.
  *  - the number of mappings a process may hold is limited (Linux's
  *    vm.max_map_count, 65530 by default). Each area costs one mapping per
- *    physically contiguous run, plus one; kmm counts them and keeps vmalloc
- *    below config.vmalloc_max_mappings (by default half the platform's
- *    limit, leaving the rest to the program). An allocation that would pass
- *    it purges lazily freed areas and, if that is not enough, returns NULL
- *    with errno ENOMEM and a report saying so; it never crashes.
+ *    physically contiguous run, plus one (the reservation split around it:
+ *    a one-page area is two); kmm counts them and keeps vmalloc below
+ *    config.vmalloc_max_mappings. By default that is seven eighths of the
+ *    mappings the process may still make when the vmalloc space is created
+ *    (hosted: vm.max_map_count less the lines of /proc/self/maps then):
+ *    the program keeps what it holds plus an eighth of the rest (about
+ *    8000 on Linux's default 65530), and vmalloc gets some 57000, enough
+ *    for 28000 live one-page areas. Each memory system takes its budget
+ *    when its space is made: several that use vmalloc heavily in one
+ *    process should set config.vmalloc_max_mappings. An allocation that
+ *    would pass it purges lazily freed areas and, if that is not enough,
+ *    returns NULL with errno ENOMEM and a report saying so; it never
+ *    crashes.
  *
  * kmm_kvmalloc picks: kmm_malloc up to a page (if that fails, a purge of
  * lazily freed areas and kmm_malloc again, then vmalloc), kmm_vmalloc

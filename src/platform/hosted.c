@@ -370,10 +370,35 @@ static int hosted_secret_map(void *ctx, void *va, size_t len)
     return err;
 }
 
+/* Mappings the process holds now: the lines of /proc/self/maps (0 when it
+ * cannot be read). Read with read(2) into a stack buffer: no malloc, no stdio. */
+static size_t mappings_held(void)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t lines = 0;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n; i++)
+            lines += buf[i] == '\n';
+    }
+    close(fd);
+    return lines;
+}
+
+/* How many more mappings the process may make: vm.max_map_count (65530,
+ * Linux's default, if /proc cannot tell) less the mappings it holds now
+ * (at least 1: 0 would mean no limit). */
 static size_t hosted_vm_map_limit(void *ctx)
 {
     (void)ctx;
-    size_t limit = 65530;   /* Linux's default, if /proc cannot tell */
+    size_t limit = 65530;
     int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         char buf[32];
@@ -386,7 +411,8 @@ static size_t hosted_vm_map_limit(void *ctx)
         }
         close(fd);
     }
-    return limit;
+    size_t held = mappings_held();
+    return held < limit ? limit - held : 1;
 }
 
 /* ---- fork: the child gets a copy of the memfd under the same mappings ---- */

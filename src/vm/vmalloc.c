@@ -79,6 +79,19 @@ static uintptr_t default_space(struct kmm *mm)
     return (uintptr_t)(bytes & ~(uint64_t)(mm->page_size - 1));
 }
 
+/* The default budget of mappings, from room, the mappings the process may
+ * still make when the space is created (0: no limit): all but an eighth,
+ * which stays the rest of the program's on top of what it holds already.
+ * On Linux's default vm.max_map_count (65530) and a process holding a few
+ * hundred mappings, that is about 57000: some 28000 live one-page areas (two
+ * mappings each), and over 8000 mappings the program may still make. Half
+ * the limit, the former default, failed lib/test_vmalloc's full_fit (16384
+ * live areas) two mappings short. */
+static size_t default_max_mappings(size_t room)
+{
+    return room ? room - room / 8 : SIZE_MAX;
+}
+
 static struct kmm_vm *vm_create(struct kmm *mm)
 {
     const struct kmm_platform *pf = mm->pf;
@@ -97,6 +110,8 @@ static struct kmm_vm *vm_create(struct kmm *mm)
         align >>= 1;
     if (align < mm->page_size)
         align = mm->page_size;
+    /* asked before the reservation, which the budget counts itself */
+    size_t room = pf->vm_map_limit ? pf->vm_map_limit(mm->ctx) : 0;
     void *base = pf->vm_reserve(mm->ctx, bytes, align);
     if (!base)
         goto fail;
@@ -106,8 +121,7 @@ static struct kmm_vm *vm_create(struct kmm *mm)
     vm->strict = mm->vm_flags & KMM_VMALLOC_STRICT;
     vm->spread = mm->vm_flags & KMM_VMALLOC_SPREAD;
     vm->lazy_max = KMM_VMALLOC_LAZY_PAGES;
-    size_t limit = pf->vm_map_limit ? pf->vm_map_limit(mm->ctx) : 0;
-    vm->max_mappings = mm->vm_max_mappings ? mm->vm_max_mappings : limit ? limit / 2 : SIZE_MAX;
+    vm->max_mappings = mm->vm_max_mappings ? mm->vm_max_mappings : default_max_mappings(room);
     struct vm_node *all = node_new(vm);
     if (!all)
         goto fail_reserved;
@@ -469,7 +483,7 @@ static bool charge_mappings(struct kmm_vm *vm, size_t delta, const char *fn)
             kmm__msg_dec(&m, delta);
             kmm__msg_str(&m, " more mappings would pass vmalloc's limit of ");
             kmm__msg_dec(&m, vm->max_mappings);
-            kmm__msg_str(&m, " (config.vmalloc_max_mappings; default half of vm.max_map_count)");
+            kmm__msg_str(&m, " (config.vmalloc_max_mappings; by default seven eighths of the mappings the process could still make)");
             kmm__report(mm, &m);
             if (mm->pf->error)
                 mm->pf->error(KMM_ENOMEM);

@@ -1808,6 +1808,81 @@ static void test_mapping_limit(void **state)
     finish(mm);
 }
 
+/* vm.max_map_count, or 0 when /proc cannot tell. */
+static size_t max_map_count(void)
+{
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    unsigned long v = 0;
+    if (f) {
+        if (fscanf(f, "%lu", &v) != 1)
+            v = 0;
+        fclose(f);
+    }
+    return v;
+}
+
+/* The default mapping budget (issue 18): on Linux's default
+ * vm.max_map_count (65530) it holds 25000 live one-page areas (50001
+ * mappings: lib/test_vmalloc's pcpu-like case) and lib/test_vmalloc's
+ * full_fit (16384 live one-page areas, 8192 of them junk freed to leave
+ * holes, then churn in the holes), with kmm_create(NULL)'s settings; it
+ * is below what the process may still make, leaving the program a margin. */
+static void test_default_mapping_budget(void **state)
+{
+    (void)state;
+    size_t limit = max_map_count();
+    if (limit < 65530)
+        skip();
+    struct kmm *mm = kmm_create(NULL);
+    assert_non_null(mm);
+    size_t ps = 4096;   /* kmm_create(NULL)'s page size */
+    enum { LIVE = 25000, FIT = 8192 };
+    char **p = calloc(LIVE, sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < LIVE; i++) {
+        p[i] = kmm_vmalloc(mm, ps, 0);
+        assert_non_null(p[i]);
+        p[i][0] = (char)i;
+    }
+    struct kmm_vmalloc_stats st = vstats(mm);
+    assert_int_equal(st.areas, LIVE);
+    assert_true(st.mappings >= 2 * LIVE);
+    assert_true(st.max_mappings < limit);          /* the program keeps a margin */
+    assert_true(st.max_mappings >= limit / 2 + limit / 4);
+    for (size_t i = 0; i < LIVE; i++) {
+        assert_int_equal(p[i][0], (char)i);
+        kmm_vfree(mm, p[i]);
+    }
+    kmm_vmalloc_purge(mm);
+    assert_int_equal(kmm_check(mm), 0);
+
+    /* full_fit: keep and junk alternate, the junk goes, the holes churn */
+    char **keep = p, **junk = p + FIT;
+    for (size_t i = 0; i < FIT; i++) {
+        keep[i] = kmm_vmalloc(mm, ps, 0);
+        junk[i] = kmm_vmalloc(mm, ps, 0);
+        assert_true(keep[i] && junk[i]);
+        keep[i][0] = 1;
+        junk[i][0] = 2;
+    }
+    assert_int_equal(vstats(mm).areas, 2 * FIT);
+    for (size_t i = 0; i < FIT; i++)
+        kmm_vfree(mm, junk[i]);
+    kmm_vmalloc_purge(mm);
+    for (size_t i = 0; i < 2 * FIT; i++) {
+        char *t = kmm_vmalloc(mm, ps, 0);
+        assert_non_null(t);
+        t[0] = 3;
+        kmm_vfree(mm, t);
+    }
+    for (size_t i = 0; i < FIT; i++) {
+        assert_int_equal(keep[i][0], 1);
+        kmm_vfree(mm, keep[i]);
+    }
+    free(p);
+    finish(mm);
+}
+
 /* A 1 MiB vmalloc space: it fills with first-fit packing, then allocations
  * fail cleanly, and a free makes room again. */
 static void test_space_exhaustion(void **state)
@@ -2340,6 +2415,7 @@ int main(int argc, char **argv)
         KMM_TEST_PER_PAGE_SIZE(test_purge_batches_adjacent),
         KMM_TEST_PER_PAGE_SIZE(test_drain_purges),
         KMM_TEST_PER_PAGE_SIZE(test_mapping_limit),
+        { "test_default_mapping_budget", test_default_mapping_budget, NULL, NULL, NULL },
         KMM_TEST_PER_PAGE_SIZE(test_space_exhaustion),
         KMM_TEST_PER_PAGE_SIZE(test_bad_sizes),
         KMM_TEST_PER_PAGE_SIZE(test_map_failure_leaves_nothing),
