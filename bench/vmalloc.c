@@ -371,11 +371,318 @@ static void measure_machine(void)
     m_populated_ns = summarize(pop, R);
 }
 
+/* ---- test 3's peer: the same workloads by hand ------------------------------------------ */
+
+/* What a program does without vmalloc: an anonymous mmap per area with a
+ * PROT_NONE guard page after it (mprotect), munmap to free; an alignment
+ * above a page maps size + align more and unmaps the excess on both sides;
+ * kmm_vmap's peer maps caller pages of a memfd at a new address (a PROT_NONE
+ * reservation, one MAP_FIXED mmap of the file per run of adjacent pages);
+ * kmm_realloc's peer is mremap (MREMAP_MAYMOVE) with the guard page moved.
+ * Each workload runs the same sizes (the same random numbers, from the same
+ * seed, drawn in the same order), touches the same bytes (the first byte of
+ * each area, as WL_TOUCH does) and counts its operations the same way as its
+ * kmm run in vm_workloads.c; only the timed loop is timed. */
+
+static size_t pg_round(size_t size) { return (size + PAGE - 1) & ~(PAGE - 1); }
+
+/* An area of size bytes at a multiple of align (a power of two), its guard
+ * page after it; NULL when the address space has no such range. */
+static char *peer_map(size_t size, size_t align)
+{
+    size_t len = pg_round(size);
+    if (align <= PAGE) {
+        char *p = mmap(NULL, len + GUARD, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        if (mprotect(p + len, GUARD, PROT_NONE) != 0)
+            die_errno("peer: mprotect");
+        return p;
+    }
+    size_t total;
+    if (__builtin_add_overflow(len + GUARD, align, &total))
+        return NULL;
+    char *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+    if (a > p)
+        munmap(p, (size_t)(a - p));
+    if (a + len + GUARD < p + total)
+        munmap(a + len + GUARD, (size_t)(p + total - (a + len + GUARD)));
+    if (mprotect(a + len, GUARD, PROT_NONE) != 0)
+        die_errno("peer: mprotect");
+    return a;
+}
+static void peer_unmap(char *p, size_t size)
+{
+    if (munmap(p, pg_round(size) + GUARD) != 0)
+        die_errno("peer: munmap");
+}
+static char *peer_area(struct wl *w, size_t size, size_t align)
+{
+    char *p = peer_map(size, align);
+    WL_CHECK(w, p != NULL);
+    *(volatile char *)p = 1;
+    return p;
+}
+
+static long peer_fixed_size(struct wl *w, long n)
+{
+    w->ns = wl_now();
+    for (long i = 0; i < n; i++)
+        peer_unmap(peer_area(w, PAGE, 0), PAGE);
+    w->ns = wl_now() - w->ns;
+    return n;
+}
+
+static long peer_full_fit(struct wl *w, long n)
+{
+    size_t k = WL_FIT_JUNK;
+    if (w->scale < 1)
+        k = (size_t)((double)k * w->scale) + 16;
+    char **keep = calloc(k, sizeof *keep), **junk = calloc(k, sizeof *junk);
+    WL_CHECK(w, keep && junk);
+    for (size_t i = 0; i < k; i++) {
+        keep[i] = peer_area(w, PAGE, 0);
+        junk[i] = peer_area(w, PAGE, 0);
+    }
+    for (size_t i = 0; i < k; i++)
+        peer_unmap(junk[i], PAGE);
+    w->ns = wl_now();
+    for (long i = 0; i < n; i++)
+        peer_unmap(peer_area(w, PAGE, 0), PAGE);
+    w->ns = wl_now() - w->ns;
+    for (size_t i = 0; i < k; i++)
+        peer_unmap(keep[i], PAGE);
+    free(keep);
+    free(junk);
+    return n;
+}
+
+static long peer_long_busy_list(struct wl *w, long n)
+{
+    size_t len = WL_BUSY_LIST;
+    if (w->scale < 1)
+        len = (size_t)((double)len * w->scale) + 50;
+    char **live = calloc(len, sizeof *live);
+    WL_CHECK(w, live != NULL);
+    for (size_t i = 0; i < len; i++)
+        live[i] = peer_area(w, PAGE, 0);
+    w->ns = wl_now();
+    for (long i = 0; i < n; i++) {
+        char *big = peer_area(w, 100 * PAGE, 0);
+        char *small = peer_area(w, PAGE, 0);
+        peer_unmap(big, 100 * PAGE);
+        peer_unmap(small, PAGE);
+    }
+    w->ns = wl_now() - w->ns;
+    for (size_t i = 0; i < len; i++)
+        peer_unmap(live[i], PAGE);
+    free(live);
+    return 2 * n;
+}
+
+static long peer_random_size(struct wl *w, long n)
+{
+    size_t ps = PAGE;
+    w->ns = wl_now();
+    for (long i = 0; i < n; i++) {
+        size_t size = wl_range(w, 1, 100) * ps;
+        if (wl_rand(w) & 1)
+            size -= wl_range(w, 0, ps - 8);
+        peer_unmap(peer_area(w, size, 0), size);
+    }
+    w->ns = wl_now() - w->ns;
+    return n;
+}
+
+static long peer_fix_align(struct wl *w, long n)
+{
+    size_t ps = PAGE;
+    w->ns = wl_now();
+    for (long i = 0; i < n; i++) {
+        size_t align = i & 1 ? (size_t)2 << 20 : (size_t)64 << 10;
+        size_t size = wl_range(w, 1, 5) * ps;
+        peer_unmap(peer_area(w, size, align), size);
+    }
+    w->ns = wl_now() - w->ns;
+    return n;
+}
+
+static long peer_random_size_align(struct wl *w, long n)
+{
+    size_t ps = PAGE;
+    unsigned page_shift = (unsigned)__builtin_ctzll(ps);
+    w->ns = wl_now();
+    for (long i = 0; i < n; i++) {
+        size_t align = (size_t)1 << wl_range(w, 4, page_shift + 10);
+        size_t size = wl_range(w, 8, 16 * ps);
+        peer_unmap(peer_area(w, size, align), size);
+    }
+    w->ns = wl_now() - w->ns;
+    return n;
+}
+
+static long peer_align_shift(struct wl *w, long n)
+{
+    (void)n;
+    w->ns = wl_now();
+    for (unsigned shift = 0; shift < 64; shift++) {
+        char *p = peer_map(PAGE, (size_t)1 << shift);
+        if (p) {
+            *(volatile char *)p = (char)shift;
+            peer_unmap(p, PAGE);
+        }
+    }
+    w->ns = wl_now() - w->ns;
+    return 64;
+}
+
+/* kmm_vmap's peer: the 16 pages are pages of a memfd (a block of 8 and 8
+ * single pages, every other one of 16, the singles shuffled as the kmm run
+ * shuffles them), mapped by run into a PROT_NONE reservation of 17 pages. */
+static long peer_vm_map_ram(struct wl *w, long n)
+{
+    size_t ps = PAGE;
+    enum { BLOCK = 8, SINGLES = WL_MAP_PAGES - BLOCK };
+    int fd = memfd_create("bench-vmap-peer", 0);
+    if (fd < 0 || ftruncate(fd, (off_t)((BLOCK + 2 * SINGLES) * ps)) != 0)
+        die_errno("peer: memfd");
+    off_t page[WL_MAP_PAGES];
+    for (int i = 0; i < BLOCK; i++)
+        page[i] = (off_t)(i * ps);
+    for (int i = 0; i < SINGLES; i++)
+        page[BLOCK + i] = (off_t)((BLOCK + 2 * i) * ps);
+    for (int i = WL_MAP_PAGES - 1; i > 0; i--) {
+        if (i < BLOCK)
+            break;
+        int j = BLOCK + (int)wl_range(w, 0, (size_t)(i - BLOCK));
+        off_t t = page[i];
+        page[i] = page[j];
+        page[j] = t;
+    }
+    char *direct = mmap(NULL, (BLOCK + 2 * SINGLES) * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (direct == MAP_FAILED)
+        die_errno("peer: mmap memfd");
+    memset(direct, 7, (BLOCK + 2 * SINGLES) * ps);
+    w->ns = wl_now();
+    for (long it = 0; it < n; it++) {
+        bool ro = (it & 3) == 3;
+        int prot = ro ? PROT_READ : PROT_READ | PROT_WRITE;
+        char *v = mmap(NULL, (WL_MAP_PAGES + 1) * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (v == MAP_FAILED)
+            die_errno("peer: reserve");
+        for (int i = 0; i < WL_MAP_PAGES;) {
+            int j = i + 1;
+            while (j < WL_MAP_PAGES && page[j] == page[j - 1] + (off_t)ps)
+                j++;
+            if (mmap(v + (size_t)i * ps, (size_t)(j - i) * ps, prot, MAP_SHARED | MAP_FIXED, fd, page[i]) == MAP_FAILED)
+                die_errno("peer: mmap run");
+            i = j;
+        }
+        WL_CHECK(w, *(volatile char *)v == direct[page[0]]);
+        if (!ro)
+            for (int i = 0; i < WL_MAP_PAGES; i++)
+                *(volatile char *)(v + (size_t)i * ps) = (char)it;
+        if (munmap(v, (WL_MAP_PAGES + 1) * ps) != 0)
+            die_errno("peer: munmap");
+    }
+    w->ns = wl_now() - w->ns;
+    munmap(direct, (BLOCK + 2 * SINGLES) * ps);
+    close(fd);
+    return n;
+}
+
+/* kmm_realloc's peer: the guard page unmapped, the area mremapped (in place
+ * when the range after it is free, else moved), a guard page made again. */
+static char *peer_remap(char *p, size_t old, size_t to)
+{
+    size_t ol = pg_round(old), nl = pg_round(to);
+    if (ol == nl)
+        return p;
+    if (munmap(p + ol, GUARD) != 0)
+        die_errno("peer: munmap guard");
+    char *q = mremap(p, ol, nl + GUARD, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED)
+        die_errno("peer: mremap");
+    if (mprotect(q + nl, GUARD, PROT_NONE) != 0)
+        die_errno("peer: mprotect");
+    return q;
+}
+
+static long peer_realloc(struct wl *w, long n)
+{
+    size_t ps = PAGE;
+    long ops = 0;
+    double ns = 0;
+    for (long cycle = 0; ops < n; cycle++) {
+        size_t size = wl_range(w, 1, 3) * ps - wl_range(w, 0, ps / 2);
+        char *p = peer_area(w, size, 0);
+        char *blocker = NULL;
+        if (cycle % 3 == 2) {
+            peer_unmap(p, size);
+            p = peer_area(w, size, 0);
+            /* right after p's guard page, as kmm's run places it: growing must move */
+            blocker = mmap(p + pg_round(size) + GUARD, ps + GUARD, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+            if (blocker == MAP_FAILED)
+                blocker = peer_area(w, ps, 0);
+            else if (mprotect(blocker + ps, GUARD, PROT_NONE) != 0)
+                die_errno("peer: mprotect");
+        }
+        double t0 = wl_now();
+        for (int step = 0; step < 16; step++) {
+            bool grow = step < 8;
+            size_t to = grow ? size + wl_range(w, 1, 5) * ps - wl_range(w, 0, ps - 1)
+                             : (step == 15 ? wl_range(w, 8, ps) : size / 2 + wl_range(w, 0, size / 4));
+            bool zero = grow && (step & 3) == 1;
+            char *q = peer_remap(p, size, to);
+            if (zero && to > size) {   /* the old last page's tail; new pages are zero */
+                size_t end = pg_round(size) < to ? pg_round(size) : to;
+                memset(q + size, 0, end - size);
+            }
+            ops++;
+            p = q;
+            size = to;
+            *(volatile char *)p = (char)step;
+        }
+        ns += wl_now() - t0;
+        peer_unmap(p, size);
+        if (blocker)
+            peer_unmap(blocker, ps);
+    }
+    w->ns = ns;
+    return ops;
+}
+
+/* The peer of each workload, in the order of the table. */
+static long (*const peer_fns[])(struct wl *, long) = {
+    peer_fixed_size, peer_full_fit,          peer_long_busy_list, peer_random_size, peer_fix_align,
+    peer_random_size_align, peer_align_shift, peer_vm_map_ram,    peer_realloc,
+};
+_Static_assert(sizeof peer_fns / sizeof peer_fns[0] == WL_COUNT, "a peer for every workload");
+
+/* Workload i's peer, with the random numbers of wl_run_one(i, ..., seed). */
+static struct wl_result peer_run_one(int i, double scale, uint64_t seed)
+{
+    struct wl w = { .ps = PAGE, .rng = seed ^ ((uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull), .use = WL_TOUCH,
+                    .scale = scale, .name = workloads[i].name };
+    if (!w.rng)
+        w.rng = 1;
+    struct wl_result r = { 0 };
+    r.ops = peer_fns[i](&w, wl_iters(&w, workloads[i].n));
+    r.ns = w.ns;
+    return r;
+}
+
 /* ---- test 3: the test_vmalloc workloads ------------------------------------------------ */
 
 struct wl_fig {
     struct fig us;             /* per operation */
     struct fig calls;          /* map + unmap calls per operation (one thread only) */
+    struct fig peer_us;        /* the hand-made peer, per operation (one thread only) */
+    struct fig ratio;          /* peer time over kmm time, per repetition (one thread only) */
 };
 static struct wl_fig wl_one[WL_COUNT], wl_mt[WL_COUNT];
 static struct fig wl_mt_wall_us;   /* wall time of the threaded run over all its operations */
@@ -385,11 +692,28 @@ static const uint64_t wl_seed = 0x766d616c6c6f63ull;   /* "vmalloc": the same ru
 static void measure_workloads(void)
 {
     static double us1[WL_COUNT][64], calls1[WL_COUNT][64], usm[WL_COUNT][64], wall[64];
+    static double peer1[WL_COUNT][64], ratio1[WL_COUNT][64];
     for (int rep = 0; rep < opt.reps; rep++) {
         for (int i = 0; i < WL_COUNT; i++) {
-            struct wl_result r = wl_run_one(i, PAGE, WL_TOUCH, opt.wl_scale, wl_seed);
+            /* kmm and its peer back to back, in alternating order */
+            struct wl_result r, q;
+            if (rep & 1) {
+                q = peer_run_one(i, opt.wl_scale, wl_seed);
+                r = wl_run_one(i, PAGE, WL_TOUCH, opt.wl_scale, wl_seed);
+            } else {
+                r = wl_run_one(i, PAGE, WL_TOUCH, opt.wl_scale, wl_seed);
+                q = peer_run_one(i, opt.wl_scale, wl_seed);
+            }
+            if (q.ops != r.ops) {
+                char why[160];
+                snprintf(why, sizeof why, "workload %s: %ld operations by kmm, %ld by the peer", workloads[i].name,
+                         r.ops, q.ops);
+                die(why);
+            }
             us1[i][rep] = r.ns / 1e3 / (double)r.ops;
             calls1[i][rep] = (double)r.calls / (double)r.ops;
+            peer1[i][rep] = q.ns / 1e3 / (double)q.ops;
+            ratio1[i][rep] = peer1[i][rep] / us1[i][rep];
             wl_one_ops[i] = r.ops;
         }
         struct wl_result r[WL_COUNT];
@@ -406,6 +730,8 @@ static void measure_workloads(void)
     for (int i = 0; i < WL_COUNT; i++) {
         wl_one[i].us = summarize(us1[i], opt.reps);
         wl_one[i].calls = summarize(calls1[i], opt.reps);
+        wl_one[i].peer_us = summarize(peer1[i], opt.reps);
+        wl_one[i].ratio = summarize(ratio1[i], opt.reps);
         wl_mt[i].us = summarize(usm[i], opt.reps);
     }
     wl_mt_wall_us = summarize(wall, opt.reps);
@@ -475,15 +801,29 @@ static void print_table(const struct col_result *r, int check)
            r[F_BATCH].ns.med / r[B_KMM].ns.med);
 
     printf("\n3. the lib/test_vmalloc workloads (tests/stress/vm_workloads.c), first byte of each area\n"
-           "   written; each single-thread run on a fresh memory system (1 GiB, 4 KiB pages)\n");
-    printf("   %-26s %8s %9s %-18s %7s   %d threads at once: %9s %s\n", "", "ops", "us/op", "[min..max]", "calls",
-           MT_THREADS, "us/op", "[min..max]");
+           "   written; each single-thread run on a fresh memory system (1 GiB, 4 KiB pages), then its\n"
+           "   hand-made peer (mmap + PROT_NONE guard + munmap per area; see bench/README.md) right after\n"
+           "   or before it (alternating), the same sizes from the same random numbers\n");
+    printf("   %-24s %6s %8s %-16s %6s %8s %-16s %s\n", "", "ops", "kmm us", "[min..max]", "calls", "peer us",
+           "[min..max]", "peer/kmm [min..max]");
+    bool all_met = true;
     for (int i = 0; i < WL_COUNT; i++) {
         char r1[40], r2[40];
         snprintf(r1, sizeof r1, "[%.2f..%.2f]", wl_one[i].us.min, wl_one[i].us.max);
+        snprintf(r2, sizeof r2, "[%.2f..%.2f]", wl_one[i].peer_us.min, wl_one[i].peer_us.max);
+        printf("   %-24s %6ld %8.2f %-16s %6.3f %8.2f %-16s %6.2fx [%.2f..%.2f]\n", workloads[i].name, wl_one_ops[i],
+               wl_one[i].us.med, r1, wl_one[i].calls.med, wl_one[i].peer_us.med, r2, wl_one[i].ratio.med,
+               wl_one[i].ratio.min, wl_one[i].ratio.max);
+        all_met &= wl_one[i].ratio.med >= 1;
+    }
+    printf("   (us: per operation; peer/kmm: the peer's time over kmm's in the same repetition, median;\n"
+           "    above 1 = kmm faster)\n"
+           "   target: every workload at least as fast as the peer: %s\n", met(all_met));
+    printf("   %d threads at once on one memory system (kmm only):\n", MT_THREADS);
+    for (int i = 0; i < WL_COUNT; i++) {
+        char r2[40];
         snprintf(r2, sizeof r2, "[%.2f..%.2f]", wl_mt[i].us.min, wl_mt[i].us.max);
-        printf("   %-26s %8ld %9.2f %-18s %7.3f   %6ld ops %14.2f %s\n", workloads[i].name, wl_one_ops[i],
-               wl_one[i].us.med, r1, wl_one[i].calls.med, wl_mt_ops[i], wl_mt[i].us.med, r2);
+        printf("   %-24s %6ld ops %8.2f us/op %s\n", workloads[i].name, wl_mt_ops[i], wl_mt[i].us.med, r2);
     }
     printf("   (one operation: see bench/README.md; threads: each thread's time over its operations; the\n"
            "    threaded run's wall time over all its operations: %.2f us [%.2f..%.2f])\n", wl_mt_wall_us.med,
@@ -539,6 +879,8 @@ static void print_json(const struct col_result *r, int check)
         printf("    \"%s\": {\"ops\": %ld, ", workloads[i].name, wl_one_ops[i]);
         json_fig("us_per_op", wl_one[i].us, ", ");
         json_fig("calls_per_op", wl_one[i].calls, ", ");
+        json_fig("peer_us_per_op", wl_one[i].peer_us, ", ");
+        json_fig("peer_over_kmm", wl_one[i].ratio, ", ");
         printf("\"threaded_ops\": %ld, ", wl_mt_ops[i]);
         json_fig("threaded_us_per_op", wl_mt[i].us, "}");
         printf("%s\n", i + 1 < WL_COUNT ? "," : "");
