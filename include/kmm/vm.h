@@ -22,10 +22,12 @@
  * this layer, so:
  *  - frees are lazy by default: a freed area stays mapped to its pages, which
  *    stay out of the page allocator. An allocation of the same number of
- *    pages, or of at least three quarters of a freed area's, takes the most
- *    recently freed such area back as it is (its tail, if any, unmapped and
- *    freed, the guard page moved up): no page allocation and at most one
- *    platform call.
+ *    pages takes the most recently freed such area back as it is: no page
+ *    allocation and no platform call. Once the freed areas pass three
+ *    quarters of a purge batch, one of at least three quarters of a freed
+ *    area's pages does too (its tail unmapped and freed, the guard page
+ *    moved up: one platform call); before that it maps a new area, so that
+ *    the freed one stays whole for its own size.
  *    The others wait until KMM_VMALLOC_LAZY_PAGES pages of freed areas have
  *    gathered; then one purge unmaps them all, adjacent areas in one call,
  *    and only then gives their pages and addresses back. A freed page
@@ -94,7 +96,12 @@ extern "C" {
  * an area mask, KMM_ZERO, and KMM_NOPOPULATE: the pages are mapped at
  * first touch, as mmap's are, instead of before this returns (a kernel's
  * vmalloc populates; the malloc shim's large buffers do not, so that a
- * buffer of which a program touches two pages costs two pages); with
+ * buffer of which a program touches two pages costs two pages). Without
+ * it the hosted platform populates each physically contiguous run of up
+ * to 64 KiB, and a larger one when the host backs its frames already
+ * (then only page-table entries are written); a larger run of frames never
+ * touched (or released) is mapped at first touch like the direct map's
+ * (src/platform/hosted.c, hosted_vm_map, says why). With
  * KMM_ZERO, runs of 64 KiB and more are zeroed by dropping their frames
  * (the platform's frames_zero) rather than by writing them; kmm_realloc
  * keeps the flag for the area.

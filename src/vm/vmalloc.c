@@ -595,12 +595,25 @@ static inline bool lazy_fits(const struct vm_node *n, size_t pages, size_t align
            !(n->first & (align - 1));
 }
 
+/* A cut (the tail of a larger lazily freed area unmapped and its pages
+ * freed) is allowed only once the lazy areas, with this one, pass
+ * VM_CUT_FROM quarters of a purge batch. Below that there is room to keep
+ * another size mapped: a fresh area is mapped and, once freed, serves its
+ * own size, while a cut would shrink a cached size for good (the next
+ * request of that size maps afresh) and cost an unmap call and page frees
+ * now. Measured on lib/test_vmalloc's random_size (1..100 pages): with a
+ * cut always allowed, 0.6 unmap calls per operation in steady state (the
+ * cached areas shrink towards the small sizes, and large requests map
+ * again); with the gate, after the first hundred sizes, none (see
+ * docs/decisions.md). */
+#define VM_CUT_FROM 3
+
 /* A lazily freed area that fits (lazy_fits), made live again still mapped
  * to its pages, its tail beyond pages cut; NULL if none. Looks at the list
- * of exactly pages pages, then at the lists of slightly larger ones, and
- * for more than VM_WARM_PAGES pages at the best fit among the large ones
- * (a list of at most lazy_max / VM_WARM_PAGES areas). Strict mode has no
- * lazy areas. */
+ * of exactly pages pages, then (when a cut is allowed) at the lists of
+ * slightly larger ones, and for more than VM_WARM_PAGES pages at the best
+ * fit among the large ones (a list of at most lazy_max / VM_WARM_PAGES
+ * areas). Strict mode has no lazy areas. */
 static struct vm_node *reuse_lazy(struct kmm_vm *vm, size_t pages, size_t align, uint8_t area_mask, size_t size,
                                   const char *tag, const void *caller)
 {
@@ -609,15 +622,19 @@ static struct vm_node *reuse_lazy(struct kmm_vm *vm, size_t pages, size_t align,
     struct kmm *mm = vm->mm;
     struct vm_node **link = NULL;
     kmm_lock(mm, &vm->lock);
-    for (size_t n = pages; n <= VM_WARM_PAGES && n <= pages + pages / 3; n++) {
+    /* a cut only when the lazy areas near a purge (see VM_CUT_FROM) */
+    bool cut_ok = vm->lazy_pages + pages > vm->lazy_max / 4 * VM_CUT_FROM;
+    size_t most = cut_ok ? pages + pages / 3 : pages;
+    for (size_t n = pages; n <= VM_WARM_PAGES && n <= most; n++) {
         if (vm->lazy[n] && lazy_fits(vm->lazy[n], pages, align, area_mask)) {
             link = &vm->lazy[n];
             break;
         }
     }
-    if (!link && pages + pages / 3 > VM_WARM_PAGES) {
+    if (!link && most > VM_WARM_PAGES) {
         for (struct vm_node **l = &vm->lazy[0]; *l; l = &(*l)->next)
-            if (lazy_fits(*l, pages, align, area_mask) && (!link || (*l)->mapped < (*link)->mapped))
+            if (lazy_fits(*l, pages, align, area_mask) && (cut_ok || (*l)->mapped == pages) &&
+                (!link || (*l)->mapped < (*link)->mapped))
                 link = l;
     }
     struct vm_node *n = link ? *link : NULL;

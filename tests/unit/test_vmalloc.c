@@ -1428,9 +1428,12 @@ static void find_end(void *arg, const struct kmm_vmalloc_area_info *a)
 }
 
 /* Any size is taken back, small or large (64 and 65 pages at 4 KiB: the
- * lists of exact sizes end at 64), and a larger lazy area serves a request
- * of at least three quarters of it, its tail cut so that the guard page
- * follows the pages asked for; a smaller request gets a new area. */
+ * lists of exact sizes end at 64). A larger lazy area serves a request of
+ * at least three quarters of it, its tail cut so that the guard page
+ * follows the pages asked for, once the lazy areas near a purge (past
+ * three quarters of KMM_VMALLOC_LAZY_PAGES: a lazy area of 6100 pages is
+ * freed beside it); before that the request gets a new area and the larger
+ * area stays for its own size. A smaller request gets a new area. */
 static void test_reuse_size_limit(void **state)
 {
     (void)state;
@@ -1448,11 +1451,26 @@ static void test_reuse_size_limit(void **state)
         kmm_vmalloc_purge(mm);
     }
     for (size_t want = 80; want >= 70; want -= 10) {
+        /* no cut while the lazy areas are few */
         void *p = kmm_vmalloc(mm, 100 * ps, 0);
         assert_non_null(p);
         kmm_vfree(mm, p);
         uint64_t reused = vstats(mm).reused;
         void *q = kmm_vmalloc(mm, want * ps, 0);
+        assert_non_null(q);
+        assert_int_equal(vstats(mm).reused, reused);
+        assert_int_equal(vstats(mm).lazy_pages, 100);
+        kmm_vfree(mm, q);
+        kmm_vmalloc_purge(mm);
+        /* near a purge: cut */
+        void *filler = kmm_vmalloc(mm, 6100 * ps, 0);
+        p = kmm_vmalloc(mm, 100 * ps, 0);
+        assert_true(filler && p);
+        kmm_vfree(mm, filler);
+        kmm_vfree(mm, p);
+        assert_int_equal(vstats(mm).lazy_pages, 6200);
+        reused = vstats(mm).reused;
+        q = kmm_vmalloc(mm, want * ps, 0);
         assert_non_null(q);
         assert_int_equal(vstats(mm).reused, reused + (want == 80));
         struct area_end e = { .addr = (uintptr_t)q };
