@@ -96,12 +96,7 @@ extern "C" {
  * an area mask, KMM_ZERO, and KMM_NOPOPULATE: the pages are mapped at
  * first touch, as mmap's are, instead of before this returns (a kernel's
  * vmalloc populates; the malloc shim's large buffers do not, so that a
- * buffer of which a program touches two pages costs two pages). Without
- * it the hosted platform populates each physically contiguous run of up
- * to 64 KiB, and a larger one when the host backs its frames already
- * (then only page-table entries are written); a larger run of frames never
- * touched (or released) is mapped at first touch like the direct map's
- * (src/platform/hosted.c, hosted_vm_map, says why). With
+ * buffer of which a program touches two pages costs two pages). With
  * KMM_ZERO, runs of 64 KiB and more are zeroed by dropping their frames
  * (the platform's frames_zero) rather than by writing them; kmm_realloc
  * keeps the flag for the area.

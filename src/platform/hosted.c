@@ -247,40 +247,19 @@ static int make_secret(void *ctx, void *va, size_t len)
     return 0;
 }
 
-/* Are the frames [phys, phys + len) all backed by the memfd (no hole in
- * the file there)? One lseek(SEEK_HOLE); the file position it moves is
- * read by no one (every other access gives its offset). */
-static bool frames_backed(struct hosted *h, kmm_phys_t phys, size_t len)
-{
-    off_t hole = lseek(h->fd, (off_t)phys, SEEK_HOLE);
-    return hole >= 0 && (uint64_t)hole >= phys + len;
-}
-
 /* MAP_FIXED replaces the reservation's PROT_NONE pages in one call; the
  * kernel merges the mapping with a neighbour that maps the file's adjacent
  * offsets. MAP_POPULATE fills the page tables now, as a kernel's vmalloc
- * does, instead of one fault per page at first touch, when that is cheap
- * or likely used: the frames are backed by the memfd already (pages used
- * before and not released: only page-table entries are written), or the
- * run is at most VM_POPULATE_UNBACKED bytes. A larger run of frames the
- * host has not backed yet (fresh memory, or released by the page
- * allocator) is left to first touch, as the direct map leaves every
- * frame: populating it makes the kernel allocate and zero every page
- * (1.5 us a page on this project's VM), which a caller that touches one
- * page of a hundred (lib/test_vmalloc) pays in full, while a fault is
- * about 13 us: populating pays when a caller touches one page in nine or
- * more, as callers of small areas do (docs/decisions.md). The frames are
- * the area's either way (from the page allocator); MAP_POPULATE never
- * promised more (mmap ignores its failures). */
-#define VM_POPULATE_UNBACKED ((size_t)64 << 10)
+ * does, instead of one fault per page at first touch (docs/decisions.md,
+ * "Populate every run": first-touch population for large runs was
+ * measured and not taken). */
 static int hosted_vm_map(void *ctx, void *va, kmm_phys_t phys, size_t len, unsigned prot)
 {
     struct hosted *h = ctx;
     if ((prot & KMM_PROT_EXEC) && (prot & KMM_PROT_WRITE))
         return -EINVAL;   /* never writable and executable */
-    bool populate = !(prot & KMM_MAP_NOPOPULATE) && (len <= VM_POPULATE_UNBACKED || frames_backed(h, phys, len));
-    if (mmap(va, len, prot_bits(prot), MAP_SHARED | MAP_FIXED | (populate ? MAP_POPULATE : 0), h->fd, (off_t)phys) ==
-        MAP_FAILED)
+    int populate = prot & KMM_MAP_NOPOPULATE ? 0 : MAP_POPULATE;
+    if (mmap(va, len, prot_bits(prot), MAP_SHARED | MAP_FIXED | populate, h->fd, (off_t)phys) == MAP_FAILED)
         return -errno;
     return prot & KMM_MAP_SECRET ? make_secret(ctx, va, len) : 0;
 }
