@@ -192,6 +192,7 @@ struct kmm {
     unsigned nr_areas;
     unsigned release_order;               /* free blocks this large are released */
     size_t release_budget;                /* pages an area may free between release passes */
+    size_t release_step;                  /* pages one step of a pass gives back at most (under the area lock) */
     bool release_due;                     /* an area's release pass waits for the decay (relaxed): kmm__release_tick */
     /* Release maps: one bit per chunk of 2^release_order pages (aligned).
      * release_map: pages in the chunk were written since the last pass (a

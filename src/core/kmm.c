@@ -423,6 +423,7 @@ struct kmm *kmm_create(const struct kmm_config *cfg)
      * memory"), once 16 MiB were freed since the last pass */
     mm->release_order = shift >= 16 ? 0 : 16 - shift;
     mm->release_budget = ((size_t)16 << 20) >> shift;
+    mm->release_step = ((size_t)KMM_RELEASE_STEP_KIB << 10) >> shift;
     if (pf->release && !carved) {   /* the release map needs meta_alloc memory */
         mm->release_chunk0 = base_pfn >> mm->release_order;
         uint64_t chunks = ((end_pfn - 1) >> mm->release_order) - mm->release_chunk0 + 1;

@@ -179,7 +179,7 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
     if (!mm->release_map || ar->end_pfn == ar->start_pfn ||
         (!force && ar->freed_since_release <= mm->release_budget && !ar->release_deferred))
         return;
-    if (!force && mm->pf->clock_ms) {
+    if (!force && !ar->release_more && mm->pf->clock_ms) {
         /* at most one pass per decay interval: a chunk is released after
          * it stayed free (and unwritten) from one pass to the next */
         uint64_t now = mm->pf->clock_ms(mm->ctx);
@@ -190,24 +190,41 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
             return;
         }
         ar->last_release_ms = now;
-        store_relaxed(&ar->release_deferred, false);
     }
-    ar->freed_since_release = 0;
+    store_relaxed(&ar->release_deferred, false);
     uint64_t first = (ar->start_pfn >> mm->release_order) - mm->release_chunk0;
     uint64_t last = ((ar->end_pfn - 1) >> mm->release_order) - mm->release_chunk0;
+    if (force || !ar->release_more) {   /* a new pass */
+        ar->freed_since_release = 0;
+        ar->release_cursor = first;
+        ar->release_aging = false;
+    }
+    ar->release_more = false;
+    /* one step: at most release_step pages given back (unless forced), so
+     * that the call, under the area lock, stays short; the next call of the
+     * area goes on from the cursor without waiting for the interval */
+    uint64_t budget = force ? UINT64_MAX : mm->release_step, released = 0;
     uint64_t run_start = 0, run_end = 0;   /* pages to release in one call */
-    bool aging = false;                    /* chunks kept for one more interval: another pass is due */
-    for (uint64_t w = first >> 6; w <= last >> 6; w++) {
-        for (uint64_t bits = load_relaxed(&mm->release_map[w]) | load_relaxed(&mm->aged_map[w]); bits; bits &= bits - 1) {
+    uint64_t c0 = ar->release_cursor;
+    for (uint64_t w = c0 >> 6; w <= last >> 6; w++) {
+        uint64_t bits = load_relaxed(&mm->release_map[w]) | load_relaxed(&mm->aged_map[w]);
+        if (w == c0 >> 6)
+            bits &= ~(uint64_t)0 << (c0 & 63);
+        for (; bits; bits &= bits - 1) {
             uint64_t c = (w << 6) + (uint64_t)__builtin_ctzll(bits);
             if (c < first || c > last)
                 continue;
+            if (released >= budget) {   /* the step is done: the rest at the next call */
+                ar->release_cursor = c;
+                ar->release_more = true;
+                goto out;
+            }
             bool written = test_and_clear(mm->release_map, c);
             bool aged = test_and_clear(mm->aged_map, c);
             uint64_t from = chunk_releasable(mm, ar, c);
             if (!force && (written || !aged)) {
                 __atomic_fetch_or(&mm->aged_map[w], (uint64_t)1 << (c & 63), __ATOMIC_RELAXED);
-                aging = true;
+                ar->release_aging = true;
                 continue;   /* freed recently: give it one more interval */
             }
             if (from == UINT64_MAX)
@@ -219,13 +236,16 @@ void kmm__area_release(struct kmm *mm, struct kmm_area *ar, bool force)
                 run_start = from;
             }
             run_end = to;
+            released += to - from;
         }
     }
+out:
     if (run_end > run_start)
         mm->pf->release(mm->ctx, run_start << mm->page_shift, (run_end - run_start) << mm->page_shift);
-    if (aging && mm->pf->clock_ms) {
-        /* the next pass, one interval on, releases what stays free then,
-         * even if the program frees nothing more meanwhile */
+    if (ar->release_more || (ar->release_aging && mm->pf->clock_ms)) {
+        /* the pass goes on at the next call; or, once it is over, the next
+         * pass, one interval on, releases what stays free then, even if the
+         * program frees nothing more meanwhile */
         release_defer(mm, ar);
     }
 }

@@ -103,6 +103,9 @@ struct kmm_area {
     size_t freed_since_release;           /* pages freed into the lists since the last release pass */
     uint64_t last_release_ms;             /* platform clock_ms at the last release pass */
     bool release_deferred;                /* a pass is due but waits for the decay interval */
+    bool release_more;                    /* a pass stopped at its step's bound: the next call goes on at once */
+    uint64_t release_cursor;              /* chunk where that pass goes on */
+    bool release_aging;                   /* that pass kept chunks for one more interval */
     uint32_t nonempty;                    /* bit o set iff free[o] is not empty */
     size_t nr_free[KMM_MAX_ORDER + 1];
     struct free_node free[KMM_MAX_ORDER + 1];   /* list heads (sentinels) */

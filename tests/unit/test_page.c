@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kmm_test.h"
 
@@ -1337,6 +1338,53 @@ static void test_rss(void **state)
     finish(mm);
 }
 
+/* Without kmm_drain: 1 GiB allocated, written and freed comes back by the
+ * decay alone, while the program goes on using the allocator (a block of
+ * 16 pages, past the per-thread caches, every millisecond). A bound on
+ * resident memory after waiting out the decay and the release steps
+ * (generous: 5 s where about 0.3 s is expected), not a speed test. */
+static void test_rss_decay(void **state)
+{
+    (void)state;
+    struct kmm *mm = kmm_create(NULL);
+    assert_non_null(mm);
+    struct kmm_page_stats init, st;
+    kmm_page_stats(mm, &init);
+    const size_t ps = init.page_size;
+    size_t rss0 = kmm_test_rss();
+
+    enum { NBIG = 256 };   /* order-10 blocks of 4 KiB pages: 1 GiB */
+    static void *big[NBIG];
+    for (size_t i = 0; i < NBIG; i++) {
+        big[i] = kmm_alloc_pages(mm, 10, 0);
+        assert_non_null(big[i]);
+        touch(big[i], ps << 10);
+    }
+    size_t rss1 = kmm_test_rss();
+    assert_true(rss1 >= rss0 + 1 * GiB);
+    for (size_t i = 0; i < NBIG; i++)
+        kmm_free_pages(mm, big[i]);
+    size_t rss2 = rss1;
+    unsigned ms = 0;
+    for (; ms < 5000 && rss2 > rss0 + RSS_SLACK(1 * GiB); ms++) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+        void *p = kmm_alloc_pages(mm, 4, 0);
+        assert_non_null(p);
+        kmm_free_pages(mm, p);
+        if (ms % 10 == 9)
+            rss2 = kmm_test_rss();
+    }
+    if (rss2 > rss0 + RSS_SLACK(1 * GiB))
+        fprintf(stderr, "rss (decay): %zu MiB at start, %zu allocated, %zu after %u ms\n", rss0 >> 20, rss1 >> 20,
+                rss2 >> 20, ms);
+    assert_true(rss2 <= rss0 + RSS_SLACK(1 * GiB));
+    kmm_page_stats(mm, &st);
+    assert_true(st.resident_pages * ps <= 64 * MiB);
+    assert_back_to(mm, &init);
+    finish(mm);
+}
+
 /* ---- per-thread caches ----------------------------------------------------------------- */
 
 static void test_drain(void **state)
@@ -1481,6 +1529,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_thread_exit_then_use),
         cmocka_unit_test(test_touching_ranges),
         cmocka_unit_test(test_rss),
+        cmocka_unit_test(test_rss_decay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
