@@ -1,13 +1,16 @@
 /* bench/pages.c - the page allocator side by side with what a user would
  * pick instead (mmap, glibc, mimalloc). See bench/README.md.
  *
- * Four measurements, each figure the median of several repetitions:
+ * Five measurements, each figure the median of several repetitions:
  *   1. order-0 alloc+free pairs, hot, one thread, against mmap/munmap,
  *      glibc posix_memalign/free and mimalloc mi_malloc_aligned/mi_free;
- *   2. random orders 0..10 with random frees: per-operation latency, mean and
- *      p99, and the first tenth of the run against the last;
+ *   2. random orders 0..10 with random frees: per-operation latency, mean,
+ *      p50, p99 and max, against mimalloc and glibc on the same operations,
+ *      and kmm's first tenth of the run against the last;
  *   3. two threads against one on the same memory system;
- *   4. kmm_create + kmm_destroy of a 64 GiB memory system: time and RSS.
+ *   4. kmm_create + kmm_destroy of a 64 GiB memory system: time and RSS;
+ *   5. resident memory over time: 1 GiB written and freed, RSS while the
+ *      program goes on, then after a drain, for kmm and the two peers.
  *
  * mimalloc is loaded with dlopen(RTLD_LOCAL), never linked: Debian's
  * libmimalloc.so exports malloc/free/posix_memalign and would otherwise
@@ -22,6 +25,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <gnu/libc-version.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -138,6 +142,7 @@ typedef void (*mi_free_fn)(void *p);
 typedef int (*mi_version_fn)(void);
 static mi_malloc_aligned_fn p_mi_malloc_aligned;
 static mi_free_fn p_mi_free;
+static void (*p_mi_collect)(bool force);
 
 /* One function per column and touch mode, each a plain loop of direct calls,
  * so that every column pays the same loop overhead and nothing else. A failed
@@ -276,8 +281,18 @@ static const char *const rcol_key[NR_RCOLS] = { "mean_ns", "p50_ns", "p99_ns", "
 #define R_LIVE_MEAN (NR_RROWS * NR_RCOLS)
 #define NR_RSTATS (R_LIVE_MEAN + 1)
 
+/* The allocators of test 2: kmm_alloc_pages(order), and the peers asked for
+ * the same 2^order pages aligned to a page. */
+enum ralloc { RA_KMM, RA_MI, RA_GLIBC, NR_RALLOC };
+static const char *const ralloc_key[NR_RALLOC] = { "kmm", "mimalloc", "glibc" };
+static const char *const ralloc_label[NR_RALLOC] = {
+    "kmm      kmm_alloc_pages", "mimalloc mi_malloc_aligned", "glibc    posix_memalign",
+};
+
 struct rand_result {
     struct fig s[NR_RSTATS];
+    struct fig peer[NR_RALLOC][NR_RCOLS];   /* all operations, each allocator; [RA_KMM] = s[ROW_ALL] */
+    struct fig wall[NR_RALLOC];              /* ns per operation over the whole loop, first-byte writes included */
     struct fig aging;          /* last tenth mean / first tenth mean */
     struct fig order_alloc[RAND_MAX_ORDER + 1], order_free[RAND_MAX_ORDER + 1];   /* mean ns by order */
     long ops;
@@ -315,8 +330,38 @@ static void lat_stats(long from, long to, int kind, double out[NR_RCOLS])
     out[RC_MAX] = ticks_to_ns(scratch[m - 1]);
 }
 
-static void rand_rep(uint64_t *seed, long ops, double out[NR_RSTATS],
-                     double oalloc[RAND_MAX_ORDER + 1], double ofree[RAND_MAX_ORDER + 1])
+static inline void *ralloc(enum ralloc a, unsigned order)
+{
+    size_t len = g_page << order;
+    void *p = NULL;
+    switch (a) {
+    case RA_KMM:
+        return kmm_alloc_pages(g_mm, order, 0);
+    case RA_MI:
+        return p_mi_malloc_aligned(len, g_page);
+    default:
+        return posix_memalign(&p, g_page, len) ? NULL : p;
+    }
+}
+
+static inline void rfree(enum ralloc a, void *p)
+{
+    switch (a) {
+    case RA_KMM:
+        kmm_free_pages(g_mm, p);
+        break;
+    case RA_MI:
+        p_mi_free(p);
+        break;
+    default:
+        free(p);
+    }
+}
+
+/* One repetition of test 2 on allocator a; *wall_ns gets the ns per
+ * operation of the whole loop (timer reads and first-byte writes in). */
+static void rand_rep(enum ralloc a, uint64_t *seed, long ops, double out[NR_RSTATS],
+                     double oalloc[RAND_MAX_ORDER + 1], double ofree[RAND_MAX_ORDER + 1], double *wall_ns)
 {
     static void *live[RAND_LIVE_MAX];
     static unsigned char live_order[RAND_LIVE_MAX];
@@ -328,15 +373,16 @@ static void rand_rep(uint64_t *seed, long ops, double out[NR_RSTATS],
     /* Untimed: start from a heap holding half the live-set bound. */
     while (nlive < RAND_LIVE_MAX / 2) {
         unsigned order = (unsigned)(rnd(seed) % (RAND_MAX_ORDER + 1));
-        void *p = kmm_alloc_pages(g_mm, order, 0);
+        void *p = ralloc(a, order);
         if (!p)
-            die("random test: kmm_alloc_pages failed while filling");
+            die("random test: allocation failed while filling");
         *(volatile char *)p = 1;
         live_order[nlive] = (unsigned char)order;
         live[nlive++] = p;
     }
 
     uint64_t ovh = (uint64_t)tick_overhead;
+    double w0 = now_ns();
     for (long i = 0; i < ops; i++) {
         uint64_t r = rnd(seed);
         uint64_t t0, t1;
@@ -348,16 +394,16 @@ static void rand_rep(uint64_t *seed, long ops, double out[NR_RSTATS],
             live[j] = live[--nlive];
             live_order[j] = live_order[nlive];
             t0 = ticks();
-            kmm_free_pages(g_mm, p);
+            rfree(a, p);
             t1 = ticks();
             lat_kind[i] = 1;
         } else {
             order = (unsigned)((r >> 1) % (RAND_MAX_ORDER + 1));
             t0 = ticks();
-            void *p = kmm_alloc_pages(g_mm, order, 0);
+            void *p = ralloc(a, order);
             t1 = ticks();
             if (!p)
-                die("random test: kmm_alloc_pages failed");
+                die("random test: allocation failed");
             *(volatile char *)p = 1;          /* use it, as a caller would (untimed) */
             live_order[nlive] = (unsigned char)order;
             live[nlive++] = p;
@@ -370,8 +416,9 @@ static void rand_rep(uint64_t *seed, long ops, double out[NR_RSTATS],
         ocnt[lat_kind[i]][order]++;
         live_sum += (double)nlive;
     }
+    *wall_ns = (now_ns() - w0) / (double)ops;
     while (nlive > 0)
-        kmm_free_pages(g_mm, live[--nlive]);
+        rfree(a, live[--nlive]);
 
     long tenth = ops / 10;
     lat_stats(0, ops, -1, &out[RSTAT(ROW_ALL, 0)]);
@@ -400,12 +447,25 @@ static struct rand_result measure_random(void)
     memset(lat_kind, 0, (size_t)ops);
     memset(scratch, 0, (size_t)ops * sizeof *scratch);
 
+    /* Each repetition runs kmm, then the peers, on the same operations
+     * (the same seed), so that a slow spell of the machine hits all alike. */
     uint64_t seed = opt.seed;
-    double v[NR_RSTATS][64], aging[64], out[NR_RSTATS];
+    double v[NR_RSTATS][64], aging[64], out[NR_RSTATS], wall1;
+    double pv[NR_RALLOC][NR_RCOLS][64], wall[NR_RALLOC][64];
     double oa[RAND_MAX_ORDER + 1][64], of[RAND_MAX_ORDER + 1][64], oa1[RAND_MAX_ORDER + 1], of1[RAND_MAX_ORDER + 1];
-    rand_rep(&seed, ops / 10 + 10, out, oa1, of1);     /* warm up */
+    for (int a = 0; a < NR_RALLOC; a++) {   /* warm up */
+        uint64_t s0 = seed;
+        rand_rep((enum ralloc)a, &s0, ops / 10 + 10, out, oa1, of1, &wall1);
+    }
     for (int i = 0; i < opt.reps; i++) {
-        rand_rep(&seed, ops, out, oa1, of1);
+        uint64_t rep_seed = seed;
+        for (int a = NR_RALLOC - 1; a >= 0; a--) {   /* kmm last: its statistics stay in out */
+            seed = rep_seed;
+            rand_rep((enum ralloc)a, &seed, ops, out, oa1, of1, &wall1);
+            wall[a][i] = wall1;
+            for (int c = 0; c < NR_RCOLS; c++)
+                pv[a][c][i] = out[RSTAT(ROW_ALL, c)];
+        }
         for (int o = 0; o <= RAND_MAX_ORDER; o++) {
             oa[o][i] = oa1[o];
             of[o][i] = of1[o];
@@ -417,6 +477,11 @@ static struct rand_result measure_random(void)
     }
     for (int k = 0; k < NR_RSTATS; k++)
         r.s[k] = summarize(v[k], opt.reps);
+    for (int a = 0; a < NR_RALLOC; a++) {
+        for (int c = 0; c < NR_RCOLS; c++)
+            r.peer[a][c] = summarize(pv[a][c], opt.reps);
+        r.wall[a] = summarize(wall[a], opt.reps);
+    }
     r.aging = summarize(aging, opt.reps);
     for (int o = 0; o <= RAND_MAX_ORDER; o++) {
         r.order_alloc[o] = summarize(oa[o], opt.reps);
@@ -666,6 +731,65 @@ static struct create_result measure_create(void)
     return r;
 }
 
+/* ---- test 5: resident memory over time ----------------------------------------
+ *
+ * 1 GiB allocated as 256 blocks of 4 MiB, every page written, then freed;
+ * resident memory (growth over the start of this test, MiB) sampled while
+ * the program goes on calling the allocator (an alloc+free of 64 KiB every
+ * millisecond, past kmm's per-thread caches), then after each allocator's
+ * "drain" (kmm_drain, mi_collect(true), malloc_trim(0)). */
+
+#define RSS_BLOCKS 256
+#define RSS_ORDER  10
+static const int rss_at_ms[] = { 0, 50, 100, 200, 300, 500, 1000 };
+#define NR_RSS_AT ((int)(sizeof rss_at_ms / sizeof rss_at_ms[0]))
+
+struct rss_result {
+    double live_mib, freed_mib[NR_RSS_AT], drained_mib;
+};
+
+static double rss_mib(void)
+{
+    return (double)read_statm().resident * (double)sysconf(_SC_PAGESIZE) / (1 << 20);
+}
+
+static struct rss_result measure_rss(enum ralloc a)
+{
+    struct rss_result r;
+    static void *blk[RSS_BLOCKS];
+    double rss0 = rss_mib();
+    for (int i = 0; i < RSS_BLOCKS; i++) {
+        blk[i] = ralloc(a, RSS_ORDER);
+        if (!blk[i])
+            die("resident memory test: allocation failed");
+        for (size_t off = 0; off < (g_page << RSS_ORDER); off += g_page)
+            ((volatile char *)blk[i])[off] = 1;
+    }
+    r.live_mib = rss_mib() - rss0;
+    for (int i = 0; i < RSS_BLOCKS; i++)
+        rfree(a, blk[i]);
+    double t0 = now_ns();
+    for (int k = 0; k < NR_RSS_AT; k++) {
+        while ((now_ns() - t0) / 1e6 < rss_at_ms[k]) {
+            struct timespec ts = { 0, 1000000 };
+            nanosleep(&ts, NULL);
+            void *p = ralloc(a, 4);
+            if (!p)
+                die("resident memory test: allocation failed");
+            rfree(a, p);
+        }
+        r.freed_mib[k] = rss_mib() - rss0;
+    }
+    if (a == RA_KMM)
+        kmm_drain(g_mm);
+    else if (a == RA_MI && p_mi_collect)
+        p_mi_collect(true);
+    else if (a == RA_GLIBC)
+        malloc_trim(0);
+    r.drained_mib = rss_mib() - rss0;
+    return r;
+}
+
 /* ---- the machine and the libraries ------------------------------------------ */
 
 /* The machine is in sys (harness.h); these are the libraries of the columns. */
@@ -691,6 +815,7 @@ static void probe_libraries(void)
     }
     *(void **)&p_mi_malloc_aligned = dlsym(h, "mi_malloc_aligned");
     *(void **)&p_mi_free = dlsym(h, "mi_free");
+    *(void **)&p_mi_collect = dlsym(h, "mi_collect");
     mi_version_fn mi_version;
     *(void **)&mi_version = dlsym(h, "mi_version");
     if (!p_mi_malloc_aligned || !p_mi_free)
@@ -865,6 +990,11 @@ int main(int argc, char **argv)
 
     /* 4. creating a 64 GiB memory system. */
     struct create_result cr = measure_create();
+
+    /* 5. resident memory over time. */
+    struct rss_result rss[NR_RALLOC];
+    for (int a = 0; a < NR_RALLOC; a++)
+        rss[a] = measure_rss((enum ralloc)a);
     noise_measure(snap0, cpu_snap(false));
 
     double kmm_ns = hot[C_KMM].ns.med;
@@ -907,6 +1037,13 @@ int main(int argc, char **argv)
             for (int o = 0; o <= RAND_MAX_ORDER; o++)
                 printf("%.4g%s", (k ? rr.order_free : rr.order_alloc)[o].med, o < RAND_MAX_ORDER ? ", " : "], ");
         }
+        printf("\"allocators\": {");
+        for (int a = 0; a < NR_RALLOC; a++) {
+            printf("\"%s\": {", ralloc_key[a]);
+            for (int c = 0; c < NR_RCOLS; c++)
+                json_fig(rcol_key[c], rr.peer[a][c], ", ");
+            json_fig("loop_ns_per_op", rr.wall[a], a + 1 < NR_RALLOC ? "}, " : "}}, ");
+        }
         printf("\"kmm_check\": %s},\n", rr.check == 0 ? "\"ok\"" : "\"FAILED\"");
         printf("  \"threads\": {\"nproc\": %ld, \"control_scaled\": %s, ", sys.nproc,
                control_scaled ? "true" : "false");
@@ -924,7 +1061,16 @@ int main(int argc, char **argv)
         printf("  \"create_64gib\": {\"mem_size\": %llu, ", (unsigned long long)cr.mem_size);
         for (int k = 0; k < NR_CSTATS; k++)
             json_fig(cstat_key[k], cr.s[k], ", ");
-        printf("\"under_100ms\": %s}\n}\n", cr.s[K_CREATE_MS].med < 100 ? "true" : "false");
+        printf("\"under_100ms\": %s},\n", cr.s[K_CREATE_MS].med < 100 ? "true" : "false");
+        printf("  \"rss_1gib_mib\": {\"at_ms\": [");
+        for (int k = 0; k < NR_RSS_AT; k++)
+            printf("%d%s", rss_at_ms[k], k + 1 < NR_RSS_AT ? ", " : "], ");
+        for (int a = 0; a < NR_RALLOC; a++) {
+            printf("\"%s\": {\"live\": %.1f, \"freed\": [", ralloc_key[a], rss[a].live_mib);
+            for (int k = 0; k < NR_RSS_AT; k++)
+                printf("%.1f%s", rss[a].freed_mib[k], k + 1 < NR_RSS_AT ? ", " : "], ");
+            printf("\"drained\": %.1f}%s", rss[a].drained_mib, a + 1 < NR_RALLOC ? ", " : "}\n}\n");
+        }
         kmm_destroy(g_mm);
         return rr.check == 0 ? 0 : 1;
     }
@@ -953,6 +1099,17 @@ int main(int argc, char **argv)
     for (int row = 0; row < NR_RROWS; row++)
         printf("   %-24s %10.1f %10.1f %10.1f %10.1f\n", rrow_label[row], rr.s[RSTAT(row, RC_MEAN)].med,
                rr.s[RSTAT(row, RC_P50)].med, rr.s[RSTAT(row, RC_P99)].med, rr.s[RSTAT(row, RC_MAX)].med);
+    printf("   the same operations on each allocator, all operations, ns (p99 over kmm's: above 1 = kmm's tail is shorter):\n");
+    printf("   %-28s %8s %8s %8s %10s %9s %12s\n", "", "mean", "p50", "p99", "max", "p99/kmm", "loop ns/op");
+    for (int a = 0; a < NR_RALLOC; a++)
+        printf("   %-28s %8.1f %8.1f %8.1f %10.1f %8.2fx %12.1f\n", ralloc_label[a], rr.peer[a][RC_MEAN].med,
+               rr.peer[a][RC_P50].med, rr.peer[a][RC_P99].med, rr.peer[a][RC_MAX].med,
+               rr.peer[a][RC_P99].med / rr.peer[RA_KMM][RC_P99].med, rr.wall[a].med);
+    printf("   (loop ns/op: the whole loop over the operations, first-byte writes and timer reads included:\n"
+           "    page faults an allocator leaves to the caller's first write count there)\n");
+    printf("   target: kmm p99 at or below mimalloc's: %s (%.1f vs %.1f ns); kmm mean under 100 ns: %s (%.1f ns)\n",
+           met(rr.peer[RA_KMM][RC_P99].med <= rr.peer[RA_MI][RC_P99].med), rr.peer[RA_KMM][RC_P99].med,
+           rr.peer[RA_MI][RC_P99].med, met(rr.peer[RA_KMM][RC_MEAN].med < 100), rr.peer[RA_KMM][RC_MEAN].med);
     printf("   spread over the repetitions: mean [%.1f..%.1f] ns, p99 [%.1f..%.1f] ns\n",
            rr.s[RSTAT(ROW_ALL, RC_MEAN)].min, rr.s[RSTAT(ROW_ALL, RC_MEAN)].max,
            rr.s[RSTAT(ROW_ALL, RC_P99)].min, rr.s[RSTAT(ROW_ALL, RC_P99)].max);
@@ -1003,6 +1160,21 @@ int main(int argc, char **argv)
     printf("   RSS left after destroy            %9.0f KiB\n", cr.s[K_RSS_DESTROY_KIB].med);
     printf("   virtual size increase             %9.2f GiB\n", cr.s[K_VSZ_GIB].med);
     printf("   target: create under 100 ms: %s\n", met(cr.s[K_CREATE_MS].med < 100));
+
+    printf("\n5. resident memory: 1 GiB in %d blocks of %zu KiB, every page written, then freed; the\n"
+           "   program goes on (a 64 KiB alloc+free every ms); growth of RSS over the start, MiB\n",
+           RSS_BLOCKS, (g_page << RSS_ORDER) >> 10);
+    printf("   %-28s %6s", "", "live");
+    for (int k = 0; k < NR_RSS_AT; k++)
+        printf(" %5dms", rss_at_ms[k]);
+    printf(" %8s\n", "drained");
+    for (int a = 0; a < NR_RALLOC; a++) {
+        printf("   %-28s %6.0f", ralloc_label[a], rss[a].live_mib);
+        for (int k = 0; k < NR_RSS_AT; k++)
+            printf(" %7.0f", rss[a].freed_mib[k]);
+        printf(" %8.0f\n", rss[a].drained_mib);
+    }
+    printf("   (ms after the last free; drained = kmm_drain, mi_collect(true), malloc_trim(0))\n");
 
     printf("\nnoise: during the %.1f s run other processes kept %.2f CPUs busy on average and the\n"
            "       hypervisor stole %.1f%% of the CPU time (both should be near 0 for clean figures)\n",
