@@ -1281,6 +1281,23 @@ static void touch(void *p, size_t len)
 #define RSS_SLACK(touched) (64 * MiB)
 #endif
 
+/* 1 GiB in NBIG order-10 blocks (4 KiB pages), every page written; the
+ * process's RSS after it, checked to have grown by the GiB. */
+enum { NBIG = 256 };
+static size_t take_gib_written(struct kmm *mm, void **big, size_t rss0)
+{
+    struct kmm_page_stats st;
+    kmm_page_stats(mm, &st);
+    for (size_t i = 0; i < NBIG; i++) {
+        big[i] = kmm_alloc_pages(mm, 10, 0);
+        assert_non_null(big[i]);
+        touch(big[i], st.page_size << 10);
+    }
+    size_t rss1 = kmm_test_rss();
+    assert_true(rss1 >= rss0 + 1 * GiB);
+    return rss1;
+}
+
 static void test_rss(void **state)
 {
     (void)state;
@@ -1291,15 +1308,8 @@ static void test_rss(void **state)
     const size_t ps = init.page_size;
     size_t rss0 = kmm_test_rss();
 
-    enum { NBIG = 256 };   /* order-10 blocks of 4 KiB pages: 1 GiB */
     static void *big[NBIG];
-    for (size_t i = 0; i < NBIG; i++) {
-        big[i] = kmm_alloc_pages(mm, 10, 0);
-        assert_non_null(big[i]);
-        touch(big[i], ps << 10);
-    }
-    size_t rss1 = kmm_test_rss();
-    assert_true(rss1 >= rss0 + 1 * GiB);
+    size_t rss1 = take_gib_written(mm, big, rss0);
     kmm_page_stats(mm, &st);
     assert_true(st.resident_pages * ps >= 1 * GiB);
     for (size_t i = 0; i < NBIG; i++)
@@ -1353,15 +1363,8 @@ static void test_rss_decay(void **state)
     const size_t ps = init.page_size;
     size_t rss0 = kmm_test_rss();
 
-    enum { NBIG = 256 };   /* order-10 blocks of 4 KiB pages: 1 GiB */
     static void *big[NBIG];
-    for (size_t i = 0; i < NBIG; i++) {
-        big[i] = kmm_alloc_pages(mm, 10, 0);
-        assert_non_null(big[i]);
-        touch(big[i], ps << 10);
-    }
-    size_t rss1 = kmm_test_rss();
-    assert_true(rss1 >= rss0 + 1 * GiB);
+    size_t rss1 = take_gib_written(mm, big, rss0);
     for (size_t i = 0; i < NBIG; i++)
         kmm_free_pages(mm, big[i]);
     /* until kmm's own count of resident memory (the memfd's backed bytes)
